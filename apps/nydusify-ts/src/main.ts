@@ -1,0 +1,3 @@
+import { processIo, runNydusify } from '@nydus-ts/cli';
+
+process.exitCode = await runNydusify(process.argv.slice(2), processIo());

@@ -1,0 +1,5 @@
+export { runNydusify, buildNydusifyProgram, reportError } from './program.js';
+export type { CommandRegistrar } from './program.js';
+export { processIo } from './io.js';
+export type { CliIo } from './io.js';
+export { parseByteSize, parsePositiveInt, parseChoice } from './parse.js';

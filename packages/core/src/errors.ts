@@ -1,0 +1,121 @@
+/**
+ * One error hierarchy for every package. Callers and tests match on `code`, never on message
+ * text. The codes are categories (they drive CLI exit codes and gRPC statuses); subclasses
+ * carry the context of where the error happened.
+ */
+export type NydusErrorCode =
+  | 'INVALID_ARGUMENT'
+  | 'INVALID_FORMAT'
+  | 'UNSUPPORTED'
+  | 'NOT_FOUND'
+  | 'ALREADY_EXISTS'
+  | 'DATA_LOSS'
+  | 'UNAUTHENTICATED'
+  | 'PERMISSION_DENIED'
+  | 'UNAVAILABLE'
+  | 'RESOURCE_EXHAUSTED'
+  | 'FAILED_PRECONDITION'
+  | 'CANCELLED'
+  | 'INTERNAL';
+
+const brand = Symbol.for('nydus-ts.error');
+
+export interface NydusErrorOptions {
+  cause?: unknown;
+}
+
+export class NydusError extends Error {
+  readonly code: NydusErrorCode;
+  readonly [brand] = true;
+
+  constructor(code: NydusErrorCode, message: string, options?: NydusErrorOptions) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
+    this.code = code;
+    this.name = 'NydusError';
+  }
+}
+
+/** True for any NydusError (also across duplicate installs), optionally of one code. */
+export function isNydusError(err: unknown, code?: NydusErrorCode): err is NydusError {
+  if (typeof err !== 'object' || err === null || (err as { [brand]?: boolean })[brand] !== true) {
+    return false;
+  }
+  return code === undefined || (err as NydusError).code === code;
+}
+
+export class InvalidArgumentError extends NydusError {
+  constructor(message: string, options?: NydusErrorOptions) {
+    super('INVALID_ARGUMENT', message, options);
+    this.name = 'InvalidArgumentError';
+  }
+}
+
+/** A structure on disk or on the wire violates its format. */
+export class FormatError extends NydusError {
+  /** Name of the structure and field, e.g. `superblock.s_magic`. */
+  readonly field: string;
+  /** Absolute byte offset of the field, when known. */
+  readonly offset: number | undefined;
+  readonly value: unknown;
+
+  constructor(field: string, message: string, details: { offset?: number; value?: unknown; cause?: unknown } = {}) {
+    const at = details.offset === undefined ? '' : ` at offset ${details.offset}`;
+    super('INVALID_FORMAT', `${field}${at}: ${message}`, { cause: details.cause });
+    this.name = 'FormatError';
+    this.field = field;
+    this.offset = details.offset;
+    this.value = details.value;
+  }
+}
+
+/** Content did not match the digest it was promised to have. */
+export class DigestMismatchError extends NydusError {
+  readonly expected: string;
+  readonly actual: string;
+  /** What was being verified, e.g. `chunk 3 of blob be7d…` or a blob digest. */
+  readonly subject: string;
+
+  constructor(subject: string, expected: string, actual: string) {
+    super('DATA_LOSS', `${subject}: digest mismatch (expected ${expected}, got ${actual})`);
+    this.name = 'DigestMismatchError';
+    this.subject = subject;
+    this.expected = expected;
+    this.actual = actual;
+  }
+}
+
+export class NotFoundError extends NydusError {
+  constructor(message: string, options?: NydusErrorOptions) {
+    super('NOT_FOUND', message, options);
+    this.name = 'NotFoundError';
+  }
+}
+
+export class UnsupportedError extends NydusError {
+  constructor(message: string, options?: NydusErrorOptions) {
+    super('UNSUPPORTED', message, options);
+    this.name = 'UnsupportedError';
+  }
+}
+
+export class CancelledError extends NydusError {
+  constructor(message = 'operation cancelled', options?: NydusErrorOptions) {
+    super('CANCELLED', message, options);
+    this.name = 'CancelledError';
+  }
+}
+
+/** Throws a CancelledError carrying the signal's reason if the signal is aborted. */
+export function throwIfAborted(signal: AbortSignal | undefined): void {
+  if (signal?.aborted) {
+    throw new CancelledError('operation cancelled', { cause: signal.reason });
+  }
+}
+
+/** Process exit code for an error: 2 for usage/input problems, 1 otherwise. */
+export function exitCodeFor(err: unknown): number {
+  if (isNydusError(err) && (err.code === 'INVALID_ARGUMENT' || err.code === 'INVALID_FORMAT')) {
+    return 2;
+  }
+  return 1;
+}

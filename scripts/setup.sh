@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Idempotent set-up: the Debian packages the project needs, then the npm dependencies.
+# Called by `npm test`, `npm run demo` and `npm run bench`; safe to run again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+apt_packages=(
+  erofs-utils     # mkfs.erofs / fsck.erofs / dump.erofs: kernel-side checks of our bootstraps
+  attr            # getfattr/setfattr for xattr fixtures
+  busybox-static  # a static userland for sample images
+  debootstrap     # Debian minbase trees for benchmarks and conversion tests
+  docker-registry # a real OCI registry on loopback for integration tests
+  skopeo          # reference copier for checks and benchmarks
+  umoci           # OCI image layout unpacker
+)
+
+missing=()
+for p in "${apt_packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "setup: need root to install: ${missing[*]}" >&2
+    exit 1
+  fi
+  echo "setup: installing ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# npm ci only when the lock file changed since the last install.
+stamp=node_modules/.setup-stamp
+want=$(sha256sum package-lock.json | cut -d' ' -f1)
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+  npm ci --no-audit --no-fund
+  echo "$want" > "$stamp"
+fi
