@@ -1,0 +1,6 @@
+export type { LayerEntry, LayerEntryType } from './entry.js';
+export * from './layout/index.js';
+export { compressChunk, decompressChunk, CHUNK_COMPRESSORS } from './compression.js';
+export type { ChunkCompressor } from './compression.js';
+export { digestChunk, CHUNK_DIGESTERS } from './chunk-digest.js';
+export type { ChunkDigester } from './chunk-digest.js';

@@ -1,0 +1,105 @@
+import { FormatError } from '@nydus-ts/core';
+import { LeReader, LeWriter } from './bytes.js';
+import { COMPACT_INODE_SIZE, DataLayout, EXTENDED_INODE_SIZE, InodeVersion, type DataLayoutValue } from './constants.js';
+
+/**
+ * An EROFS inode as RAFS v6 uses it (spec §1.6). Compact (32 B) and extended (64 B) inodes
+ * decode to the same shape; compact ones have mtime 0.
+ */
+export interface ErofsInode {
+  /** i_format @0 bit 0: 0 compact, 1 extended */ extended: boolean;
+  /** i_format @0 bits 1..3 */ dataLayout: DataLayoutValue;
+  /** i_xattr_icount @2 */ xattrCount: number;
+  /** i_mode @4: full st_mode */ mode: number;
+  /** i_nlink: compact @6 (u16), extended @44 (u32) */ nlink: number;
+  /** i_size: compact @8 (u32), extended @8 (u64) */ size: number;
+  /** i_u: compact @16, extended @16: raw block address, rdev or chunk format */ u: number;
+  /** i_ino: compact @20, extended @20 */ ino: number;
+  /** i_uid: compact @24 (u16), extended @24 (u32) */ uid: number;
+  /** i_gid: compact @26 (u16), extended @28 (u32) */ gid: number;
+  /** i_mtime @32 (extended only) */ mtime: number;
+  /** i_mtime_nsec @40 (extended only) */ mtimeNsec: number;
+}
+
+const COMPACT = { format: 0, xattrCount: 2, mode: 4, nlink: 6, size: 8, u: 16, ino: 20, uid: 24, gid: 26 } as const;
+const EXTENDED = { format: 0, xattrCount: 2, mode: 4, size: 8, u: 16, ino: 20, uid: 24, gid: 28, mtime: 32, mtimeNsec: 40, nlink: 44 } as const;
+
+export function inodeSize(inode: Pick<ErofsInode, 'extended'>): number {
+  return inode.extended ? EXTENDED_INODE_SIZE : COMPACT_INODE_SIZE;
+}
+
+/** Decodes the inode starting at `bytes[0]`; `absOffset` and `nid` only label errors. */
+export function decodeInode(bytes: Uint8Array, absOffset: number, nid: number): ErofsInode {
+  const what = `inode[nid ${nid}]`;
+  const r = new LeReader(bytes, what, absOffset);
+  const format = r.u16(0, 'i_format');
+  if (format >> 4 !== 0) throw new FormatError(`${what}.i_format`, `unknown format bits 0x${format.toString(16)}`, { offset: absOffset, value: format });
+  const layout = (format >> 1) & 0x7;
+  if (layout !== DataLayout.FLAT_PLAIN && layout !== DataLayout.FLAT_INLINE && layout !== DataLayout.CHUNK_BASED) {
+    throw new FormatError(`${what}.i_format`, `unsupported data layout ${layout}`, { offset: absOffset, value: format });
+  }
+  const extended = (format & 1) === InodeVersion.EXTENDED;
+  if (extended) {
+    return {
+      extended,
+      dataLayout: layout as DataLayoutValue,
+      xattrCount: r.u16(EXTENDED.xattrCount, 'i_xattr_icount'),
+      mode: r.u16(EXTENDED.mode, 'i_mode'),
+      nlink: r.u32(EXTENDED.nlink, 'i_nlink'),
+      size: r.u64(EXTENDED.size, 'i_size'),
+      u: r.u32(EXTENDED.u, 'i_u'),
+      ino: r.u32(EXTENDED.ino, 'i_ino'),
+      uid: r.u32(EXTENDED.uid, 'i_uid'),
+      gid: r.u32(EXTENDED.gid, 'i_gid'),
+      mtime: r.u64(EXTENDED.mtime, 'i_mtime'),
+      mtimeNsec: r.u32(EXTENDED.mtimeNsec, 'i_mtime_nsec'),
+    };
+  }
+  return {
+    extended,
+    dataLayout: layout as DataLayoutValue,
+    xattrCount: r.u16(COMPACT.xattrCount, 'i_xattr_icount'),
+    mode: r.u16(COMPACT.mode, 'i_mode'),
+    nlink: r.u16(COMPACT.nlink, 'i_nlink'),
+    size: r.u32(COMPACT.size, 'i_size'),
+    u: r.u32(COMPACT.u, 'i_u'),
+    ino: r.u32(COMPACT.ino, 'i_ino'),
+    uid: r.u16(COMPACT.uid, 'i_uid'),
+    gid: r.u16(COMPACT.gid, 'i_gid'),
+    mtime: 0,
+    mtimeNsec: 0,
+  };
+}
+
+export function encodeInode(inode: ErofsInode): Uint8Array {
+  const format = (inode.extended ? InodeVersion.EXTENDED : InodeVersion.COMPACT) | (inode.dataLayout << 1);
+  if (inode.extended) {
+    return new LeWriter(EXTENDED_INODE_SIZE)
+      .u16(EXTENDED.format, format)
+      .u16(EXTENDED.xattrCount, inode.xattrCount)
+      .u16(EXTENDED.mode, inode.mode)
+      .u64(EXTENDED.size, inode.size)
+      .u32(EXTENDED.u, inode.u)
+      .u32(EXTENDED.ino, inode.ino)
+      .u32(EXTENDED.uid, inode.uid)
+      .u32(EXTENDED.gid, inode.gid)
+      .u64(EXTENDED.mtime, inode.mtime)
+      .u32(EXTENDED.mtimeNsec, inode.mtimeNsec)
+      .u32(EXTENDED.nlink, inode.nlink).bytes;
+  }
+  return new LeWriter(COMPACT_INODE_SIZE)
+    .u16(COMPACT.format, format)
+    .u16(COMPACT.xattrCount, inode.xattrCount)
+    .u16(COMPACT.mode, inode.mode)
+    .u16(COMPACT.nlink, inode.nlink)
+    .u32(COMPACT.size, inode.size)
+    .u32(COMPACT.u, inode.u)
+    .u32(COMPACT.ino, inode.ino)
+    .u16(COMPACT.uid, inode.uid)
+    .u16(COMPACT.gid, inode.gid).bytes;
+}
+
+/** Size in bytes of the inline xattr area for `i_xattr_icount` (0 when there is none). */
+export function xattrAreaSize(xattrCount: number): number {
+  return xattrCount === 0 ? 0 : 12 + 4 * (xattrCount - 1);
+}
