@@ -1,0 +1,257 @@
+import { createReadStream, type BigIntStats } from 'node:fs';
+import { lstat, readdir, readlink } from 'node:fs/promises';
+import { join } from 'node:path';
+import {
+  InvalidArgumentError,
+  NotFoundError,
+  NydusError,
+  noopLogger,
+  throwIfAborted,
+  type Logger,
+} from '@nydus-ts/core';
+import type { LayerEntry } from '@nydus-ts/format';
+import { getAttribute, listAttributes } from 'fs-xattr';
+
+export interface ReadDirectoryEntriesOptions {
+  signal?: AbortSignal;
+  /** Read extended attributes (default true). */
+  xattrs?: boolean;
+  /** Read size of file content streams (default 1 MiB). */
+  readChunkSize?: number;
+  /** How many entries of a directory have their metadata fetched ahead (default 32). */
+  lookahead?: number;
+  logger?: Logger;
+}
+
+/** Metadata of one directory child, fetched ahead of its turn. */
+interface Meta {
+  name: string;
+  stat: BigIntStats;
+  linkTarget?: string;
+  xattrs?: Map<string, Uint8Array>;
+}
+
+interface Frame {
+  abs: string;
+  rel: string;
+  names: string[];
+  next: number;
+  pending: Map<number, Promise<Meta | null>>;
+}
+
+const NS_PER_S = 1_000_000_000n;
+
+/**
+ * Walks a directory tree depth-first in a deterministic order (children sorted by the bytes of
+ * their UTF-8 names, each directory before its contents) and describes every entry as a layer
+ * entry: the root itself is path ''. Metadata comes from lstat (symlinks are never followed):
+ * permission bits, uid/gid, mtime with nanoseconds, device numbers (Linux dev_t split), symlink
+ * targets, and extended attributes. Regular files with several names (same st_dev and st_ino)
+ * are one 'file' (the first name in walk order) and 'hardlink' entries pointing to it. File
+ * content is opened only when the consumer iterates it and streamed in `readChunkSize` reads.
+ * Sockets cannot be stored in a layer and are skipped. Memory grows with the number of entries
+ * in open directories and of multiply-linked files, never with file sizes.
+ *
+ * Symlink xattrs are not read: fs-xattr calls getxattr/listxattr, which follow symlinks (it has
+ * no l*xattr variants), so reading them would report the target's attributes. On Linux only
+ * trusted.* and security.* can be set on symlinks anyway.
+ */
+export async function* readDirectoryEntries(
+  root: string,
+  options: ReadDirectoryEntriesOptions = {},
+): AsyncGenerator<LayerEntry, void, undefined> {
+  const withXattrs = options.xattrs ?? true;
+  const chunkSize = options.readChunkSize ?? 1 << 20;
+  const lookahead = Math.max(1, options.lookahead ?? 32);
+  const logger = options.logger ?? noopLogger;
+  if (!Number.isSafeInteger(chunkSize) || chunkSize < 1) {
+    throw new InvalidArgumentError(`readDirectoryEntries: readChunkSize must be a positive integer, got ${chunkSize}`);
+  }
+
+  let rootStat: BigIntStats;
+  try {
+    rootStat = await lstat(root, { bigint: true });
+  } catch (err) {
+    if (errnoCode(err) === 'ENOENT') throw new NotFoundError(`directory ${root} does not exist`, { cause: err });
+    throw err;
+  }
+  if (!rootStat.isDirectory()) {
+    throw new InvalidArgumentError(`readDirectoryEntries: ${root} is not a directory`);
+  }
+
+  const fetchMeta = async (abs: string, name: string): Promise<Meta | null> => {
+    let stat: BigIntStats;
+    try {
+      stat = await lstat(abs, { bigint: true });
+    } catch (err) {
+      if (errnoCode(err) === 'ENOENT') return null; // removed since readdir
+      throw err;
+    }
+    const meta: Meta = { name, stat };
+    if (stat.isSymbolicLink()) {
+      meta.linkTarget = (await readlink(abs, { encoding: 'buffer' })).toString('utf8');
+    } else if (withXattrs && !stat.isSocket()) {
+      const xattrs = await readXattrs(abs);
+      if (xattrs !== undefined) meta.xattrs = xattrs;
+    }
+    return meta;
+  };
+
+  const rootMeta: Meta = { name: '', stat: rootStat };
+  if (withXattrs) {
+    const xattrs = await readXattrs(root);
+    if (xattrs !== undefined) rootMeta.xattrs = xattrs;
+  }
+  yield toEntry('', root, rootMeta, chunkSize);
+
+  /** First path of each multiply-linked regular file, by `dev:ino`. */
+  const firstNames = new Map<string, string>();
+  const stack: Frame[] = [await openFrame(root, '')];
+
+  while (stack.length > 0) {
+    throwIfAborted(options.signal);
+    const frame = stack[stack.length - 1]!;
+    if (frame.next >= frame.names.length) {
+      stack.pop();
+      continue;
+    }
+    // Keep `lookahead` metadata fetches in flight ahead of the cursor.
+    for (let i = frame.next; i < Math.min(frame.names.length, frame.next + lookahead); i++) {
+      if (!frame.pending.has(i)) {
+        const name = frame.names[i]!;
+        const p = fetchMeta(join(frame.abs, name), name);
+        p.catch(() => undefined); // awaited in turn below; avoid an unhandled rejection meanwhile
+        frame.pending.set(i, p);
+      }
+    }
+    const index = frame.next++;
+    const meta = await frame.pending.get(index)!;
+    frame.pending.delete(index);
+    if (meta === null) continue;
+
+    const abs = join(frame.abs, meta.name);
+    const rel = frame.rel === '' ? meta.name : `${frame.rel}/${meta.name}`;
+    const { stat } = meta;
+    if (stat.isSocket()) {
+      logger.debug('directory walk: socket skipped', { path: rel });
+      continue;
+    }
+    if (stat.isFile() && stat.nlink > 1n) {
+      const key = `${stat.dev}:${stat.ino}`;
+      const first = firstNames.get(key);
+      if (first !== undefined) {
+        const entry = toEntry(rel, abs, meta, chunkSize);
+        entry.type = 'hardlink';
+        entry.size = 0;
+        entry.linkTarget = first;
+        delete entry.content;
+        yield entry;
+        continue;
+      }
+      firstNames.set(key, rel);
+    }
+    yield toEntry(rel, abs, meta, chunkSize);
+    if (stat.isDirectory()) stack.push(await openFrame(abs, rel));
+  }
+}
+
+async function openFrame(abs: string, rel: string): Promise<Frame> {
+  const names = await readdir(abs);
+  // Byte-wise order of the UTF-8 names (JS string order differs for astral characters).
+  const keyed = names.map((name) => ({ name, key: Buffer.from(name, 'utf8') }));
+  keyed.sort((a, b) => Buffer.compare(a.key, b.key));
+  return { abs, rel, names: keyed.map((k) => k.name), next: 0, pending: new Map() };
+}
+
+function toEntry(rel: string, abs: string, meta: Meta, chunkSize: number): LayerEntry {
+  const { stat } = meta;
+  let sec = stat.mtimeNs / NS_PER_S;
+  let nsec = stat.mtimeNs % NS_PER_S;
+  if (nsec < 0n) {
+    sec -= 1n;
+    nsec += NS_PER_S;
+  }
+  const entry: LayerEntry = {
+    path: rel,
+    type: 'file',
+    mode: Number(stat.mode) & 0o7777,
+    uid: Number(stat.uid),
+    gid: Number(stat.gid),
+    mtime: Number(sec),
+    mtimeNsec: Number(nsec),
+    size: 0,
+  };
+  if (stat.isFile()) {
+    entry.size = Number(stat.size);
+    entry.content = fileContent(abs, entry.size, chunkSize);
+  } else if (stat.isDirectory()) {
+    entry.type = 'directory';
+  } else if (stat.isSymbolicLink()) {
+    entry.type = 'symlink';
+    entry.linkTarget = meta.linkTarget!;
+  } else if (stat.isCharacterDevice() || stat.isBlockDevice()) {
+    entry.type = stat.isCharacterDevice() ? 'char-device' : 'block-device';
+    const { major, minor } = splitDev(stat.rdev);
+    entry.devMajor = major;
+    entry.devMinor = minor;
+  } else if (stat.isFIFO()) {
+    entry.type = 'fifo';
+  } else {
+    throw new InvalidArgumentError(`readDirectoryEntries: ${abs} has an unknown file type (mode 0o${stat.mode.toString(8)})`);
+  }
+  if (meta.xattrs !== undefined) entry.xattrs = meta.xattrs;
+  return entry;
+}
+
+/** glibc's Linux dev_t layout: major = bits 8..19 and 32..43, minor = bits 0..7 and 20..31 (and 44..63). */
+export function splitDev(dev: bigint): { major: number; minor: number } {
+  const major = ((dev >> 8n) & 0xfffn) | ((dev >> 32n) & ~0xfffn);
+  const minor = (dev & 0xffn) | ((dev >> 12n) & ~0xffn);
+  return { major: Number(major & 0xffffffffn), minor: Number(minor & 0xffffffffn) };
+}
+
+/** Content of a regular file, opened when iterated; exactly `size` bytes or an error. */
+function fileContent(path: string, size: number, chunkSize: number): AsyncIterable<Uint8Array> {
+  return {
+    async *[Symbol.asyncIterator]() {
+      if (size === 0) return;
+      const stream = createReadStream(path, { highWaterMark: chunkSize, start: 0, end: size - 1 });
+      let read = 0;
+      for await (const chunk of stream as AsyncIterable<Buffer>) {
+        read += chunk.length;
+        yield chunk;
+      }
+      if (read !== size) {
+        throw new NydusError('DATA_LOSS', `file ${path} shrank while being read: ${read} of ${size} bytes`);
+      }
+    },
+  };
+}
+
+/** Extended attributes sorted by name; undefined if none or unsupported by the filesystem. */
+async function readXattrs(path: string): Promise<Map<string, Uint8Array> | undefined> {
+  let names: string[];
+  try {
+    names = await listAttributes(path);
+  } catch (err) {
+    const code = errnoCode(err);
+    if (code === 'ENOTSUP' || code === 'EOPNOTSUPP' || code === 'ENOENT') return undefined;
+    throw err;
+  }
+  if (names.length === 0) return undefined;
+  names.sort();
+  const xattrs = new Map<string, Uint8Array>();
+  for (const name of names) {
+    try {
+      xattrs.set(name, await getAttribute(path, name));
+    } catch (err) {
+      if (errnoCode(err) === 'ENODATA') continue; // removed since listxattr
+      throw err;
+    }
+  }
+  return xattrs.size > 0 ? xattrs : undefined;
+}
+
+function errnoCode(err: unknown): string | undefined {
+  return typeof err === 'object' && err !== null && 'code' in err ? String((err as { code: unknown }).code) : undefined;
+}

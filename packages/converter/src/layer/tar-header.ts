@@ -1,0 +1,167 @@
+import { FormatError, InvalidArgumentError } from '@nydus-ts/core';
+
+/**
+ * The 512-byte tar header shared by ustar (POSIX.1-1988), GNU and PAX (POSIX.1-2001) archives.
+ * Field offsets and sizes, as in POSIX `ustar` and GNU tar's `tar.h`.
+ */
+export const BLOCK_SIZE = 512;
+
+export const Field = {
+  name: [0, 100],
+  mode: [100, 8],
+  uid: [108, 8],
+  gid: [116, 8],
+  size: [124, 12],
+  mtime: [136, 12],
+  chksum: [148, 8],
+  typeflag: [156, 1],
+  linkname: [157, 100],
+  magic: [257, 6],
+  version: [263, 2],
+  uname: [265, 32],
+  gname: [297, 32],
+  devmajor: [329, 8],
+  devminor: [337, 8],
+  prefix: [345, 155],
+} as const satisfies Record<string, readonly [number, number]>;
+
+export type FieldName = keyof typeof Field;
+
+/** Type flags (header byte 156). */
+export const TypeFlag = {
+  regular: 0x30, // '0'
+  regularOld: 0x00, // '\0' (pre-POSIX)
+  hardlink: 0x31, // '1'
+  symlink: 0x32, // '2'
+  charDevice: 0x33, // '3'
+  blockDevice: 0x34, // '4'
+  directory: 0x35, // '5'
+  fifo: 0x36, // '6'
+  contiguous: 0x37, // '7' (treated as regular)
+  paxExtended: 0x78, // 'x'
+  paxGlobal: 0x67, // 'g'
+  gnuLongName: 0x4c, // 'L'
+  gnuLongLink: 0x4b, // 'K'
+  gnuDumpDir: 0x44, // 'D'
+  gnuSparse: 0x53, // 'S'
+  gnuVolumeLabel: 0x56, // 'V'
+  gnuMultiVolume: 0x4d, // 'M'
+} as const;
+
+/** Largest value of an octal field of `width` bytes (width − 1 digits plus a terminator). */
+export function maxOctal(width: number): number {
+  return 8 ** (width - 1) - 1;
+}
+
+/** Checksum of a header: byte sum with the chksum field counted as 8 spaces. */
+export function headerChecksum(block: Buffer): { unsigned: number; signed: number } {
+  let unsigned = 0;
+  let signed = 0;
+  for (let i = 0; i < BLOCK_SIZE; i++) {
+    const b = i >= 148 && i < 156 ? 0x20 : block[i]!;
+    unsigned += b;
+    signed += b >= 0x80 ? b - 0x100 : b;
+  }
+  return { unsigned, signed };
+}
+
+/** True if the block is all zeros (an end-of-archive marker). */
+export function isZeroBlock(block: Buffer): boolean {
+  // Compare 8 bytes at a time; headers are rare compared with data, but archives end with
+  // kilobytes of zero padding.
+  for (let i = 0; i < BLOCK_SIZE; i += 8) {
+    if (block.readBigUInt64LE(i) !== 0n) return false;
+  }
+  return true;
+}
+
+/** A NUL-terminated string field, decoded as UTF-8. */
+export function readString(block: Buffer, [off, len]: readonly [number, number]): string {
+  let end = block.indexOf(0, off);
+  if (end < 0 || end > off + len) end = off + len;
+  return block.toString('utf8', off, end);
+}
+
+/**
+ * A numeric field: octal digits (leading spaces/NULs allowed, ended by space or NUL), or the GNU
+ * base-256 form (first byte 0x80 for positive, 0xff for negative two's complement).
+ * `where` names the entry for error messages; `offset` is the header's absolute offset.
+ */
+export function readNumber(block: Buffer, name: FieldName, where: string, offset: number): number {
+  const [off, len] = Field[name];
+  const first = block[off]!;
+  if (first & 0x80) {
+    const negative = first === 0xff;
+    let value = 0n;
+    for (let i = 0; i < len; i++) {
+      let b = block[off + i]!;
+      if (i === 0) b &= negative ? 0xff : 0x7f;
+      value = (value << 8n) | BigInt(b);
+    }
+    if (negative) value -= 1n << BigInt(8 * len);
+    if (value > BigInt(Number.MAX_SAFE_INTEGER) || value < BigInt(Number.MIN_SAFE_INTEGER)) {
+      throw new FormatError(`tar.header.${name}`, `${where}: base-256 value ${value} is out of range`, {
+        offset: offset + off,
+        value,
+      });
+    }
+    return Number(value);
+  }
+  let i = off;
+  const end = off + len;
+  while (i < end && (block[i] === 0x20 || block[i] === 0)) i++;
+  let value = 0;
+  for (; i < end; i++) {
+    const b = block[i]!;
+    if (b === 0x20 || b === 0) break;
+    if (b < 0x30 || b > 0x37) {
+      throw new FormatError(
+        `tar.header.${name}`,
+        `${where}: invalid octal digit 0x${b.toString(16).padStart(2, '0')} in "${block.toString('latin1', off, end).replace(/\0/g, '\\0')}"`,
+        { offset: offset + off },
+      );
+    }
+    value = value * 8 + (b - 0x30);
+  }
+  // Anything after the terminator must be a terminator too (spaces/NULs).
+  for (; i < end; i++) {
+    const b = block[i]!;
+    if (b !== 0x20 && b !== 0) {
+      throw new FormatError(`tar.header.${name}`, `${where}: garbage after octal number`, { offset: offset + off });
+    }
+  }
+  return value;
+}
+
+/**
+ * Normalises a tar member name into a layer path: strips leading `/`, drops empty and `.`
+ * components (so `//`, `./` and trailing `/` disappear), and rejects `..` components. The root
+ * (`.`, `./`, `/`) becomes ''. `what` names the member for the error message.
+ */
+export function normalizeTarPath(name: string, what: string): string {
+  // Fast path: already clean (the common case in real layers, apart from a leading "./").
+  let s = name;
+  if (s.startsWith('./')) s = s.slice(2);
+  if (
+    s.length > 0 &&
+    s.charCodeAt(0) !== 0x2f &&
+    s.charCodeAt(s.length - 1) !== 0x2f &&
+    !s.includes('//') &&
+    !s.includes('/./') &&
+    !s.startsWith('./') &&
+    !s.endsWith('/.') &&
+    !s.includes('..') &&
+    s !== '.'
+  ) {
+    return s;
+  }
+  const parts: string[] = [];
+  for (const part of s.split('/')) {
+    if (part === '' || part === '.') continue;
+    if (part === '..') {
+      throw new InvalidArgumentError(`tar entry ${what}: path "${name}" contains a ".." component`);
+    }
+    parts.push(part);
+  }
+  return parts.join('/');
+}
