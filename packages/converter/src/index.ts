@@ -6,3 +6,4 @@ export { readDirectoryEntries } from './layer/dir-reader.js';
 export type { ReadDirectoryEntriesOptions } from './layer/dir-reader.js';
 export { decompressStream, detectCompression } from './layer/decompress.js';
 export type { DecompressStreamOptions, LayerCompression } from './layer/decompress.js';
+export * from './local/index.js';

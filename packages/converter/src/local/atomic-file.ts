@@ -1,0 +1,92 @@
+import { randomBytes } from 'node:crypto';
+import { open, rename, rm, type FileHandle } from 'node:fs/promises';
+import path from 'node:path';
+
+/**
+ * A file written under a temporary name in its final directory and renamed into place only on
+ * commit, so a failed or interrupted write never leaves a half-written file under the real name.
+ * Writes are coalesced into `bufferSize` pieces; each `write` resolves when the data is buffered
+ * or flushed (the caller's await is the backpressure).
+ */
+export class AtomicFileWriter {
+  readonly tempPath: string;
+  #handle: FileHandle | undefined;
+  #buffer: Buffer;
+  #used = 0;
+  #size = 0;
+  #done = false;
+
+  private constructor(tempPath: string, handle: FileHandle, bufferSize: number) {
+    this.tempPath = tempPath;
+    this.#handle = handle;
+    this.#buffer = Buffer.allocUnsafe(bufferSize);
+  }
+
+  static async create(dir: string, options: { bufferSize?: number; prefix?: string } = {}): Promise<AtomicFileWriter> {
+    const tempPath = path.join(dir, `.${options.prefix ?? 'tmp'}-${process.pid}-${randomBytes(6).toString('hex')}`);
+    const handle = await open(tempPath, 'wx', 0o644);
+    return new AtomicFileWriter(tempPath, handle, options.bufferSize ?? 4 << 20);
+  }
+
+  get size(): number {
+    return this.#size;
+  }
+
+  async write(bytes: Uint8Array): Promise<void> {
+    this.#size += bytes.length;
+    if (bytes.length >= this.#buffer.length) {
+      await this.#flush();
+      await this.#writeAll(bytes);
+      return;
+    }
+    if (this.#used + bytes.length > this.#buffer.length) await this.#flush();
+    this.#buffer.set(bytes, this.#used);
+    this.#used += bytes.length;
+  }
+
+  async #flush(): Promise<void> {
+    if (this.#used === 0) return;
+    const n = this.#used;
+    this.#used = 0;
+    await this.#writeAll(this.#buffer.subarray(0, n));
+  }
+
+  async #writeAll(bytes: Uint8Array): Promise<void> {
+    let off = 0;
+    while (off < bytes.length) {
+      const { bytesWritten } = await this.#handle!.write(bytes, off, bytes.length - off);
+      off += bytesWritten;
+    }
+  }
+
+  /** Flushes, fsyncs and renames the file to `finalPath` (replacing what is there). */
+  async commit(finalPath: string): Promise<void> {
+    await this.#flush();
+    await this.#handle!.sync();
+    await this.#handle!.close();
+    this.#handle = undefined;
+    this.#done = true;
+    await rename(this.tempPath, finalPath);
+  }
+
+  /** Removes the temporary file; safe to call after commit (then it does nothing). */
+  async abort(): Promise<void> {
+    if (this.#done) return;
+    this.#done = true;
+    await this.#handle?.close().catch(() => {});
+    this.#handle = undefined;
+    await rm(this.tempPath, { force: true });
+  }
+}
+
+/** Writes `bytes` to `finalPath` through a temporary file in the same directory. */
+export async function writeFileAtomic(finalPath: string, bytes: Uint8Array): Promise<void> {
+  const w = await AtomicFileWriter.create(path.dirname(finalPath), { prefix: path.basename(finalPath) });
+  try {
+    await w.write(bytes);
+    await w.commit(finalPath);
+  } catch (err) {
+    await w.abort();
+    throw err;
+  }
+}

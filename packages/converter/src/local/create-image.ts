@@ -1,0 +1,137 @@
+import { InvalidArgumentError, NotFoundError, noopLogger, type Logger } from '@nydus-ts/core';
+import {
+  BootstrapReader,
+  CHUNK_COMPRESSORS,
+  CHUNK_DIGESTERS,
+  ChunkDict,
+  buildLayer,
+  type ChunkCompressor,
+  type ChunkDigester,
+  type LayerBuildResult,
+  type LayerEntry,
+} from '@nydus-ts/format';
+import { createReadStream } from 'node:fs';
+import { mkdir, readFile, stat } from 'node:fs/promises';
+import path from 'node:path';
+import { decompressStream } from '../layer/decompress.js';
+import { readDirectoryEntries } from '../layer/dir-reader.js';
+import { readTarEntries } from '../layer/tar-reader.js';
+import { AtomicFileWriter, writeFileAtomic } from './atomic-file.js';
+
+/** Source types of `image create`, as `nydus-image create --type` names them. */
+export const SOURCE_TYPES = ['dir-rafs', 'tar-rafs', 'targz-rafs'] as const;
+export type SourceType = (typeof SOURCE_TYPES)[number];
+
+export interface CreateImageOptions {
+  type: SourceType;
+  /** A directory (dir-rafs), a tar file (tar-rafs) or a gzip/zstd tar file (targz-rafs). */
+  source: string;
+  /** Where to write the layer bootstrap. */
+  bootstrap: string;
+  /** Where to write the data blob, named by its id (sha256 of the file). */
+  blobDir: string;
+  compressor?: ChunkCompressor;
+  chunkSize?: number;
+  digester?: ChunkDigester;
+  /** Path of a bootstrap whose chunks are reused instead of written again. */
+  chunkDict?: string;
+  prefetchPatterns?: string[];
+  logger?: Logger;
+  signal?: AbortSignal;
+}
+
+export interface CreateImageResult {
+  bootstrap: string;
+  /** Null when the source has no file data (nothing is written to the blob dir). */
+  blob: { id: string; path: string; size: number; chunkCount: number } | null;
+  referencedDictBlobs: string[];
+  stats: LayerBuildResult['stats'];
+  durationMs: number;
+}
+
+export function resolveCreateImageOptions(options: CreateImageOptions): Required<Pick<CreateImageOptions, 'compressor' | 'digester'>> & CreateImageOptions {
+  if (!(SOURCE_TYPES as readonly string[]).includes(options.type)) {
+    throw new InvalidArgumentError(`--type: "${options.type}" is not one of ${SOURCE_TYPES.join(', ')}`);
+  }
+  const compressor = options.compressor ?? 'zstd';
+  if (!CHUNK_COMPRESSORS.includes(compressor)) {
+    throw new InvalidArgumentError(`--compressor: "${compressor}" is not one of ${CHUNK_COMPRESSORS.join(', ')}`);
+  }
+  const digester = options.digester ?? 'blake3';
+  if (!CHUNK_DIGESTERS.includes(digester)) {
+    throw new InvalidArgumentError(`--digester: "${digester}" is not one of ${CHUNK_DIGESTERS.join(', ')}`);
+  }
+  if (!options.bootstrap) throw new InvalidArgumentError('--bootstrap is required');
+  if (!options.blobDir) throw new InvalidArgumentError('--blob-dir is required');
+  return { ...options, compressor, digester };
+}
+
+/** Opens the entries of a local source, checking that it is of the declared type. */
+export async function openLayerSource(type: SourceType, source: string): Promise<AsyncIterable<LayerEntry>> {
+  const st = await stat(source).catch((err: NodeJS.ErrnoException) => {
+    throw new NotFoundError(`source ${source}: ${err.code === 'ENOENT' ? 'no such file or directory' : err.message}`, { cause: err });
+  });
+  if (type === 'dir-rafs') {
+    if (!st.isDirectory()) throw new InvalidArgumentError(`source ${source} is not a directory (--type dir-rafs)`);
+    return readDirectoryEntries(source);
+  }
+  if (!st.isFile()) throw new InvalidArgumentError(`source ${source} is not a file (--type ${type})`);
+  const bytes = createReadStream(source, { highWaterMark: 1 << 20 });
+  // tar-rafs takes a plain tar; compressed tars are detected either way, as users mix them up.
+  return readTarEntries(decompressStream(bytes));
+}
+
+export async function loadChunkDict(bootstrapPath: string): Promise<ChunkDict> {
+  const bytes = await readFile(bootstrapPath).catch((err: NodeJS.ErrnoException) => {
+    throw new NotFoundError(`--chunk-dict ${bootstrapPath}: ${err.code === 'ENOENT' ? 'no such file' : err.message}`, { cause: err });
+  });
+  return ChunkDict.fromBootstrap(await BootstrapReader.open(bytes));
+}
+
+/**
+ * `image create`: builds one layer's bootstrap and data blob from a directory or tar. The blob is
+ * streamed to a temporary file in the blob dir and renamed to its id when complete; the bootstrap
+ * is written last, also through a temporary name.
+ */
+export async function createImage(input: CreateImageOptions): Promise<CreateImageResult> {
+  const options = resolveCreateImageOptions(input);
+  const logger = options.logger ?? noopLogger;
+  const started = performance.now();
+  const entries = await openLayerSource(options.type, options.source);
+  const chunkDict = options.chunkDict ? await loadChunkDict(options.chunkDict) : undefined;
+  await mkdir(options.blobDir, { recursive: true });
+  await mkdir(path.dirname(path.resolve(options.bootstrap)), { recursive: true });
+
+  const blobFile = await AtomicFileWriter.create(options.blobDir, { prefix: 'blob' });
+  let result: LayerBuildResult;
+  try {
+    result = await buildLayer(entries, blobFile, {
+      compressor: options.compressor,
+      digester: options.digester,
+      ...(options.chunkSize !== undefined && { chunkSize: options.chunkSize }),
+      ...(chunkDict && { chunkDict }),
+      ...(options.prefetchPatterns && { prefetchPatterns: options.prefetchPatterns }),
+      ...(options.signal && { signal: options.signal }),
+    });
+    if (result.blob) {
+      await blobFile.commit(path.join(options.blobDir, result.blob.id));
+    } else {
+      await blobFile.abort();
+    }
+  } catch (err) {
+    await blobFile.abort();
+    throw err;
+  }
+  await writeFileAtomic(options.bootstrap, result.bootstrap);
+  const durationMs = performance.now() - started;
+  logger.info('image created', { bootstrap: options.bootstrap, blob: result.blob?.id, bytesIn: result.stats.bytesIn, ms: Math.round(durationMs) });
+  return {
+    bootstrap: options.bootstrap,
+    blob: result.blob
+      ? { id: result.blob.id, path: path.join(options.blobDir, result.blob.id), size: result.blob.size, chunkCount: result.blob.chunkCount }
+      : null,
+    referencedDictBlobs: result.referencedDictBlobs,
+    stats: result.stats,
+    durationMs,
+  };
+}

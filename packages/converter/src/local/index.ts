@@ -1,0 +1,12 @@
+export { createImage, resolveCreateImageOptions, openLayerSource, loadChunkDict, SOURCE_TYPES } from './create-image.js';
+export type { CreateImageOptions, CreateImageResult, SourceType } from './create-image.js';
+export { mergeImage } from './merge-image.js';
+export type { MergeImageOptions } from './merge-image.js';
+export { inspectImage, openBootstrapFile } from './inspect-image.js';
+export type { ImageInspection, InspectedNode } from './inspect-image.js';
+export { checkImage } from './check-image.js';
+export type { CheckImageOptions, CheckImageResult } from './check-image.js';
+export { unpackImage, bootstrapEntries } from './unpack-image.js';
+export type { UnpackImageOptions } from './unpack-image.js';
+export { LocalBlobBackend } from './local-blob-backend.js';
+export { AtomicFileWriter, writeFileAtomic } from './atomic-file.js';
