@@ -2,12 +2,13 @@ import { Command, CommanderError } from 'commander';
 import { exitCodeFor, isNydusError } from '@nydus-ts/core';
 import type { CliIo } from './io.js';
 import { writeLine } from './io.js';
+import { registerImageCommands } from './commands/image.js';
 
 /** A command module adds its subcommand(s) to the program. */
 export type CommandRegistrar = (program: Command, io: CliIo) => void;
 
 // One entry per command module (src/commands/*.ts), in help order.
-const registrars: CommandRegistrar[] = [];
+const registrars: CommandRegistrar[] = [registerImageCommands];
 
 export function buildNydusifyProgram(io: CliIo): Command {
   const program = new Command('nydusify-ts')
