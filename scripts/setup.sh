@@ -12,6 +12,7 @@ apt_packages=(
   docker-registry # a real OCI registry on loopback for integration tests
   skopeo          # reference copier for checks and benchmarks
   umoci           # OCI image layout unpacker
+  time            # GNU time: peak RSS in benchmarks
 )
 
 missing=()
