@@ -272,10 +272,11 @@ async function* body(
   size: number,
   dataOffset: number,
 ): AsyncGenerator<Uint8Array, void, undefined> {
-  while (state.remaining > 0) {
+  for (;;) {
     if (!state.current) {
       throw new NydusError('FAILED_PRECONDITION', `tar ${where}: content read after the next entry was requested`);
     }
+    if (state.remaining === 0) return;
     const chunk = await reader.readSome(state.remaining);
     if (chunk === null) {
       throw new FormatError('tar.entry.data', `${where}: archive truncated: ${size - state.remaining} of ${size} content bytes present`, {

@@ -1,0 +1,463 @@
+import { execFileSync } from 'node:child_process';
+import { createReadStream, readFileSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { isNydusError } from '@nydus-ts/core';
+import type { LayerEntry } from '@nydus-ts/format';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { readTarEntries } from '../src/index.js';
+import { makeTree } from './support/make-tree.js';
+import { END, fileMember, fixChecksum, paxHeader, rawHeader } from './support/raw-tar.js';
+import { chunked, collect } from './support/streams.js';
+import { diffTrees, snapshotEntries, snapshotTree } from './support/tree-compare.js';
+
+const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
+const fixtures = resolve(repoRoot, '../shared/fixtures/nydus-upstream');
+
+type Plain = Omit<LayerEntry, 'content' | 'xattrs'> & { data?: string; xattrs?: Record<string, string> };
+
+/** Reads all entries, buffering contents (small test archives only). */
+async function readAll(source: AsyncIterable<Uint8Array>): Promise<Plain[]> {
+  const out: Plain[] = [];
+  for await (const e of readTarEntries(source)) {
+    const { content, xattrs, ...rest } = e;
+    const plain: Plain = { ...rest };
+    if (content) plain.data = (await collect(content)).toString('latin1');
+    if (xattrs) plain.xattrs = Object.fromEntries([...xattrs].map(([k, v]) => [k, Buffer.from(v).toString('hex')]));
+    out.push(plain);
+  }
+  return out;
+}
+
+async function errorOf(p: Promise<unknown>): Promise<unknown> {
+  try {
+    await p;
+  } catch (err) {
+    return err;
+  }
+  throw new Error('expected a rejection');
+}
+
+/** `tar -tvf` lines → name, type letter, permission string, link target. */
+function parseTarTv(listing: string): Array<{ name: string; type: string; perms: string; link?: string }> {
+  return listing
+    .trim()
+    .split('\n')
+    .map((line) => {
+      const m = /^(.)(.{9}) \S+\/\S+ +\S+ \d{4}-\d\d-\d\d \d\d:\d\d (.*)$/.exec(line);
+      if (!m) throw new Error(`unparsed tar -tv line: ${line}`);
+      const [, type, perms, rest] = m as unknown as [string, string, string, string];
+      if (type === 'l') {
+        const [name, link] = rest.split(' -> ') as [string, string];
+        return { name, type, perms, link };
+      }
+      if (type === 'h') {
+        const [name, link] = rest.split(' link to ') as [string, string];
+        return { name, type, perms, link };
+      }
+      return { name: rest, type, perms };
+    });
+}
+
+function permsToMode(perms: string): number {
+  let mode = 0;
+  for (let i = 0; i < 9; i++) {
+    const c = perms[i]!;
+    if (c !== '-' && c !== 'S' && c !== 'T') mode |= 1 << (8 - i);
+  }
+  if (perms[2] === 's' || perms[2] === 'S') mode |= 0o4000;
+  if (perms[5] === 's' || perms[5] === 'S') mode |= 0o2000;
+  if (perms[8] === 't' || perms[8] === 'T') mode |= 0o1000;
+  return mode;
+}
+
+describe('readTarEntries on the upstream all-entry-type.tar', () => {
+  const tarPath = join(fixtures, 'all-entry-type.tar');
+
+  it('matches tar -tvf: names, types, modes, link targets, hardlink groups', async () => {
+    const listing = parseTarTv(execFileSync('tar', ['-tvf', tarPath], { encoding: 'utf8' }));
+    const entries = await readAll(createReadStream(tarPath));
+    expect(entries.map((e) => e.path)).toEqual(listing.map((l) => l.name.replace(/\/$/, '')));
+    const typeOf: Record<string, LayerEntry['type']> = { d: 'directory', '-': 'file', h: 'hardlink', l: 'symlink' };
+    entries.forEach((e, i) => {
+      const l = listing[i]!;
+      expect(e.type).toBe(typeOf[l.type]);
+      expect(e.mode).toBe(permsToMode(l.perms));
+      if (l.type === 'l') expect(e.linkTarget).toBe(l.link);
+      if (l.type === 'h') expect(e.linkTarget).toBe(l.link);
+    });
+    // One regular file with three more names, one of them a link in another directory.
+    const file = entries.find((e) => e.type === 'file')!;
+    expect(file).toMatchObject({ path: 'tar/dir1/dir3/hardlink1.txt', size: 15, uid: 0, gid: 0 });
+    expect(file.data).toHaveLength(15);
+    expect(entries.filter((e) => e.type === 'hardlink').map((e) => [e.path, e.linkTarget])).toEqual([
+      ['tar/dir1/dir3/xfile.txt', 'tar/dir1/dir3/hardlink1.txt'],
+      ['tar/dir1/hardlink2.txt', 'tar/dir1/dir3/hardlink1.txt'],
+      ['tar/dir2/hardlink3.txt', 'tar/dir1/dir3/hardlink1.txt'],
+    ]);
+    expect(entries.find((e) => e.type === 'symlink')).toMatchObject({
+      path: 'tar/dir2/symlink1.txt',
+      linkTarget: '../dir1/dir3/file1.txt',
+    });
+    expect(entries[0]!.mtime).toBe(Date.UTC(2022, 9, 12, 14, 35) / 1000 + (entries[0]!.mtime % 60));
+  });
+
+  it('gives the same entries whatever the chunking of the source', async () => {
+    const bytes = readFileSync(tarPath);
+    const reference = await readAll(chunked(bytes, 1 << 20));
+    for (const size of [1, 3, 100, 511, 512, 513, 4096]) {
+      expect(await readAll(chunked(bytes, size))).toEqual(reference);
+    }
+  });
+});
+
+describe('readTarEntries on archives made by GNU tar', () => {
+  let work: string;
+  let src: string;
+
+  beforeAll(async () => {
+    work = await mkdtemp(join(tmpdir(), 'nydus-tar-reader-'));
+    src = join(work, 'src');
+    await makeTree(src, { small: true, seed: 3 });
+  });
+
+  afterAll(async () => {
+    await rm(work, { recursive: true, force: true });
+  });
+
+  it('reads a PAX archive with xattrs (tar --xattrs) into the source tree', async () => {
+    const tarPath = join(work, 'posix.tar');
+    execFileSync('tar', ['--format=posix', '--xattrs', "--xattrs-include=*", '-C', src, '-cf', tarPath, '.']);
+    const fromTar = await snapshotEntries(readTarEntries(createReadStream(tarPath)));
+    const onDisk = await snapshotTree(src);
+    expect(diffTrees(onDisk, fromTar)).toEqual([]);
+    // Binary and capability values arrive byte for byte.
+    expect(fromTar.nodes.get('xattrs/capable')!.xattrs['security.capability']).toBe(
+      '0100000200040000000000000000000000000000',
+    );
+    expect(fromTar.nodes.get('xattrs/file')!.xattrs['user.binary']).toBe(
+      Buffer.from(Array.from({ length: 256 }, (_, i) => i)).toString('hex'),
+    );
+  });
+
+  it('reads a GNU archive (long names and links as L/K members, base-256 ids)', async () => {
+    const tarPath = join(work, 'gnu.tar');
+    execFileSync('tar', ['--format=gnu', '-C', src, '-cf', tarPath, '.']);
+    const raw = readFileSync(tarPath);
+    expect(raw.includes(Buffer.from('././@LongLink'))).toBe(true);
+    const fromTar = await snapshotEntries(readTarEntries(chunked(raw, 10_000)));
+    const onDisk = await snapshotTree(src, { xattrs: false });
+    expect(diffTrees(onDisk, fromTar)).toEqual([]);
+    expect(fromTar.nodes.get('modes/big-ids')).toMatchObject({ uid: 3_000_000, gid: 4_000_000 });
+  });
+
+  it('reads ustar names split into prefix and name', async () => {
+    const dir = join(work, 'ustar-src');
+    const deep = `${'a'.repeat(60)}/${'b'.repeat(60)}/${'c'.repeat(60)}`;
+    execFileSync('mkdir', ['-p', join(dir, deep)]);
+    execFileSync('touch', [join(dir, deep, 'file')]);
+    const tarPath = join(work, 'ustar.tar');
+    execFileSync('tar', ['--format=ustar', '-C', dir, '-cf', tarPath, 'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa']);
+    const entries = await readAll(createReadStream(tarPath));
+    expect(entries.map((e) => e.path)).toEqual([
+      'a'.repeat(60),
+      `${'a'.repeat(60)}/${'b'.repeat(60)}`,
+      deep,
+      `${deep}/file`,
+    ]);
+  });
+});
+
+describe('readTarEntries: names', () => {
+  it('strips leading "/" and "./", collapses "//", drops trailing "/", maps the root to ""', async () => {
+    const tar = Buffer.concat([
+      rawHeader({ name: './', typeflag: '5' }),
+      rawHeader({ name: '.', typeflag: '5' }),
+      rawHeader({ name: '/', typeflag: '5' }),
+      rawHeader({ name: '/abs//dir/', typeflag: '5' }),
+      fileMember('./abs/./dir//file', 'x'),
+      rawHeader({ name: 'abs/link', typeflag: '1', linkname: '/abs/dir/file' }),
+      rawHeader({ name: 'abs/sym', typeflag: '2', linkname: '/etc/../passwd' }),
+      END,
+    ]);
+    const entries = await readAll(chunked(tar));
+    expect(entries.map((e) => [e.path, e.type, e.linkTarget])).toEqual([
+      ['', 'directory', undefined],
+      ['', 'directory', undefined],
+      ['', 'directory', undefined],
+      ['abs/dir', 'directory', undefined],
+      ['abs/dir/file', 'file', undefined],
+      ['abs/link', 'hardlink', 'abs/dir/file'],
+      // Symlink targets are data: stored as they are, never normalised.
+      ['abs/sym', 'symlink', '/etc/../passwd'],
+    ]);
+  });
+
+  it('rejects a ".." component with an InvalidArgumentError naming the entry', async () => {
+    const tar = Buffer.concat([fileMember('ok', 'x'), fileMember('a/../../etc/passwd', 'root'), END]);
+    const err = await errorOf(readAll(chunked(tar)));
+    expect(isNydusError(err, 'INVALID_ARGUMENT')).toBe(true);
+    expect((err as Error).message).toContain('a/../../etc/passwd');
+    const link = Buffer.concat([rawHeader({ name: 'evil', typeflag: '1', linkname: '../outside' }), END]);
+    const err2 = await errorOf(readAll(chunked(link)));
+    expect(isNydusError(err2, 'INVALID_ARGUMENT')).toBe(true);
+    expect((err2 as Error).message).toMatch(/evil.*\.\.\/outside|\.\.\/outside.*evil/);
+  });
+});
+
+describe('readTarEntries: entry types and fields', () => {
+  it('maps every type flag', async () => {
+    const tar = Buffer.concat([
+      fileMember('regular', 'r'),
+      fileMember('old-regular', 'o', { typeflag: '\0' }),
+      rawHeader({ name: 'old-dir/', typeflag: '\0' }),
+      fileMember('contiguous', 'c', { typeflag: '7' }),
+      rawHeader({ name: 'chr', typeflag: '3', devmajor: 1, devminor: 3 }),
+      rawHeader({ name: 'blk', typeflag: '4', devmajor: 259, devminor: 65_537 }),
+      rawHeader({ name: 'fifo', typeflag: '6', mode: 0o4644 }),
+      rawHeader({ name: 'label', typeflag: 'V' }),
+      END,
+    ]);
+    const entries = await readAll(chunked(tar));
+    expect(entries.map((e) => [e.path, e.type, e.devMajor, e.devMinor, e.data])).toEqual([
+      ['regular', 'file', undefined, undefined, 'r'],
+      ['old-regular', 'file', undefined, undefined, 'o'],
+      ['old-dir', 'directory', undefined, undefined, undefined],
+      ['contiguous', 'file', undefined, undefined, 'c'],
+      ['chr', 'char-device', 1, 3, undefined],
+      ['blk', 'block-device', 259, 65_537, undefined],
+      ['fifo', 'fifo', undefined, undefined, undefined],
+    ]);
+    expect(entries.find((e) => e.path === 'fifo')!.mode).toBe(0o4644);
+  });
+
+  it('rejects unknown and GNU sparse types with UNSUPPORTED', async () => {
+    for (const typeflag of ['Z', 'S']) {
+      const err = await errorOf(readAll(chunked(Buffer.concat([rawHeader({ name: 'weird', typeflag }), END]))));
+      expect(isNydusError(err, 'UNSUPPORTED')).toBe(true);
+      expect((err as Error).message).toContain('weird');
+    }
+  });
+
+  it('keeps only permission bits of the mode', async () => {
+    const [e] = await readAll(chunked(Buffer.concat([fileMember('m', '', { mode: 0o107755 }), END])));
+    expect(e!.mode).toBe(0o7755);
+  });
+
+  it('decodes GNU base-256 numeric fields (positive and negative)', async () => {
+    const be = (len: number, value: bigint): Uint8Array => {
+      const b = Buffer.alloc(len);
+      let v = value < 0n ? value + (1n << BigInt(8 * len)) : value;
+      for (let i = len - 1; i >= 0; i--) {
+        b[i] = Number(v & 0xffn);
+        v >>= 8n;
+      }
+      b[0] = value < 0n ? 0xff : 0x80 | b[0]!;
+      return b;
+    };
+    const header = rawHeader({
+      name: 'big',
+      typeflag: '3',
+      rawFields: { uid: be(8, 3_000_000_000n), gid: be(8, 70_000n), mtime: be(12, -100n), devminor: be(8, 0xffffffffn) },
+      devmajor: 4095,
+    });
+    const [e] = await readAll(chunked(Buffer.concat([header, END])));
+    expect(e).toMatchObject({ uid: 3_000_000_000, gid: 70_000, mtime: -100, devMajor: 4095, devMinor: 0xffffffff });
+    const sized = rawHeader({ name: 'file', rawFields: { size: be(12, 1n) } });
+    const [f] = await readAll(chunked(Buffer.concat([sized, Buffer.from('z'), Buffer.alloc(511), END])));
+    expect(f).toMatchObject({ size: 1, data: 'z' });
+  });
+
+  it('applies PAX records: path, linkpath, size, uid, gid, mtime, xattrs; global headers until overridden', async () => {
+    const value = Buffer.from([0, 1, 0x0a, 0x3d, 0xff, 0x20]);
+    const tar = Buffer.concat([
+      paxHeader([['uid', '4242'], ['SCHILY.xattr.user.global', 'g']], 'g'),
+      paxHeader([
+        ['path', 'pax/ünïcödé/' + 'x'.repeat(200)],
+        ['size', '5'],
+        ['gid', '99999999'],
+        ['mtime', '1700000000.999999999'],
+        ['SCHILY.xattr.user.bin', value],
+        ['SCHILY.xattr.security.capability', Buffer.from('0100000200040000000000000000000000000000', 'hex')],
+        ['LIBARCHIVE.xattr.user.lib%3Dx', Buffer.from('aGVsbG8=').toString()],
+        ['atime', '1.5'],
+      ]),
+      fileMember('short-name', 'hello', { size: 999 }).subarray(0, 512),
+      Buffer.from('hello'),
+      Buffer.alloc(507),
+      paxHeader([['linkpath', 'l'.repeat(300)], ['uid', '']]),
+      rawHeader({ name: 'sym', typeflag: '2', uid: 7, linkname: 'short' }),
+      paxHeader([['mtime', '-1.5']]),
+      rawHeader({ name: 'neg', typeflag: '5' }),
+      END,
+    ]);
+    const entries = await readAll(chunked(tar, 100));
+    expect(entries[0]).toMatchObject({
+      path: 'pax/ünïcödé/' + 'x'.repeat(200),
+      size: 5,
+      data: 'hello',
+      uid: 4242,
+      gid: 99_999_999,
+      mtime: 1_700_000_000,
+      xattrs: {
+        'user.global': '67',
+        'user.bin': value.toString('hex'),
+        'security.capability': '0100000200040000000000000000000000000000',
+        'user.lib=x': Buffer.from('hello').toString('hex'),
+      },
+    });
+    // An empty per-entry value cancels the global uid: the header's 7 applies.
+    expect(entries[1]).toMatchObject({ path: 'sym', linkTarget: 'l'.repeat(300), uid: 7 });
+    expect(entries[2]).toMatchObject({ path: 'neg', mtime: -2, uid: 4242 });
+  });
+
+  it('rejects malformed PAX records and oversized extended headers', async () => {
+    const bad = Buffer.concat([rawHeader({ name: 'p', typeflag: 'x', size: 9 }), Buffer.from('99 path=x'), Buffer.alloc(503), fileMember('f', ''), END]);
+    const err = await errorOf(readAll(chunked(bad)));
+    expect(isNydusError(err, 'INVALID_FORMAT')).toBe(true);
+    const huge = Buffer.concat([rawHeader({ name: 'p', typeflag: 'x', size: 1 << 30 })]);
+    const err2 = await errorOf(collect((async function* () {
+      for await (const e of readTarEntries(chunked(huge), { maxMetadataSize: 1 << 20 })) yield Buffer.from(e.path);
+    })()));
+    expect(isNydusError(err2, 'INVALID_FORMAT')).toBe(true);
+    expect((err2 as Error).message).toMatch(/limit/);
+  });
+});
+
+describe('readTarEntries: end of archive, truncation, corruption', () => {
+  const members = Buffer.concat([fileMember('a', 'alpha'), rawHeader({ name: 'd', typeflag: '5' }), fileMember('b', 'x'.repeat(1000))]);
+
+  it('accepts archives without end-of-archive blocks, with one, or with record padding', async () => {
+    const expected = await readAll(chunked(Buffer.concat([members, END])));
+    expect(expected.map((e) => e.path)).toEqual(['a', 'd', 'b']);
+    expect(await readAll(chunked(members))).toEqual(expected);
+    expect(await readAll(chunked(Buffer.concat([members, Buffer.alloc(512)])))).toEqual(expected);
+    expect(await readAll(chunked(Buffer.concat([members, Buffer.alloc(10_240 - (members.length % 10_240))])))).toEqual(expected);
+    expect(await readAll(chunked(Buffer.alloc(0)))).toEqual([]);
+  });
+
+  it('fails with INVALID_FORMAT on a truncated body, naming the entry', async () => {
+    const cut = members.subarray(0, members.length - 600); // inside b's data
+    const err = await errorOf(readAll(chunked(cut)));
+    expect(isNydusError(err, 'INVALID_FORMAT')).toBe(true);
+    expect((err as Error).message).toContain('"b"');
+    // Also when the consumer skips the content instead of reading it.
+    const err2 = await errorOf((async () => {
+      for await (const _ of readTarEntries(chunked(cut))) void _;
+    })());
+    expect(isNydusError(err2, 'INVALID_FORMAT')).toBe(true);
+    // Missing padding after the last body is a truncation too.
+    const err3 = await errorOf(readAll(chunked(members.subarray(0, members.length - 10))));
+    expect(isNydusError(err3, 'INVALID_FORMAT')).toBe(true);
+  });
+
+  it('fails with INVALID_FORMAT on a truncated header', async () => {
+    const err = await errorOf(readAll(chunked(Buffer.concat([members, rawHeader({ name: 'c' }).subarray(0, 100)]))));
+    expect(isNydusError(err, 'INVALID_FORMAT')).toBe(true);
+    expect((err as Error).message).toMatch(/header/);
+  });
+
+  it('fails with INVALID_FORMAT on a checksum mismatch, naming entry and offset', async () => {
+    const tampered = Buffer.from(members);
+    tampered[512 + 512 + 100] ^= 1; // mode byte of "d", checksum left stale
+    const err = await errorOf(readAll(chunked(tampered)));
+    expect(isNydusError(err, 'INVALID_FORMAT')).toBe(true);
+    expect((err as Error).message).toContain('"d"');
+    expect((err as { offset?: number }).offset).toBe(1024 + 148);
+    const garbage = Buffer.from('this is not a tar archive at all '.repeat(40));
+    expect(isNydusError(await errorOf(readAll(chunked(garbage))), 'INVALID_FORMAT')).toBe(true);
+  });
+
+  it('fails with INVALID_FORMAT on a bad octal field', async () => {
+    const h = rawHeader({ name: 'f' });
+    h.write('12x4', 124, 'latin1');
+    fixChecksum(h);
+    const err = await errorOf(readAll(chunked(Buffer.concat([h, END]))));
+    expect(isNydusError(err, 'INVALID_FORMAT')).toBe(true);
+    expect((err as Error).message).toMatch(/size|octal/);
+  });
+
+  it('fails on an extended header with no entry after it', async () => {
+    const err = await errorOf(readAll(chunked(Buffer.concat([paxHeader([['path', 'x']]), END]))));
+    expect(isNydusError(err, 'INVALID_FORMAT')).toBe(true);
+  });
+});
+
+describe('readTarEntries: streaming contract', () => {
+  const big = Buffer.alloc(3 << 20, 7);
+  const tar = Buffer.concat([fileMember('big', big), fileMember('small', 'tail'), fileMember('empty', ''), END]);
+
+  it('skips content the consumer does not read, fully or partly', async () => {
+    const paths: string[] = [];
+    for await (const e of readTarEntries(chunked(tar, 65_536))) {
+      paths.push(e.path);
+      if (e.path === 'big') {
+        for await (const chunk of e.content!) {
+          expect(chunk.length).toBeGreaterThan(0);
+          break; // read one chunk only
+        }
+      }
+    }
+    expect(paths).toEqual(['big', 'small', 'empty']);
+  });
+
+  it('refuses content reads after the next entry was requested', async () => {
+    const it = readTarEntries(chunked(tar))[Symbol.asyncIterator]();
+    const first = (await it.next()).value as LayerEntry;
+    await it.next();
+    const err = await errorOf(collect(first.content!));
+    expect(isNydusError(err, 'FAILED_PRECONDITION')).toBe(true);
+    await it.return(undefined);
+  });
+
+  it('pulls from the source only as the consumer reads (backpressure), without copying data', async () => {
+    let pulled = 0;
+    const chunks: Uint8Array[] = [];
+    async function* source(): AsyncGenerator<Uint8Array> {
+      for await (const c of chunked(tar, 65_536)) {
+        pulled += c.length;
+        chunks.push(c);
+        yield c;
+      }
+    }
+    const it = readTarEntries(source())[Symbol.asyncIterator]();
+    const first = (await it.next()).value as LayerEntry;
+    expect(first.size).toBe(3 << 20);
+    expect(pulled).toBeLessThanOrEqual(65_536);
+    const content = first.content![Symbol.asyncIterator]();
+    const c1 = (await content.next()).value as Uint8Array;
+    expect(pulled).toBeLessThanOrEqual(2 * 65_536);
+    // The chunk is a view on the source's buffer, not a copy.
+    expect(chunks.some((c) => c.buffer === c1.buffer)).toBe(true);
+    await it.return(undefined);
+  });
+
+  it('stops the source when the consumer stops early', async () => {
+    let finished = false;
+    async function* source(): AsyncGenerator<Uint8Array> {
+      try {
+        yield* chunked(tar, 4096);
+      } finally {
+        finished = true;
+      }
+    }
+    for await (const e of readTarEntries(source())) {
+      expect(e.path).toBe('big');
+      break;
+    }
+    expect(finished).toBe(true);
+  });
+
+  it('honours an abort signal between entries', async () => {
+    const controller = new AbortController();
+    const err = await errorOf((async () => {
+      for await (const e of readTarEntries(chunked(tar), { signal: controller.signal })) {
+        void e;
+        controller.abort();
+      }
+    })());
+    expect(isNydusError(err, 'CANCELLED')).toBe(true);
+  });
+});
