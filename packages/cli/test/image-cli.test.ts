@@ -1,0 +1,126 @@
+import { execFileSync } from 'node:child_process';
+import { mkdtemp, mkdir, readFile, rm, writeFile, readdir } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { PassThrough } from 'node:stream';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runNydusify, type CliIo } from '../src/index.js';
+
+async function run(...argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  const stdout = new PassThrough();
+  const stderr = new PassThrough();
+  const out: Buffer[] = [];
+  const err: Buffer[] = [];
+  stdout.on('data', (b: Buffer) => out.push(b));
+  stderr.on('data', (b: Buffer) => err.push(b));
+  const io: CliIo = { stdout, stderr, env: {}, cwd: process.cwd() };
+  const code = await runNydusify(argv, io);
+  return { code, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() };
+}
+
+/** A tar holding one entry whose name is `name`, written byte by byte (GNU tar refuses `..`). */
+function tarWithName(name: string): Buffer {
+  const h = Buffer.alloc(512);
+  h.write(name, 0);
+  h.write('0000644\0', 100);
+  h.write('0000000\0', 108);
+  h.write('0000000\0', 116);
+  h.write('00000000004\0', 124);
+  h.write('00000000000\0', 136);
+  h.fill(0x20, 148, 156);
+  h.write('0', 156);
+  h.write('ustar\x0000', 257, 'latin1');
+  let sum = 0;
+  for (const b of h) sum += b;
+  h.write(sum.toString(8).padStart(6, '0') + '\0 ', 148, 'latin1');
+  const body = Buffer.alloc(512);
+  body.write('evil');
+  return Buffer.concat([h, body, Buffer.alloc(1024)]);
+}
+
+describe('nydusify-ts image', () => {
+  let work: string;
+  let src: string;
+  beforeAll(async () => {
+    work = await mkdtemp(path.join(tmpdir(), 'nydus-cli-image-'));
+    src = path.join(work, 'src');
+    await mkdir(path.join(src, 'etc'), { recursive: true });
+    await writeFile(path.join(src, 'etc/hello'), 'hello\n');
+    await writeFile(path.join(src, 'big'), Buffer.alloc(3 << 20, 'x'));
+  });
+  afterAll(async () => {
+    await rm(work, { recursive: true, force: true });
+  });
+
+  it('creates, inspects, checks and unpacks', async () => {
+    const boot = path.join(work, 'ok/boot');
+    const blobs = path.join(work, 'ok/blobs');
+    const json = path.join(work, 'ok/create.json');
+    const created = await run('image', 'create', '--type', 'dir-rafs', src, '--bootstrap', boot, '--blob-dir', blobs, '--compressor', 'lz4_block', '--chunk-size', '64KiB', '--output-json', json);
+    expect(created.stderr).toBe('');
+    expect(created.code).toBe(0);
+    const summary = JSON.parse(await readFile(json, 'utf8'));
+    expect(await readdir(blobs)).toEqual([summary.blob.id]);
+    expect(summary.stats.dedupChunks).toBeGreaterThan(0); // 3 MiB of one byte: 48 equal chunks
+
+    const inspected = await run('image', 'inspect', '--json', boot);
+    expect(inspected.code).toBe(0);
+    const r = JSON.parse(inspected.stdout);
+    expect(r.superblock.chunkSize).toBe(0x10000);
+    expect(r.superblock.compressor).toBe('lz4_block');
+    expect(r.blobs[0].id).toBe(summary.blob.id);
+    expect(r.tree.map((n: { path: string }) => n.path)).toEqual(['/', '/big', '/etc', '/etc/hello']);
+
+    const text = await run('image', 'inspect', boot);
+    expect(text.stdout).toMatch(/Superblock:[\s\S]*Blobs \(1\):[\s\S]*Tree:/);
+
+    const checked = await run('image', 'check', boot, '--blob-dir', blobs);
+    expect(checked.code).toBe(0);
+    expect(checked.stdout).toMatch(/verified \d+ chunks/);
+
+    const tar = path.join(work, 'ok/out.tar');
+    expect((await run('image', 'unpack', '--bootstrap', boot, '--blob-dir', blobs, '--output', tar)).code).toBe(0);
+    const listing = execFileSync('tar', ['-tf', tar], { encoding: 'utf8' }).trim().split('\n').sort();
+    expect(listing).toEqual(['big', 'etc/', 'etc/hello']);
+  });
+
+  it('rejects bad flags with exit code 2 and a message naming the flag', async () => {
+    const boot = path.join(work, 'bad/boot');
+    const blobs = path.join(work, 'bad/blobs');
+    const badCompressor = await run('image', 'create', src, '--bootstrap', boot, '--blob-dir', blobs, '--compressor', 'gzip');
+    expect(badCompressor.code).toBe(2);
+    expect(badCompressor.stderr).toMatch(/--compressor.*gzip/);
+    const badChunk = await run('image', 'create', src, '--bootstrap', boot, '--blob-dir', blobs, '--chunk-size', '12345');
+    expect(badChunk.code).toBe(2);
+    expect(badChunk.stderr).toMatch(/chunk.?size/i);
+    const missing = await run('image', 'create', src, '--blob-dir', blobs);
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toMatch(/--bootstrap/);
+    const badType = await run('image', 'create', '--type', 'zip-rafs', src, '--bootstrap', boot, '--blob-dir', blobs);
+    expect(badType.code).toBe(2);
+    const noSource = await run('image', 'create', path.join(work, 'nope'), '--bootstrap', boot, '--blob-dir', blobs);
+    expect(noSource.code).toBe(1);
+    expect(noSource.stderr).toMatch(/no such file/);
+    // nothing half-written
+    await expect(readdir(path.join(work, 'bad'))).rejects.toThrow();
+  });
+
+  it('rejects bad files with a message naming the problem', async () => {
+    const junk = path.join(work, 'junk.boot');
+    await writeFile(junk, Buffer.alloc(8192, 7));
+    const inspected = await run('image', 'inspect', junk);
+    expect(inspected.code).toBe(2);
+    expect(inspected.stderr).toMatch(/s_magic/);
+
+    const evil = path.join(work, 'evil.tar');
+    await writeFile(evil, tarWithName('a/../../etc/passwd'));
+    const boot = path.join(work, 'evil/boot');
+    const blobs = path.join(work, 'evil/blobs');
+    const created = await run('image', 'create', '--type', 'tar-rafs', evil, '--bootstrap', boot, '--blob-dir', blobs);
+    expect(created.code).toBe(2);
+    expect(created.stderr).toMatch(/a\/\.\.\/\.\.\/etc\/passwd/);
+    // no blob, no temp file and no bootstrap left behind
+    expect((await readdir(blobs).catch(() => [])).length).toBe(0);
+    await expect(readFile(boot)).rejects.toThrow();
+  });
+});
