@@ -1,0 +1,280 @@
+import { createHash } from 'node:crypto';
+import { PassThrough, Writable } from 'node:stream';
+import { CancelledError, DigestMismatchError, InvalidArgumentError, NydusError, parseDigest } from '@nydus-ts/core';
+import type { Digest } from '@nydus-ts/core';
+import { RegistryProtocolError, RegistryResponseError, redactUrl } from './errors.js';
+import { discardBody } from './http-body.js';
+import type { RegistryReply, RegistryTransport } from './registry-transport.js';
+
+/** The result of a committed upload. */
+export interface CommittedBlob {
+  digest: Digest;
+  size: number;
+}
+
+export interface BlobUploadOptions {
+  /**
+   * 0: one streaming PATCH carrying every byte as it arrives. > 0: buffered PATCHes of this many
+   * bytes (each retried on its own after a 5xx/429/reset).
+   */
+  chunkSize: number;
+  signal?: AbortSignal;
+}
+
+function locationOf(reply: RegistryReply, what: string): URL {
+  const loc = reply.headers.location;
+  const value = Array.isArray(loc) ? loc[0] : loc;
+  if (!value) throw new RegistryProtocolError('POST', redactUrl(reply.url), `${what}: response has no Location header`);
+  return new URL(value, reply.url);
+}
+
+/**
+ * A writer for a blob whose digest and size are known only at the end (conversion output, or
+ * a chunked copy). Bytes are PATCHed to the registry as they arrive; {@link commit} verifies the
+ * digest and size computed on the way against the expected ones and then `PUT ?digest=`.
+ * Destroying it or a failed commit leaves nothing in the registry.
+ */
+export class BlobUpload extends Writable {
+  readonly repository: string;
+  readonly #transport: RegistryTransport;
+  readonly #chunkSize: number;
+  readonly #signal: AbortSignal | undefined;
+  readonly #hash = createHash('sha256');
+  #location: URL;
+  /** Bytes written by the caller. */
+  #size = 0;
+  /** Bytes the registry has accepted. */
+  #sent = 0;
+  #pending: Buffer[] = [];
+  #pendingBytes = 0;
+  #stream: { body: PassThrough; done: Promise<RegistryReply>; failed?: unknown } | undefined;
+  #committed = false;
+
+  constructor(transport: RegistryTransport, repository: string, location: URL, options: BlobUploadOptions) {
+    super({ highWaterMark: 1 << 20 });
+    if (!Number.isSafeInteger(options.chunkSize) || options.chunkSize < 0) {
+      throw new InvalidArgumentError(`upload chunk size must be a non-negative integer, got ${options.chunkSize}`);
+    }
+    this.#transport = transport;
+    this.repository = repository;
+    this.#location = location;
+    this.#chunkSize = options.chunkSize;
+    this.#signal = options.signal;
+  }
+
+  /** Bytes written so far. */
+  get size(): number {
+    return this.#size;
+  }
+
+  #what(): string {
+    return `blob upload to ${this.repository}`;
+  }
+
+  override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
+    this.#hash.update(chunk);
+    this.#size += chunk.length;
+    if (this.#chunkSize === 0) {
+      this.#writeStreaming(chunk).then(() => cb(), cb);
+      return;
+    }
+    this.#pending.push(chunk);
+    this.#pendingBytes += chunk.length;
+    if (this.#pendingBytes < this.#chunkSize) return cb();
+    this.#flushChunks(false).then(() => cb(), cb);
+  }
+
+  override _final(cb: (err?: Error | null) => void): void {
+    const done = this.#chunkSize === 0 ? this.#finishStreaming() : this.#flushChunks(true);
+    done.then(() => cb(), cb);
+  }
+
+  override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
+    this.#stream?.body.destroy(err ?? undefined);
+    // autoDestroy runs after 'finish' too: only a failed or abandoned upload is cancelled here.
+    if (err || !this.writableFinished) this.#cancel();
+    cb(err);
+  }
+
+  async #writeStreaming(chunk: Buffer): Promise<void> {
+    if (!this.#stream) {
+      const body = new PassThrough({ highWaterMark: 1 << 20 });
+      const done = this.#transport.request({
+        method: 'PATCH',
+        path: this.#location,
+        headers: { 'content-type': 'application/octet-stream' },
+        body,
+        scopes: [`repository:${this.repository}:pull,push`],
+        expect: [202],
+        what: this.#what(),
+        signal: this.#signal,
+      });
+      const stream: { body: PassThrough; done: Promise<RegistryReply>; failed?: unknown } = { body, done };
+      done.catch((err: unknown) => {
+        stream.failed = err;
+        body.destroy();
+      });
+      this.#stream = stream;
+    }
+    const s = this.#stream;
+    if (s.failed) throw s.failed;
+    if (!s.body.write(chunk)) {
+      await new Promise<void>((resolve, reject) => {
+        const onDrain = (): void => {
+          s.body.off('close', onClose);
+          resolve();
+        };
+        const onClose = (): void => {
+          s.body.off('drain', onDrain);
+          reject(s.failed ?? new CancelledError('upload stream closed'));
+        };
+        s.body.once('drain', onDrain);
+        s.body.once('close', onClose);
+      });
+    }
+  }
+
+  async #finishStreaming(): Promise<void> {
+    if (!this.#stream) return; // nothing written: the final PUT creates an empty blob
+    this.#stream.body.end();
+    const reply = await this.#stream.done;
+    await discardBody(reply.body);
+    this.#location = locationOf(reply, this.#what());
+    this.#sent = this.#size;
+  }
+
+  async #flushChunks(final: boolean): Promise<void> {
+    let buf = this.#pending.length === 1 ? this.#pending[0]! : Buffer.concat(this.#pending, this.#pendingBytes);
+    this.#pending = [];
+    this.#pendingBytes = 0;
+    while (buf.length >= this.#chunkSize || (final && buf.length > 0)) {
+      const n = Math.min(this.#chunkSize, buf.length);
+      await this.#patch(buf.subarray(0, n));
+      buf = buf.subarray(n);
+    }
+    if (buf.length > 0) {
+      this.#pending = [Buffer.from(buf)];
+      this.#pendingBytes = buf.length;
+    }
+  }
+
+  async #patch(data: Buffer): Promise<void> {
+    const start = this.#sent;
+    try {
+      const reply = await this.#transport.request({
+        method: 'PATCH',
+        path: this.#location,
+        headers: {
+          'content-type': 'application/octet-stream',
+          'content-range': `${start}-${start + data.length - 1}`,
+          'content-length': String(data.length),
+        },
+        body: data,
+        scopes: [`repository:${this.repository}:pull,push`],
+        expect: [202],
+        what: this.#what(),
+        signal: this.#signal,
+      });
+      await discardBody(reply.body);
+      this.#location = locationOf(reply, this.#what());
+      this.#sent = start + data.length;
+    } catch (err) {
+      if (this.#signal?.aborted) throw err;
+      // A PATCH may have landed before its reply was lost: ask where the upload stands.
+      const reached = await this.#status().catch(() => undefined);
+      if (reached === start + data.length) {
+        this.#sent = reached;
+        return;
+      }
+      if (err instanceof RegistryResponseError && err.status === 416 || reached !== undefined) {
+        throw new RegistryProtocolError('PATCH', redactUrl(this.#location), `upload session out of step at byte ${reached ?? '?'} (expected ${start}); the blob must be sent again`, { retryable: true });
+      }
+      throw err;
+    }
+  }
+
+  /** Bytes the registry holds for this upload (GET on the upload location). */
+  async #status(): Promise<number> {
+    const reply = await this.#transport.request({
+      method: 'GET',
+      path: this.#location,
+      scopes: [`repository:${this.repository}:pull,push`],
+      expect: [204],
+      what: this.#what(),
+      signal: this.#signal,
+      attempts: 2,
+    });
+    await discardBody(reply.body);
+    const range = reply.headers.range;
+    const value = Array.isArray(range) ? range[0] : range;
+    const m = value ? /^(?:bytes=)?0-(\d+)$/.exec(value) : null;
+    if (m) this.#location = locationOf(reply, this.#what());
+    return m ? Number(m[1]) + 1 : 0;
+  }
+
+  /**
+   * Ends the stream if needed, checks the computed digest/size against `expected` and commits
+   * the blob with `PUT ?digest=`. Returns what was committed.
+   */
+  async commit(expected: { digest?: Digest; size?: number } = {}): Promise<CommittedBlob> {
+    if (!this.writableFinished) {
+      if (this.destroyed) throw new NydusError('FAILED_PRECONDITION', `${this.#what()}: upload was destroyed`, { cause: this.errored ?? undefined });
+      await new Promise<void>((resolve, reject) => {
+        this.once('finish', resolve);
+        this.once('error', reject);
+        if (!this.writableEnded) this.end();
+      });
+    }
+    const actual = `sha256:${this.#hash.copy().digest('hex')}` as Digest;
+    if (expected.size !== undefined && expected.size !== this.#size) {
+      this.#cancel();
+      throw new NydusError('DATA_LOSS', `${this.#what()}: wrote ${this.#size} bytes, expected ${expected.size}`);
+    }
+    let digest = actual;
+    if (expected.digest) {
+      const { algorithm } = parseDigest(expected.digest);
+      if (algorithm !== 'sha256') {
+        this.#cancel();
+        throw new InvalidArgumentError(`${this.#what()}: only sha256 uploads are supported, got ${expected.digest}`);
+      }
+      if (expected.digest !== actual) {
+        this.#cancel();
+        throw new DigestMismatchError(this.#what(), expected.digest, actual);
+      }
+      digest = expected.digest;
+    }
+    const reply = await this.#transport.request({
+      method: 'PUT',
+      path: this.#location,
+      query: { digest },
+      headers: { 'content-length': '0', 'content-type': 'application/octet-stream' },
+      body: Buffer.alloc(0),
+      scopes: [`repository:${this.repository}:pull,push`],
+      expect: [201, 204],
+      what: `commit of ${digest} to ${this.repository}`,
+      signal: this.#signal,
+    });
+    await discardBody(reply.body);
+    this.#committed = true;
+    return { digest, size: this.#size };
+  }
+
+  /** Cancels the upload session on the registry (best effort). */
+  #cancel(): void {
+    if (this.#committed) return;
+    this.#committed = true; // only once
+    this.#transport
+      .request({
+        method: 'DELETE',
+        path: this.#location,
+        scopes: [`repository:${this.repository}:pull,push`],
+        expect: [204, 404],
+        what: this.#what(),
+        attempts: 1,
+      })
+      .then((r) => discardBody(r.body), () => undefined);
+  }
+
+  /** Starts an upload session; used by the registry client. */
+  static locationOf = locationOf;
+}

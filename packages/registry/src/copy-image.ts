@@ -1,0 +1,306 @@
+import { Transform } from 'node:stream';
+import type { Readable, TransformCallback } from 'node:stream';
+import { FormatError, InvalidArgumentError, NotFoundError, isIndexMediaType, noopLogger, throwIfAborted } from '@nydus-ts/core';
+import type { Descriptor, Digest, ImageIndex, ImageManifest, Logger, Platform } from '@nydus-ts/core';
+import type { Credentials } from './docker-config.js';
+import { dockerConfigCredentials, staticCredentials } from './docker-config.js';
+import { parseImageLocation } from './image-location.js';
+import type { ImageSource, ImageTarget } from './image-store.js';
+import { Limiter } from './limiter.js';
+import { OciLayoutSource, OciLayoutTarget } from './oci-layout.js';
+import { formatPlatform, hostPlatform, parsePlatform, platformMatches } from './platform.js';
+import { RegistryClient } from './registry-client.js';
+import type { ManifestData } from './registry-client.js';
+import { RegistryImageSource, RegistryImageTarget } from './registry-image-store.js';
+import type { MirrorOptions } from './registry-transport.js';
+import { isRetryableError, resolveRetryOptions, withRetry } from './retry.js';
+import type { RetryOptions } from './retry.js';
+
+/** Connection settings for one side of a copy. */
+export interface CopySideOptions {
+  /** Allow plain HTTP and unverified TLS (`--source-insecure` / `--target-insecure`). */
+  insecure?: boolean;
+  /** Explicit credentials; otherwise docker's config file is consulted. */
+  credentials?: Credentials;
+  /** Mirrors tried before the origin for reads. */
+  mirrors?: Array<string | MirrorOptions>;
+  /** Keep-alive connections per host (default: concurrency + 2). */
+  maxConnections?: number;
+}
+
+/** Context handed to {@link CopyImageOptions.extraBlobs}. */
+export interface ExtraBlobsContext {
+  source: ImageSource;
+  /** The manifest's own descriptor and exact bytes. */
+  manifest: ManifestData;
+  signal?: AbortSignal;
+}
+
+export type CopyProgressEvent =
+  | { type: 'manifest'; digest: Digest; mediaType: string; size: number }
+  | { type: 'blob-start'; digest: Digest; size: number }
+  | { type: 'blob-progress'; digest: Digest; size: number; bytes: number }
+  | { type: 'blob-retry'; digest: Digest; attempt: number; error: string }
+  | { type: 'blob-done'; digest: Digest; size: number; action: 'copied' | 'skipped' | 'mounted' };
+
+export interface CopyImageOptions {
+  /** `host/repo[:tag][@digest]`, `oci:PATH[:TAG]`, or an {@link ImageSource}. */
+  source: string | ImageSource;
+  /** Same forms; a registry target with neither tag nor digest is tagged `latest`. */
+  target: string | ImageTarget;
+  sourceOptions?: CopySideOptions;
+  targetOptions?: CopySideOptions;
+  /**
+   * For a multi-platform source: the platform whose manifest is copied (its manifest, not a
+   * rewritten index). Default: the machine's platform. Ignored with `allPlatforms`.
+   */
+  platform?: Platform | string;
+  /** Copy the index and every child unchanged. */
+  allPlatforms?: boolean;
+  /** 0 (default): monolithic blob uploads; > 0: chunked PATCH uploads of this many bytes. */
+  pushChunkSize?: number;
+  /** Blobs transferred at once (default 4). */
+  concurrency?: number;
+  /**
+   * Blobs a manifest needs that it does not list (e.g. the gzip layers a targz-ref Nydus
+   * bootstrap points at). They are copied before the manifest is pushed.
+   */
+  extraBlobs?: (manifest: ImageManifest, ctx: ExtraBlobsContext) => Promise<Descriptor[]>;
+  onProgress?: (event: CopyProgressEvent) => void;
+  /** Retries per request and per whole-blob transfer. */
+  retry?: RetryOptions;
+  /** Docker config and proxy variables come from here (default process.env). */
+  env?: NodeJS.ProcessEnv;
+  signal?: AbortSignal;
+  logger?: Logger;
+}
+
+export interface CopyImageResult {
+  source: string;
+  target: string;
+  /** Digest, media type and size of what the target's tag now points at. */
+  digest: Digest;
+  mediaType: string;
+  size: number;
+  /** Platforms copied (empty for a single-manifest image without platform info). */
+  platforms: string[];
+  manifests: number;
+  blobs: { total: number; copied: number; skipped: number; mounted: number };
+  /** Blob bytes sent to the target (retries included). */
+  bytesSent: number;
+  durationMs: number;
+}
+
+const nonDistributable = /foreign|nondistributable/;
+
+class ProgressCounter extends Transform {
+  bytes = 0;
+  constructor(private readonly onBytes: (n: number) => void) {
+    super({ highWaterMark: 256 * 1024 });
+  }
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    this.bytes += chunk.length;
+    this.onBytes(chunk.length);
+    cb(null, chunk);
+  }
+}
+
+function parseJson<T>(m: ManifestData, what: string): T {
+  try {
+    return JSON.parse(m.bytes.toString('utf8')) as T;
+  } catch (err) {
+    throw new FormatError(what, `${m.descriptor.digest} is not valid JSON`, { cause: err });
+  }
+}
+
+function openSource(spec: string | ImageSource, side: CopySideOptions, env: NodeJS.ProcessEnv, common: { maxConnections: number; retry?: RetryOptions; logger: Logger }): { store: ImageSource; client?: RegistryClient } {
+  if (typeof spec !== 'string') return { store: spec };
+  const loc = parseImageLocation(spec);
+  if (loc.kind === 'oci-layout') return { store: new OciLayoutSource(loc.path, loc.tag) };
+  const client = makeClient(loc.reference.registry, side, env, common);
+  return { store: new RegistryImageSource(client, loc.reference), client };
+}
+
+function makeClient(registry: string, side: CopySideOptions, env: NodeJS.ProcessEnv, common: { maxConnections: number; retry?: RetryOptions; logger: Logger }): RegistryClient {
+  const fromConfig = dockerConfigCredentials(env);
+  return new RegistryClient({
+    registry,
+    insecure: side.insecure ?? false,
+    mirrors: side.mirrors ?? [],
+    credentials: side.credentials ? staticCredentials(registry, side.credentials, fromConfig) : fromConfig,
+    env,
+    maxConnections: side.maxConnections ?? common.maxConnections,
+    retry: common.retry ?? {},
+    logger: common.logger,
+  });
+}
+
+/**
+ * Copies an image between registries and/or OCI layout directories. Blobs stream from source
+ * to target through memory with backpressure (never to disk for a registry target); manifests
+ * and indexes are copied byte for byte, children before parents, the tagged one last, so a
+ * failed copy never leaves a tag pointing at missing content. Existing blobs are skipped;
+ * blobs in another repository of the same registry are mounted.
+ */
+export async function copyImage(options: CopyImageOptions): Promise<CopyImageResult> {
+  const started = Date.now();
+  const logger = options.logger ?? noopLogger;
+  const env = options.env ?? process.env;
+  const concurrency = options.concurrency ?? 4;
+  if (!Number.isInteger(concurrency) || concurrency < 1) throw new InvalidArgumentError(`concurrency must be a positive integer, got ${concurrency}`);
+  const chunkSize = options.pushChunkSize ?? 0;
+  if (!Number.isSafeInteger(chunkSize) || chunkSize < 0) throw new InvalidArgumentError(`push chunk size must be a non-negative integer, got ${chunkSize}`);
+  const platform = options.allPlatforms
+    ? undefined
+    : typeof options.platform === 'string'
+      ? parsePlatform(options.platform)
+      : (options.platform ?? hostPlatform());
+  const retry = resolveRetryOptions(options.retry);
+  const common = { maxConnections: concurrency + 2, retry: options.retry, logger };
+
+  const src = openSource(options.source, options.sourceOptions ?? {}, env, common);
+  let target: ImageTarget;
+  let targetClient: RegistryClient | undefined;
+  if (typeof options.target === 'string') {
+    const loc = parseImageLocation(options.target);
+    if (loc.kind === 'oci-layout') {
+      target = new OciLayoutTarget(loc.path, loc.tag);
+    } else {
+      targetClient = makeClient(loc.reference.registry, options.targetOptions ?? {}, env, common);
+      target = new RegistryImageTarget(targetClient, loc.reference, { chunkSize });
+    }
+  } else {
+    target = options.target;
+  }
+  const source = src.store;
+  const signal = options.signal;
+  const emit = options.onProgress ?? (() => undefined);
+  const limiter = new Limiter(concurrency);
+  const blobs = new Map<string, Promise<void>>();
+  const stats = { total: 0, copied: 0, skipped: 0, mounted: 0, bytesSent: 0, manifests: 0 };
+  const platforms: string[] = [];
+
+  const transferBlob = async (desc: Descriptor): Promise<void> => {
+    throwIfAborted(signal);
+    emit({ type: 'blob-start', digest: desc.digest, size: desc.size });
+    if (await target.hasBlob(desc, signal)) {
+      stats.skipped++;
+      emit({ type: 'blob-done', digest: desc.digest, size: desc.size, action: 'skipped' });
+      return;
+    }
+    if (source.location && target.mountBlob && source.location.registry === target.location?.registry && source.location.repository !== target.location.repository) {
+      if (await target.mountBlob(desc, source.location, signal)) {
+        stats.mounted++;
+        emit({ type: 'blob-done', digest: desc.digest, size: desc.size, action: 'mounted' });
+        return;
+      }
+    }
+    await withRetry(
+      async () => {
+        let sent = 0;
+        const counter = new ProgressCounter((n) => {
+          sent += n;
+          stats.bytesSent += n;
+          emit({ type: 'blob-progress', digest: desc.digest, size: desc.size, bytes: sent });
+        });
+        const data: Readable = source.fetchBlob(desc, signal);
+        data.on('error', (err) => counter.destroy(err));
+        data.pipe(counter);
+        try {
+          await target.pushBlob(desc, counter, signal);
+        } finally {
+          data.destroy();
+        }
+      },
+      retry,
+      {
+        signal,
+        retryable: isRetryableError,
+        onRetry: (err, attempt) => {
+          logger.warn('blob transfer failed, retrying', { digest: desc.digest, attempt, error: err instanceof Error ? err.message : String(err) });
+          emit({ type: 'blob-retry', digest: desc.digest, attempt, error: err instanceof Error ? err.message : String(err) });
+        },
+      },
+    );
+    stats.copied++;
+    emit({ type: 'blob-done', digest: desc.digest, size: desc.size, action: 'copied' });
+  };
+
+  const copyBlob = (desc: Descriptor): Promise<void> => {
+    let p = blobs.get(desc.digest);
+    if (!p) {
+      stats.total++;
+      p = limiter.run(() => transferBlob(desc));
+      blobs.set(desc.digest, p);
+    }
+    return p;
+  };
+
+  const copyManifest = async (m: ManifestData, top: boolean): Promise<void> => {
+    throwIfAborted(signal);
+    emit({ type: 'manifest', digest: m.descriptor.digest, mediaType: m.descriptor.mediaType, size: m.descriptor.size });
+    const manifest = parseJson<ImageManifest>(m, 'manifest');
+    if (!manifest.config || !Array.isArray(manifest.layers)) {
+      throw new FormatError('manifest', `${m.descriptor.digest} (${m.descriptor.mediaType}) has no config/layers`);
+    }
+    const wanted: Descriptor[] = [manifest.config, ...manifest.layers.filter((l) => !(l.urls?.length && nonDistributable.test(l.mediaType)))];
+    if (options.extraBlobs) wanted.push(...(await options.extraBlobs(manifest, { source, manifest: m, signal })));
+    // Settle every transfer before failing so no stream is left running.
+    const results = await Promise.allSettled(wanted.map((d) => copyBlob(d)));
+    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) throw failed.reason;
+    await target.putManifest(m, { top, signal });
+    stats.manifests++;
+  };
+
+  const copyNode = async (m: ManifestData, top: boolean): Promise<void> => {
+    if (!isIndexMediaType(m.descriptor.mediaType)) return copyManifest(m, top);
+    const index = parseJson<ImageIndex>(m, 'index');
+    if (!Array.isArray(index.manifests)) throw new FormatError('index.manifests', `${m.descriptor.digest} has no manifests array`);
+    const results = await Promise.allSettled(
+      index.manifests.map(async (child) => {
+        if (child.platform) platforms.push(formatPlatform(child.platform));
+        const cm = await source.getManifest(child, signal);
+        await copyNode(cm, false);
+      }),
+    );
+    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) throw failed.reason;
+    emit({ type: 'manifest', digest: m.descriptor.digest, mediaType: m.descriptor.mediaType, size: m.descriptor.size });
+    await target.putManifest(m, { top, signal });
+    stats.manifests++;
+  };
+
+  try {
+    let top = await source.resolve(signal);
+    if (isIndexMediaType(top.descriptor.mediaType) && platform) {
+      const index = parseJson<ImageIndex>(top, 'index');
+      const candidates = (index.manifests ?? []).filter((d) => platformMatches(d.platform, platform));
+      // Prefer a plain image over artifacts sharing the platform (e.g. a Nydus manifest in a merged index).
+      const chosen = candidates.find((d) => !d.artifactType && !d.platform?.['os.features']?.length) ?? candidates[0];
+      if (!chosen) {
+        const have = (index.manifests ?? []).map((d) => (d.platform ? formatPlatform(d.platform) : '?')).join(', ');
+        throw new NotFoundError(`${source.name} has no manifest for ${formatPlatform(platform)} (available: ${have}); use --platform or --all-platforms`);
+      }
+      platforms.push(formatPlatform(chosen.platform!));
+      top = await source.getManifest(chosen, signal);
+      if (isIndexMediaType(top.descriptor.mediaType)) throw new FormatError('index', `platform entry ${chosen.digest} is itself an index`);
+      logger.info('copying one platform of a multi-platform image', { platform: formatPlatform(chosen.platform!), digest: chosen.digest });
+    }
+    await copyNode(top, true);
+    return {
+      source: source.name,
+      target: target.name,
+      digest: top.descriptor.digest,
+      mediaType: top.descriptor.mediaType,
+      size: top.descriptor.size,
+      platforms: [...new Set(platforms)],
+      manifests: stats.manifests,
+      blobs: { total: stats.total, copied: stats.copied, skipped: stats.skipped, mounted: stats.mounted },
+      bytesSent: stats.bytesSent,
+      durationMs: Date.now() - started,
+    };
+  } finally {
+    await Promise.all([src.client?.close(), targetClient?.close(), source.close?.(), target.close?.()]);
+  }
+}

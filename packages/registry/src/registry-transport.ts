@@ -1,0 +1,288 @@
+import type { Readable } from 'node:stream';
+import { Agent, EnvHttpProxyAgent, interceptors, request } from 'undici';
+import type { Dispatcher } from 'undici';
+import { CancelledError, InvalidArgumentError, noopLogger } from '@nydus-ts/core';
+import type { Logger } from '@nydus-ts/core';
+import { Authorizer } from './authorizer.js';
+import type { Credentials, CredentialsProvider } from './docker-config.js';
+import { RegistryConnectionError, RegistryResponseError, redactUrl } from './errors.js';
+import { readErrorBody } from './http-body.js';
+import { registryEndpointHost } from './reference.js';
+import { isRetryableStatus, parseRetryAfter, resolveRetryOptions, withRetry } from './retry.js';
+import type { ResolvedRetryOptions, RetryOptions } from './retry.js';
+import { parseWwwAuthenticate } from './www-authenticate.js';
+
+/** A host tried before the origin for pulls (a pull-through cache or a P2P distributor such as Dragonfly). */
+export interface MirrorOptions {
+  /** Base URL, e.g. `http://127.0.0.1:65001`; requests go to `<url>/v2/...?ns=<registry>`. */
+  url: string;
+  /** Skip TLS verification for this mirror. */
+  insecure?: boolean;
+}
+
+export interface RegistryTransportOptions {
+  /** Registry name as in references: `docker.io`, `127.0.0.1:5000`. */
+  registry: string;
+  /**
+   * Allow plain HTTP and unverified TLS: HTTPS (without certificate checks) is tried first and
+   * HTTP used if the host does not speak TLS.
+   */
+  insecure?: boolean;
+  /** Mirrors tried in order before the origin for manifest and blob reads. */
+  mirrors?: Array<string | MirrorOptions>;
+  /** Fixed credentials for this registry, or a lookup (e.g. {@link dockerConfigCredentials}). */
+  credentials?: Credentials | CredentialsProvider;
+  /** Proxy variables (`HTTPS_PROXY`, `HTTP_PROXY`, `NO_PROXY`) are read from here (default process.env). */
+  env?: NodeJS.ProcessEnv;
+  /** Keep-alive connections per origin (default 8). */
+  maxConnections?: number;
+  retry?: RetryOptions;
+  logger?: Logger;
+  userAgent?: string;
+  /** Use this undici dispatcher instead of building one. */
+  dispatcher?: Dispatcher;
+}
+
+/** One place requests can go: a mirror or the origin registry. */
+export interface Endpoint {
+  /** `host[:port]` used for auth state and credential lookup. */
+  host: string;
+  mirror: boolean;
+  insecure: boolean;
+  /** Fixed scheme+host (+ path prefix) or undefined until probed (insecure origin). */
+  base?: string;
+}
+
+export type HttpMethod = 'GET' | 'HEAD' | 'PUT' | 'POST' | 'PATCH' | 'DELETE';
+
+export interface RegistryRequest {
+  method: HttpMethod;
+  /** `/v2/...` on the chosen endpoint, or an absolute URL (upload locations) on the origin. */
+  path: string | URL;
+  query?: Record<string, string>;
+  headers?: Record<string, string>;
+  /** A Readable body is sent once: such a request is neither retried nor re-authenticated. */
+  body?: Buffer | string | Readable;
+  /** Token scopes, e.g. `repository:library/alpine:pull`. */
+  scopes: string[];
+  /** Reads may be served by mirrors. */
+  pull?: boolean;
+  /** Statuses that count as success. */
+  expect: number[];
+  /** Describes the operation in errors, e.g. `blob sha256:… of library/alpine`. */
+  what: string;
+  signal?: AbortSignal;
+  /** Override retry count for this request (e.g. 1 for a probe). */
+  attempts?: number;
+}
+
+export interface RegistryReply {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  /** Always consume or destroy it. */
+  body: Readable;
+  /** The URL that answered (after mirrors), for resolving relative `Location`s. */
+  url: URL;
+  endpoint: Endpoint;
+}
+
+function header(headers: Record<string, string | string[] | undefined>, name: string): string | undefined {
+  const v = headers[name];
+  return Array.isArray(v) ? v[0] : v;
+}
+
+function createDispatcher(options: RegistryTransportOptions, insecure: boolean): Dispatcher {
+  const env = options.env ?? process.env;
+  const connections = options.maxConnections ?? 8;
+  const tls = insecure ? { rejectUnauthorized: false } : {};
+  const httpsProxy = env.HTTPS_PROXY ?? env.https_proxy;
+  const httpProxy = env.HTTP_PROXY ?? env.http_proxy;
+  const base: Dispatcher = httpsProxy || httpProxy
+    ? new EnvHttpProxyAgent({
+        httpProxy,
+        httpsProxy,
+        noProxy: env.NO_PROXY ?? env.no_proxy,
+        connections,
+        connect: tls,
+        requestTls: tls,
+      })
+    : new Agent({ connections, keepAliveTimeout: 30_000, connect: tls });
+  return base.compose(interceptors.redirect({ maxRedirections: 5 }));
+}
+
+/**
+ * HTTP to one registry (and its mirrors): endpoint choice, keep-alive pools, proxy variables,
+ * auth challenges and retries with backoff. Knows nothing of manifests or blobs.
+ */
+export class RegistryTransport {
+  readonly registry: string;
+  readonly logger: Logger;
+  readonly retry: ResolvedRetryOptions;
+  readonly authorizer: Authorizer;
+  readonly #options: RegistryTransportOptions;
+  readonly #origin: Endpoint;
+  readonly #mirrors: Endpoint[];
+  readonly #dispatchers = new Map<boolean, Dispatcher>();
+  readonly #ownDispatchers: Dispatcher[] = [];
+  #originProbe: Promise<string> | undefined;
+
+  constructor(options: RegistryTransportOptions) {
+    if (!options.registry || /[/\s]/.test(options.registry)) {
+      throw new InvalidArgumentError(`registry host "${options.registry}" is invalid`);
+    }
+    if (options.maxConnections !== undefined && !(Number.isInteger(options.maxConnections) && options.maxConnections > 0)) {
+      throw new InvalidArgumentError(`maxConnections must be a positive integer, got ${options.maxConnections}`);
+    }
+    this.#options = options;
+    this.registry = options.registry;
+    this.logger = (options.logger ?? noopLogger).child({ registry: options.registry });
+    this.retry = resolveRetryOptions(options.retry);
+    const endpointHost = registryEndpointHost(options.registry);
+    this.#origin = { host: endpointHost, mirror: false, insecure: options.insecure ?? false };
+    if (!this.#origin.insecure) this.#origin.base = `https://${endpointHost}`;
+    this.#mirrors = (options.mirrors ?? []).map((m) => {
+      const mirror = typeof m === 'string' ? { url: m } : m;
+      let url: URL;
+      try {
+        url = new URL(mirror.url);
+      } catch {
+        throw new InvalidArgumentError(`mirror "${mirror.url}" is not a URL (expected e.g. http://127.0.0.1:65001)`);
+      }
+      if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+        throw new InvalidArgumentError(`mirror "${mirror.url}": only http and https are supported`);
+      }
+      return { host: url.host, mirror: true, insecure: mirror.insecure ?? false, base: `${url.origin}${url.pathname.replace(/\/+$/, '')}` };
+    });
+    const creds = options.credentials;
+    const provider: CredentialsProvider | undefined =
+      typeof creds === 'function' ? creds : creds ? async (host) => (host === endpointHost || host === options.registry ? creds : undefined) : undefined;
+    this.authorizer = new Authorizer({
+      credentials: provider ? (host) => provider(host === endpointHost ? options.registry : host) : undefined,
+      dispatcher: this.dispatcher(options.insecure ?? false),
+      logger: this.logger,
+      userAgent: options.userAgent,
+    } as ConstructorParameters<typeof Authorizer>[0]);
+  }
+
+  dispatcher(insecure: boolean): Dispatcher {
+    if (this.#options.dispatcher) return this.#options.dispatcher;
+    let d = this.#dispatchers.get(insecure);
+    if (!d) {
+      d = createDispatcher(this.#options, insecure);
+      this.#dispatchers.set(insecure, d);
+      this.#ownDispatchers.push(d);
+    }
+    return d;
+  }
+
+  /** Closes the connection pools this transport created. */
+  async close(): Promise<void> {
+    await Promise.all(this.#ownDispatchers.map((d) => d.close().catch(() => undefined)));
+  }
+
+  /** The origin's base URL; for insecure registries probes HTTPS, then falls back to HTTP. */
+  async originBase(signal?: AbortSignal): Promise<string> {
+    if (this.#origin.base) return this.#origin.base;
+    this.#originProbe ??= (async () => {
+      const host = this.#origin.host;
+      try {
+        const res = await request(`https://${host}/v2/`, { method: 'GET', dispatcher: this.dispatcher(true), signal, headersTimeout: 10_000 });
+        await res.body.dump();
+        this.#origin.base = `https://${host}`;
+      } catch (err) {
+        if (signal?.aborted) throw new CancelledError('operation cancelled', { cause: signal.reason });
+        this.logger.debug('HTTPS probe failed, using plain HTTP', { host, reason: (err as { code?: string }).code ?? String(err) });
+        this.#origin.base = `http://${host}`;
+      }
+      return this.#origin.base;
+    })();
+    try {
+      return await this.#originProbe;
+    } catch (err) {
+      this.#originProbe = undefined;
+      throw err;
+    }
+  }
+
+  /** Sends a request: mirrors first for pulls, auth on 401, retries for resets/5xx/429. */
+  async request(req: RegistryRequest): Promise<RegistryReply> {
+    const endpoints = req.pull && typeof req.path === 'string' ? [...this.#mirrors, this.#origin] : [this.#origin];
+    let lastError: unknown;
+    for (const endpoint of endpoints) {
+      try {
+        return await this.#requestEndpoint(endpoint, req);
+      } catch (err) {
+        if (!endpoint.mirror || req.signal?.aborted) throw err;
+        lastError = err;
+        this.logger.debug('mirror failed, trying next', { mirror: endpoint.base, what: req.what, error: String(err) });
+      }
+    }
+    throw lastError;
+  }
+
+  async #url(endpoint: Endpoint, req: RegistryRequest): Promise<URL> {
+    let url: URL;
+    if (typeof req.path === 'string') {
+      const base = endpoint.mirror ? endpoint.base! : await this.originBase(req.signal);
+      url = new URL(base + req.path);
+      if (endpoint.mirror) url.searchParams.set('ns', this.registry);
+    } else {
+      url = new URL(req.path.toString());
+    }
+    for (const [k, v] of Object.entries(req.query ?? {})) url.searchParams.set(k, v);
+    return url;
+  }
+
+  async #requestEndpoint(endpoint: Endpoint, req: RegistryRequest): Promise<RegistryReply> {
+    const url = await this.#url(endpoint, req);
+    const streamBody = req.body !== undefined && typeof req.body !== 'string' && !Buffer.isBuffer(req.body);
+    const attempts = streamBody ? 1 : (req.attempts ?? (endpoint.mirror ? Math.min(2, this.retry.attempts) : this.retry.attempts));
+    const credHost = endpoint.mirror ? endpoint.host : this.registry;
+    let scopes = req.scopes;
+    let authRetried = false;
+    const dispatcher = this.dispatcher(endpoint.insecure);
+    return withRetry(
+      async () => {
+        for (;;) {
+          const headers: Record<string, string> = { 'user-agent': this.#options.userAgent ?? 'nydus-ts', ...req.headers };
+          const authorization = await this.authorizer.authorization(endpoint.host, credHost, scopes, req.signal);
+          if (authorization) headers.authorization = authorization;
+          let res: Dispatcher.ResponseData;
+          try {
+            res = await request(url, { method: req.method, headers, body: req.body, dispatcher, signal: req.signal });
+          } catch (err) {
+            if (req.signal?.aborted) throw new CancelledError('operation cancelled', { cause: req.signal.reason });
+            throw new RegistryConnectionError(req.method, redactUrl(url), err);
+          }
+          const status = res.statusCode;
+          if (req.expect.includes(status)) {
+            return { status, headers: res.headers, body: res.body, url, endpoint };
+          }
+          if (status === 401 && !authRetried && !streamBody) {
+            const challenges = parseWwwAuthenticate(header(res.headers, 'www-authenticate') ?? '');
+            await res.body.dump();
+            const next = await this.authorizer.challenge(endpoint.host, credHost, challenges, scopes);
+            if (next) {
+              authRetried = true;
+              scopes = next;
+              continue;
+            }
+            throw new RegistryResponseError({ status, method: req.method, url: redactUrl(url), what: req.what });
+          }
+          const body = req.method === 'HEAD' ? '' : await readErrorBody(res.body);
+          if (req.method === 'HEAD') await res.body.dump();
+          const retryAfter = isRetryableStatus(status) ? parseRetryAfter(res.headers['retry-after']) : undefined;
+          const details: ConstructorParameters<typeof RegistryResponseError>[0] = { status, method: req.method, url: redactUrl(url), body, what: req.what };
+          if (retryAfter !== undefined) details.retryAfterSeconds = retryAfter;
+          throw new RegistryResponseError(details);
+        }
+      },
+      { ...this.retry, attempts },
+      {
+        signal: req.signal,
+        onRetry: (err, attempt, delayMs) =>
+          this.logger.debug('retrying registry request', { what: req.what, attempt, delayMs, error: err instanceof Error ? err.message : String(err) }),
+      },
+    );
+  }
+}

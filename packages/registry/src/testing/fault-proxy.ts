@@ -1,0 +1,168 @@
+import { Agent, request as httpRequest, createServer } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
+
+/** What to do to a matching request. */
+export type FaultAction =
+  /** Answer with this status without forwarding (e.g. 500, 429 with Retry-After). */
+  | { kind: 'status'; status: number; retryAfter?: number }
+  /** Forward, send `afterBytes` of the response body, then reset the TCP connection. */
+  | { kind: 'reset'; afterBytes: number }
+  /** Forward, send `afterBytes` of the body as a clean chunked response that simply ends early. */
+  | { kind: 'truncate'; afterBytes: number }
+  /** Forward, flipping one byte of the response body at `atByte` (default: the middle). */
+  | { kind: 'corrupt'; atByte?: number };
+
+export interface FaultRule {
+  method?: string;
+  /** Matched against the request path (with query). */
+  path?: RegExp;
+  action: FaultAction;
+  /** How many matching requests to affect (default 1; Infinity for all). */
+  times?: number;
+}
+
+export interface ProxyRequestRecord {
+  method: string;
+  path: string;
+  status: number;
+  /** Request body bytes forwarded to the upstream. */
+  requestBytes: number;
+  /** Response body bytes sent to the client. */
+  responseBytes: number;
+  fault?: FaultAction['kind'];
+}
+
+export interface FaultProxy {
+  /** `127.0.0.1:PORT`. */
+  host: string;
+  url: string;
+  /** Every request seen, in order of completion. */
+  requests: ProxyRequestRecord[];
+  /** Replaces the rules (remaining counts restart). */
+  setRules(rules: FaultRule[]): void;
+  /** Faults injected so far. */
+  readonly injected: number;
+  stop(): Promise<void>;
+}
+
+/**
+ * An HTTP proxy on 127.0.0.1 (port 0) in front of `upstream` (a registry URL) that injects
+ * faults: statuses, connection resets mid-body, truncated bodies and corrupted bytes. The Host
+ * header is passed through so the registry's Location URLs keep pointing at the proxy.
+ */
+export async function startFaultProxy(upstream: string, rules: FaultRule[] = []): Promise<FaultProxy> {
+  const target = new URL(upstream);
+  const agent = new Agent({ keepAlive: true, maxSockets: 32 });
+  let active = rules.map((r) => ({ ...r, left: r.times ?? 1 }));
+  let injected = 0;
+  const requests: ProxyRequestRecord[] = [];
+  const sockets = new Set<Socket>();
+
+  const pick = (req: IncomingMessage): FaultAction | undefined => {
+    for (const r of active) {
+      if (r.left <= 0) continue;
+      if (r.method && r.method !== req.method) continue;
+      if (r.path && !r.path.test(req.url ?? '')) continue;
+      r.left--;
+      injected++;
+      return r.action;
+    }
+    return undefined;
+  };
+
+  const handle = (req: IncomingMessage, res: ServerResponse): void => {
+    const action = pick(req);
+    const record: ProxyRequestRecord = { method: req.method ?? '', path: req.url ?? '', status: 0, requestBytes: 0, responseBytes: 0 };
+    if (action) record.fault = action.kind;
+    res.on('close', () => requests.push(record));
+    if (action?.kind === 'status') {
+      req.resume();
+      record.status = action.status;
+      const headers: Record<string, string> = { 'content-type': 'application/json' };
+      if (action.retryAfter !== undefined) headers['retry-after'] = String(action.retryAfter);
+      res.writeHead(action.status, headers).end(JSON.stringify({ errors: [{ code: 'UNKNOWN', message: `injected ${action.status}` }] }));
+      return;
+    }
+    const up = httpRequest(
+      { host: target.hostname, port: target.port, method: req.method, path: req.url, headers: req.headers, agent },
+      (upRes) => {
+        record.status = upRes.statusCode ?? 0;
+        const headers = { ...upRes.headers };
+        const body = action && action.kind !== 'corrupt' && req.method !== 'HEAD';
+        if (body && action.kind === 'truncate') {
+          delete headers['content-length'];
+          headers['transfer-encoding'] = 'chunked';
+        }
+        res.writeHead(upRes.statusCode ?? 502, headers);
+        let sent = 0;
+        upRes.on('data', (chunk: Buffer) => {
+          if (res.destroyed) return;
+          let out = chunk;
+          if (action?.kind === 'corrupt') {
+            const at = action.atByte ?? Math.floor(Number(upRes.headers['content-length'] ?? 2) / 2);
+            if (at >= sent && at < sent + chunk.length) {
+              out = Buffer.from(chunk);
+              out[at - sent] = out[at - sent]! ^ 0xff;
+            }
+          } else if (body && (action.kind === 'reset' || action.kind === 'truncate') && sent + chunk.length > action.afterBytes) {
+            out = chunk.subarray(0, Math.max(0, action.afterBytes - sent));
+            sent += out.length;
+            record.responseBytes = sent;
+            upRes.destroy();
+            if (action.kind === 'reset') {
+              res.write(out, () => (res.socket as Socket | null)?.resetAndDestroy());
+            } else {
+              res.end(out);
+            }
+            return;
+          }
+          sent += out.length;
+          record.responseBytes = sent;
+          if (!res.write(out)) {
+            upRes.pause();
+            res.once('drain', () => upRes.resume());
+          }
+        });
+        upRes.on('end', () => {
+          if (!res.writableEnded && !res.destroyed) res.end();
+        });
+        upRes.on('error', () => res.destroy());
+      },
+    );
+    up.on('error', () => {
+      if (!res.headersSent) res.writeHead(502).end();
+      else res.destroy();
+    });
+    req.on('data', (chunk: Buffer) => (record.requestBytes += chunk.length));
+    req.pipe(up);
+    res.on('close', () => {
+      if (!res.writableFinished) up.destroy();
+    });
+  };
+
+  const server = createServer(handle);
+  server.keepAliveTimeout = 30_000;
+  server.on('connection', (s: Socket) => {
+    sockets.add(s);
+    s.on('close', () => sockets.delete(s));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as AddressInfo).port;
+  return {
+    host: `127.0.0.1:${port}`,
+    url: `http://127.0.0.1:${port}`,
+    requests,
+    setRules(next) {
+      active = next.map((r) => ({ ...r, left: r.times ?? 1 }));
+    },
+    get injected() {
+      return injected;
+    },
+    async stop() {
+      for (const s of sockets) s.destroy();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      agent.destroy();
+    },
+  };
+}

@@ -1,0 +1,11 @@
+export { startRegistry } from './start-registry.js';
+export type { StartRegistryOptions, TestRegistry } from './start-registry.js';
+export { startTokenServer } from './token-server.js';
+export type { TokenServer, TokenServerOptions, TokenRequestRecord } from './token-server.js';
+export { startFaultProxy } from './fault-proxy.js';
+export type { FaultProxy, FaultRule, FaultAction, ProxyRequestRecord } from './fault-proxy.js';
+export { generatedStream, pushGeneratedImage, pushIndex, pushTwoPlatformImage } from './image-fixtures.js';
+export type { GeneratedLayer, PushImageOptions, PushedImage } from './image-fixtures.js';
+export { measureProcess } from './process-stats.js';
+export type { MeasuredRun, MeasureOptions } from './process-stats.js';
+export { freeLoopbackPort } from './free-port.js';
