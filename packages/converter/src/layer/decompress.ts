@@ -67,15 +67,17 @@ export async function* decompressStream(
   async function* rest(): AsyncGenerator<Uint8Array, void, undefined> {
     for (const chunk of head) yield chunk;
     if (ended) return;
-    try {
-      for (;;) {
-        const r = await iterator.next();
-        if (r.done) return;
-        yield r.value;
+    for (;;) {
+      let r: IteratorResult<Uint8Array>;
+      try {
+        r = await iterator.next();
+      } catch (err) {
+        sourceError = err;
+        throw err;
       }
-    } catch (err) {
-      sourceError = err;
-      throw err;
+      if (r.done) return;
+      // (Readable.from injects the decoder's error here with iterator.throw(): not a source error.)
+      yield r.value;
     }
   }
 

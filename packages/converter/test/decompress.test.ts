@@ -1,0 +1,165 @@
+import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { createReadStream, readFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { gzipSync } from 'node:zlib';
+import { isNydusError } from '@nydus-ts/core';
+import { describe, expect, it } from 'vitest';
+import { compress as zstdCompress } from 'zstd-napi';
+import { decompressStream, detectCompression, readTarEntries } from '../src/index.js';
+import type { LayerCompression } from '../src/index.js';
+import { createRandom } from './support/make-tree.js';
+import { chunked, collect } from './support/streams.js';
+
+const fixtures = resolve(dirname(fileURLToPath(import.meta.url)), '../../../../shared/fixtures/nydus-upstream');
+
+async function errorOf(p: Promise<unknown>): Promise<unknown> {
+  try {
+    await p;
+  } catch (err) {
+    return err;
+  }
+  throw new Error('expected a rejection');
+}
+
+const sha = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
+
+describe('decompressStream', () => {
+  const rnd = createRandom(9);
+  const part1 = Buffer.concat([rnd.bytes(300_000), Buffer.alloc(500_000, 0x61)]);
+  const part2 = rnd.bytes(123_457);
+  const plain = Buffer.concat([part1, part2]);
+
+  it('detects the compression from the magic bytes', () => {
+    expect(detectCompression(Uint8Array.from([0x1f, 0x8b, 8, 0]))).toBe('gzip');
+    expect(detectCompression(Uint8Array.from([0x28, 0xb5, 0x2f, 0xfd]))).toBe('zstd');
+    expect(detectCompression(Uint8Array.from([0x28, 0xb5, 0x2f]))).toBe('none');
+    expect(detectCompression(Buffer.from('ustar'))).toBe('none');
+  });
+
+  const cases: Array<[LayerCompression, string, Buffer]> = [
+    ['gzip', 'one gzip member', gzipSync(plain)],
+    ['gzip', 'two concatenated gzip members', Buffer.concat([gzipSync(part1), gzipSync(part2)])],
+    ['zstd', 'one zstd frame', zstdCompress(plain)],
+    ['zstd', 'two zstd frames', Buffer.concat([zstdCompress(part1), zstdCompress(part2)])],
+    ['none', 'plain data', plain],
+  ];
+  for (const [kind, label, encoded] of cases) {
+    it(`decodes ${label}, whatever the input chunking`, async () => {
+      for (const size of [1, 2, 3, 65_536]) {
+        if (size < 4 && encoded.length > 100_000) {
+          // Byte-at-a-time only over the head: the sniffing must cope with 1-byte chunks.
+          const head = encoded.subarray(0, 16);
+          const rest = encoded.subarray(16);
+          const source = (async function* () {
+            yield* chunked(head, size);
+            yield rest;
+          })();
+          let detected: LayerCompression | undefined;
+          const out = await collect(decompressStream(source, { onDetect: (c) => (detected = c) }));
+          expect(detected).toBe(kind);
+          expect(sha(out)).toBe(sha(plain));
+          continue;
+        }
+        expect(sha(await collect(decompressStream(chunked(encoded, size))))).toBe(sha(plain));
+      }
+    });
+  }
+
+  it('passes through empty and tiny plain inputs', async () => {
+    expect(await collect(decompressStream(chunked(Buffer.alloc(0))))).toEqual(Buffer.alloc(0));
+    expect(await collect(decompressStream(chunked(Buffer.from('ab'), 1)))).toEqual(Buffer.from('ab'));
+  });
+
+  it('decodes the upstream gzip layers (two members, blocked gzip) like gzip -dc', async () => {
+    for (const name of ['zran-two-streams.tar.gz', 'bgzip.tar.gz', 'zran-single-stream.tar.gz', 'zran-zero-file.tar.gz']) {
+      const path = join(fixtures, name);
+      const expected = execFileSync('gzip', ['-dc', path], { maxBuffer: 1 << 30 });
+      const actual = await collect(decompressStream(createReadStream(path)));
+      expect(sha(actual), name).toBe(sha(expected));
+      // And the result is a tar the reader walks to its end.
+      let n = 0;
+      for await (const e of readTarEntries(decompressStream(createReadStream(path)))) {
+        if (e.content) await collect(e.content);
+        n++;
+      }
+      expect(n, name).toBeGreaterThan(0);
+    }
+  });
+
+  it('decodes the upstream zstd blob to the same bytes as the raw blob', async () => {
+    const raw = readFileSync(join(fixtures, '2fa78cad554b75ac91a4a125ed148d0ddeb25efa4aaa8bd80e5dc292690a4dca'));
+    const out = await collect(decompressStream(createReadStream(join(fixtures, '2fa78cad554b75ac91a4a125ed148d0ddeb25efa4aaa8bd80e5dc292690a4dca.zst'))));
+    expect(out.equals(raw)).toBe(true);
+  });
+
+  it('fails with INVALID_FORMAT on corrupt gzip and zstd', async () => {
+    const gz = Buffer.from(gzipSync(plain));
+    for (let i = 20; i < 60; i++) gz[i] ^= 0x5a;
+    const e1 = await errorOf(collect(decompressStream(chunked(gz))));
+    expect(isNydusError(e1, 'INVALID_FORMAT')).toBe(true);
+    expect((e1 as { field?: string }).field).toBe('layer.gzip');
+
+    const zs = Buffer.from(zstdCompress(plain));
+    for (let i = 10; i < 40; i++) zs[i] ^= 0x5a;
+    const e2 = await errorOf(collect(decompressStream(chunked(zs))));
+    expect(isNydusError(e2, 'INVALID_FORMAT')).toBe(true);
+    expect((e2 as { field?: string }).field).toBe('layer.zstd');
+  });
+
+  it('fails with INVALID_FORMAT on truncated gzip and zstd', async () => {
+    const gz = gzipSync(plain);
+    const e1 = await errorOf(collect(decompressStream(chunked(gz.subarray(0, gz.length - 100)))));
+    expect(isNydusError(e1, 'INVALID_FORMAT')).toBe(true);
+    const zs = zstdCompress(plain);
+    const e2 = await errorOf(collect(decompressStream(chunked(zs.subarray(0, zs.length - 100)))));
+    expect(isNydusError(e2, 'INVALID_FORMAT')).toBe(true);
+  });
+
+  it('passes source errors through unchanged', async () => {
+    const boom = new Error('network reset');
+    for (const encoded of [gzipSync(plain), zstdCompress(plain), plain]) {
+      const source = (async function* () {
+        yield encoded.subarray(0, 1000);
+        throw boom;
+      })();
+      expect(await errorOf(collect(decompressStream(source)))).toBe(boom);
+    }
+  });
+
+  it('reads the source only as fast as output is consumed, and stops it on early exit', async () => {
+    const big = gzipSync(Buffer.concat(Array.from({ length: 16 }, () => rnd.bytes(1 << 20))));
+    let pulled = 0;
+    let finished = false;
+    const source = (async function* () {
+      try {
+        for await (const c of chunked(big, 65_536)) {
+          pulled += c.length;
+          yield c;
+        }
+      } finally {
+        finished = true;
+      }
+    })();
+    let out = 0;
+    for await (const chunk of decompressStream(source)) {
+      out += chunk.length;
+      if (out > 1 << 20) break;
+    }
+    expect(pulled).toBeLessThan(big.length / 2);
+    await new Promise((r) => setTimeout(r, 10));
+    expect(finished).toBe(true);
+  });
+
+  it('reports cancellation through the abort signal', async () => {
+    const controller = new AbortController();
+    const err = await errorOf((async () => {
+      for await (const chunk of decompressStream(chunked(gzipSync(plain), 1000), { signal: controller.signal })) {
+        void chunk;
+        controller.abort();
+      }
+    })());
+    expect(isNydusError(err, 'CANCELLED')).toBe(true);
+  });
+});
