@@ -4,3 +4,5 @@ export { compressChunk, decompressChunk, CHUNK_COMPRESSORS } from './compression
 export type { ChunkCompressor } from './compression.js';
 export { digestChunk, CHUNK_DIGESTERS } from './chunk-digest.js';
 export type { ChunkDigester } from './chunk-digest.js';
+export * from './reader/index.js';
+export * from './builder/index.js';

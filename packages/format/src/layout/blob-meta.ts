@@ -190,3 +190,20 @@ export function decodeZranContext(bytes: Uint8Array, off: number, absOffset: num
   if (z.ctxBits > 7) throw new FormatError(`zran_context[${index}].ctx_bits`, `${z.ctxBits} exceeds 7`, { offset: absOffset + ZRAN.ctxBits, value: z.ctxBits });
   return z;
 }
+
+/** `BatchInflateContext`, 40 bytes (spec §3.5): sizes of one batch of small chunks compressed together. */
+export interface BatchContext {
+  /** compressed_size @0 */ compressedSize: number;
+  /** uncompressed_batch_size @4 */ uncompressedBatchSize: number;
+}
+
+export const BATCH_CONTEXT_SIZE = 40;
+
+export function encodeBatchContext(b: BatchContext, out: Uint8Array, off: number): void {
+  new LeWriter(out.subarray(off, off + BATCH_CONTEXT_SIZE)).u32(0, b.compressedSize).u32(4, b.uncompressedBatchSize);
+}
+
+export function decodeBatchContext(bytes: Uint8Array, off: number, absOffset: number, index: number): BatchContext {
+  const r = new LeReader(bytes.subarray(off, off + BATCH_CONTEXT_SIZE), `batch_context[${index}]`, absOffset);
+  return { compressedSize: r.u32(0, 'compressed_size'), uncompressedBatchSize: r.u32(4, 'uncompressed_batch_size') };
+}
