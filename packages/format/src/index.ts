@@ -5,4 +5,3 @@ export type { ChunkCompressor } from './compression.js';
 export { digestChunk, CHUNK_DIGESTERS } from './chunk-digest.js';
 export type { ChunkDigester } from './chunk-digest.js';
 export * from './reader/index.js';
-export * from './builder/index.js';
