@@ -5,3 +5,4 @@ export type { ChunkCompressor } from './compression.js';
 export { digestChunk, CHUNK_DIGESTERS } from './chunk-digest.js';
 export type { ChunkDigester } from './chunk-digest.js';
 export * from './reader/index.js';
+export * from './builder/index.js';

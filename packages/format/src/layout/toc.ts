@@ -69,7 +69,8 @@ export function encodeTailTarHeader(name: string, size: number): Uint8Array {
   h.fill(0x20, TAR.checksum, TAR.checksum + 8);
   let sum = 0;
   for (let i = 0; i < TAR_HEADER_SIZE; i++) sum += h[i]!;
-  w.set(TAR.checksum, Buffer.from(sum.toString(8).padStart(6, '0') + '\0 ', 'latin1'));
+  // Rust tar (the reference writer): 7 octal digits + NUL, e.g. "0006255\0".
+  w.set(TAR.checksum, Buffer.from(sum.toString(8).padStart(7, '0') + '\0', 'latin1'));
   return h;
 }
 

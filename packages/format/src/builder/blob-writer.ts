@@ -1,0 +1,339 @@
+import { NydusError } from '@nydus-ts/core';
+import { crc32c } from '@node-rs/crc32';
+import { createHash, type Hash } from 'node:crypto';
+import { compressChunk, type ChunkCompressor } from '../compression.js';
+import { digestChunk, type ChunkDigester } from '../chunk-digest.js';
+import {
+  BlobFeatures,
+  CCT_HEADER_SIZE,
+  CI_V1_SIZE,
+  ChunkFlags,
+  CompressionAlgo,
+  DigestAlgo,
+  EROFS_BLOCK_SIZE,
+  MAX_CHUNKS_PER_BLOB,
+  TAR_HEADER_SIZE,
+  TOC_ENTRY_SIZE,
+  TocFlags,
+  TocNames,
+  ZERO_DIGEST_HEX,
+  alignUp,
+  encodeChunkInfoV1,
+  encodeCompressionContextHeader,
+  encodeTailTarHeader,
+  encodeTocEntry,
+  type TocEntry,
+} from '../layout/index.js';
+import { chunkKey, type ChunkDict } from './chunk-dict.js';
+import type { TreeBlob, TreeChunk } from './tree.js';
+
+/**
+ * Where the data blob goes. Awaiting each write is the backpressure. The builder never
+ * touches bytes again once it has passed them to `write`, so a sink may keep them.
+ */
+export interface BlobSink {
+  write(bytes: Uint8Array): Promise<void>;
+}
+
+/** Counters of one layer build. */
+export interface LayerBuildStats {
+  /** Entries consumed. */
+  entries: number;
+  /** Regular-file entries (hardlinks not counted). */
+  files: number;
+  /** File content bytes read. */
+  bytesIn: number;
+  /** Chunks cut from file content (incl. deduplicated ones). */
+  chunks: number;
+  /** Chunks found earlier in this layer. */
+  dedupChunks: number;
+  dedupBytes: number;
+  /** Chunks found in the chunk dict. */
+  dictChunks: number;
+  dictBytes: number;
+  /** Bytes of chunk data stored in the blob (compressed or raw, padding excluded). */
+  compressedBytes: number;
+}
+
+export const INLINED_BLOB_ID = 'x'.repeat(64);
+
+const ZERO_BLOCK = new Uint8Array(EROFS_BLOCK_SIZE);
+const TOC_FLAG: Record<ChunkCompressor, number> = { none: TocFlags.NONE, zstd: TocFlags.ZSTD, lz4_block: TocFlags.LZ4_BLOCK };
+
+/** A growable byte array for per-chunk tables (CI entries, digests). */
+class ByteTable {
+  bytes: Uint8Array;
+  length = 0;
+  constructor(initial: number) {
+    this.bytes = new Uint8Array(initial);
+  }
+  reserve(n: number): number {
+    if (this.length + n > this.bytes.length) {
+      const next = new Uint8Array(Math.max(this.bytes.length * 2, this.length + n));
+      next.set(this.bytes.subarray(0, this.length));
+      this.bytes = next;
+    }
+    const at = this.length;
+    this.length += n;
+    return at;
+  }
+  view(): Uint8Array {
+    return this.bytes.subarray(0, this.length);
+  }
+}
+
+export interface BlobTail {
+  /** The own blob's table entry, final (real id, ToC digest/size). */
+  blob: TreeBlob;
+  /** Bytes written to the sink. */
+  size: number;
+  /** Content of `<id>.blob.meta` (spec §3.7). */
+  blobMeta: Uint8Array;
+}
+
+/**
+ * Writes the chunks of one data blob to a sink and, at the end, its tail sections (spec
+ * §3.1 layout (c), or (b) with an inlined bootstrap). Chunk data is deduplicated against
+ * this blob and then the chunk dict.
+ */
+export class BlobWriter {
+  /** The blob entry chunks point at; its id and sizes are filled in by `finish`. */
+  readonly blob: TreeBlob;
+  readonly stats: LayerBuildStats = {
+    entries: 0,
+    files: 0,
+    bytesIn: 0,
+    chunks: 0,
+    dedupChunks: 0,
+    dedupBytes: 0,
+    dictChunks: 0,
+    dictBytes: 0,
+    compressedBytes: 0,
+  };
+  /** Dict blobs in the order of their first use. */
+  readonly usedDictBlobs: TreeBlob[] = [];
+
+  private readonly hash: Hash = createHash('sha256');
+  private position = 0;
+  private uncompressedCursor = 0;
+  private readonly ci = new ByteTable(64 * CI_V1_SIZE);
+  private readonly digests = new ByteTable(64 * 32);
+  private chunkCount = 0;
+  private readonly own = new Map<string, TreeChunk>();
+  private readonly fromDict = new Map<TreeChunk, TreeChunk>();
+  private readonly usedDictBlobSet = new Set<TreeBlob>();
+
+  constructor(
+    private readonly sink: BlobSink,
+    private readonly chunkSize: number,
+    private readonly compressor: ChunkCompressor,
+    private readonly digester: ChunkDigester,
+    private readonly dict: ChunkDict | undefined,
+    private readonly inlineBootstrap: boolean,
+  ) {
+    this.blob = {
+      blobId: '',
+      chunkSize,
+      chunkCount: 0,
+      compressionAlgo: CompressionAlgo[compressor],
+      digestAlgo: DigestAlgo[digester],
+      features: 0,
+      compressedSize: 0,
+      uncompressedSize: 0,
+      tocSize: 0,
+      ciCompressor: 0,
+      ciOffset: 0,
+      ciCompressedSize: 0,
+      ciUncompressedSize: 0,
+      tocDigest: ZERO_DIGEST_HEX,
+      metaDigest: ZERO_DIGEST_HEX,
+      metaSize: 0,
+      cipherIv: new Uint8Array(8),
+      cipherAlgo: 0,
+    };
+  }
+
+  /** True once at least one chunk has been stored in this blob. */
+  get hasData(): boolean {
+    return this.chunkCount > 0;
+  }
+
+  private async write(bytes: Uint8Array): Promise<void> {
+    if (bytes.length === 0) return;
+    this.hash.update(bytes);
+    this.position += bytes.length;
+    await this.sink.write(bytes);
+  }
+
+  /**
+   * Stores (or deduplicates) one chunk of file data at `fileOffset`. Returns the chunk and
+   * whether `data` was handed to the sink (then the caller must not reuse its memory).
+   */
+  async addChunk(data: Uint8Array, fileOffset: number): Promise<{ chunk: TreeChunk; consumed: boolean }> {
+    const size = data.length;
+    this.stats.chunks++;
+    const digest = digestChunk(this.digester, data);
+    const key = chunkKey(digest, size);
+    const hit = this.own.get(key);
+    if (hit !== undefined) {
+      this.stats.dedupChunks++;
+      this.stats.dedupBytes += size;
+      return { chunk: hit, consumed: false };
+    }
+    const dictChunk = this.dict?.lookup(digest, size);
+    if (dictChunk !== undefined) {
+      this.stats.dictChunks++;
+      this.stats.dictBytes += size;
+      let chunk = this.fromDict.get(dictChunk);
+      if (chunk === undefined) {
+        chunk = { ...dictChunk, fileOffset };
+        this.fromDict.set(dictChunk, chunk);
+        if (!this.usedDictBlobSet.has(dictChunk.blob)) {
+          this.usedDictBlobSet.add(dictChunk.blob);
+          this.usedDictBlobs.push(dictChunk.blob);
+        }
+      }
+      return { chunk, consumed: false };
+    }
+    if (this.chunkCount >= MAX_CHUNKS_PER_BLOB) {
+      throw new NydusError('RESOURCE_EXHAUSTED', `a blob holds at most ${MAX_CHUNKS_PER_BLOB} chunks; use a larger chunkSize`);
+    }
+    const crc = crc32c(data);
+    const packed = this.compressor === 'none' ? data : compressChunk(this.compressor, data);
+    const compressed = packed.length < size;
+    const stored = compressed ? packed : data;
+    const compressedOffset = this.position;
+    const uncompressedOffset = this.uncompressedCursor;
+    if (this.compressor === 'none' && compressedOffset !== uncompressedOffset) {
+      throw new NydusError('INTERNAL', `uncompressed blob cursor ${compressedOffset} != ${uncompressedOffset}`);
+    }
+    const index = this.chunkCount++;
+    const chunk: TreeChunk = {
+      blob: this.blob,
+      digest,
+      flags: (compressed ? ChunkFlags.COMPRESSED : 0) | (crc !== 0 ? ChunkFlags.HAS_CRC32 : 0),
+      compressedSize: stored.length,
+      uncompressedSize: size,
+      compressedOffset,
+      uncompressedOffset,
+      fileOffset,
+      index,
+      crc32: crc,
+    };
+    this.own.set(key, chunk);
+    encodeChunkInfoV1(
+      { compressedOffset, compressedSize: stored.length, uncompressedOffset, uncompressedSize: size, compressed, flags: 0, contextIndex: 0, contextOffset: 0 },
+      this.ci.bytes,
+      this.ci.reserve(CI_V1_SIZE),
+    );
+    this.digests.bytes.set(Buffer.from(digest, 'hex'), this.digests.reserve(32));
+    this.uncompressedCursor += alignUp(size, EROFS_BLOCK_SIZE);
+    this.stats.compressedBytes += stored.length;
+    await this.write(stored);
+    // Raw blobs keep every chunk at its uncompressed offset: the data region is an EROFS device.
+    if (this.compressor === 'none') await this.write(ZERO_BLOCK.subarray(0, alignUp(size, EROFS_BLOCK_SIZE) - size));
+    return { chunk, consumed: stored === data };
+  }
+
+  /**
+   * Writes the tail sections and finalises `this.blob`. `bootstrapFor()` serialises the
+   * bootstrap as `this.blob` stands; it is called for the inlined copy only.
+   */
+  async finish(bootstrapFor: () => Uint8Array): Promise<BlobTail> {
+    const n = this.chunkCount;
+    const features =
+      BlobFeatures.ALIGNED |
+      BlobFeatures.INLINED_CHUNK_DIGEST |
+      BlobFeatures.HAS_TAR_HEADER |
+      BlobFeatures.HAS_TOC |
+      BlobFeatures.CAP_TAR_TOC |
+      (this.inlineBootstrap ? BlobFeatures.INLINED_FS_META : 0);
+    const toc: TocEntry[] = [];
+    const sha = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
+
+    // | chunks | T"image.blob" |
+    const dataSize = this.position;
+    await this.write(encodeTailTarHeader(TocNames.BLOB, dataSize));
+    toc.push({ flags: TocFlags.NONE, name: TocNames.BLOB, digest: this.hash.copy().digest('hex'), compressedOffset: 0, compressedSize: dataSize, uncompressedSize: this.uncompressedCursor });
+
+    // | CI | CCT header | T"blob.meta" |
+    const ciRaw = this.ci.view();
+    const ciPacked = this.compressor === 'none' ? ciRaw : compressChunk(this.compressor, ciRaw);
+    const ciCompressor: ChunkCompressor = ciPacked.length < ciRaw.length ? this.compressor : 'none';
+    const ciStored = ciCompressor === 'none' ? ciRaw : ciPacked;
+    const ciOffset = this.position;
+    const header = encodeCompressionContextHeader({
+      features,
+      ciCompressor: CompressionAlgo[ciCompressor],
+      ciEntries: n,
+      ciOffset,
+      ciCompressedSize: ciStored.length,
+      ciUncompressedSize: ciRaw.length,
+      zranOffset: 0,
+      zranSize: 0,
+      zranCount: 0,
+    });
+    await this.write(ciStored.slice());
+    await this.write(header);
+    await this.write(encodeTailTarHeader(TocNames.META, ciStored.length + CCT_HEADER_SIZE));
+    toc.push({ flags: TOC_FLAG[ciCompressor], name: TocNames.META, digest: sha(ciRaw), compressedOffset: ciOffset, compressedSize: ciStored.length, uncompressedSize: ciRaw.length });
+    toc.push({ flags: TocFlags.NONE, name: TocNames.META_HEADER, digest: sha(header), compressedOffset: ciOffset + ciStored.length, compressedSize: CCT_HEADER_SIZE, uncompressedSize: CCT_HEADER_SIZE });
+
+    // | digests | T"blob.digest" |
+    const digests = this.digests.view().slice();
+    const digestsOffset = this.position;
+    await this.write(digests);
+    await this.write(encodeTailTarHeader(TocNames.DIGEST, digests.length));
+    toc.push({ flags: TocFlags.NONE, name: TocNames.DIGEST, digest: sha(digests), compressedOffset: digestsOffset, compressedSize: digests.length, uncompressedSize: digests.length });
+
+    Object.assign(this.blob, {
+      chunkCount: n,
+      features,
+      uncompressedSize: this.uncompressedCursor,
+      ciCompressor: CompressionAlgo[ciCompressor],
+      ciOffset,
+      ciCompressedSize: ciStored.length,
+      ciUncompressedSize: ciRaw.length,
+    });
+
+    // | bootstrap (zstd) | T"image.boot" |   (layout (b))
+    if (this.inlineBootstrap) {
+      // The inlined copy cannot know the blob's id or ToC: placeholder id, zero ToC (spec §2, §3.6).
+      Object.assign(this.blob, { blobId: INLINED_BLOB_ID, compressedSize: this.position, tocSize: 0, tocDigest: ZERO_DIGEST_HEX });
+      const inlined = bootstrapFor();
+      const packed = compressChunk('zstd', inlined);
+      const zstd = packed.length < inlined.length;
+      const stored = zstd ? packed : inlined;
+      const bootOffset = this.position;
+      await this.write(stored);
+      await this.write(encodeTailTarHeader(TocNames.BOOTSTRAP, stored.length));
+      toc.push({ flags: zstd ? TocFlags.ZSTD : TocFlags.NONE, name: TocNames.BOOTSTRAP, digest: sha(inlined), compressedOffset: bootOffset, compressedSize: stored.length, uncompressedSize: inlined.length });
+    }
+
+    // | ToC entries | T"rafs.blob.toc" |
+    const tocBytes = new Uint8Array(toc.length * TOC_ENTRY_SIZE + TAR_HEADER_SIZE);
+    toc.forEach((e, i) => encodeTocEntry(e, tocBytes, i * TOC_ENTRY_SIZE));
+    tocBytes.set(encodeTailTarHeader(TocNames.TOC, toc.length * TOC_ENTRY_SIZE), toc.length * TOC_ENTRY_SIZE);
+    await this.write(tocBytes);
+
+    Object.assign(this.blob, {
+      blobId: this.hash.digest('hex'),
+      compressedSize: this.position,
+      tocSize: tocBytes.length,
+      tocDigest: sha(tocBytes),
+    });
+
+    // `<id>.blob.meta`: uncompressed CI, zero padding to 4 KiB, CCT header.
+    const blobMeta = new Uint8Array(alignUp(ciRaw.length, EROFS_BLOCK_SIZE) + CCT_HEADER_SIZE);
+    blobMeta.set(ciRaw, 0);
+    blobMeta.set(header, blobMeta.length - CCT_HEADER_SIZE);
+    return { blob: this.blob, size: this.position, blobMeta };
+  }
+
+  get dataSize(): number {
+    return this.position;
+  }
+  get uncompressedSize(): number {
+    return this.uncompressedCursor;
+  }
+}

@@ -1,0 +1,485 @@
+import { InvalidArgumentError, NydusError } from '@nydus-ts/core';
+import {
+  BLOB_ENTRY_SIZE,
+  BlobFeatures,
+  CHUNK_ADDRESS_SIZE,
+  CHUNK_FORMAT_INDEXES,
+  CHUNK_INFO_SIZE,
+  DEVICE_SLOT_OFFSET_UNITS,
+  DEVICE_SLOT_SIZE,
+  DEVICE_TABLE_OFFSET,
+  DIRENT_SIZE,
+  DataLayout,
+  EROFS_BLOCK_BITS,
+  EROFS_BLOCK_SIZE,
+  EROFS_SUPER_MAGIC,
+  EROFS_SUPER_OFFSET,
+  EXTENDED_INODE_SIZE,
+  FEATURE_COMPAT_RAFS_V6,
+  FileType,
+  MAPPED_BLKADDR_ALIGN_BLOCKS,
+  MAX_BLOBS,
+  RAFS_EXT_SUPER_OFFSET,
+  RAFS_V6_FEATURE_INCOMPAT,
+  ROOT_NID,
+  RafsSuperFlags,
+  alignUp,
+  encodeBlobEntry,
+  encodeChunkAddress,
+  encodeChunkInfo,
+  encodeDeviceSlot,
+  encodeDirentBlocks,
+  encodeErofsSuperblock,
+  encodeInode,
+  encodeRafsExtSuperblock,
+  encodeXattrs,
+  planDirentBlocks,
+  superFlagForCompression,
+  superFlagForDigest,
+  type CompressionName,
+  type DataLayoutValue,
+  type Dirent,
+  type DigestName,
+} from '../layout/index.js';
+import { nameKey, sortedChildren, type NodeKind, type TreeBlob, type TreeChunk, type TreeInode, type TreeNode } from './tree.js';
+
+/** Filesystem-wide settings of a bootstrap. */
+export interface BootstrapSettings {
+  chunkSize: number;
+  /** Compressor flag of the superblock (the blobs carry their own). */
+  compressor: CompressionName;
+  digester: DigestName;
+  /** EXPLICIT_UID_GID: inode uid/gid are meaningful (otherwise written as 0). */
+  explicitUidGid: boolean;
+  /** Blob table in order; every chunk of the tree must reference one of these objects. */
+  blobs: readonly TreeBlob[];
+  /** Absolute paths whose nids go into the prefetch table (`/` = the root = prefetch all). */
+  prefetchPatterns?: readonly string[];
+}
+
+const BS = EROFS_BLOCK_SIZE;
+const FILE_TYPE: Record<NodeKind, number> = {
+  file: FileType.REG,
+  directory: FileType.DIR,
+  symlink: FileType.SYMLINK,
+  'char-device': FileType.CHRDEV,
+  'block-device': FileType.BLKDEV,
+  fifo: FileType.FIFO,
+  socket: FileType.SOCK,
+};
+
+/** Where one inode lives and how its data is laid out (offsets relative to the meta base). */
+interface Placement {
+  inode: TreeInode;
+  ino: number;
+  /** Offset of the inode; nid = off / 32. */
+  off: number;
+  layout: DataLayoutValue;
+  xattrBytes: Uint8Array;
+  xattrCount: number;
+  /** Inode + xattr bytes. */
+  isz: number;
+  /** i_size: file length, dirent bytes or symlink target length. */
+  dataSize: number;
+  /** Offset of the first full data block (FLAT_*), -1 when there is none. */
+  blocksOff: number;
+  nlink: number;
+  /** Directories: the directory node and its parent's inode (for `..`). */
+  dir: TreeNode | null;
+  parent: TreeInode | null;
+}
+
+/**
+ * Free-space index of the reference allocator (spec §1.10): partially used blocks by their
+ * free byte count in 32-byte units, FIFO per size class.
+ */
+class MetaAllocator {
+  /** Next free byte of the append cursor (relative to the meta base). */
+  off = BS;
+  private readonly free: number[][] = Array.from({ length: BS / 32 }, () => []);
+  private readonly heads = new Int32Array(BS / 32);
+
+  /** Records the rest of the block containing `p` as free (nothing if `p` is aligned). */
+  recordRemainder(p: number): void {
+    const used = p % BS;
+    if (used === 0) return;
+    const units = Math.floor((BS - used) / 32);
+    if (units > 0) this.free[units]!.push(p - used);
+  }
+
+  /** Takes `size` (< one block) bytes from a partially used block, or undefined. */
+  takeFree(size: number): number | undefined {
+    if (size >= BS) return undefined;
+    const need = Math.ceil(size / 32);
+    for (let d = Math.max(need, 1); d < this.free.length; d++) {
+      const list = this.free[d]!;
+      const head = this.heads[d]!;
+      if (head < list.length) {
+        const blockStart = list[head]!;
+        this.heads[d] = head + 1;
+        const addr = blockStart + BS - 32 * d;
+        this.recordRemainder(addr + 32 * need);
+        return addr;
+      }
+    }
+    return undefined;
+  }
+
+  /** Appends `size` bytes at the cursor; a piece that fits a block never straddles one. */
+  append(size: number): number {
+    if (size <= BS && (this.off % BS) + size > BS) this.jumpToNextBlock();
+    const at = this.off;
+    this.off += size;
+    return at;
+  }
+
+  jumpToNextBlock(): void {
+    this.recordRemainder(this.off);
+    this.off = alignUp(this.off, BS);
+  }
+
+  /** Reserves `size` bytes of whole blocks at the next block boundary. */
+  appendBlocks(size: number): number {
+    this.jumpToNextBlock();
+    const at = this.off;
+    this.off += size;
+    return at;
+  }
+
+  align32(): void {
+    this.off = alignUp(this.off, 32);
+  }
+}
+
+/** i_size of a directory with entries of these name lengths (`.`/`..` included), spec §1.9. */
+function direntSize(nameLengths: Iterable<number>): number {
+  let blocks = 0;
+  let used = 0;
+  let any = false;
+  for (const len of nameLengths) {
+    const need = DIRENT_SIZE + len;
+    if (used + need > BS) {
+      blocks++;
+      used = 0;
+    }
+    used += need;
+    any = true;
+  }
+  return any ? blocks * BS + used : 0;
+}
+
+/** Lengths of a directory's entry names in on-disk (byte-wise sorted) order, `.`/`..` included. */
+function dirNameLengths(dir: TreeNode): number[] {
+  const names = [...dir.children!.keys(), '.', '..'].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  return names.map((n) => n.length);
+}
+
+/**
+ * Serialises a tree as a RAFS v6 bootstrap (spec §1.1–§1.13). Layout follows the reference
+ * allocator (§1.10) with one tightening: an inode with its xattrs (and inline tail) never
+ * straddles a block boundary when it fits in one. Output depends only on the input.
+ */
+export function writeBootstrap(root: TreeNode, settings: BootstrapSettings): Uint8Array {
+  if (root.children === null || root.inode.kind !== 'directory') throw new NydusError('INTERNAL', 'bootstrap root must be a directory');
+  const blobs = settings.blobs;
+  if (blobs.length > MAX_BLOBS) throw new InvalidArgumentError(`a bootstrap can reference at most ${MAX_BLOBS} blobs, got ${blobs.length}`);
+  const blobIndex = new Map<TreeBlob, number>();
+  blobs.forEach((b, i) => blobIndex.set(b, i));
+  const chunkFormat = CHUNK_FORMAT_INDEXES | (Math.log2(settings.chunkSize) - EROFS_BLOCK_BITS);
+
+  // ---- Pass 1: numbering and placement (reference order: a directory numbers all its
+  // children, then descends into its child directories in name order).
+  const alloc = new MetaAllocator();
+  const placements = new Map<TreeInode, Placement>();
+  const order: Placement[] = [];
+  let index = 1;
+  let hasXattr = false;
+
+  const newPlacement = (node: TreeNode, ino: number, parent: TreeInode | null): Placement => {
+    const inode = node.inode;
+    const { bytes, icount } = encodeXattrs(inode.xattrs);
+    if (icount > 0) hasXattr = true;
+    const p: Placement = {
+      inode,
+      ino,
+      off: 0,
+      layout: DataLayout.FLAT_PLAIN,
+      xattrBytes: bytes,
+      xattrCount: icount,
+      isz: EXTENDED_INODE_SIZE + bytes.length,
+      dataSize: 0,
+      blocksOff: -1,
+      nlink: 1,
+      dir: inode.kind === 'directory' ? node : null,
+      parent,
+    };
+    placements.set(inode, p);
+    order.push(p);
+    return p;
+  };
+
+  /** Tail rule for directories and symlinks (spec §1.10). */
+  const placeFlat = (p: Placement): void => {
+    const tail = p.dataSize % BS;
+    if (tail !== 0 && p.isz + tail <= BS) {
+      p.layout = DataLayout.FLAT_INLINE;
+      p.off = alloc.takeFree(p.isz + tail) ?? alloc.append(p.isz + tail);
+      if (p.dataSize > tail) p.blocksOff = alloc.appendBlocks(p.dataSize - tail);
+    } else {
+      p.layout = DataLayout.FLAT_PLAIN;
+      p.off = alloc.takeFree(p.isz) ?? alloc.append(p.isz);
+      if (p.dataSize > 0) {
+        p.blocksOff = alloc.appendBlocks(p.dataSize);
+        alloc.jumpToNextBlock();
+      }
+    }
+    alloc.align32();
+  };
+
+  const rootPlacement = newPlacement(root, index, root.inode);
+  const stack: TreeNode[] = [root];
+  while (stack.length > 0) {
+    const dir = stack.pop()!;
+    const dp = placements.get(dir.inode)!;
+    dp.dataSize = direntSize(dirNameLengths(dir));
+    placeFlat(dp);
+    const children = sortedChildren(dir);
+    const childDirs: TreeNode[] = [];
+    for (const child of children) {
+      index++;
+      const inode = child.inode;
+      if (inode.kind === 'directory') {
+        if (placements.has(inode)) throw new NydusError('INTERNAL', 'a directory inode appears under two names');
+        newPlacement(child, index, dir.inode);
+        childDirs.push(child);
+        continue;
+      }
+      const seen = placements.get(inode);
+      if (seen !== undefined) {
+        if (inode.kind !== 'file') throw new NydusError('INTERNAL', `only regular files can be hardlinked (${inode.kind})`);
+        seen.nlink++;
+        continue;
+      }
+      const p = newPlacement(child, index, null);
+      switch (inode.kind) {
+        case 'file': {
+          p.layout = DataLayout.CHUNK_BASED;
+          p.dataSize = inode.size;
+          const expected = Math.ceil(inode.size / settings.chunkSize);
+          if (inode.chunks.length !== expected) {
+            throw new NydusError('INTERNAL', `file of ${inode.size} bytes has ${inode.chunks.length} chunks, expected ${expected}`);
+          }
+          const total = alignUp(p.isz, 8) + CHUNK_ADDRESS_SIZE * inode.chunks.length;
+          p.off = alloc.takeFree(total) ?? placeAppendInode(alloc, p.isz, total);
+          alloc.align32();
+          break;
+        }
+        case 'symlink':
+          p.dataSize = inode.linkTarget?.length ?? 0;
+          placeFlat(p);
+          break;
+        default:
+          p.layout = DataLayout.FLAT_PLAIN;
+          p.off = alloc.append(p.isz);
+          alloc.align32();
+      }
+    }
+    dp.nlink = 2 + childDirs.length;
+    for (let i = childDirs.length - 1; i >= 0; i--) stack.push(childDirs[i]!);
+  }
+  if (rootPlacement.off !== BS) throw new NydusError('INTERNAL', `root inode placed at ${rootPlacement.off}`);
+  const inodeCount = index;
+  const metaSize = alignUp(alloc.off, BS);
+
+  // ---- Prefetch table, chunk table, fixed tables.
+  const prefetch = blobs.length > 0 ? resolvePrefetch(root, placements, settings.prefetchPatterns ?? []) : [];
+  const chunks = collectChunks(order, blobIndex);
+
+  const n = blobs.length;
+  const blobTableOffset = alignUp(DEVICE_TABLE_OFFSET + DEVICE_SLOT_SIZE * n, BS);
+  const prefetchOffset = blobTableOffset + BLOB_ENTRY_SIZE * n;
+  const metaBase = n > 0 ? alignUp(prefetchOffset + 4 * prefetch.length, BS) : 0;
+  const chunkTableOffset = metaBase + metaSize;
+  const total = alignUp(chunkTableOffset + CHUNK_INFO_SIZE * chunks.length, BS);
+  const out = new Uint8Array(total);
+  const view = new DataView(out.buffer);
+
+  let flags = superFlagForCompression(settings.compressor) | superFlagForDigest(settings.digester) | RafsSuperFlags.ENCRYPTION_NONE;
+  if (settings.explicitUidGid) flags |= RafsSuperFlags.EXPLICIT_UID_GID;
+  if (hasXattr) flags |= RafsSuperFlags.HAS_XATTR;
+  if (n > 0 && blobs.every((b) => (b.features & BlobFeatures.INLINED_CHUNK_DIGEST) !== 0)) flags |= RafsSuperFlags.INLINED_CHUNK_DIGEST;
+
+  let totalBlocks = 0;
+  for (const b of blobs) {
+    if (b.uncompressedSize % BS !== 0) throw new NydusError('INTERNAL', `blob ${b.blobId} uncompressed size ${b.uncompressedSize} is not block aligned`);
+    totalBlocks += b.uncompressedSize / BS;
+  }
+  out.set(
+    encodeErofsSuperblock({
+      magic: EROFS_SUPER_MAGIC,
+      checksum: 0,
+      featureCompat: FEATURE_COMPAT_RAFS_V6,
+      blkszbits: EROFS_BLOCK_BITS,
+      extslots: 0,
+      rootNid: ROOT_NID,
+      inodeCount,
+      buildTime: 0,
+      buildTimeNsec: 0,
+      blocks: totalBlocks,
+      metaBlkaddr: metaBase / BS,
+      xattrBlkaddr: 0,
+      uuid: new Uint8Array(16),
+      volumeName: new Uint8Array(16),
+      featureIncompat: RAFS_V6_FEATURE_INCOMPAT,
+      u: 0,
+      extraDevices: n,
+      devtSlotOff: DEVICE_SLOT_OFFSET_UNITS,
+    }),
+    EROFS_SUPER_OFFSET,
+  );
+  out.set(
+    encodeRafsExtSuperblock({
+      flags,
+      blobTableOffset,
+      blobTableSize: BLOB_ENTRY_SIZE * n,
+      chunkSize: settings.chunkSize,
+      chunkTableOffset,
+      chunkTableSize: CHUNK_INFO_SIZE * chunks.length,
+      prefetchTableOffset: prefetch.length > 0 ? prefetchOffset : 0,
+      prefetchTableSize: 4 * prefetch.length,
+    }),
+    RAFS_EXT_SUPER_OFFSET,
+  );
+  // Device slots: blobs mapped after the bootstrap, each start on a 512 KiB boundary.
+  let mapped = total / BS;
+  blobs.forEach((b, i) => {
+    mapped = alignUp(mapped, MAPPED_BLKADDR_ALIGN_BLOCKS);
+    const blocks = b.uncompressedSize / BS;
+    out.set(encodeDeviceSlot({ blobId: b.blobId, blocks, mappedBlkaddr: mapped }), DEVICE_TABLE_OFFSET + DEVICE_SLOT_SIZE * i);
+    mapped += blocks;
+    out.set(encodeBlobEntry({ ...b, blobIndex: i }), blobTableOffset + BLOB_ENTRY_SIZE * i);
+  });
+  prefetch.forEach((nid, i) => view.setUint32(prefetchOffset + 4 * i, nid, true));
+
+  // ---- Pass 2: inodes and their data.
+  const nidOf = (inode: TreeInode): number => placements.get(inode)!.off / 32;
+  for (const p of order) {
+    const inode = p.inode;
+    const abs = metaBase + p.off;
+    let u = 0;
+    let tail: Uint8Array | null = null;
+    let body: Uint8Array | null = null;
+    switch (inode.kind) {
+      case 'file':
+        u = chunkFormat;
+        break;
+      case 'directory': {
+        const dir = p.dir!;
+        const entries: Dirent[] = [
+          { name: Buffer.from('.', 'latin1'), nid: nidOf(inode), fileType: FileType.DIR },
+          { name: Buffer.from('..', 'latin1'), nid: nidOf(p.parent!), fileType: FileType.DIR },
+        ];
+        for (const child of dir.children!.values()) {
+          entries.push({ name: Buffer.from(child.name, 'latin1'), nid: nidOf(child.inode), fileType: FILE_TYPE[child.inode.kind] });
+        }
+        entries.sort((a, b) => Buffer.compare(a.name, b.name));
+        const plan = planDirentBlocks(entries, BS);
+        if (plan.size !== p.dataSize) throw new NydusError('INTERNAL', `directory size ${plan.size} != planned ${p.dataSize}`);
+        body = encodeDirentBlocks(plan.blocks, plan.size, BS);
+        break;
+      }
+      case 'symlink':
+        body = inode.linkTarget ?? new Uint8Array(0);
+        break;
+      case 'char-device':
+      case 'block-device':
+        u = inode.rdev;
+        break;
+      default:
+        break;
+    }
+    if (body !== null) {
+      const full = p.layout === DataLayout.FLAT_INLINE ? body.length - (body.length % BS) : body.length;
+      if (full > 0) {
+        out.set(body.subarray(0, full), metaBase + p.blocksOff);
+        u = (metaBase + p.blocksOff) / BS;
+      }
+      if (p.layout === DataLayout.FLAT_INLINE) tail = body.subarray(full);
+    }
+    out.set(
+      encodeInode({
+        extended: true,
+        dataLayout: p.layout,
+        xattrCount: p.xattrCount,
+        mode: inode.mode,
+        nlink: p.nlink,
+        size: p.dataSize,
+        u,
+        ino: p.ino,
+        uid: settings.explicitUidGid ? inode.uid : 0,
+        gid: settings.explicitUidGid ? inode.gid : 0,
+        mtime: inode.mtime,
+        mtimeNsec: inode.mtimeNsec,
+      }),
+      abs,
+    );
+    if (p.xattrBytes.length > 0) out.set(p.xattrBytes, abs + EXTENDED_INODE_SIZE);
+    if (tail !== null && tail.length > 0) out.set(tail, abs + p.isz);
+    if (inode.kind === 'file') {
+      let at = alignUp(abs + p.isz, 8);
+      for (const c of inode.chunks) {
+        encodeChunkAddress({ ciIndex: c.index, blobIndex: blobIndex.get(c.blob)!, blkaddr: c.uncompressedOffset / BS }, out, at);
+        at += CHUNK_ADDRESS_SIZE;
+      }
+    }
+  }
+
+  chunks.forEach((c, i) => encodeChunkInfo({ ...c.chunk, blobIndex: c.blobIndex }, out, chunkTableOffset + CHUNK_INFO_SIZE * i));
+  return out;
+}
+
+/** Appends a regular file's inode + chunk-address array, keeping inode + xattrs inside a block. */
+function placeAppendInode(alloc: MetaAllocator, isz: number, total: number): number {
+  if (isz <= BS && (alloc.off % BS) + isz > BS) alloc.jumpToNextBlock();
+  const at = alloc.off;
+  alloc.off += total;
+  return at;
+}
+
+/** Chunk table: one entry per distinct (digest, blob index), sorted by digest then blob index. */
+function collectChunks(order: readonly Placement[], blobIndex: ReadonlyMap<TreeBlob, number>): Array<{ chunk: TreeChunk; blobIndex: number }> {
+  const seen = new Map<string, { chunk: TreeChunk; blobIndex: number }>();
+  for (const p of order) {
+    if (p.inode.kind !== 'file') continue;
+    for (const c of p.inode.chunks) {
+      const bi = blobIndex.get(c.blob);
+      if (bi === undefined) throw new NydusError('INTERNAL', `chunk ${c.digest} references blob ${c.blob.blobId}, which is not in the blob table`);
+      const key = `${c.digest}:${bi}`;
+      if (!seen.has(key)) seen.set(key, { chunk: c, blobIndex: bi });
+    }
+  }
+  return [...seen.values()].sort((a, b) => (a.chunk.digest < b.chunk.digest ? -1 : a.chunk.digest > b.chunk.digest ? 1 : a.blobIndex - b.blobIndex));
+}
+
+/**
+ * Nids of the paths matching the prefetch patterns, in pattern order. A pattern equal to or
+ * below an earlier matched one is dropped; patterns that match nothing are skipped.
+ */
+function resolvePrefetch(root: TreeNode, placements: ReadonlyMap<TreeInode, Placement>, patterns: readonly string[]): number[] {
+  const taken: string[] = [];
+  const nids: number[] = [];
+  for (const pattern of patterns) {
+    const parts = pattern.split('/').filter((c) => c !== '');
+    const norm = '/' + parts.join('/');
+    if (taken.some((t) => t === '/' || norm === t || norm.startsWith(t + '/'))) continue;
+    let node: TreeNode | undefined = root;
+    for (const part of parts) {
+      node = node.children?.get(nameKey(part));
+      if (node === undefined) break;
+    }
+    if (node === undefined) continue;
+    taken.push(norm);
+    nids.push(placements.get(node.inode)!.off / 32);
+  }
+  return nids;
+}

@@ -1,0 +1,386 @@
+import { FormatError, InvalidArgumentError, throwIfAborted } from '@nydus-ts/core';
+import type { LayerEntry } from '../entry.js';
+import { CHUNK_COMPRESSORS, type ChunkCompressor } from '../compression.js';
+import { CHUNK_DIGESTERS, type ChunkDigester } from '../chunk-digest.js';
+import {
+  DEFAULT_CHUNK_SIZE,
+  EROFS_NAME_LEN,
+  MAX_CHUNK_SIZE,
+  MAX_XATTR_NAME_SUFFIX,
+  MAX_XATTR_VALUE_SIZE,
+  MIN_CHUNK_SIZE,
+  encodeRdev,
+  isPowerOfTwo,
+  splitXattrName,
+} from '../layout/index.js';
+import { writeBootstrap } from './bootstrap-writer.js';
+import { BlobWriter, type BlobSink, type LayerBuildStats } from './blob-writer.js';
+import { ChunkDict } from './chunk-dict.js';
+import { TYPE_BITS, implicitDirInode, nameKey, newDirNode, type NodeKind, type TreeBlob, type TreeChunk, type TreeInode, type TreeNode } from './tree.js';
+
+export interface BuildLayerOptions {
+  /** Chunk size: a power of two from 4 KiB to 16 MiB. Default 1 MiB. */
+  chunkSize?: number;
+  /** Chunk compressor. Default 'zstd'. */
+  compressor?: ChunkCompressor;
+  /** Chunk digest algorithm. Default 'blake3'. */
+  digester?: ChunkDigester;
+  /** Chunks of an existing image to reference instead of storing again. */
+  chunkDict?: ChunkDict;
+  /** Append the bootstrap to the blob (spec §3.1 layout (b)). Default false (layout (c)). */
+  inlineBootstrap?: boolean;
+  /** Absolute paths for the prefetch table (`['/']` = everything). Default none. */
+  prefetchPatterns?: string[];
+  signal?: AbortSignal;
+}
+
+export interface ResolvedBuildLayerOptions {
+  chunkSize: number;
+  compressor: ChunkCompressor;
+  digester: ChunkDigester;
+  chunkDict: ChunkDict | undefined;
+  inlineBootstrap: boolean;
+  prefetchPatterns: string[];
+  signal: AbortSignal | undefined;
+}
+
+export interface LayerBlobInfo {
+  /** Hex sha256 of every byte written to the sink. */
+  id: string;
+  /** Bytes written to the sink. */
+  size: number;
+  /** Chunks stored in this blob. */
+  chunkCount: number;
+  /** Sum of the 4 KiB-aligned chunk sizes (size of the blob's data when uncompressed). */
+  uncompressedSize: number;
+  /** Bytes of the chunk-data section (before the first tail header). */
+  compressedDataSize: number;
+}
+
+export interface LayerBuildResult {
+  /**
+   * The layer's bootstrap, naming the own blob by its real id with its ToC digest and size
+   * (with `inlineBootstrap` the copy inside the blob names it `"x"×64` instead, spec §2).
+   */
+  bootstrap: Uint8Array;
+  /** Null when the layer stored no file data: nothing was written to the sink. */
+  blob: LayerBlobInfo | null;
+  /** Content of the `<id>.blob.meta` file (spec §3.7); null without a blob. */
+  blobMeta: Uint8Array | null;
+  /** Ids of chunk-dict blobs this layer references (blob table after the own blob). */
+  referencedDictBlobs: string[];
+  stats: LayerBuildStats;
+}
+
+/** Validates and defaults `BuildLayerOptions` (InvalidArgumentError naming the option). */
+export function resolveBuildLayerOptions(options: BuildLayerOptions = {}): ResolvedBuildLayerOptions {
+  const chunkSize = options.chunkSize ?? DEFAULT_CHUNK_SIZE;
+  if (!isPowerOfTwo(chunkSize) || chunkSize < MIN_CHUNK_SIZE || chunkSize > MAX_CHUNK_SIZE) {
+    throw new InvalidArgumentError(`chunkSize: ${String(chunkSize)} is not a power of two between ${MIN_CHUNK_SIZE} and ${MAX_CHUNK_SIZE}`);
+  }
+  const compressor = options.compressor ?? 'zstd';
+  if (!CHUNK_COMPRESSORS.includes(compressor)) {
+    throw new InvalidArgumentError(`compressor: ${String(compressor)} is not one of ${CHUNK_COMPRESSORS.join(', ')}`);
+  }
+  const digester = options.digester ?? 'blake3';
+  if (!CHUNK_DIGESTERS.includes(digester)) {
+    throw new InvalidArgumentError(`digester: ${String(digester)} is not one of ${CHUNK_DIGESTERS.join(', ')}`);
+  }
+  const chunkDict = options.chunkDict;
+  if (chunkDict !== undefined) {
+    if (!(chunkDict instanceof ChunkDict)) throw new InvalidArgumentError('chunkDict: not a ChunkDict');
+    if (chunkDict.digester !== digester) throw new InvalidArgumentError(`chunkDict: dict digests are ${chunkDict.digester}, the build uses ${digester}`);
+    if (chunkDict.chunkSize !== chunkSize) throw new InvalidArgumentError(`chunkDict: dict chunk size ${chunkDict.chunkSize} differs from chunkSize ${chunkSize}`);
+  }
+  const inlineBootstrap = options.inlineBootstrap ?? false;
+  if (typeof inlineBootstrap !== 'boolean') throw new InvalidArgumentError(`inlineBootstrap: ${String(inlineBootstrap)} is not a boolean`);
+  const prefetchPatterns = validatePrefetchPatterns(options.prefetchPatterns);
+  if (options.signal !== undefined && !(options.signal instanceof AbortSignal)) throw new InvalidArgumentError('signal: not an AbortSignal');
+  return { chunkSize, compressor, digester, chunkDict, inlineBootstrap, prefetchPatterns, signal: options.signal };
+}
+
+export function validatePrefetchPatterns(patterns: unknown): string[] {
+  if (patterns === undefined) return [];
+  if (!Array.isArray(patterns)) throw new InvalidArgumentError('prefetchPatterns: not an array of absolute paths');
+  for (const p of patterns) {
+    if (typeof p !== 'string' || !p.startsWith('/') || p.includes('\0')) {
+      throw new InvalidArgumentError(`prefetchPatterns: ${JSON.stringify(p)} is not an absolute path`);
+    }
+  }
+  return [...(patterns as string[])];
+}
+
+/**
+ * Builds one RAFS v6 layer from filesystem entries: file content is cut into chunks,
+ * deduplicated, compressed and streamed to `sink`; the bootstrap is returned. Memory grows
+ * with the number of entries and chunks, never with file size.
+ */
+export async function buildLayer(entries: AsyncIterable<LayerEntry>, sink: BlobSink, options?: BuildLayerOptions): Promise<LayerBuildResult> {
+  const opts = resolveBuildLayerOptions(options);
+  if (sink === null || typeof sink !== 'object' || typeof sink.write !== 'function') throw new InvalidArgumentError('sink: needs a write(bytes) method');
+  throwIfAborted(opts.signal);
+  const writer = new BlobWriter(sink, opts.chunkSize, opts.compressor, opts.digester, opts.chunkDict, opts.inlineBootstrap);
+  const tree = new LayerTree();
+  const reader = new ContentReader(writer, opts.chunkSize, opts.signal);
+
+  for await (const entry of entries) {
+    throwIfAborted(opts.signal);
+    writer.stats.entries++;
+    const parts = splitEntryPath(entry);
+    const inode = inodeOfEntry(entry);
+    if (entry.type === 'hardlink') {
+      tree.link(parts, entry);
+      continue;
+    }
+    if (parts.length === 0) {
+      if (inode.kind !== 'directory') throw new InvalidArgumentError(`entry '': the root must be a directory, not a ${entry.type}`);
+      tree.root.inode = inode;
+      continue;
+    }
+    const parent = tree.parentDir(parts, entry.path);
+    if (inode.kind === 'file') {
+      writer.stats.files++;
+      inode.chunks = await reader.read(entry);
+    }
+    tree.put(parent, parts[parts.length - 1]!, inode);
+  }
+  throwIfAborted(opts.signal);
+
+  const settings = (blobs: TreeBlob[]) => ({
+    chunkSize: opts.chunkSize,
+    compressor: opts.compressor,
+    digester: opts.digester,
+    explicitUidGid: true,
+    blobs,
+    prefetchPatterns: opts.prefetchPatterns,
+  });
+  const dictBlobs = writer.usedDictBlobs;
+  if (!writer.hasData) {
+    return {
+      bootstrap: writeBootstrap(tree.root, settings([...dictBlobs])),
+      blob: null,
+      blobMeta: null,
+      referencedDictBlobs: dictBlobs.map((b) => b.blobId),
+      stats: writer.stats,
+    };
+  }
+  const dataSize = writer.dataSize;
+  const tail = await writer.finish(() => writeBootstrap(tree.root, settings([writer.blob, ...dictBlobs])));
+  const bootstrap = writeBootstrap(tree.root, settings([tail.blob, ...dictBlobs]));
+  return {
+    bootstrap,
+    blob: { id: tail.blob.blobId, size: tail.size, chunkCount: tail.blob.chunkCount, uncompressedSize: tail.blob.uncompressedSize, compressedDataSize: dataSize },
+    blobMeta: tail.blobMeta,
+    referencedDictBlobs: dictBlobs.map((b) => b.blobId),
+    stats: writer.stats,
+  };
+}
+
+/** Cuts file content into chunk-size pieces without holding more than one chunk. */
+class ContentReader {
+  private buffer: Buffer;
+
+  constructor(
+    private readonly writer: BlobWriter,
+    private readonly chunkSize: number,
+    private readonly signal: AbortSignal | undefined,
+  ) {
+    this.buffer = Buffer.allocUnsafe(chunkSize);
+  }
+
+  async read(entry: LayerEntry): Promise<TreeChunk[]> {
+    const size = entry.size;
+    const chunks: TreeChunk[] = [];
+    if (size > 0 && entry.content === undefined) throw new InvalidArgumentError(`entry '${entry.path}': ${size} bytes of content announced but no content given`);
+    if (entry.content === undefined) return chunks;
+    let fileOffset = 0;
+    let fill = 0;
+    let received = 0;
+    for await (const piece of entry.content) {
+      if (!(piece instanceof Uint8Array)) throw new InvalidArgumentError(`entry '${entry.path}': content yielded a ${typeof piece}, not a Uint8Array`);
+      received += piece.length;
+      if (received > size) throw new InvalidArgumentError(`entry '${entry.path}': content is longer than its size ${size}`);
+      let pos = 0;
+      while (pos < piece.length) {
+        const want = Math.min(this.chunkSize, size - fileOffset);
+        if (fill === 0 && piece.length - pos >= want) {
+          // A whole chunk inside one piece: no copy.
+          chunks.push(await this.emit(piece.subarray(pos, pos + want), fileOffset, false));
+          pos += want;
+          fileOffset += want;
+          continue;
+        }
+        const n = Math.min(want - fill, piece.length - pos);
+        this.buffer.set(piece.subarray(pos, pos + n), fill);
+        fill += n;
+        pos += n;
+        if (fill === want) {
+          chunks.push(await this.emit(this.buffer.subarray(0, want), fileOffset, true));
+          fileOffset += want;
+          fill = 0;
+        }
+      }
+    }
+    if (received !== size) throw new InvalidArgumentError(`entry '${entry.path}': content has ${received} bytes, its size says ${size}`);
+    this.writer.stats.bytesIn += size;
+    return chunks;
+  }
+
+  private async emit(data: Uint8Array, fileOffset: number, ownBuffer: boolean): Promise<TreeChunk> {
+    throwIfAborted(this.signal);
+    const { chunk, consumed } = await this.writer.addChunk(data, fileOffset);
+    // The sink may keep what it was given: never refill memory it now owns.
+    if (consumed && ownBuffer) this.buffer = Buffer.allocUnsafe(this.chunkSize);
+    return chunk;
+  }
+}
+
+/** The layer's tree while entries arrive (any order; later entries replace earlier ones). */
+class LayerTree {
+  readonly root: TreeNode = newDirNode('');
+
+  /** The parent directory of `parts`, creating missing ones (040755, root, mtime 0). */
+  parentDir(parts: readonly string[], path: string): TreeNode {
+    let dir = this.root;
+    for (let i = 0; i < parts.length - 1; i++) {
+      const key = parts[i]!;
+      let next = dir.children!.get(key);
+      if (next === undefined) {
+        next = newDirNode(key, implicitDirInode());
+        dir.children!.set(key, next);
+      } else if (next.children === null) {
+        throw new InvalidArgumentError(`entry '${path}': parent '${parts.slice(0, i + 1).map(displayKey).join('/')}' is a ${next.inode.kind}, not a directory`);
+      }
+      dir = next;
+    }
+    return dir;
+  }
+
+  /** Adds or replaces a name; a directory over a directory keeps the children. */
+  put(parent: TreeNode, key: string, inode: TreeInode): void {
+    const existing = parent.children!.get(key);
+    if (existing !== undefined && existing.children !== null && inode.kind === 'directory') {
+      existing.inode = inode;
+      return;
+    }
+    parent.children!.set(key, { name: key, inode, children: inode.kind === 'directory' ? new Map() : null });
+  }
+
+  /** A hardlink entry: a new name for the inode of an earlier regular file. */
+  link(parts: readonly string[], entry: LayerEntry): void {
+    const target = entry.linkTarget;
+    if (typeof target !== 'string' || target === '') throw new InvalidArgumentError(`entry '${entry.path}': hardlink without a target`);
+    const targetParts = target.split('/').filter((c) => c !== '');
+    let node: TreeNode | undefined = this.root;
+    for (const c of targetParts) {
+      if (c === '.' || c === '..') {
+        node = undefined;
+        break;
+      }
+      node = node.children?.get(nameKey(c));
+      if (node === undefined) break;
+    }
+    if (node === undefined || node.inode.kind !== 'file') {
+      const what = node === undefined ? 'does not exist (yet)' : `is a ${node.inode.kind}`;
+      throw new InvalidArgumentError(`entry '${entry.path}': hardlink target '${target}' ${what}; it must be an earlier regular file of the layer`);
+    }
+    if (parts.length === 0) throw new InvalidArgumentError(`entry '': the root cannot be a hardlink (to '${target}')`);
+    const parent = this.parentDir(parts, entry.path);
+    this.put(parent, parts[parts.length - 1]!, node.inode);
+  }
+}
+
+function displayKey(key: string): string {
+  return Buffer.from(key, 'latin1').toString('utf8');
+}
+
+/** Path components of an entry as latin1 name keys; '' (the root) gives []. */
+function splitEntryPath(entry: LayerEntry): string[] {
+  const path = entry.path;
+  if (typeof path !== 'string') throw new InvalidArgumentError(`entry path ${String(path)} is not a string`);
+  if (path === '') return [];
+  const parts = path.split('/');
+  return parts.map((c) => {
+    if (c === '' || c === '.' || c === '..') throw new InvalidArgumentError(`entry '${path}': path has an empty, '.' or '..' component`);
+    if (c.includes('\0')) throw new InvalidArgumentError(`entry '${path}': path contains a NUL byte`);
+    const key = nameKey(c);
+    if (key.length > EROFS_NAME_LEN) throw new InvalidArgumentError(`entry '${path}': name '${c.slice(0, 32)}…' is ${key.length} bytes, longer than ${EROFS_NAME_LEN}`);
+    return key;
+  });
+}
+
+const KINDS: ReadonlySet<string> = new Set(['file', 'directory', 'symlink', 'hardlink', 'char-device', 'block-device', 'fifo', 'socket']);
+
+function checkU32(entry: LayerEntry, field: string, v: unknown): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > 0xffff_ffff) {
+    throw new InvalidArgumentError(`entry '${entry.path}': ${field} ${String(v)} is not an integer in 0..2^32-1`);
+  }
+  return v;
+}
+
+/** Validated inode attributes of an entry (content is read separately). */
+function inodeOfEntry(entry: LayerEntry): TreeInode {
+  const type = entry.type;
+  if (!KINDS.has(type)) throw new InvalidArgumentError(`entry '${entry.path}': unknown type ${String(type)}`);
+  const kind: NodeKind = type === 'hardlink' ? 'file' : (type as NodeKind);
+  if (typeof entry.mode !== 'number' || !Number.isInteger(entry.mode) || entry.mode < 0) {
+    throw new InvalidArgumentError(`entry '${entry.path}': mode ${String(entry.mode)} is not a non-negative integer`);
+  }
+  const uid = checkU32(entry, 'uid', entry.uid);
+  const gid = checkU32(entry, 'gid', entry.gid);
+  if (typeof entry.mtime !== 'number' || !Number.isSafeInteger(entry.mtime) || entry.mtime < 0) {
+    throw new InvalidArgumentError(`entry '${entry.path}': mtime ${String(entry.mtime)} is not a non-negative whole number of seconds`);
+  }
+  const mtimeNsec = entry.mtimeNsec ?? 0;
+  if (!Number.isInteger(mtimeNsec) || mtimeNsec < 0 || mtimeNsec > 999_999_999) {
+    throw new InvalidArgumentError(`entry '${entry.path}': mtimeNsec ${String(mtimeNsec)} is not in 0..999999999`);
+  }
+  const xattrs = new Map<string, Uint8Array>();
+  if (entry.xattrs !== undefined) {
+    for (const [name, value] of entry.xattrs) {
+      let suffixLen: number;
+      try {
+        suffixLen = splitXattrName(name).suffix.length;
+      } catch (err) {
+        if (err instanceof FormatError) {
+          throw new InvalidArgumentError(`entry '${entry.path}': xattr '${name}' has an unsupported namespace (only user., trusted., security. and POSIX ACLs)`, { cause: err });
+        }
+        throw err;
+      }
+      if (suffixLen > MAX_XATTR_NAME_SUFFIX) throw new InvalidArgumentError(`entry '${entry.path}': xattr name '${name}' is too long`);
+      if (!(value instanceof Uint8Array)) throw new InvalidArgumentError(`entry '${entry.path}': xattr '${name}' value is not a Uint8Array`);
+      if (value.length > MAX_XATTR_VALUE_SIZE) throw new InvalidArgumentError(`entry '${entry.path}': xattr '${name}' value of ${value.length} bytes exceeds ${MAX_XATTR_VALUE_SIZE}`);
+      xattrs.set(name, value.slice());
+    }
+  }
+  let size = 0;
+  let rdev = 0;
+  let linkTarget: Uint8Array | null = null;
+  switch (type) {
+    case 'file':
+      if (typeof entry.size !== 'number' || !Number.isSafeInteger(entry.size) || entry.size < 0) {
+        throw new InvalidArgumentError(`entry '${entry.path}': size ${String(entry.size)} is not a non-negative integer`);
+      }
+      size = entry.size;
+      break;
+    case 'symlink': {
+      if (typeof entry.linkTarget !== 'string' || entry.linkTarget === '') throw new InvalidArgumentError(`entry '${entry.path}': symlink without a target`);
+      linkTarget = Buffer.from(entry.linkTarget, 'utf8');
+      if (linkTarget.length > 4095) throw new InvalidArgumentError(`entry '${entry.path}': symlink target of ${linkTarget.length} bytes exceeds 4095`);
+      break;
+    }
+    case 'char-device':
+    case 'block-device': {
+      const major = entry.devMajor ?? 0;
+      const minor = entry.devMinor ?? 0;
+      if (!Number.isInteger(major) || major < 0 || major > 0xfff || !Number.isInteger(minor) || minor < 0 || minor > 0xfffff) {
+        throw new InvalidArgumentError(`entry '${entry.path}': device ${String(major)}:${String(minor)} does not fit a 32-bit rdev (major ≤ 4095, minor ≤ 1048575)`);
+      }
+      rdev = encodeRdev(major, minor);
+      break;
+    }
+    default:
+      break;
+  }
+  return { kind, mode: TYPE_BITS[kind] | (entry.mode & 0o7777), uid, gid, mtime: entry.mtime, mtimeNsec, size, rdev, linkTarget, xattrs, chunks: [] };
+}

@@ -1,0 +1,10 @@
+// RAFS v6 writer side: layer builder, bootstrap writer and bootstrap merge.
+export { buildLayer, resolveBuildLayerOptions } from './build-layer.js';
+export type { BuildLayerOptions, ResolvedBuildLayerOptions, LayerBuildResult, LayerBlobInfo } from './build-layer.js';
+export { INLINED_BLOB_ID } from './blob-writer.js';
+export type { BlobSink, LayerBuildStats } from './blob-writer.js';
+export { ChunkDict } from './chunk-dict.js';
+export type { ChunkDictSource } from './chunk-dict.js';
+export { writeBootstrap } from './bootstrap-writer.js';
+export type { BootstrapSettings } from './bootstrap-writer.js';
+export type { NodeKind, TreeBlob, TreeChunk, TreeInode, TreeNode } from './tree.js';
