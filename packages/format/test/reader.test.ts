@@ -3,7 +3,8 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { isNydusError } from '@nydus-ts/core';
 import { describe, expect, it } from 'vitest';
-import { BootstrapReader, RafsFileReader, bufferSource, digestChunk, type BlobBackend, type ByteSource } from '../src/index.js';
+import { BootstrapReader, RafsFileReader, bufferSource, digestChunk, type ByteSource } from '../src/index.js';
+import { mapBackend } from './reader-helpers.js';
 
 const fixtures = fileURLToPath(new URL('../../../../shared/fixtures/nydus-upstream/', import.meta.url));
 const BOOT_PATH = fixtures + 'rafs-v6-2.2.boot';
@@ -11,19 +12,6 @@ const BLOB_ID = 'be7d77eeb719f70884758d1aa800ed0fb09d701aaec469964e9d54325f0d5fe
 const BLOB_PATH = fixtures + BLOB_ID;
 const boot = readFileSync(BOOT_PATH);
 const blob = readFileSync(BLOB_PATH);
-
-export function mapBackend(blobs: Record<string, Uint8Array>): BlobBackend & { reads: number } {
-  const backend = {
-    reads: 0,
-    async readRange(blobId: string, offset: number, length: number): Promise<Uint8Array> {
-      backend.reads++;
-      const data = blobs[blobId];
-      if (!data) throw new Error(`unknown blob ${blobId}`);
-      return data.subarray(offset, offset + length);
-    },
-  };
-  return backend;
-}
 
 async function collect(it: AsyncIterable<Uint8Array>): Promise<Buffer> {
   const parts: Uint8Array[] = [];
