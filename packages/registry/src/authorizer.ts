@@ -94,7 +94,7 @@ export class Authorizer {
    * nothing new to try (the caller then reports the 401). A token that was just refused is
    * dropped from the cache so the retry fetches a fresh one.
    */
-  async challenge(host: string, credHost: string, challenges: AuthChallenge[], scopes: string[]): Promise<string[] | undefined> {
+  async challenge(host: string, credHost: string, challenges: AuthChallenge[], scopes: string[], usedAuthorization?: string): Promise<string[] | undefined> {
     const bearer = challenges.find((c) => c.scheme === 'bearer');
     const basic = challenges.find((c) => c.scheme === 'basic');
     if (bearer) {
@@ -104,9 +104,15 @@ export class Authorizer {
       const next: HostAuth = { scheme: 'bearer', realm: bearer.params.realm };
       if (bearer.params.service !== undefined) next.service = bearer.params.service;
       this.#hosts.set(host, next);
-      this.#tokens.delete(`${host} ${mergeScopes(scopes).join(' ')}`);
       const all = mergeScopes([...scopes, ...(bearer.params.scope ? [bearer.params.scope] : [])]);
-      this.#tokens.delete(`${host} ${all.join(' ')}`);
+      // Drop only the token that was refused; concurrent requests may already be fetching a new one.
+      if (usedAuthorization) {
+        for (const key of [`${host} ${mergeScopes(scopes).join(' ')}`, `${host} ${all.join(' ')}`]) {
+          const cached = this.#tokens.get(key);
+          const t = await cached?.catch(() => undefined);
+          if (cached && (!t || `Bearer ${t.token}` === usedAuthorization) && this.#tokens.get(key) === cached) this.#tokens.delete(key);
+        }
+      }
       return all;
     }
     if (basic) {

@@ -261,7 +261,7 @@ export class RegistryTransport {
           if (status === 401 && !authRetried && !streamBody) {
             const challenges = parseWwwAuthenticate(header(res.headers, 'www-authenticate') ?? '');
             await res.body.dump();
-            const next = await this.authorizer.challenge(endpoint.host, credHost, challenges, scopes);
+            const next = await this.authorizer.challenge(endpoint.host, credHost, challenges, scopes, authorization);
             if (next) {
               authRetried = true;
               scopes = next;

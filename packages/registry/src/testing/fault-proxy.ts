@@ -30,6 +30,8 @@ export interface ProxyRequestRecord {
   requestBytes: number;
   /** Response body bytes sent to the client. */
   responseBytes: number;
+  /** The request's Range header, if any. */
+  range?: string;
   fault?: FaultAction['kind'];
 }
 
@@ -39,9 +41,9 @@ export interface FaultProxy {
   url: string;
   /** Every request seen, in order of completion. */
   requests: ProxyRequestRecord[];
-  /** Replaces the rules (remaining counts restart). */
+  /** Replaces the rules; counts (and {@link injected}) restart. */
   setRules(rules: FaultRule[]): void;
-  /** Faults injected so far. */
+  /** Faults injected since the rules were last set. */
   readonly injected: number;
   stop(): Promise<void>;
 }
@@ -75,6 +77,7 @@ export async function startFaultProxy(upstream: string, rules: FaultRule[] = [])
     const action = pick(req);
     const record: ProxyRequestRecord = { method: req.method ?? '', path: req.url ?? '', status: 0, requestBytes: 0, responseBytes: 0 };
     if (action) record.fault = action.kind;
+    if (typeof req.headers.range === 'string') record.range = req.headers.range;
     res.on('close', () => requests.push(record));
     if (action?.kind === 'status') {
       req.resume();
@@ -155,6 +158,7 @@ export async function startFaultProxy(upstream: string, rules: FaultRule[] = [])
     requests,
     setRules(next) {
       active = next.map((r) => ({ ...r, left: r.times ?? 1 }));
+      injected = 0;
     },
     get injected() {
       return injected;
