@@ -96,13 +96,13 @@ describe('decompressStream', () => {
 
   it('fails with INVALID_FORMAT on corrupt gzip and zstd', async () => {
     const gz = Buffer.from(gzipSync(plain));
-    for (let i = 20; i < 60; i++) gz[i] ^= 0x5a;
+    for (let i = 20; i < 60; i++) gz[i] = gz[i]! ^ 0x5a;
     const e1 = await errorOf(collect(decompressStream(chunked(gz))));
     expect(isNydusError(e1, 'INVALID_FORMAT')).toBe(true);
     expect((e1 as { field?: string }).field).toBe('layer.gzip');
 
     const zs = Buffer.from(zstdCompress(plain));
-    for (let i = 10; i < 40; i++) zs[i] ^= 0x5a;
+    for (let i = 10; i < 40; i++) zs[i] = zs[i]! ^ 0x5a;
     const e2 = await errorOf(collect(decompressStream(chunked(zs))));
     expect(isNydusError(e2, 'INVALID_FORMAT')).toBe(true);
     expect((e2 as { field?: string }).field).toBe('layer.zstd');

@@ -361,7 +361,7 @@ describe('readTarEntries: end of archive, truncation, corruption', () => {
 
   it('fails with INVALID_FORMAT on a checksum mismatch, naming entry and offset', async () => {
     const tampered = Buffer.from(members);
-    tampered[512 + 512 + 100] ^= 1; // mode byte of "d", checksum left stale
+    tampered[1124] = tampered[1124]! ^ 1; // mode byte of "d", checksum left stale
     const err = await errorOf(readAll(chunked(tampered)));
     expect(isNydusError(err, 'INVALID_FORMAT')).toBe(true);
     expect((err as Error).message).toContain('"d"');

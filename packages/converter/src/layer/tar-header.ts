@@ -53,26 +53,30 @@ export function maxOctal(width: number): number {
   return 8 ** (width - 1) - 1;
 }
 
-/** Checksum of a header: byte sum with the chksum field counted as 8 spaces. */
-export function headerChecksum(block: Buffer): { unsigned: number; signed: number } {
-  let unsigned = 0;
-  let signed = 0;
-  for (let i = 0; i < BLOCK_SIZE; i++) {
-    const b = i >= 148 && i < 156 ? 0x20 : block[i]!;
-    unsigned += b;
-    signed += b >= 0x80 ? b - 0x100 : b;
-  }
-  return { unsigned, signed };
+/** Unsigned checksum of a header: byte sum with the chksum field counted as 8 spaces. */
+export function headerChecksum(block: Buffer): number {
+  let sum = 8 * 0x20;
+  for (let i = 0; i < 148; i++) sum += block[i]!;
+  for (let i = 156; i < BLOCK_SIZE; i++) sum += block[i]!;
+  return sum;
 }
+
+/** The historic signed variant (bytes as int8), which some old writers produced. */
+export function headerChecksumSigned(block: Buffer): number {
+  let sum = 8 * 0x20;
+  for (let i = 0; i < BLOCK_SIZE; i++) {
+    if (i >= 148 && i < 156) continue;
+    const b = block[i]!;
+    sum += b >= 0x80 ? b - 0x100 : b;
+  }
+  return sum;
+}
+
+const ZERO_BLOCK = Buffer.alloc(BLOCK_SIZE);
 
 /** True if the block is all zeros (an end-of-archive marker). */
 export function isZeroBlock(block: Buffer): boolean {
-  // Compare 8 bytes at a time; headers are rare compared with data, but archives end with
-  // kilobytes of zero padding.
-  for (let i = 0; i < BLOCK_SIZE; i += 8) {
-    if (block.readBigUInt64LE(i) !== 0n) return false;
-  }
-  return true;
+  return block.equals(ZERO_BLOCK);
 }
 
 /** A NUL-terminated string field, decoded as UTF-8. */

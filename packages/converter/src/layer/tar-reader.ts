@@ -6,6 +6,7 @@ import {
   Field,
   TypeFlag,
   headerChecksum,
+  headerChecksumSigned,
   isZeroBlock,
   normalizeTarPath,
   readNumber,
@@ -22,6 +23,7 @@ export interface ReadTarEntriesOptions {
 }
 
 const DEFAULT_MAX_METADATA = 16 << 20;
+const NO_RECORDS: ReadonlyMap<string, Buffer> = new Map();
 
 /** PAX records of one extended header, by keyword; values are raw bytes. */
 type PaxRecords = Map<string, Buffer>;
@@ -141,12 +143,14 @@ export async function* readTarEntries(
 
       // Effective PAX records: global ones overridden by this entry's; an empty per-entry
       // value cancels the keyword.
-      const records: PaxRecords = new Map(globalPax);
+      let records: ReadonlyMap<string, Buffer> = globalPax.size === 0 ? NO_RECORDS : globalPax;
       if (pax !== null) {
+        const merged: PaxRecords = new Map(globalPax);
         for (const [k, v] of pax) {
-          if (v.length === 0 && !k.startsWith('SCHILY.xattr.') && !k.startsWith('LIBARCHIVE.xattr.')) records.delete(k);
-          else records.set(k, v);
+          if (v.length === 0 && !k.startsWith('SCHILY.xattr.') && !k.startsWith('LIBARCHIVE.xattr.')) merged.delete(k);
+          else merged.set(k, v);
         }
+        records = merged;
       }
 
       const isPosixUstar = block.toString('latin1', 257, 263) === 'ustar\0';
@@ -165,7 +169,7 @@ export async function* readTarEntries(
       const linkName = paxLink !== undefined ? paxLink.toString('utf8') : (longLink ?? readString(block, Field.linkname));
       const entryWhere = `entry "${name}" (header at offset ${headerOffset})`;
 
-      for (const key of records.keys()) {
+      if (records.size > 0) for (const key of records.keys()) {
         if (key.startsWith('GNU.sparse.')) {
           throw new UnsupportedError(`tar ${entryWhere}: GNU sparse files (PAX ${key}) are not supported`);
         }
@@ -295,8 +299,8 @@ function padding(size: number): number {
 
 function verifyChecksum(block: Buffer, where: string, offset: number): void {
   const stored = readNumber(block, 'chksum', where, offset);
-  const { unsigned, signed } = headerChecksum(block);
-  if (stored !== unsigned && stored !== signed) {
+  const unsigned = headerChecksum(block);
+  if (stored !== unsigned && stored !== headerChecksumSigned(block)) {
     throw new FormatError(
       'tar.header.chksum',
       `${where}: header checksum mismatch (stored ${stored.toString(8)}, computed ${unsigned.toString(8)}); not a tar archive or corrupt`,
@@ -353,8 +357,9 @@ function paxSeconds(value: Buffer, where: string, offset: number): number {
   return m[1] === '-' ? -whole - (hasFraction ? 1 : 0) : whole;
 }
 
-function collectXattrs(records: PaxRecords, where: string): Map<string, Uint8Array> | undefined {
+function collectXattrs(records: ReadonlyMap<string, Buffer>, where: string): Map<string, Uint8Array> | undefined {
   let xattrs: Map<string, Uint8Array> | undefined;
+  if (records.size === 0) return undefined;
   for (const [key, value] of records) {
     if (key.startsWith('SCHILY.xattr.')) {
       (xattrs ??= new Map()).set(key.slice('SCHILY.xattr.'.length), Buffer.from(value));

@@ -207,7 +207,7 @@ function writeNumber(block: Buffer, field: FieldName, value: number): void {
 }
 
 function writeChecksum(block: Buffer): void {
-  const { unsigned } = headerChecksum(block);
+  const unsigned = headerChecksum(block);
   const [off] = Field.chksum;
   block.write(unsigned.toString(8).padStart(6, '0'), off, 6, 'latin1');
   block[off + 6] = 0;
