@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 apt_packages=(
   erofs-utils     # mkfs.erofs / fsck.erofs / dump.erofs: kernel-side checks of our bootstraps
   attr            # getfattr/setfattr for xattr fixtures
+  mount           # mount/umount/losetup: kernel EROFS and overlayfs mounts in converter tests (priority required, not essential)
   busybox-static  # a static userland for sample images
   debootstrap     # Debian minbase trees for benchmarks and conversion tests
   docker-registry # a real OCI registry on loopback for integration tests
