@@ -713,8 +713,8 @@ export class BootstrapReader {
         throw new FormatError(`dir[nid ${frame.nid}].dirent "${d.name}"`, `directory nid ${d.nid} is reached twice (cycle or hard-linked directory)`, { value: d.nid });
       }
       visited.add(d.nid);
-      if (stack.length >= MAX_WALK_DEPTH) {
-        throw new FormatError(`dir[nid ${d.nid}]`, `directory nesting exceeds ${MAX_WALK_DEPTH} levels at ${path}`, { value: stack.length });
+      if (stack.length > MAX_WALK_DEPTH) {
+        throw new FormatError(`dir[nid ${d.nid}]`, `directory nesting exceeds ${MAX_WALK_DEPTH} levels`, { value: stack.length });
       }
       stack.push({ nid: d.nid, path, entries: this.childEntries(d.nid, frame.nid), next: 0 });
     }
