@@ -1,0 +1,169 @@
+import { randomBytes } from 'node:crypto';
+import { rename, writeFile } from 'node:fs/promises';
+import type { Command } from 'commander';
+import { InvalidArgumentError, createConsoleLogger, noopLogger } from '@nydus-ts/core';
+import { copyImage, parseCredentials, parseImageLocation, parsePlatform } from '@nydus-ts/registry';
+import type { CopyImageOptions, CopyImageResult, CopyProgressEvent, CopySideOptions } from '@nydus-ts/registry';
+import type { CliIo } from '../io.js';
+import { writeLine } from '../io.js';
+import { parseByteSize, parsePositiveInt } from '../parse.js';
+import type { CommandRegistrar } from '../program.js';
+
+/** The raw flags of `nydusify-ts copy`, as commander hands them over. */
+export interface CopyFlags {
+  source?: string;
+  target?: string;
+  platform?: string;
+  allPlatforms?: boolean;
+  sourceInsecure?: boolean;
+  targetInsecure?: boolean;
+  sourceCreds?: string;
+  targetCreds?: string;
+  sourceMirror?: string[];
+  pushChunkSize?: string;
+  concurrency?: string;
+  outputJson?: string;
+}
+
+/** Validates flags into the library's options (everything but progress, logger and env). */
+export function parseCopyFlags(flags: CopyFlags): CopyImageOptions {
+  if (!flags.source) throw new InvalidArgumentError('--source is required');
+  if (!flags.target) throw new InvalidArgumentError('--target is required');
+  if (flags.platform !== undefined && flags.allPlatforms) {
+    throw new InvalidArgumentError('--platform and --all-platforms cannot be used together');
+  }
+  // Parse both locations now so a typo fails before any network traffic.
+  const src = parseImageLocation(flags.source);
+  const dst = parseImageLocation(flags.target);
+  const side = (insecure: boolean | undefined, creds: string | undefined, flag: string, mirrors: string[] | undefined, isRegistry: boolean): CopySideOptions => {
+    if (!isRegistry && (insecure || creds || mirrors?.length)) {
+      throw new InvalidArgumentError(`--${flag}-insecure/--${flag}-creds/--${flag}-mirror apply to registries, not oci: layouts`);
+    }
+    const o: CopySideOptions = { insecure: insecure ?? false };
+    if (creds !== undefined) o.credentials = parseCredentials(creds, `--${flag}-creds`);
+    if (mirrors?.length) o.mirrors = mirrors;
+    return o;
+  };
+  const options: CopyImageOptions = {
+    source: flags.source,
+    target: flags.target,
+    sourceOptions: side(flags.sourceInsecure, flags.sourceCreds, 'source', flags.sourceMirror, src.kind === 'registry'),
+    targetOptions: side(flags.targetInsecure, flags.targetCreds, 'target', undefined, dst.kind === 'registry'),
+    allPlatforms: flags.allPlatforms ?? false,
+    pushChunkSize: flags.pushChunkSize === undefined ? 0 : parseByteSize(flags.pushChunkSize, '--push-chunk-size'),
+    concurrency: flags.concurrency === undefined ? 4 : parsePositiveInt(flags.concurrency, '--concurrency'),
+  };
+  if (flags.platform !== undefined) options.platform = parsePlatform(flags.platform);
+  return options;
+}
+
+const mib = (n: number): string => `${(n / 2 ** 20).toFixed(1)} MiB`;
+
+/** Per-blob and total progress bars, redrawn in place on a TTY at most 10 times a second. */
+class ProgressView {
+  readonly #out: NodeJS.WritableStream;
+  readonly #blobs = new Map<string, { size: number; bytes: number; state: string }>();
+  #lines = 0;
+  #last = 0;
+  #timer: NodeJS.Timeout | undefined;
+
+  constructor(out: NodeJS.WritableStream) {
+    this.#out = out;
+  }
+
+  onEvent = (e: CopyProgressEvent): void => {
+    if (e.type === 'manifest') return;
+    const b = this.#blobs.get(e.digest) ?? { size: 'size' in e ? e.size : 0, bytes: 0, state: 'checking' };
+    this.#blobs.set(e.digest, b);
+    if (e.type === 'blob-progress') {
+      b.bytes = e.bytes;
+      b.state = 'copying';
+    } else if (e.type === 'blob-retry') {
+      b.bytes = 0;
+      b.state = `retry ${e.attempt}`;
+    } else if (e.type === 'blob-done') {
+      b.bytes = b.size;
+      b.state = e.action;
+    }
+    const now = Date.now();
+    if (now - this.#last >= 100) this.render();
+    else this.#timer ??= setTimeout(() => this.render(), 100);
+  };
+
+  render(): void {
+    if (this.#timer) clearTimeout(this.#timer);
+    this.#timer = undefined;
+    this.#last = Date.now();
+    const bar = (done: number, total: number): string => {
+      const width = 24;
+      const fill = total > 0 ? Math.min(width, Math.round((done / total) * width)) : width;
+      return `[${'#'.repeat(fill)}${'-'.repeat(width - fill)}]`;
+    };
+    const lines: string[] = [];
+    let total = 0;
+    let done = 0;
+    for (const [digest, b] of this.#blobs) {
+      total += b.size;
+      done += b.bytes;
+      if (b.state === 'checking' || b.state === 'copying' || b.state.startsWith('retry')) {
+        lines.push(`${digest.slice(7, 19)} ${bar(b.bytes, b.size)} ${mib(b.bytes).padStart(10)} / ${mib(b.size)} ${b.state}`);
+      }
+    }
+    const finished = [...this.#blobs.values()].filter((b) => !(b.state === 'checking' || b.state === 'copying' || b.state.startsWith('retry'))).length;
+    lines.push(`total        ${bar(done, total)} ${mib(done).padStart(10)} / ${mib(total)} (${finished}/${this.#blobs.size} blobs)`);
+    const clear = this.#lines > 0 ? `\x1b[${this.#lines}A\x1b[J` : '';
+    this.#out.write(clear + lines.join('\n') + '\n');
+    this.#lines = lines.length;
+  }
+
+  finish(): void {
+    if (this.#blobs.size > 0) this.render();
+  }
+}
+
+async function writeJsonFile(file: string, value: unknown): Promise<void> {
+  const tmp = `${file}.tmp-${randomBytes(4).toString('hex')}`;
+  await writeFile(tmp, JSON.stringify(value, null, 2) + '\n');
+  await rename(tmp, file);
+}
+
+export function formatCopySummary(r: CopyImageResult): string {
+  const platforms = r.platforms.length ? ` [${r.platforms.join(', ')}]` : '';
+  return `copied ${r.source} -> ${r.target} ${r.digest}${platforms}: ${r.manifests} manifest(s), ${r.blobs.total} blob(s): ${r.blobs.copied} copied (${mib(r.bytesSent)} sent), ${r.blobs.skipped} skipped, ${r.blobs.mounted} mounted, in ${(r.durationMs / 1000).toFixed(2)} s`;
+}
+
+const collect = (value: string, previous: string[] = []): string[] => [...previous, value];
+
+export const registerCopyCommand: CommandRegistrar = (program: Command, io: CliIo) => {
+  program
+    .command('copy')
+    .description('Copy an image (OCI or Nydus) between registries / OCI layouts, streaming every blob without touching disk')
+    .requiredOption('--source <ref>', 'source image: host[:port]/repo[:tag][@digest] or oci:PATH[:TAG]')
+    .requiredOption('--target <ref>', 'target image: host[:port]/repo[:tag] or oci:PATH[:TAG]')
+    .option('--platform <os/arch[/variant]>', 'platform to copy from a multi-platform image (default: this machine)')
+    .option('--all-platforms', 'copy the index and every platform unchanged')
+    .option('--source-insecure', 'allow plain HTTP and unverified TLS for the source registry')
+    .option('--target-insecure', 'allow plain HTTP and unverified TLS for the target registry')
+    .option('--source-creds <user:pass>', 'credentials for the source registry (default: docker config)')
+    .option('--target-creds <user:pass>', 'credentials for the target registry (default: docker config)')
+    .option('--source-mirror <url>', 'mirror tried before the source registry for reads (repeatable)', collect)
+    .option('--push-chunk-size <size>', 'upload blobs in chunks of this size (e.g. 16MiB); 0 = monolithic', '0')
+    .option('--concurrency <n>', 'blobs transferred at once', '4')
+    .option('-J, --output-json <file>', 'write a JSON summary here')
+    .action(async (flags: CopyFlags) => {
+      const options = parseCopyFlags(flags);
+      const tty = io.stderr.isTTY === true;
+      const view = tty ? new ProgressView(io.stderr) : undefined;
+      const result = await copyImage({
+        ...options,
+        env: io.env,
+        logger: tty ? noopLogger : createConsoleLogger({ level: 'warn', write: (line) => writeLine(io.stderr, line) }),
+        ...(view && { onProgress: view.onEvent }),
+      });
+      view?.finish();
+      writeLine(io.stdout, formatCopySummary(result));
+      if (flags.outputJson) {
+        await writeJsonFile(flags.outputJson, { ...result, pushChunkSize: options.pushChunkSize, concurrency: options.concurrency, maxRssBytes: process.resourceUsage().maxRSS * 1024 });
+      }
+    });
+};
