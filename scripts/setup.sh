@@ -11,6 +11,8 @@ apt_packages=(
   busybox-static  # a static userland for sample images
   debootstrap     # Debian minbase trees for benchmarks and conversion tests
   docker-registry # a real OCI registry on loopback for integration tests
+  apache2-utils   # htpasswd -B: bcrypt users for the registry's basic-auth tests
+  openssl         # certificate of the registry tests' token server
   skopeo          # reference copier for checks and benchmarks
   umoci           # OCI image layout unpacker
   time            # GNU time: peak RSS in benchmarks

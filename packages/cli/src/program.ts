@@ -3,12 +3,13 @@ import { exitCodeFor, isNydusError } from '@nydus-ts/core';
 import type { CliIo } from './io.js';
 import { writeLine } from './io.js';
 import { registerImageCommands } from './commands/image.js';
+import { registerCopyCommand } from './commands/copy.js';
 
 /** A command module adds its subcommand(s) to the program. */
 export type CommandRegistrar = (program: Command, io: CliIo) => void;
 
 // One entry per command module (src/commands/*.ts), in help order.
-const registrars: CommandRegistrar[] = [registerImageCommands];
+const registrars: CommandRegistrar[] = [registerImageCommands, registerCopyCommand];
 
 export function buildNydusifyProgram(io: CliIo): Command {
   const program = new Command('nydusify-ts')
