@@ -1,6 +1,35 @@
 // Shared fixtures of the builder and merge tests: entries from code, an in-memory sink.
 import { createHash } from 'node:crypto';
-import { buildLayer, type BuildLayerOptions, type LayerBuildResult, type LayerEntry } from '../src/index.js';
+import {
+  DEVICE_TABLE_OFFSET,
+  DataLayout,
+  buildLayer,
+  decodeBlobEntry,
+  decodeChunkAddress,
+  decodeChunkInfo,
+  decodeDeviceSlot,
+  decodeDirentBlocks,
+  decodeErofsSuperblock,
+  decodeInode,
+  decodeRafsExtSuperblock,
+  decodeXattrs,
+  decompressChunk,
+  validateBlobEntry,
+  validateErofsSuperblock,
+  validateRafsExtSuperblock,
+  xattrAreaSize,
+  type BlobEntry,
+  type BuildLayerOptions,
+  type ChunkAddress,
+  type ChunkInfo,
+  type DeviceSlot,
+  type Dirent,
+  type ErofsInode,
+  type ErofsSuperblock,
+  type LayerBuildResult,
+  type LayerEntry,
+  type RafsExtSuperblock,
+} from '../src/index.js';
 
 export interface EntryAttrs {
   mode?: number;
@@ -82,4 +111,132 @@ export function prng(size: number, seed = 1, compressible = false): Buffer {
     else for (let j = 0; j < 4 && i + j < size; j++) out[i + j] = (v >>> (8 * j)) & 0xff;
   }
   return out;
+}
+
+/**
+ * A minimal decoder over the layout codecs (independent of BootstrapReader): superblocks,
+ * tables, inodes with their placement, directory entries, symlink data and chunk addresses.
+ */
+export class BootstrapView {
+  readonly sb: ErofsSuperblock;
+  readonly ext: RafsExtSuperblock;
+  readonly slots: DeviceSlot[] = [];
+  readonly blobs: BlobEntry[] = [];
+  readonly chunks: ChunkInfo[] = [];
+  readonly prefetch: number[] = [];
+  readonly metaBase: number;
+
+  constructor(readonly bytes: Uint8Array) {
+    this.sb = decodeErofsSuperblock(bytes);
+    validateErofsSuperblock(this.sb);
+    this.ext = decodeRafsExtSuperblock(bytes);
+    validateRafsExtSuperblock(this.ext, bytes.length, 4096);
+    this.metaBase = this.sb.metaBlkaddr * 4096;
+    for (let i = 0; i < this.sb.extraDevices; i++) {
+      const off = DEVICE_TABLE_OFFSET + 128 * i;
+      this.slots.push(decodeDeviceSlot(bytes.subarray(off, off + 128), off, i));
+      const boff = this.ext.blobTableOffset + 256 * i;
+      const b = decodeBlobEntry(bytes.subarray(boff, boff + 256), boff, i);
+      validateBlobEntry(b, i, this.ext.chunkSize, boff);
+      this.blobs.push(b);
+    }
+    for (let i = 0; i < this.ext.chunkTableSize / 80; i++) {
+      const off = this.ext.chunkTableOffset + 80 * i;
+      this.chunks.push(decodeChunkInfo(bytes.subarray(off, off + 80), off, i));
+    }
+    const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    for (let i = 0; i < this.ext.prefetchTableSize / 4; i++) this.prefetch.push(dv.getUint32(this.ext.prefetchTableOffset + 4 * i, true));
+  }
+
+  offsetOf(nid: number): number {
+    return this.metaBase + nid * 32;
+  }
+
+  inode(nid: number): ErofsInode & { offset: number; isz: number; xattrs: Map<string, Uint8Array> } {
+    const offset = this.offsetOf(nid);
+    const inode = decodeInode(this.bytes.subarray(offset, offset + 64), offset, nid);
+    const xsize = xattrAreaSize(inode.xattrCount);
+    const isz = (inode.extended ? 64 : 32) + xsize;
+    const xattrs = xsize > 0 ? decodeXattrs(this.bytes.subarray(offset + isz - xsize, offset + isz), offset, nid) : new Map<string, Uint8Array>();
+    return { ...inode, offset, isz, xattrs };
+  }
+
+  /** FLAT_PLAIN / FLAT_INLINE data of an inode. */
+  data(nid: number): Uint8Array {
+    const ino = this.inode(nid);
+    const size = ino.size;
+    const out = new Uint8Array(size);
+    const tail = ino.dataLayout === DataLayout.FLAT_INLINE ? size % 4096 : 0;
+    const full = size - tail;
+    if (full > 0) out.set(this.bytes.subarray(ino.u * 4096, ino.u * 4096 + full), 0);
+    if (tail > 0) out.set(this.bytes.subarray(ino.offset + ino.isz, ino.offset + ino.isz + tail), full);
+    return out;
+  }
+
+  dirents(nid: number): Dirent[] {
+    return decodeDirentBlocks(this.data(nid), 4096, () => 0, nid);
+  }
+
+  /** Children by name (without `.`/`..`). */
+  children(nid: number): Map<string, Dirent> {
+    const m = new Map<string, Dirent>();
+    for (const d of this.dirents(nid)) {
+      const name = Buffer.from(d.name).toString('utf8');
+      if (name !== '.' && name !== '..') m.set(name, d);
+    }
+    return m;
+  }
+
+  lookup(path: string): number {
+    let nid = this.sb.rootNid;
+    for (const c of path.split('/').filter((x) => x !== '')) {
+      const d = this.children(nid).get(c);
+      if (d === undefined) throw new Error(`no ${c} in ${path}`);
+      nid = d.nid;
+    }
+    return nid;
+  }
+
+  chunkAddresses(nid: number): ChunkAddress[] {
+    const ino = this.inode(nid);
+    const n = Math.ceil(ino.size / this.ext.chunkSize);
+    const at = Math.ceil((ino.offset + ino.isz) / 8) * 8;
+    return Array.from({ length: n }, (_, i) => decodeChunkAddress(this.bytes.subarray(at + 8 * i, at + 8 * i + 8), at + 8 * i));
+  }
+
+  /** The chunk-table entry of a chunk address. */
+  chunkOf(a: ChunkAddress): ChunkInfo {
+    const c = this.chunks.find((x) => x.blobIndex === a.blobIndex && x.index === a.ciIndex && x.uncompressedOffset === a.blkaddr * 4096);
+    if (c === undefined) throw new Error(`no chunk table entry for ${JSON.stringify(a)}`);
+    return c;
+  }
+
+  /** Every (nid, path) reachable from the root, depth first. */
+  walk(): Array<{ path: string; nid: number }> {
+    const out: Array<{ path: string; nid: number }> = [{ path: '/', nid: this.sb.rootNid }];
+    const visit = (nid: number, prefix: string): void => {
+      for (const [name, d] of this.children(nid)) {
+        const path = prefix + name;
+        out.push({ path, nid: d.nid });
+        if (d.fileType === 2) visit(d.nid, path + '/');
+      }
+    };
+    visit(this.sb.rootNid, '/');
+    return out;
+  }
+}
+
+/** Reads a file's content from blob bytes through the chunk table (decompressing chunks). */
+export function readFileFromBlob(view: BootstrapView, nid: number, blobs: Record<string, Uint8Array>): Buffer {
+  const parts: Uint8Array[] = [];
+  for (const a of view.chunkAddresses(nid)) {
+    const c = view.chunkOf(a);
+    const blob = view.blobs[c.blobIndex]!;
+    const bytes = blobs[blob.blobId];
+    if (bytes === undefined) throw new Error(`blob ${blob.blobId} not given`);
+    const raw = bytes.subarray(c.compressedOffset, c.compressedOffset + c.compressedSize);
+    const algo = (c.flags & 1) !== 0 ? (['none', 'lz4_block', 'gzip', 'zstd'] as const)[blob.compressionAlgo]! : 'none';
+    parts.push(decompressChunk(algo, raw, c.uncompressedSize));
+  }
+  return Buffer.concat(parts);
 }

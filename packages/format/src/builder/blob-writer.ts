@@ -221,12 +221,15 @@ export class BlobWriter {
       crc32: crc,
     };
     this.own.set(key, chunk);
+    // reserve() may grow (replace) the backing array: call it before reading `.bytes`.
+    const ciAt = this.ci.reserve(CI_V1_SIZE);
     encodeChunkInfoV1(
       { compressedOffset, compressedSize: stored.length, uncompressedOffset, uncompressedSize: size, compressed, flags: 0, contextIndex: 0, contextOffset: 0 },
       this.ci.bytes,
-      this.ci.reserve(CI_V1_SIZE),
+      ciAt,
     );
-    this.digests.bytes.set(Buffer.from(digest, 'hex'), this.digests.reserve(32));
+    const digestAt = this.digests.reserve(32);
+    this.digests.bytes.set(Buffer.from(digest, 'hex'), digestAt);
     this.uncompressedCursor += alignUp(size, EROFS_BLOCK_SIZE);
     this.stats.compressedBytes += stored.length;
     await this.write(stored);
