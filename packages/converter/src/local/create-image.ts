@@ -5,6 +5,7 @@ import {
   CHUNK_DIGESTERS,
   ChunkDict,
   buildLayer,
+  resolveBuildLayerOptions,
   type ChunkCompressor,
   type ChunkDigester,
   type LayerBuildResult,
@@ -60,6 +61,13 @@ export function resolveCreateImageOptions(options: CreateImageOptions): Required
   const digester = options.digester ?? 'blake3';
   if (!CHUNK_DIGESTERS.includes(digester)) {
     throw new InvalidArgumentError(`--digester: "${digester}" is not one of ${CHUNK_DIGESTERS.join(', ')}`);
+  }
+  if (options.chunkSize !== undefined || options.prefetchPatterns !== undefined) {
+    // Validate the builder's options up front, before anything is created on disk.
+    resolveBuildLayerOptions({
+      ...(options.chunkSize !== undefined && { chunkSize: options.chunkSize }),
+      ...(options.prefetchPatterns !== undefined && { prefetchPatterns: options.prefetchPatterns }),
+    });
   }
   if (!options.bootstrap) throw new InvalidArgumentError('--bootstrap is required');
   if (!options.blobDir) throw new InvalidArgumentError('--blob-dir is required');

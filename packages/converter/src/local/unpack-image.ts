@@ -19,7 +19,8 @@ export interface UnpackImageOptions {
 /** The tree of a bootstrap as layer entries, file contents read (and verified) through `files`. */
 export async function* bootstrapEntries(reader: BootstrapReader, files: RafsFileReader): AsyncGenerator<LayerEntry> {
   const firstPathOfNid = new Map<number, string>();
-  for (const { path: p, nid, inode } of reader.walk()) {
+  for (const { path: absolute, nid, inode } of reader.walk()) {
+    const p = absolute.slice(1);
     const base = { path: p, mode: inode.mode & 0o7777, uid: inode.uid, gid: inode.gid, mtime: inode.mtime, size: 0 };
     const xattrs = reader.xattrs(nid);
     const withXattrs = xattrs.size > 0 ? { xattrs } : {};

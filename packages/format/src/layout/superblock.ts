@@ -63,8 +63,13 @@ const SB = {
 
 export function decodeErofsSuperblock(file: Uint8Array): ErofsSuperblock {
   const r = new LeReader(file.subarray(EROFS_SUPER_OFFSET, EROFS_SUPER_OFFSET + EROFS_SUPER_SIZE), 'superblock', EROFS_SUPER_OFFSET);
+  const magic = r.u32(SB.magic, 's_magic');
+  // Checked before anything else so that a file of another kind is reported as such.
+  if (magic !== EROFS_SUPER_MAGIC) {
+    throw new FormatError('superblock.s_magic', `bad magic 0x${magic.toString(16)} (want 0xe0f5e1e2): not a RAFS v6 bootstrap`, { offset: EROFS_SUPER_OFFSET, value: magic });
+  }
   return {
-    magic: r.u32(SB.magic, 's_magic'),
+    magic,
     checksum: r.u32(SB.checksum, 's_checksum'),
     featureCompat: r.u32(SB.featureCompat, 's_feature_compat'),
     blkszbits: r.u8(SB.blkszbits, 's_blkszbits'),
