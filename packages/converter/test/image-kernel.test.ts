@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createImage } from '../src/index.js';
+import { createImage, inspectImage } from '../src/index.js';
 import { MountScope } from './support/kernel.js';
 import { makeTree } from './support/make-tree.js';
 import { diffTrees, snapshotTree } from './support/tree-compare.js';
@@ -58,10 +58,36 @@ describe('kernel EROFS mounts what we build', () => {
     const blobDir = path.join(work, 'blobs-aet');
     const bootstrap = path.join(work, 'aet.boot');
     const built = await createImage({ type: 'tar-rafs', source: tarFile, bootstrap, blobDir, compressor: 'none' });
+    // The layer's tree matches `tar -tvf`: types, modes (incl. the symlink's 0755), sizes, targets, hardlink groups.
+    const listing = execFileSync('tar', ['--numeric-owner', '-tvf', tarFile], { encoding: 'utf8' }).trim().split('\n');
+    const { tree } = await inspectImage(bootstrap, { tree: true });
+    const byPath = new Map(tree!.map((n) => [n.path, n]));
+    const firstNidOf = new Map<string, number>();
+    for (const line of listing) {
+      const m = /^(\S)(\S{9}) (\d+)\/(\d+) +(\d+) \S+ \S+ (.+?)\/?(?: -> (.+)| link to (.+))?$/.exec(line);
+      expect(m, line).not.toBeNull();
+      const [, kind, perms, uid, gid, size, name, symTarget, hardTarget] = m!;
+      const node = byPath.get('/' + name!)!;
+      expect(node, name).toBeDefined();
+      const mode = [...perms!].reduce((acc, c, i) => acc | (c === '-' ? 0 : 1 << (8 - i)), 0);
+      expect(node.mode, name).toBe('0' + mode.toString(8));
+      expect([node.uid, node.gid], name).toEqual([Number(uid), Number(gid)]);
+      expect(node.type, name).toBe({ d: 'directory', '-': 'file', h: 'file', l: 'symlink' }[kind!]);
+      if (kind === 'l') expect(node.linkTarget).toBe(symTarget);
+      if (kind === '-') {
+        expect(node.size).toBe(Number(size));
+        firstNidOf.set(name!, node.nid);
+      }
+      if (kind === 'h') expect(node.nid, `${name} links to ${hardTarget}`).toBe(firstNidOf.get(hardTarget!));
+    }
+    expect(byPath.get('/tar/dir1/dir3/hardlink1.txt')!.nlink).toBe(4);
+
     const mnt = await mounts.mountErofs(bootstrap, { blobs: built.blob ? [built.blob.path] : [] });
     const diff = diffTrees(await snapshotTree(ref), await snapshotTree(mnt.mountpoint), {
       // the tar has no entry for the root, so its mode/owner/mtime are the builder's defaults
       ignorePath: (p) => p === '',
+      // the bootstrap keeps the tar header's symlink mode (0755 here, as `tar -tvf` shows it)
+      ignoreSymlinkMode: true,
     });
     expect(diff).toEqual([]);
   });

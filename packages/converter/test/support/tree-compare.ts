@@ -117,6 +117,11 @@ export interface DiffTreesOptions {
   ignoreNlink?: boolean;
   /** Ignore extended attributes whose name matches. */
   ignoreXattr?: (name: string) => boolean;
+  /**
+   * Ignore the permission bits of symlinks: Linux ignores them and creates every symlink 0777,
+   * while a tar header (and so a RAFS inode built from it) may record another mode.
+   */
+  ignoreSymlinkMode?: boolean;
   /** Leave paths out of the comparison altogether. */
   ignorePath?: (path: string) => boolean;
 }
@@ -146,7 +151,9 @@ export function diffTrees(a: TreeSnapshot, b: TreeSnapshot, options: DiffTreesOp
     const field = (name: string, u: unknown, v: unknown, fmt: (z: unknown) => string = String): void => {
       if (u !== v) out.push(`${show(path)}: ${name} ${fmt(u)} != ${fmt(v)}`);
     };
-    field('mode', x.mode, y.mode, (m) => `0${(m as number).toString(8).padStart(3, '0')}`);
+    if (!(options.ignoreSymlinkMode && x.type === 'symlink')) {
+      field('mode', x.mode, y.mode, (m) => `0${(m as number).toString(8).padStart(3, '0')}`);
+    }
     field('uid', x.uid, y.uid);
     field('gid', x.gid, y.gid);
     if (!options.ignoreMtime && !(options.ignoreRootMtime && path === '')) field('mtime', x.mtime, y.mtime);
