@@ -207,7 +207,7 @@ async function locateImageBlob(source: ByteSource, entry: TocEntry, limit: numbe
     return h !== undefined && h.name === TocNames.BLOB && h.size === entry.compressedSize;
   };
   if (await headerMatches(entry.compressedOffset + entry.compressedSize)) return entry.compressedOffset;
-  if (await headerMatches(entry.compressedOffset)) return entry.compressedOffset - entry.compressedSize;
+  if (entry.compressedOffset >= entry.compressedSize && (await headerMatches(entry.compressedOffset))) return entry.compressedOffset - entry.compressedSize;
   throw new FormatError('toc section "image.blob"', `no "image.blob" tar header after the ${entry.compressedSize}-byte section at ${entry.compressedOffset}`, {
     offset: entry.compressedOffset,
   });

@@ -23,6 +23,11 @@ export function decompressExact(algo: CompressionName, data: Uint8Array, expecte
         out = data;
         break;
       case 'zstd': {
+        // A frame that declares more content than expected is rejected before decoding.
+        const declared = binding.getFrameContentSize(data);
+        if (declared !== null && declared > expectedSize) {
+          throw new FormatError(what, `zstd frame declares ${declared} bytes, expected ${expectedSize}`, { value: declared });
+        }
         dctx ??= new binding.DCtx();
         const dst = Buffer.allocUnsafe(expectedSize);
         const n = dctx.decompress(dst, data);
