@@ -134,6 +134,18 @@ describe('BootstrapReader on a synthetic image (current flags, HAS_CRC32, all no
     expect(parts.map((p) => p.length)).toEqual([4096, 4096, 4096, 123]);
   });
 
+  it('counts chunk addresses with the superblock chunk size even when i_u advertises a bigger one', async () => {
+    // nydus writes next_power_of_two(i_size) into i_u when all chunks are contiguous in one blob.
+    const b = Buffer.from(img.boot);
+    const off = img.inodeOffsets.get('/big.txt')!;
+    b.writeUInt32LE(0x20 | (Math.log2(16384) - 12), off + 16);
+    const r = await BootstrapReader.open(b);
+    const nid = r.lookup('/big.txt')!;
+    expect(r.chunks(nid).map((c) => c.fileOffset)).toEqual([0, 4096, 8192, 12288]);
+    const fr = new RafsFileReader(r, mapBackend({ [img.blobId]: img.blob }));
+    expect(Buffer.from(await fr.read(nid, 0, bigText.length)).equals(Buffer.from(bigText))).toBe(true);
+  });
+
   it('a chunk whose data matches its digest but not its crc32c is refused', async () => {
     const r = await BootstrapReader.open(img.boot);
     const [c] = r.chunks(r.lookup('/big.txt')!);
