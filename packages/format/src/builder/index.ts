@@ -8,3 +8,5 @@ export type { ChunkDictSource } from './chunk-dict.js';
 export { writeBootstrap } from './bootstrap-writer.js';
 export type { BootstrapSettings } from './bootstrap-writer.js';
 export type { NodeKind, TreeBlob, TreeChunk, TreeInode, TreeNode } from './tree.js';
+export { mergeBootstraps } from './merge.js';
+export type { MergeLayer, MergeOptions, MergeResult } from './merge.js';
