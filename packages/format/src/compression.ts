@@ -1,6 +1,7 @@
 import { FormatError, UnsupportedError } from '@nydus-ts/core';
 import * as lz4 from 'lz4-napi';
 import zstd from 'zstd-napi';
+import zstdBinding from 'zstd-napi/binding.js';
 import { gunzipSync } from 'node:zlib';
 import type { CompressionName } from './layout/constants.js';
 
@@ -9,7 +10,6 @@ export type ChunkCompressor = 'none' | 'lz4_block' | 'zstd';
 export const CHUNK_COMPRESSORS: readonly ChunkCompressor[] = ['none', 'lz4_block', 'zstd'];
 
 let zstdCompressor: InstanceType<typeof zstd.Compressor> | undefined;
-let zstdDecompressor: InstanceType<typeof zstd.Decompressor> | undefined;
 
 /**
  * Compresses one chunk. lz4_block is a raw LZ4 block (no frame, no size prefix); zstd is one
@@ -31,37 +31,56 @@ export function compressChunk(algo: ChunkCompressor, data: Uint8Array): Uint8Arr
   }
 }
 
-/** Decompresses one chunk, requiring exactly `uncompressedSize` bytes out. */
-export function decompressChunk(algo: CompressionName, data: Uint8Array, uncompressedSize: number): Uint8Array {
+let zstdContext: InstanceType<typeof zstdBinding.DCtx> | undefined;
+
+/**
+ * Decompresses data that must expand to exactly `expectedSize` bytes. The output buffer is sized
+ * by the caller's expectation, never by a size the (possibly corrupted) input claims, so a mutated
+ * frame header cannot trigger a huge allocation. Every failure is a FormatError naming `what`.
+ */
+export function decompressChunk(algo: CompressionName, data: Uint8Array, expectedSize: number, what = 'chunk.data'): Uint8Array {
+  if (!Number.isSafeInteger(expectedSize) || expectedSize < 0) {
+    throw new FormatError(what, `invalid uncompressed size ${expectedSize}`, { value: expectedSize });
+  }
   let out: Uint8Array;
   try {
     switch (algo) {
       case 'none':
         out = data;
         break;
+      case 'zstd': {
+        const declared = zstdBinding.getFrameContentSize(data);
+        if (declared !== null && declared > expectedSize) {
+          throw new FormatError(what, `zstd frame declares ${declared} bytes, expected ${expectedSize}`, { value: declared });
+        }
+        zstdContext ??= new zstdBinding.DCtx();
+        const dst = Buffer.allocUnsafe(expectedSize);
+        out = dst.subarray(0, zstdContext.decompress(dst, data));
+        break;
+      }
       case 'lz4_block': {
+        // lz4-napi reads the output size from a u32 prefix: giving it `expectedSize` bounds the output.
         const prefixed = Buffer.allocUnsafe(data.length + 4);
-        prefixed.writeUInt32LE(uncompressedSize, 0);
+        prefixed.writeUInt32LE(expectedSize, 0);
         prefixed.set(data, 4);
         out = lz4.uncompressSync(prefixed);
         break;
       }
-      case 'zstd':
-        zstdDecompressor ??= new zstd.Decompressor();
-        out = zstdDecompressor.decompress(data);
-        break;
       case 'gzip':
-        out = gunzipSync(data);
+        out = gunzipSync(data, { maxOutputLength: Math.max(1, expectedSize) });
         break;
       default:
-        throw new UnsupportedError(`unsupported compression algorithm ${String(algo)}`);
+        throw new UnsupportedError(`${what}: unsupported compression algorithm ${String(algo)}`);
     }
   } catch (err) {
-    if (err instanceof UnsupportedError) throw err;
-    throw new FormatError('chunk.data', `${algo} decompression failed: ${(err as Error).message}`, { cause: err });
+    if (err instanceof UnsupportedError || err instanceof FormatError) throw err;
+    // A fresh context after a failure: a native context left mid-frame must not leak state.
+    if (algo === 'zstd') zstdContext = undefined;
+    const message = err instanceof Error ? err.message : String(err);
+    throw new FormatError(what, `${algo} decompression failed: ${message}`, { cause: err });
   }
-  if (out.length !== uncompressedSize) {
-    throw new FormatError('chunk.data', `${algo} decompressed to ${out.length} bytes, expected ${uncompressedSize}`, { value: out.length });
+  if (out.byteLength !== expectedSize) {
+    throw new FormatError(what, `${algo} data decompressed to ${out.byteLength} bytes, expected ${expectedSize}`, { value: out.byteLength });
   }
   return out;
 }

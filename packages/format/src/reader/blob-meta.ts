@@ -19,7 +19,7 @@ import type { BlobEntry } from '../layout/blob-table.js';
 import { BlobFeatures, ChunkInfoV2Flags, MAX_CHUNK_SIZE, alignUp, compressionNameOf } from '../layout/constants.js';
 import { TAR_HEADER_SIZE } from '../layout/toc.js';
 import { readExact, type ByteSource } from './byte-source.js';
-import { decompressExact } from './decompress.js';
+import { decompressChunk } from '../compression.js';
 
 /** Default cap on the uncompressed CI data of one blob. */
 export const DEFAULT_MAX_BLOB_META_SIZE = 1024 * 1024 * 1024;
@@ -106,7 +106,7 @@ export function parseBlobMetaSection(bytes: Uint8Array, options: BlobMetaOptions
       value: header.ciCompressedSize,
     });
   }
-  const ciData = decompressExact(algo, bytes.subarray(0, headerOffset), header.ciUncompressedSize, 'blob_meta.ci_data');
+  const ciData = decompressChunk(algo, bytes.subarray(0, headerOffset), header.ciUncompressedSize, 'blob_meta.ci_data');
   const meta = parseCiData(ciData, header);
   if (options.entry) checkBlobMetaAgainstEntry(meta, options.entry, `blob ${options.entry.blobId}`);
   return meta;

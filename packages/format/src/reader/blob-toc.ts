@@ -2,7 +2,7 @@ import { DigestMismatchError, FormatError, NotFoundError, NydusError, Unsupporte
 import { createHash } from 'node:crypto';
 import { TAR_HEADER_SIZE, TOC_ENTRY_SIZE, TocFlags, TocNames, decodeTailTarHeader, decodeTocEntry, type TocEntry } from '../layout/toc.js';
 import { readExact, type ByteSource } from './byte-source.js';
-import { decompressExact } from './decompress.js';
+import { decompressChunk } from '../compression.js';
 
 /** Largest ToC accepted (entries + tar header); real ones hold at most a handful of entries. */
 export const MAX_TOC_SIZE = 1024 * 1024;
@@ -190,7 +190,7 @@ export async function extractBlobSection(
       data = raw;
       break;
     case TocFlags.ZSTD:
-      data = decompressExact('zstd', raw, entry.uncompressedSize, what);
+      data = decompressChunk('zstd', raw, entry.uncompressedSize, what);
       break;
     default:
       throw new UnsupportedError(`${what}: compression flags 0x${entry.flags.toString(16)} (only none and zstd sections can be extracted)`);

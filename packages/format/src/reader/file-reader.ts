@@ -3,7 +3,7 @@ import { crc32c } from '@node-rs/crc32';
 import { digestChunk } from '../chunk-digest.js';
 import { BlobFeatures, ChunkFlags } from '../layout/constants.js';
 import type { BootstrapReader, ChunkRef } from './bootstrap-reader.js';
-import { decompressExact } from './decompress.js';
+import { decompressChunk } from '../compression.js';
 
 /**
  * Where chunk data comes from: a byte range of a blob, by blob id. A local directory, a
@@ -65,7 +65,7 @@ export class RafsFileReader {
     if (raw.byteLength !== ref.compressedSize) {
       throw new NydusError('DATA_LOSS', `${subject}: backend returned ${raw.byteLength} bytes for [${ref.compressedOffset}, +${ref.compressedSize})`);
     }
-    const data = ref.compressed ? decompressExact(blob.compressor, raw, ref.uncompressedSize, subject) : raw;
+    const data = ref.compressed ? decompressChunk(blob.compressor, raw, ref.uncompressedSize, subject) : raw;
     if (this.verify) {
       const actual = digestChunk(this.bootstrap.digester, data);
       if (actual !== ref.digest) throw new DigestMismatchError(subject, ref.digest, actual);

@@ -38,4 +38,3 @@ export {
   type BlobTailSection,
 } from './blob-toc.js';
 export { RafsFileReader, type BlobBackend, type RafsFileReaderOptions } from './file-reader.js';
-export { decompressExact } from './decompress.js';
