@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import type { Hash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { CancelledError, DigestMismatchError, parseDigest } from '@nydus-ts/core';
 import type { Digest } from '@nydus-ts/core';
@@ -27,6 +28,8 @@ export interface ResumableBodyOptions {
   retry: ResolvedRetryOptions;
   signal?: AbortSignal;
   highWaterMark?: number;
+  /** Called with the byte count of every chunk handed on (progress). */
+  onBytes?: (n: number) => void;
 }
 
 /**
@@ -35,62 +38,162 @@ export interface ResumableBodyOptions {
  * progress). With a digest, bytes are hashed as they pass and the final chunk is held back until
  * the digest matches, so a consumer never sees all of a corrupted blob: it sees an error instead.
  */
-export function resumableBody(options: ResumableBodyOptions): Readable {
-  const start = options.start ?? 0;
-  const end = start + options.length;
-  const hash = options.digest ? createHash(parseDigest(options.digest).algorithm) : undefined;
-  if (options.digest && start !== 0) {
-    throw new RegistryProtocolError('GET', options.what, 'digest verification needs the whole blob (start must be 0)', { code: 'INVALID_ARGUMENT' });
+class ResumableBody extends Readable {
+  readonly #o: ResumableBodyOptions;
+  readonly #end: number;
+  readonly #hash: Hash | undefined;
+  #offset: number;
+  #held: Buffer | undefined;
+  #body: Readable | undefined;
+  #skip = 0;
+  #failures = 0;
+  #opening = false;
+  #finished = false;
+
+  constructor(options: ResumableBodyOptions) {
+    super({ highWaterMark: options.highWaterMark ?? 256 * 1024 });
+    this.#o = options;
+    this.#offset = options.start ?? 0;
+    this.#end = this.#offset + options.length;
+    if (options.digest && this.#offset !== 0) {
+      throw new RegistryProtocolError('GET', options.what, 'digest verification needs the whole blob (start must be 0)', { code: 'INVALID_ARGUMENT' });
+    }
+    this.#hash = options.digest ? createHash(parseDigest(options.digest).algorithm) : undefined;
   }
-  async function* chunks(): AsyncGenerator<Buffer> {
-    let offset = start;
-    let held: Buffer | undefined;
-    let failures = 0;
-    while (offset < end) {
-      if (options.signal?.aborted) throw new CancelledError('operation cancelled', { cause: options.signal.reason });
-      let lastError: unknown;
-      const before = offset;
-      let opened: OpenedBody | undefined;
-      try {
-        opened = await options.open(offset, options.signal);
-        let skip = opened.skip;
-        for await (const raw of opened.body as AsyncIterable<Buffer>) {
-          let chunk = raw;
-          if (skip > 0) {
-            if (chunk.length <= skip) {
-              skip -= chunk.length;
-              continue;
-            }
-            chunk = chunk.subarray(skip);
-            skip = 0;
-          }
-          if (offset + chunk.length > end) {
-            throw new RegistryProtocolError('GET', options.what, `body longer than the expected ${options.length} bytes`, { code: 'DATA_LOSS' });
-          }
-          hash?.update(chunk);
-          offset += chunk.length;
-          if (held) yield held;
-          held = chunk;
-        }
-        if (offset < end) {
-          lastError = new RegistryProtocolError('GET', options.what, `body ended after ${offset - start} of ${options.length} bytes`, { retryable: true });
-        }
-      } catch (err) {
-        opened?.body.destroy();
-        if (options.signal?.aborted) throw new CancelledError('operation cancelled', { cause: options.signal.reason });
-        if (!isRetryableError(err)) throw err;
-        lastError = err;
+
+  override _read(): void {
+    if (this.#body) {
+      this.#body.resume();
+      return;
+    }
+    if (this.#opening || this.#finished) return;
+    if (this.#offset >= this.#end) {
+      this.#complete();
+      return;
+    }
+    void this.#open();
+  }
+
+  #emit(chunk: Buffer): boolean {
+    this.#o.onBytes?.(chunk.length);
+    return this.push(chunk);
+  }
+
+  async #open(): Promise<void> {
+    this.#opening = true;
+    const before = this.#offset;
+    try {
+      if (this.#o.signal?.aborted) throw new CancelledError('operation cancelled', { cause: this.#o.signal.reason });
+      const opened = await this.#o.open(this.#offset, this.#o.signal);
+      if (this.destroyed) {
+        opened.body.destroy();
+        return;
       }
-      if (offset >= end) break;
-      failures = offset > before ? 1 : failures + 1;
-      if (failures >= options.retry.attempts) throw lastError;
-      await sleepWithSignal(backoffDelay(options.retry, failures), options.signal);
+      this.#skip = opened.skip;
+      this.#attach(opened.body, before);
+    } catch (err) {
+      await this.#failed(err, before);
+    } finally {
+      this.#opening = false;
     }
-    if (hash && options.digest) {
-      const actual = `${parseDigest(options.digest).algorithm}:${hash.digest('hex')}`;
-      if (actual !== options.digest) throw new DigestMismatchError(options.what, options.digest, actual);
-    }
-    if (held) yield held;
   }
-  return Readable.from(chunks(), { objectMode: false, highWaterMark: options.highWaterMark ?? 256 * 1024 });
+
+  #attach(body: Readable, before: number): void {
+    this.#body = body;
+    let settled = false;
+    const done = (err: unknown): void => {
+      if (settled) return;
+      settled = true;
+      body.off('data', onData);
+      this.#body = undefined;
+      if (err === undefined && this.#offset >= this.#end) {
+        this.#complete();
+        return;
+      }
+      body.destroy();
+      const e = err ?? new RegistryProtocolError('GET', this.#o.what, `body ended after ${this.#offset - (this.#o.start ?? 0)} of ${this.#o.length} bytes`, { retryable: true });
+      void this.#failed(e, before);
+    };
+    const onData = (raw: Buffer): void => {
+      let chunk = raw;
+      if (this.#skip > 0) {
+        if (chunk.length <= this.#skip) {
+          this.#skip -= chunk.length;
+          return;
+        }
+        chunk = chunk.subarray(this.#skip);
+        this.#skip = 0;
+      }
+      if (this.#offset + chunk.length > this.#end) {
+        settled = true;
+        body.off('data', onData);
+        body.destroy();
+        this.destroy(new RegistryProtocolError('GET', this.#o.what, `body longer than the expected ${this.#o.length} bytes`, { code: 'DATA_LOSS' }));
+        return;
+      }
+      this.#hash?.update(chunk);
+      this.#offset += chunk.length;
+      if (this.#hash) {
+        // Hold the newest chunk back until the digest is known to match.
+        const prev = this.#held;
+        this.#held = chunk;
+        if (prev && !this.#emit(prev)) body.pause();
+      } else if (!this.#emit(chunk)) {
+        body.pause();
+      }
+    };
+    body.on('data', onData);
+    body.once('end', () => done(undefined));
+    body.once('error', (err) => done(err));
+    body.once('close', () => done(body.readableEnded ? undefined : new RegistryProtocolError('GET', this.#o.what, 'connection closed mid-body', { retryable: true })));
+  }
+
+  async #failed(err: unknown, before: number): Promise<void> {
+    if (this.destroyed) return;
+    if (this.#o.signal?.aborted) {
+      this.destroy(new CancelledError('operation cancelled', { cause: this.#o.signal.reason }));
+      return;
+    }
+    if (!isRetryableError(err)) {
+      this.destroy(err as Error);
+      return;
+    }
+    this.#failures = this.#offset > before ? 1 : this.#failures + 1;
+    if (this.#failures >= this.#o.retry.attempts) {
+      this.destroy(err as Error);
+      return;
+    }
+    try {
+      await sleepWithSignal(backoffDelay(this.#o.retry, this.#failures), this.#o.signal);
+    } catch (e) {
+      this.destroy(e as Error);
+      return;
+    }
+    if (!this.destroyed) void this.#open();
+  }
+
+  #complete(): void {
+    if (this.#finished) return;
+    this.#finished = true;
+    if (this.#hash && this.#o.digest) {
+      const actual = `${parseDigest(this.#o.digest).algorithm}:${this.#hash.digest('hex')}`;
+      if (actual !== this.#o.digest) {
+        this.destroy(new DigestMismatchError(this.#o.what, this.#o.digest, actual));
+        return;
+      }
+    }
+    if (this.#held) this.#emit(this.#held);
+    this.#held = undefined;
+    this.push(null);
+  }
+
+  override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
+    this.#body?.destroy();
+    this.#body = undefined;
+    cb(err);
+  }
+}
+
+export function resumableBody(options: ResumableBodyOptions): Readable {
+  return new ResumableBody(options);
 }

@@ -1,5 +1,4 @@
-import { Transform } from 'node:stream';
-import type { Readable, TransformCallback } from 'node:stream';
+import type { Readable } from 'node:stream';
 import { FormatError, InvalidArgumentError, NotFoundError, isIndexMediaType, noopLogger, throwIfAborted } from '@nydus-ts/core';
 import type { Descriptor, Digest, ImageIndex, ImageManifest, Logger, Platform } from '@nydus-ts/core';
 import type { Credentials } from './docker-config.js';
@@ -92,18 +91,6 @@ export interface CopyImageResult {
 }
 
 const nonDistributable = /foreign|nondistributable/;
-
-class ProgressCounter extends Transform {
-  bytes = 0;
-  constructor(private readonly onBytes: (n: number) => void) {
-    super({ highWaterMark: 256 * 1024 });
-  }
-  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
-    this.bytes += chunk.length;
-    this.onBytes(chunk.length);
-    cb(null, chunk);
-  }
-}
 
 function parseJson<T>(m: ManifestData, what: string): T {
   try {
@@ -198,16 +185,14 @@ export async function copyImage(options: CopyImageOptions): Promise<CopyImageRes
     await withRetry(
       async () => {
         let sent = 0;
-        const counter = new ProgressCounter((n) => {
+        const onBytes = (n: number): void => {
           sent += n;
           stats.bytesSent += n;
-          emit({ type: 'blob-progress', digest: desc.digest, size: desc.size, bytes: sent });
-        });
-        const data: Readable = source.fetchBlob(desc, signal);
-        data.on('error', (err) => counter.destroy(err));
-        data.pipe(counter);
+          if (options.onProgress) emit({ type: 'blob-progress', digest: desc.digest, size: desc.size, bytes: sent });
+        };
+        const data: Readable = source.fetchBlob(desc, { signal, onBytes });
         try {
-          await target.pushBlob(desc, counter, signal);
+          await target.pushBlob(desc, data, signal);
         } finally {
           data.destroy();
         }

@@ -2,6 +2,12 @@ import type { Readable } from 'node:stream';
 import type { Descriptor } from '@nydus-ts/core';
 import type { ManifestData } from './registry-client.js';
 
+export interface FetchBlobOptions {
+  signal?: AbortSignal;
+  /** Called with the size of every chunk the stream hands on (progress). */
+  onBytes?: (n: number) => void;
+}
+
 /** Where an image's repository lives, when it is in a registry (enables cross-repo mounts). */
 export interface RegistryLocation {
   registry: string;
@@ -18,7 +24,7 @@ export interface ImageSource {
   /** A manifest or index by descriptor (index children), verified against its digest. */
   getManifest(descriptor: Descriptor, signal?: AbortSignal): Promise<ManifestData>;
   /** A blob as a stream that errors if the bytes do not match the digest. */
-  fetchBlob(descriptor: Descriptor, signal?: AbortSignal): Readable;
+  fetchBlob(descriptor: Descriptor, options?: FetchBlobOptions): Readable;
   close?(): Promise<void>;
 }
 

@@ -6,7 +6,7 @@ import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { DigestMismatchError, FormatError, InvalidArgumentError, MediaType, NotFoundError, parseDigest } from '@nydus-ts/core';
 import type { Descriptor, Digest, ImageIndex } from '@nydus-ts/core';
-import type { ImageSource, ImageTarget } from './image-store.js';
+import type { FetchBlobOptions, ImageSource, ImageTarget } from './image-store.js';
 import type { ManifestData } from './registry-client.js';
 import { VerifyStream } from './verify-stream.js';
 
@@ -77,9 +77,9 @@ export class OciLayout {
   }
 
   /** A blob as a stream verified against its digest and size. */
-  openBlob(descriptor: Pick<Descriptor, 'digest' | 'size'>): Readable {
+  openBlob(descriptor: Pick<Descriptor, 'digest' | 'size'>, onBytes?: (n: number) => void): Readable {
     const path = this.blobPath(descriptor.digest);
-    const verify = new VerifyStream(descriptor.digest, descriptor.size, `blob ${descriptor.digest} in ${this.dir}`);
+    const verify = new VerifyStream(descriptor.digest, descriptor.size, `blob ${descriptor.digest} in ${this.dir}`, onBytes);
     const file = createReadStream(path, { highWaterMark: 1 << 20 });
     file.on('error', (err) => verify.destroy((err as NodeJS.ErrnoException).code === 'ENOENT'
       ? new NotFoundError(`blob ${descriptor.digest} missing from OCI layout ${this.dir}`, { cause: err })
@@ -169,8 +169,8 @@ export class OciLayoutSource implements ImageSource {
     return { descriptor: { mediaType: descriptor.mediaType, digest: descriptor.digest, size: descriptor.size }, bytes };
   }
 
-  fetchBlob(descriptor: Descriptor): Readable {
-    return this.layout.openBlob(descriptor);
+  fetchBlob(descriptor: Descriptor, options: FetchBlobOptions = {}): Readable {
+    return this.layout.openBlob(descriptor, options.onBytes);
   }
 }
 

@@ -28,6 +28,11 @@ export interface SignalOptions {
   signal?: AbortSignal;
 }
 
+export interface FetchOptions extends SignalOptions {
+  /** Called with the size of every chunk handed on (progress). */
+  onBytes?: (n: number) => void;
+}
+
 export interface PushBlobOptions extends SignalOptions {
   /** 0 (default): one monolithic PUT; > 0: PATCH chunks of this many bytes, then PUT ?digest=. */
   chunkSize?: number;
@@ -229,7 +234,7 @@ export class RegistryClient {
    * Streams a blob, verifying its digest as it passes (the stream errors with DATA_LOSS on a
    * mismatch before its last bytes) and resuming with `Range` after resets or short bodies.
    */
-  fetchBlob(repository: string, descriptor: Pick<Descriptor, 'digest' | 'size'>, options: SignalOptions = {}): Readable {
+  fetchBlob(repository: string, descriptor: Pick<Descriptor, 'digest' | 'size'>, options: FetchOptions = {}): Readable {
     checkRepository(repository);
     parseDigest(descriptor.digest);
     if (!Number.isSafeInteger(descriptor.size) || descriptor.size < 0) {
@@ -242,6 +247,7 @@ export class RegistryClient {
       what: `blob ${descriptor.digest} in ${this.registry}/${repository}`,
       retry: this.transport.retry,
       signal: options.signal,
+      ...(options.onBytes && { onBytes: options.onBytes }),
     });
   }
 
@@ -249,7 +255,7 @@ export class RegistryClient {
    * Streams `length` bytes of a blob from `offset` (`Range` request; the reply must be 206 with a
    * matching Content-Range). Resumes after resets; not digest-verified (a part cannot be).
    */
-  fetchRange(repository: string, digest: Digest, offset: number, length: number, options: SignalOptions = {}): Readable {
+  fetchRange(repository: string, digest: Digest, offset: number, length: number, options: FetchOptions = {}): Readable {
     checkRepository(repository);
     parseDigest(digest);
     if (!Number.isSafeInteger(offset) || offset < 0 || !Number.isSafeInteger(length) || length < 0) {
@@ -263,6 +269,7 @@ export class RegistryClient {
       what: `blob ${digest} in ${this.registry}/${repository} bytes ${offset}-${end - 1}`,
       retry: this.transport.retry,
       signal: options.signal,
+      ...(options.onBytes && { onBytes: options.onBytes }),
     });
   }
 

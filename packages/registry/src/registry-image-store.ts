@@ -1,7 +1,7 @@
 import type { Readable } from 'node:stream';
 import { InvalidArgumentError, isNydusError } from '@nydus-ts/core';
 import type { Descriptor } from '@nydus-ts/core';
-import type { ImageSource, ImageTarget, RegistryLocation } from './image-store.js';
+import type { FetchBlobOptions, ImageSource, ImageTarget, RegistryLocation } from './image-store.js';
 import type { ImageReference } from './reference.js';
 import { formatReference } from './reference.js';
 import type { ManifestData, RegistryClient } from './registry-client.js';
@@ -33,8 +33,8 @@ export class RegistryImageSource implements ImageSource {
     return m;
   }
 
-  fetchBlob(descriptor: Descriptor, signal?: AbortSignal): Readable {
-    return this.#client.fetchBlob(this.#ref.repository, descriptor, { signal });
+  fetchBlob(descriptor: Descriptor, options: FetchBlobOptions = {}): Readable {
+    return this.#client.fetchBlob(this.#ref.repository, descriptor, options);
   }
 }
 

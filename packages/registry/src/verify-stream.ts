@@ -16,12 +16,15 @@ export class VerifyStream extends Transform {
   #seen = 0;
   #held: Buffer | undefined;
 
-  constructor(digest: Digest, size: number | undefined, what: string) {
+  readonly #onBytes: ((n: number) => void) | undefined;
+
+  constructor(digest: Digest, size: number | undefined, what: string, onBytes?: (n: number) => void) {
     super({ highWaterMark: 256 * 1024 });
     this.#hash = createHash(parseDigest(digest).algorithm);
     this.#digest = digest;
     this.#size = size;
     this.#what = what;
+    this.#onBytes = onBytes;
   }
 
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
@@ -33,6 +36,7 @@ export class VerifyStream extends Transform {
     }
     const held = this.#held;
     this.#held = chunk;
+    if (held) this.#onBytes?.(held.length);
     cb(null, held);
   }
 
@@ -46,6 +50,7 @@ export class VerifyStream extends Transform {
       cb(new DigestMismatchError(this.#what, this.#digest, actual));
       return;
     }
+    if (this.#held) this.#onBytes?.(this.#held.length);
     cb(null, this.#held);
   }
 }

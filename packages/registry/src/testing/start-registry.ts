@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
-import { request } from 'undici';
+import { Agent, request } from 'undici';
 import { freeLoopbackPort } from './free-port.js';
 import { startTokenServer } from './token-server.js';
 import type { TokenServer, TokenServerOptions } from './token-server.js';
@@ -19,6 +19,8 @@ export interface StartRegistryOptions {
   users?: Record<string, string>;
   /** Extra token-server options (auth: 'token'). */
   token?: Omit<TokenServerOptions, 'users'>;
+  /** Serve HTTPS with a self-signed certificate for 127.0.0.1 (clients need `insecure`). */
+  tls?: boolean;
   /** Default `/usr/bin/docker-registry`. */
   binary?: string;
 }
@@ -26,7 +28,7 @@ export interface StartRegistryOptions {
 export interface TestRegistry {
   /** `127.0.0.1:PORT`, the registry part of references. */
   host: string;
-  /** `http://127.0.0.1:PORT`. */
+  /** `http://127.0.0.1:PORT` (`https://` with `tls`). */
   url: string;
   /** Temporary directory holding config and storage. */
   dir: string;
@@ -36,7 +38,7 @@ export interface TestRegistry {
   stop(): Promise<void>;
 }
 
-function configYaml(port: number, storage: string, auth: string): string {
+function configYaml(port: number, storage: string, auth: string, tls: string): string {
   return [
     'version: 0.1',
     'log:',
@@ -54,6 +56,7 @@ function configYaml(port: number, storage: string, auth: string): string {
     'http:',
     `  addr: 127.0.0.1:${port}`,
     '  secret: nydus-ts-test-secret',
+    tls,
     auth,
     '',
   ].join('\n');
@@ -61,18 +64,23 @@ function configYaml(port: number, storage: string, auth: string): string {
 
 async function waitReady(url: string, child: ChildProcess, stderr: () => string): Promise<void> {
   const deadline = Date.now() + 15_000;
-  while (Date.now() < deadline) {
-    if (child.exitCode !== null) throw new Error(`docker-registry exited with ${child.exitCode}: ${stderr()}`);
-    try {
-      const res = await request(`${url}/v2/`, { headersTimeout: 1000 });
-      await res.body.dump();
-      if (res.statusCode === 200 || res.statusCode === 401) return;
-    } catch {
-      // not listening yet
+  const dispatcher = new Agent({ connect: { rejectUnauthorized: false } });
+  try {
+    while (Date.now() < deadline) {
+      if (child.exitCode !== null) throw new Error(`docker-registry exited with ${child.exitCode}: ${stderr()}`);
+      try {
+        const res = await request(`${url}/v2/`, { headersTimeout: 1000, dispatcher });
+        await res.body.dump();
+        if (res.statusCode === 200 || res.statusCode === 401) return;
+      } catch {
+        // not listening yet
+      }
+      await sleep(50);
     }
-    await sleep(50);
+    throw new Error(`docker-registry at ${url} did not become ready: ${stderr()}`);
+  } finally {
+    await dispatcher.close();
   }
-  throw new Error(`docker-registry at ${url} did not become ready: ${stderr()}`);
 }
 
 /**
@@ -104,16 +112,21 @@ export async function startRegistry(options: StartRegistryOptions = {}): Promise
         `    rootcertbundle: ${tokenServer.certPath}`,
       ].join('\n');
     }
+    let tls = '';
+    if (options.tls) {
+      await run('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', join(dir, 'tls.key'), '-out', join(dir, 'tls.crt'), '-days', '2', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1']);
+      tls = ['  tls:', `    certificate: ${join(dir, 'tls.crt')}`, `    key: ${join(dir, 'tls.key')}`].join('\n');
+    }
     for (let attempt = 0; ; attempt++) {
       const port = await freeLoopbackPort();
       const config = join(dir, 'config.yml');
-      await writeFile(config, configYaml(port, join(dir, 'storage'), auth));
+      await writeFile(config, configYaml(port, join(dir, 'storage'), auth, tls));
       const child = spawn(options.binary ?? '/usr/bin/docker-registry', ['serve', config], { stdio: ['ignore', 'ignore', 'pipe'] });
       let errText = '';
       child.stderr!.setEncoding('utf8').on('data', (s: string) => {
         if (errText.length < 16_384) errText += s;
       });
-      const url = `http://127.0.0.1:${port}`;
+      const url = `${options.tls ? 'https' : 'http'}://127.0.0.1:${port}`;
       try {
         await waitReady(url, child, () => errText);
       } catch (err) {
