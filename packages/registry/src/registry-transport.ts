@@ -260,14 +260,15 @@ export class RegistryTransport {
           }
           if (status === 401 && !authRetried && !streamBody) {
             const challenges = parseWwwAuthenticate(header(res.headers, 'www-authenticate') ?? '');
-            await res.body.dump();
+            const body = req.method === 'HEAD' ? '' : await readErrorBody(res.body);
+            if (req.method === 'HEAD') await res.body.dump();
             const next = await this.authorizer.challenge(endpoint.host, credHost, challenges, scopes, authorization);
             if (next) {
               authRetried = true;
               scopes = next;
               continue;
             }
-            throw new RegistryResponseError({ status, method: req.method, url: redactUrl(url), what: req.what });
+            throw new RegistryResponseError({ status, method: req.method, url: redactUrl(url), body, what: req.what });
           }
           const body = req.method === 'HEAD' ? '' : await readErrorBody(res.body);
           if (req.method === 'HEAD') await res.body.dump();
