@@ -7,3 +7,4 @@ export type { ReadDirectoryEntriesOptions } from './layer/dir-reader.js';
 export { decompressStream, detectCompression } from './layer/decompress.js';
 export type { DecompressStreamOptions, LayerCompression } from './layer/decompress.js';
 export * from './local/index.js';
+export * from './sources/index.js';
