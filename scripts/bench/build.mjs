@@ -22,7 +22,7 @@ const cases = [
   { name: 'nydusify-ts targz-rafs (incl. gunzip), lz4_block + blake3', input: 'tar', args: ['--type', 'targz-rafs', '--compressor', 'lz4_block', minbase.tgz] },
 ];
 const baselines = [
-  { name: 'baseline: mkfs.erofs (uncompressed) of the tree', input: 'tar', cmd: 'mkfs.erofs', args: () => ['-q', path.join(work, 'mkfs.img'), minbase.dir] },
+  { name: 'baseline: mkfs.erofs (uncompressed) of the tree', input: 'tar', cmd: 'mkfs.erofs', args: () => ['--quiet', path.join(work, 'mkfs.img'), minbase.dir] },
   { name: 'baseline: Node gunzip of the tar.gz', input: 'tar', cmd: process.execPath, args: () => ['-e', `require('stream').pipeline(require('fs').createReadStream(${JSON.stringify(minbase.tgz)}), require('zlib').createGunzip(), require('fs').createWriteStream('/dev/null'), e => { if (e) throw e })`] },
 ];
 
