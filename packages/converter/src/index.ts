@@ -8,3 +8,4 @@ export { decompressStream, detectCompression } from './layer/decompress.js';
 export type { DecompressStreamOptions, LayerCompression } from './layer/decompress.js';
 export * from './local/index.js';
 export * from './sources/index.js';
+export * from './convert/index.js';

@@ -1,0 +1,610 @@
+import { Readable } from 'node:stream';
+import {
+  FormatError,
+  InvalidArgumentError,
+  MediaType,
+  NotFoundError,
+  NydusError,
+  UnsupportedError,
+  isIndexMediaType,
+  isNydusError,
+  noopLogger,
+  throwIfAborted,
+} from '@nydus-ts/core';
+import type { Descriptor, Digest, ImageConfig, ImageIndex, ImageManifest, Logger, Platform } from '@nydus-ts/core';
+import { CHUNK_COMPRESSORS, CHUNK_DIGESTERS, mergeBootstraps, resolveBuildLayerOptions } from '@nydus-ts/format';
+import type { ChunkCompressor, ChunkDigester, LayerBuildStats } from '@nydus-ts/format';
+import { Limiter, RegistryImageTarget, copyImage, formatPlatform, formatReference, hostPlatform, parsePlatform, parseReference, platformMatches } from '@nydus-ts/registry';
+import type { ImageReference, ImageSource, ManifestData, RegistryClient } from '@nydus-ts/registry';
+import { packBootstrapLayer } from './bootstrap-layer.js';
+import { loadChunkDictImage, parseChunkDictReference } from './chunk-dict-image.js';
+import type { ChunkDictImage } from './chunk-dict-image.js';
+import { DIRECTORY_LAYER_MEDIA_TYPE, makeRegistryClient, openConvertSource } from './convert-source.js';
+import type { ConvertSource } from './convert-source.js';
+import { convertLayer } from './layer-converter.js';
+import type { ConvertedLayer } from './layer-converter.js';
+import { NYDUS_BLOB_MEDIA_TYPE, isNydusManifest, isNydusManifestDescriptor } from './nydus-conventions.js';
+import { buildMergedIndex, buildNydusManifest, indexData, nydusIndexEntry, platformOf } from './nydus-manifest.js';
+
+export interface ConvertImageOptions {
+  /** Registry reference, `oci:PATH[:TAG]`, `oci-archive:FILE[:TAG]`, `docker-archive:FILE[:TAG]` or `dir:PATH`. */
+  source: string;
+  /** Registry reference to push to (tag default `latest`). */
+  target: string;
+  /** `os/arch[/variant]` to convert from a multi-platform source (default: this machine). */
+  platform?: string;
+  /** Convert every platform of an index and push an index. */
+  allPlatforms?: boolean;
+  /** Chunk compressor (default zstd). */
+  compressor?: ChunkCompressor;
+  /** Chunk size (default 1 MiB). */
+  chunkSize?: number;
+  /** Chunk digester (default blake3). */
+  digester?: ChunkDigester;
+  /** Push an index of the source manifests (unchanged) and the Nydus ones (spec §5.5). */
+  mergePlatform?: boolean;
+  /** When the target tag already holds a manifest or index, add the Nydus manifest(s) to it. */
+  mergeManifest?: boolean;
+  /** OCI media types (default: as the source). */
+  oci?: boolean;
+  /** Absolute paths whose files nydusd prefetches first. */
+  prefetchPatterns?: string[];
+  /** A Nydus image (`REF` or `bootstrap:registry:REF`) whose chunks are reused. */
+  chunkDict?: string;
+  sourceInsecure?: boolean;
+  targetInsecure?: boolean;
+  /** `user:password` for the source registry (default: docker config). */
+  sourceCreds?: string;
+  /** `user:password` for the target registry (default: docker config). */
+  targetCreds?: string;
+  /** Layers converted at once (default 4). */
+  concurrency?: number;
+  /** Docker config and proxies come from here (default process.env). */
+  env?: NodeJS.ProcessEnv;
+  logger?: Logger;
+  signal?: AbortSignal;
+  onProgress?: (event: ConvertProgressEvent) => void;
+}
+
+export type ConvertProgressEvent =
+  | { type: 'manifest-start'; platform: string | undefined; sourceDigest: Digest; layers: number }
+  | { type: 'layer-start'; platform: string | undefined; index: number; digest: Digest; size: number }
+  | { type: 'layer-progress'; platform: string | undefined; index: number; digest: Digest; size: number; bytesIn: number; bytesOut: number }
+  | { type: 'layer-done'; platform: string | undefined; index: number; digest: Digest; blob: Digest | null; bytesIn: number; bytesOut: number; durationMs: number }
+  | { type: 'manifest-done'; platform: string | undefined; digest: Digest }
+  | { type: 'pushed'; reference: string; digest: Digest; mediaType: string };
+
+export interface ConvertedLayerReport {
+  /** Source layer. */
+  source: { digest: Digest; mediaType: string; size: number };
+  /** The Nydus blob; null when the layer has no file data. */
+  blob: { digest: Digest; size: number } | null;
+  /** Compressed bytes read from the source. */
+  bytesIn: number;
+  /** File content bytes of the layer. */
+  contentBytes: number;
+  /** Blob bytes pushed. */
+  bytesOut: number;
+  entries: number;
+  chunks: number;
+  /** Chunks and bytes taken from the chunk dict (not stored again). */
+  dictChunks: number;
+  dictBytes: number;
+  durationMs: number;
+}
+
+export interface ConvertedManifestReport {
+  platform: string | undefined;
+  source: { digest: Digest; mediaType: string; size: number };
+  target: { digest: Digest; mediaType: string; size: number };
+  config: Digest;
+  bootstrap: { digest: Digest; size: number; diffId: Digest };
+  layers: ConvertedLayerReport[];
+  /** Chunk-dict blobs the image references (listed as layers, present in the target repo). */
+  dictBlobs: Array<{ digest: Digest; size: number; action: 'present' | 'mounted' | 'copied' }>;
+}
+
+export interface ConvertImageResult {
+  source: string;
+  target: string;
+  /** What the source reference named. */
+  sourceDigest: Digest;
+  sourceMediaType: string;
+  sourceSize: number;
+  /** What the target tag now points at. */
+  targetDigest: Digest;
+  targetMediaType: string;
+  targetSize: number;
+  manifests: ConvertedManifestReport[];
+  /** Compressed source bytes read / Nydus blob bytes pushed (bootstrap layers excluded). */
+  bytesIn: number;
+  bytesOut: number;
+  /** Chunk data not stored because the chunk dict had it. */
+  dedup: { dictChunks: number; dictBytes: number };
+  durationMs: number;
+}
+
+export interface ResolvedConvertOptions {
+  compressor: ChunkCompressor;
+  chunkSize: number;
+  digester: ChunkDigester;
+  concurrency: number;
+  platform: Platform | undefined;
+  target: ImageReference & { tag: string };
+  prefetchPatterns: string[];
+}
+
+/** Validates everything that can be checked before any network traffic (INVALID_ARGUMENT). */
+export function resolveConvertImageOptions(options: ConvertImageOptions): ResolvedConvertOptions {
+  if (!options || typeof options !== 'object') throw new InvalidArgumentError('convertImage: options are required');
+  if (!options.source) throw new InvalidArgumentError('source is required');
+  if (!options.target) throw new InvalidArgumentError('target is required');
+  const compressor = options.compressor ?? 'zstd';
+  if (!CHUNK_COMPRESSORS.includes(compressor)) throw new InvalidArgumentError(`compressor: "${String(compressor)}" is not one of ${CHUNK_COMPRESSORS.join(', ')}`);
+  const digester = options.digester ?? 'blake3';
+  if (!CHUNK_DIGESTERS.includes(digester)) throw new InvalidArgumentError(`digester: "${String(digester)}" is not one of ${CHUNK_DIGESTERS.join(', ')}`);
+  const build = resolveBuildLayerOptions({
+    compressor,
+    digester,
+    ...(options.chunkSize !== undefined && { chunkSize: options.chunkSize }),
+    ...(options.prefetchPatterns !== undefined && { prefetchPatterns: options.prefetchPatterns }),
+  });
+  const concurrency = options.concurrency ?? 4;
+  if (!Number.isInteger(concurrency) || concurrency < 1) throw new InvalidArgumentError(`concurrency: must be a positive integer, got ${String(concurrency)}`);
+  if (options.platform !== undefined && options.allPlatforms) throw new InvalidArgumentError('platform and allPlatforms cannot be used together');
+  const platform = options.allPlatforms ? undefined : options.platform !== undefined ? parsePlatform(options.platform) : hostPlatform();
+  const spec = options.target.startsWith('docker://') ? options.target.slice('docker://'.length) : options.target;
+  if (/^(oci|oci-archive|docker-archive|dir):/.test(spec)) throw new InvalidArgumentError(`target ${options.target}: conversion pushes to a registry; give a registry reference`);
+  const target = parseReference(spec);
+  if (target.digest) throw new InvalidArgumentError(`target ${options.target}: a digest cannot be a target (the manifest is new); use a tag`);
+  if (options.source.startsWith('dir:') && options.mergePlatform) throw new InvalidArgumentError('mergePlatform needs an image source (a dir: source has no source manifest to keep)');
+  if (options.chunkDict !== undefined) parseChunkDictReference(options.chunkDict);
+  return { compressor, chunkSize: build.chunkSize, digester, concurrency, platform, target: { ...target, tag: target.tag ?? 'latest' }, prefetchPatterns: build.prefetchPatterns };
+}
+
+function parseJson<T>(bytes: Buffer, what: string): T {
+  try {
+    return JSON.parse(bytes.toString('utf8')) as T;
+  } catch (err) {
+    throw new FormatError(what, 'is not valid JSON', { cause: err });
+  }
+}
+
+const CONVERTIBLE_LAYER_TYPES = new Set<string>([
+  MediaType.OciLayer,
+  MediaType.OciLayerGzip,
+  MediaType.OciLayerZstd,
+  MediaType.DockerLayer,
+  MediaType.DockerLayerGzip,
+  'application/vnd.docker.image.rootfs.diff.tar.zstd',
+  'application/vnd.oci.image.layer.nondistributable.v1.tar',
+  'application/vnd.oci.image.layer.nondistributable.v1.tar+gzip',
+  'application/vnd.oci.image.layer.nondistributable.v1.tar+zstd',
+  'application/vnd.docker.image.rootfs.foreign.diff.tar.gzip',
+  DIRECTORY_LAYER_MEDIA_TYPE,
+]);
+
+const MAX_CONFIG_BYTES = 16 << 20;
+
+async function readSmall(stream: Readable, max: number, what: string): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  let n = 0;
+  for await (const c of stream as AsyncIterable<Buffer>) {
+    n += c.length;
+    if (n > max) {
+      stream.destroy();
+      throw new NydusError('RESOURCE_EXHAUSTED', `${what} is larger than ${max} bytes`);
+    }
+    parts.push(c);
+  }
+  return Buffer.concat(parts);
+}
+
+/** Wraps an error with where it happened, keeping its code (and the original as `cause`). */
+function inContext(err: unknown, where: string): unknown {
+  if (isNydusError(err)) {
+    if (err.code === 'CANCELLED') return err;
+    const wrapped = new NydusError(err.code, `${where}: ${err.message}`, { cause: err });
+    return wrapped;
+  }
+  return new NydusError('INTERNAL', `${where}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+}
+
+/** An image source that copyImage may not close (conversion still uses it). */
+function unclosable(store: ImageSource): ImageSource {
+  const s: ImageSource = {
+    name: store.name,
+    resolve: (signal) => store.resolve(signal),
+    getManifest: (d, signal) => store.getManifest(d, signal),
+    fetchBlob: (d, o) => store.fetchBlob(d, o),
+  };
+  if (store.location) (s as { location?: ImageSource['location'] }).location = store.location;
+  return s;
+}
+
+interface Selected {
+  /** The manifest's descriptor in the source index (platform from there), if any. */
+  indexEntry?: Descriptor;
+  manifest: ManifestData;
+}
+
+/**
+ * Converts an OCI/Docker image to a Nydus image (RAFS v6) and pushes it. Per layer: fetch
+ * (digest-verified stream) → decompress → tar → RAFS builder → blob upload, several layers at
+ * once and nothing on disk. Then the layer bootstraps are merged (whiteouts applied) into the
+ * bootstrap layer, and config, manifest(s) and index are pushed, the tag last: a failure never
+ * moves the tag.
+ */
+export async function convertImage(options: ConvertImageOptions): Promise<ConvertImageResult> {
+  const started = performance.now();
+  const resolved = resolveConvertImageOptions(options);
+  const logger = options.logger ?? noopLogger;
+  const emit = options.onProgress ?? (() => undefined);
+  const env = options.env ?? process.env;
+  const controller = new AbortController();
+  const onOuterAbort = (): void => controller.abort(options.signal?.reason);
+  options.signal?.addEventListener('abort', onOuterAbort, { once: true });
+  if (options.signal?.aborted) controller.abort(options.signal.reason);
+  const signal = controller.signal;
+  const maxConnections = resolved.concurrency + 4;
+  const target = resolved.target;
+  const targetName = formatReference(target);
+
+  let source: ConvertSource | undefined;
+  const targetClient = makeRegistryClient(target.registry, { insecure: options.targetInsecure ?? false, ...(options.targetCreds !== undefined && { creds: options.targetCreds }), env, maxConnections, logger }, '--target-creds');
+  const extraClients: RegistryClient[] = [];
+  try {
+    source = await openConvertSource(options.source, {
+      insecure: options.sourceInsecure ?? false,
+      ...(options.sourceCreds !== undefined && { creds: options.sourceCreds }),
+      env,
+      maxConnections,
+      logger,
+      ...(resolved.platform && { platform: resolved.platform }),
+    });
+    const store = source.store;
+    const top = await store.resolve(signal);
+    const selected = await selectManifests(store, top, resolved.platform, options.allPlatforms ?? false, signal);
+
+    let dictImage: ChunkDictImage | undefined;
+    if (options.chunkDict !== undefined) {
+      const ref = parseChunkDictReference(options.chunkDict);
+      const sameAsTarget = ref.registry === target.registry;
+      const dictClient = sameAsTarget
+        ? targetClient
+        : makeRegistryClient(ref.registry, { insecure: (source.reference?.registry === ref.registry ? options.sourceInsecure : options.targetInsecure) ?? false, env, maxConnections, logger }, '--chunk-dict');
+      if (!sameAsTarget) extraClients.push(dictClient);
+      const dictPlatform = resolved.platform ?? platformOf(parseJsonConfigless(selected[0]!), selected[0]!.indexEntry?.platform) ?? hostPlatform();
+      dictImage = await loadChunkDictImage(dictClient, ref, dictPlatform, signal).catch((err: unknown) => {
+        throw inContext(err, `chunk dict ${options.chunkDict}`);
+      });
+      if (dictImage.dict.digester !== resolved.digester) throw new InvalidArgumentError(`chunk dict ${options.chunkDict}: its chunks use ${dictImage.dict.digester}, the conversion ${resolved.digester} (use --digester ${dictImage.dict.digester})`);
+      if (dictImage.dict.chunkSize !== resolved.chunkSize) throw new InvalidArgumentError(`chunk dict ${options.chunkDict}: its chunk size is ${dictImage.dict.chunkSize}, the conversion's ${resolved.chunkSize} (use --chunk-size ${dictImage.dict.chunkSize})`);
+    }
+
+    const limiter = new Limiter(resolved.concurrency);
+    let firstError: unknown;
+    const fail = (err: unknown): never => {
+      if (firstError === undefined) {
+        firstError = err;
+        controller.abort(err);
+      }
+      throw err;
+    };
+    const ctx: ManifestContext = { source, targetClient, target, resolved, options, signal, limiter, emit, logger, fail, ...(dictImage && { dictImage }) };
+    const results = await Promise.allSettled(selected.map((s) => convertManifest(ctx, s)));
+    if (firstError !== undefined) throw firstError;
+    const rejected = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (rejected) throw rejected.reason;
+    const converted = results.map((r) => (r as PromiseFulfilledResult<ConvertedManifest>).value);
+
+    // ---- what the tag points at
+    let tagged: ManifestData;
+    const entries = converted.map((c) => nydusIndexEntry(c.manifest.descriptor, c.platform));
+    const sourceIsIndex = isIndexMediaType(top.descriptor.mediaType);
+    const mergeInto: Descriptor[] = [];
+    if (options.mergePlatform) {
+      // The source manifests go into the target repository unchanged (same digests).
+      await copyImage({
+        source: unclosable(store),
+        target: new RegistryImageTarget(targetClient, { registry: target.registry, repository: target.repository }),
+        allPlatforms: true,
+        concurrency: resolved.concurrency,
+        env,
+        logger,
+        signal,
+      }).catch((err: unknown) => {
+        throw inContext(err, `copying the source manifests of ${store.name} to ${targetName}`);
+      });
+      if (sourceIsIndex) mergeInto.push(...(parseJson<ImageIndex>(top.bytes, 'source index').manifests ?? []));
+      else mergeInto.push({ mediaType: top.descriptor.mediaType, digest: top.descriptor.digest, size: top.descriptor.size, ...(converted[0]!.platform && { platform: converted[0]!.platform }) });
+    }
+    let existing: ManifestData | undefined;
+    if (options.mergeManifest) {
+      existing = await targetClient.getManifest(target.repository, target.tag, { signal }).catch((err: unknown) => {
+        if (isNydusError(err, 'NOT_FOUND')) return undefined;
+        throw err;
+      });
+      if (existing) mergeInto.unshift(...(await existingEntries(targetClient, target, existing, signal)));
+    }
+    if (mergeInto.length > 0) {
+      tagged = buildMergedIndex(mergeInto, entries);
+    } else if (sourceIsIndex && options.allPlatforms) {
+      const docker = !options.oci && top.descriptor.mediaType === MediaType.DockerManifestList && converted.every((c) => c.manifest.descriptor.mediaType === MediaType.DockerManifest);
+      tagged = indexData(
+        converted.map((c) => ({ mediaType: c.manifest.descriptor.mediaType, digest: c.manifest.descriptor.digest, size: c.manifest.descriptor.size, ...(c.platform && { platform: c.platform }) })),
+        docker ? MediaType.DockerManifestList : MediaType.OciIndex,
+      );
+    } else {
+      tagged = converted[0]!.manifest;
+    }
+    throwIfAborted(signal);
+    await targetClient.putManifest(target.repository, target.tag, tagged.bytes, tagged.descriptor.mediaType, { signal });
+    emit({ type: 'pushed', reference: targetName, digest: tagged.descriptor.digest, mediaType: tagged.descriptor.mediaType });
+    logger.info('converted', { source: store.name, target: targetName, digest: tagged.descriptor.digest });
+
+    const reports = converted.map((c) => c.report);
+    const sum = (f: (l: ConvertedLayerReport) => number): number => reports.reduce((a, r) => a + r.layers.reduce((b, l) => b + f(l), 0), 0);
+    return {
+      source: store.name,
+      target: targetName,
+      sourceDigest: top.descriptor.digest,
+      sourceMediaType: top.descriptor.mediaType,
+      sourceSize: top.descriptor.size,
+      targetDigest: tagged.descriptor.digest,
+      targetMediaType: tagged.descriptor.mediaType,
+      targetSize: tagged.descriptor.size,
+      manifests: reports,
+      bytesIn: sum((l) => l.bytesIn),
+      bytesOut: sum((l) => l.bytesOut),
+      dedup: { dictChunks: sum((l) => l.dictChunks), dictBytes: sum((l) => l.dictBytes) },
+      durationMs: performance.now() - started,
+    };
+  } catch (err) {
+    if (options.signal?.aborted && !isNydusError(err, 'CANCELLED')) throw new NydusError('CANCELLED', 'conversion cancelled', { cause: err });
+    throw err;
+  } finally {
+    options.signal?.removeEventListener('abort', onOuterAbort);
+    await Promise.allSettled([source?.close(), targetClient.close(), ...extraClients.map((c) => c.close())]);
+  }
+}
+
+/** Platform hint for loading a chunk dict before any config is read: the index entry's. */
+function parseJsonConfigless(s: Selected): ImageConfig {
+  return { rootfs: { type: 'layers', diff_ids: [] }, ...(s.indexEntry?.platform ? { os: s.indexEntry.platform.os, architecture: s.indexEntry.platform.architecture } : {}) };
+}
+
+/** The manifests to convert: one (a manifest, or an index's platform) or all of an index. */
+async function selectManifests(store: ImageSource, top: ManifestData, platform: Platform | undefined, all: boolean, signal: AbortSignal): Promise<Selected[]> {
+  if (!isIndexMediaType(top.descriptor.mediaType)) {
+    checkImageManifest(store, top);
+    return [{ manifest: top }];
+  }
+  const index = parseJson<ImageIndex>(top.bytes, `source ${store.name} index`);
+  if (!Array.isArray(index.manifests)) throw new FormatError('index.manifests', `${store.name}: the index has no manifests array`);
+  const images = index.manifests.filter((d) => !isNydusManifestDescriptor(d) && !d.artifactType && d.platform && d.platform.os !== 'unknown');
+  let chosen: Descriptor[];
+  if (all) {
+    chosen = images;
+    if (chosen.length === 0) throw new NotFoundError(`${store.name}: the index has no image manifests to convert`);
+  } else {
+    const match = images.find((d) => platformMatches(d.platform, platform!));
+    if (!match) {
+      const have = images.map((d) => formatPlatform(d.platform!)).join(', ') || 'none';
+      throw new NotFoundError(`${store.name} has no manifest for ${formatPlatform(platform!)} (available: ${have}); use --platform or --all-platforms`);
+    }
+    chosen = [match];
+  }
+  const out: Selected[] = [];
+  for (const d of chosen) {
+    const m = await store.getManifest(d, signal);
+    if (isIndexMediaType(m.descriptor.mediaType)) throw new FormatError('index', `${store.name}: entry ${d.digest} is itself an index`);
+    checkImageManifest(store, m);
+    out.push({ indexEntry: d, manifest: m });
+  }
+  return out;
+}
+
+function checkImageManifest(store: ImageSource, m: ManifestData): void {
+  let manifest: ImageManifest;
+  try {
+    manifest = JSON.parse(m.bytes.toString('utf8')) as ImageManifest;
+  } catch (err) {
+    throw new FormatError('manifest', `${store.name}: ${m.descriptor.digest} is not an image manifest (not JSON)`, { cause: err });
+  }
+  if (!manifest || typeof manifest !== 'object' || !manifest.config || !Array.isArray(manifest.layers)) {
+    throw new FormatError('manifest', `${store.name}: ${m.descriptor.digest} (${m.descriptor.mediaType}) is not an image manifest (no config and layers)`);
+  }
+  if (isNydusManifest(manifest)) throw new NydusError('FAILED_PRECONDITION', `${store.name} is already a Nydus image`);
+  const config = manifest.config.mediaType;
+  if (config !== MediaType.OciConfig && config !== MediaType.DockerConfig) {
+    throw new UnsupportedError(`${store.name}: ${m.descriptor.digest} is not a container image (config media type ${config})`);
+  }
+}
+
+/** Entries of what the target tag holds now (an index's entries, or the manifest itself). */
+async function existingEntries(client: RegistryClient, target: ImageReference & { tag: string }, existing: ManifestData, signal: AbortSignal): Promise<Descriptor[]> {
+  if (isIndexMediaType(existing.descriptor.mediaType)) return parseJson<ImageIndex>(existing.bytes, `existing ${target.tag} index`).manifests ?? [];
+  const manifest = parseJson<ImageManifest>(existing.bytes, `existing ${target.tag} manifest`);
+  let platform: Platform | undefined;
+  if (manifest.config && (manifest.config.mediaType === MediaType.OciConfig || manifest.config.mediaType === MediaType.DockerConfig)) {
+    const config = parseJson<ImageConfig>(await readSmall(client.fetchBlob(target.repository, manifest.config, { signal }), MAX_CONFIG_BYTES, 'existing config'), 'existing config');
+    platform = platformOf(config);
+  }
+  const d: Descriptor = { mediaType: existing.descriptor.mediaType, digest: existing.descriptor.digest, size: existing.descriptor.size, ...(platform && { platform }) };
+  return [isNydusManifest(manifest) ? nydusIndexEntry(d, platform) : d];
+}
+
+interface ManifestContext {
+  source: ConvertSource;
+  targetClient: RegistryClient;
+  target: ImageReference & { tag: string };
+  resolved: ResolvedConvertOptions;
+  options: ConvertImageOptions;
+  signal: AbortSignal;
+  limiter: Limiter;
+  emit: (e: ConvertProgressEvent) => void;
+  logger: Logger;
+  fail: (err: unknown) => never;
+  dictImage?: ChunkDictImage;
+}
+
+interface ConvertedManifest {
+  manifest: ManifestData;
+  platform: Platform | undefined;
+  report: ConvertedManifestReport;
+}
+
+async function pushSmallBlob(client: RegistryClient, repository: string, descriptor: Descriptor, bytes: Buffer, signal: AbortSignal): Promise<void> {
+  if ((await client.headBlob(repository, descriptor.digest, { signal })) !== undefined) return;
+  await client.pushBlob(repository, descriptor, Readable.from([bytes]), { signal });
+}
+
+async function convertManifest(ctx: ManifestContext, sel: Selected): Promise<ConvertedManifest> {
+  const { source, targetClient, target, resolved, signal } = ctx;
+  const store = source.store;
+  const manifest = parseJson<ImageManifest>(sel.manifest.bytes, 'manifest');
+  const configBytes = await readSmall(store.fetchBlob(manifest.config, { signal }), MAX_CONFIG_BYTES, `config ${manifest.config.digest}`).catch((err: unknown) => ctx.fail(inContext(err, `${store.name}: config ${manifest.config.digest}`)));
+  const config = parseJson<ImageConfig>(configBytes, `config ${manifest.config.digest}`);
+  const platform = platformOf(config, sel.indexEntry?.platform);
+  const pname = platform ? formatPlatform(platform) : undefined;
+  const where = `${store.name}${pname && sel.indexEntry ? ` (${pname})` : ''}`;
+  ctx.emit({ type: 'manifest-start', platform: pname, sourceDigest: sel.manifest.descriptor.digest, layers: manifest.layers.length });
+  manifest.layers.forEach((l, i) => {
+    if (!CONVERTIBLE_LAYER_TYPES.has(l.mediaType)) {
+      ctx.fail(new UnsupportedError(`${where}: layer ${i} (${l.digest}) has media type ${l.mediaType}, which is not a tar layer (tar, tar+gzip, tar+zstd)`));
+    }
+  });
+
+  // ---- layers, in parallel (bounded across all manifests)
+  const layers: ConvertedLayer[] = await Promise.all(
+    manifest.layers.map((layer, index) =>
+      ctx.limiter.run(async () => {
+        throwIfAborted(signal);
+        ctx.emit({ type: 'layer-start', platform: pname, index, digest: layer.digest, size: layer.size });
+        let bytesIn = 0;
+        let bytesOut = 0;
+        let lastEmit = 0;
+        const progress = (): void => {
+          const now = Date.now();
+          if (now - lastEmit < 100) return;
+          lastEmit = now;
+          ctx.emit({ type: 'layer-progress', platform: pname, index, digest: layer.digest, size: layer.size, bytesIn, bytesOut });
+        };
+        try {
+          const converted = await convertLayer({
+            entries: source.layerEntries(layer, { signal, onBytes: (n) => { bytesIn += n; progress(); } }),
+            client: targetClient,
+            repository: target.repository,
+            compressor: resolved.compressor,
+            chunkSize: resolved.chunkSize,
+            digester: resolved.digester,
+            ...(ctx.dictImage && { chunkDict: ctx.dictImage.dict }),
+            ...(resolved.prefetchPatterns.length && { prefetchPatterns: resolved.prefetchPatterns }),
+            signal,
+            onBlobBytes: (n) => {
+              bytesOut += n;
+              progress();
+            },
+          });
+          (converted as ConvertedLayer & { bytesIn: number }).bytesIn = layer.mediaType === DIRECTORY_LAYER_MEDIA_TYPE ? converted.stats.bytesIn : bytesIn;
+          ctx.emit({ type: 'layer-done', platform: pname, index, digest: layer.digest, blob: converted.blob?.digest ?? null, bytesIn, bytesOut: converted.bytesOut, durationMs: converted.durationMs });
+          ctx.logger.debug('layer converted', { layer: layer.digest, blob: converted.blob?.digest, ms: Math.round(converted.durationMs) });
+          return converted;
+        } catch (err) {
+          return ctx.fail(inContext(err, `${where}: layer ${index} (${layer.digest})`));
+        }
+      }),
+    ),
+  );
+
+  // ---- merged bootstrap and bootstrap layer
+  const merged = await mergeBootstraps(
+    layers.map((l) => (l.blob ? { bootstrap: l.bootstrap, blobId: l.blob.digest } : { bootstrap: l.bootstrap })),
+    { ...(ctx.dictImage && { chunkDict: ctx.dictImage.dict }), ...(resolved.prefetchPatterns.length && { prefetchPatterns: resolved.prefetchPatterns }), signal },
+  ).catch((err: unknown) => ctx.fail(inContext(err, `${where}: merging layer bootstraps`)));
+  const metas: Array<{ blobId: string; meta: Uint8Array }> = [];
+  for (const l of layers) if (l.blob && l.blobMeta) metas.push({ blobId: l.blob.digest.slice(7), meta: l.blobMeta });
+
+  // ---- chunk-dict blobs the merged image references
+  const ownIds = new Set(layers.filter((l) => l.blob).map((l) => l.blob!.digest.slice(7)));
+  const dictBlobs: Descriptor[] = [];
+  const dictReport: ConvertedManifestReport['dictBlobs'] = [];
+  if (ctx.dictImage) {
+    for (const id of merged.blobIds) {
+      if (ownIds.has(id)) continue;
+      const d = ctx.dictImage.blobs.get(id);
+      if (!d) ctx.fail(new NydusError('INTERNAL', `${where}: merged bootstrap references blob ${id}, neither a layer's nor the chunk dict's`));
+      const action = await ensureDictBlob(ctx, d!).catch((err: unknown) => ctx.fail(inContext(err, `chunk dict blob ${d!.digest}`)));
+      dictBlobs.push({ mediaType: NYDUS_BLOB_MEDIA_TYPE, digest: d!.digest, size: d!.size, ...(d!.annotations && { annotations: d!.annotations }) });
+      dictReport.push({ digest: d!.digest, size: d!.size, action });
+      const meta = ctx.dictImage.blobMetas.get(id);
+      if (meta) metas.push({ blobId: id, meta });
+    }
+  }
+  const bootLayer = await packBootstrapLayer(merged.bootstrap, metas);
+  const nydus = buildNydusManifest({
+    sourceManifest: manifest,
+    sourceMediaType: sel.manifest.descriptor.mediaType,
+    sourceDigest: sel.manifest.descriptor.digest,
+    ...(source.reference && { sourceReference: formatReference(source.reference) }),
+    sourceConfig: config,
+    blobs: layers.map((l) => l.blob),
+    dictBlobs,
+    bootstrap: bootLayer,
+    oci: ctx.options.oci ?? false,
+  });
+  const bootDesc = nydus.manifestJson.layers[nydus.manifestJson.layers.length - 1]!;
+  try {
+    // blobs → bootstrap layer → config → manifest (by digest; the tag comes last, in convertImage)
+    await pushSmallBlob(targetClient, target.repository, bootDesc, bootLayer.bytes, signal);
+    await pushSmallBlob(targetClient, target.repository, nydus.config.descriptor, nydus.config.bytes, signal);
+    await targetClient.putManifest(target.repository, nydus.manifest.descriptor.digest, nydus.manifest.bytes, nydus.manifest.descriptor.mediaType, { signal });
+  } catch (err) {
+    ctx.fail(inContext(err, `pushing the Nydus manifest of ${where} to ${formatReference(target)}`));
+  }
+  ctx.emit({ type: 'manifest-done', platform: pname, digest: nydus.manifest.descriptor.digest });
+  const stat = (l: ConvertedLayer): LayerBuildStats => l.stats;
+  return {
+    manifest: nydus.manifest,
+    platform,
+    report: {
+      platform: pname,
+      source: { digest: sel.manifest.descriptor.digest, mediaType: sel.manifest.descriptor.mediaType, size: sel.manifest.descriptor.size },
+      target: { digest: nydus.manifest.descriptor.digest, mediaType: nydus.manifest.descriptor.mediaType, size: nydus.manifest.descriptor.size },
+      config: nydus.config.descriptor.digest,
+      bootstrap: { digest: bootLayer.digest, size: bootLayer.size, diffId: bootLayer.diffId },
+      layers: layers.map((l, i) => ({
+        source: { digest: manifest.layers[i]!.digest, mediaType: manifest.layers[i]!.mediaType, size: manifest.layers[i]!.size },
+        blob: l.blob ? { digest: l.blob.digest, size: l.blob.size } : null,
+        bytesIn: (l as ConvertedLayer & { bytesIn: number }).bytesIn,
+        contentBytes: stat(l).bytesIn,
+        bytesOut: l.bytesOut,
+        entries: stat(l).entries,
+        chunks: stat(l).chunks,
+        dictChunks: stat(l).dictChunks,
+        dictBytes: stat(l).dictBytes,
+        durationMs: l.durationMs,
+      })),
+      dictBlobs: dictReport,
+    },
+  };
+}
+
+/** Makes a chunk-dict blob present in the target repository: already there, mounted, or copied. */
+async function ensureDictBlob(ctx: ManifestContext, d: Descriptor): Promise<'present' | 'mounted' | 'copied'> {
+  const { targetClient, target, signal } = ctx;
+  const dict = ctx.dictImage!;
+  if ((await targetClient.headBlob(target.repository, d.digest, { signal })) !== undefined) return 'present';
+  if (dict.reference.registry === target.registry) {
+    if (await targetClient.mountBlob(target.repository, d.digest, dict.reference.repository, { signal }).catch(() => false)) return 'mounted';
+  }
+  const fromClient = dict.reference.registry === target.registry ? targetClient : makeRegistryClient(dict.reference.registry, { insecure: ctx.options.targetInsecure ?? false, ...(ctx.options.env && { env: ctx.options.env }) }, '--chunk-dict');
+  try {
+    await targetClient.pushBlob(target.repository, d, fromClient.fetchBlob(dict.reference.repository, d, { signal }), { signal });
+  } finally {
+    if (fromClient !== targetClient) await fromClient.close();
+  }
+  return 'copied';
+}
+

@@ -1,0 +1,150 @@
+import { createHash } from 'node:crypto';
+import { stat } from 'node:fs/promises';
+import path from 'node:path';
+import { Readable } from 'node:stream';
+import { InvalidArgumentError, MediaType, NotFoundError, UnsupportedError, noopLogger } from '@nydus-ts/core';
+import type { Descriptor, Digest, ImageConfig, Logger, Platform } from '@nydus-ts/core';
+import type { LayerEntry } from '@nydus-ts/format';
+import { OciLayoutSource, RegistryClient, RegistryImageSource, dockerConfigCredentials, hostPlatform, parseCredentials, parseImageLocation, staticCredentials } from '@nydus-ts/registry';
+import type { FetchBlobOptions, ImageReference, ImageSource, ManifestData, RegistryLocation } from '@nydus-ts/registry';
+import { decompressStream } from '../layer/decompress.js';
+import { readDirectoryEntries } from '../layer/dir-reader.js';
+import { readTarEntries } from '../layer/tar-reader.js';
+
+/** Media type of the synthetic single layer of a `dir:` source (never pushed anywhere). */
+export const DIRECTORY_LAYER_MEDIA_TYPE = 'application/vnd.nydus-ts.directory.rootfs';
+
+/** Where conversion reads from, and how a layer turns into filesystem entries. */
+export interface ConvertSource {
+  readonly store: ImageSource;
+  /** The source's registry reference (registry sources only). */
+  readonly reference?: ImageReference;
+  /**
+   * The layer as entries: fetched as a stream, decompressed (gzip, zstd or none) and parsed as
+   * tar, all streaming. `onBytes` counts the (compressed) bytes read from the source.
+   */
+  layerEntries(layer: Descriptor, options: { signal?: AbortSignal; onBytes?: (n: number) => void }): AsyncIterable<LayerEntry>;
+  close(): Promise<void>;
+}
+
+export interface OpenConvertSourceOptions {
+  insecure?: boolean;
+  /** `user:password` for the source registry (else the docker config). */
+  creds?: string;
+  env?: NodeJS.ProcessEnv;
+  maxConnections?: number;
+  logger?: Logger;
+  /** Platform recorded in the config of a `dir:` source (default: this machine's). */
+  platform?: Platform;
+}
+
+/** A client for one registry: explicit `user:pass` or the docker config, plain HTTP when insecure. */
+export function makeRegistryClient(registry: string, options: { insecure?: boolean; creds?: string; env?: NodeJS.ProcessEnv; maxConnections?: number; logger?: Logger }, flag: string): RegistryClient {
+  const env = options.env ?? process.env;
+  const fromConfig = dockerConfigCredentials(env);
+  return new RegistryClient({
+    registry,
+    insecure: options.insecure ?? false,
+    credentials: options.creds !== undefined ? staticCredentials(registry, parseCredentials(options.creds, flag), fromConfig) : fromConfig,
+    env,
+    logger: options.logger ?? noopLogger,
+    ...(options.maxConnections !== undefined && { maxConnections: options.maxConnections }),
+  });
+}
+
+function tarLayerEntries(store: ImageSource): ConvertSource['layerEntries'] {
+  return (layer, options) => {
+    const fetchOptions: FetchBlobOptions = {};
+    if (options.signal) fetchOptions.signal = options.signal;
+    if (options.onBytes) fetchOptions.onBytes = options.onBytes;
+    const bytes = store.fetchBlob(layer, fetchOptions);
+    const signalOpt = options.signal ? { signal: options.signal } : {};
+    return readTarEntries(decompressStream(bytes, signalOpt), signalOpt);
+  };
+}
+
+/** Source kinds by prefix, for messages. */
+export const SOURCE_FORMS = 'a registry reference, oci:DIR[:TAG], oci-archive:FILE[:TAG], docker-archive:FILE[:TAG] or dir:PATH';
+
+/**
+ * Opens a conversion source: a registry reference (optionally `docker://`), `oci:DIR[:TAG]` (an
+ * OCI image layout), `oci-archive:FILE[:TAG]`, `docker-archive:FILE[:TAG]`, or `dir:PATH` (a
+ * rootfs directory as one layer, config synthesised for `platform`).
+ */
+export async function openConvertSource(spec: string, options: OpenConvertSourceOptions = {}): Promise<ConvertSource> {
+  if (typeof spec !== 'string' || spec === '') throw new InvalidArgumentError(`source: expected ${SOURCE_FORMS}`);
+  if (spec.startsWith('oci-archive:') || spec.startsWith('docker-archive:')) {
+    throw new UnsupportedError(`source ${spec}: ${spec.slice(0, spec.indexOf(':'))} sources are not available in this build yet`);
+  }
+  if (spec.startsWith('dir:')) {
+    const store = await DirectoryImageSource.open(spec.slice(4), options.platform);
+    return { store, layerEntries: (_layer, o) => readDirectoryEntries(store.root, o.signal ? { signal: o.signal } : {}), close: async () => {} };
+  }
+  const loc = parseImageLocation(spec);
+  if (loc.kind === 'oci-layout') {
+    const st = await stat(loc.path).catch(() => undefined);
+    if (!st?.isDirectory()) throw new NotFoundError(`source ${spec}: ${loc.path} is not a directory (an OCI image layout is expected)`);
+    const store = new OciLayoutSource(loc.path, loc.tag);
+    return { store, layerEntries: tarLayerEntries(store), close: async () => {} };
+  }
+  const client = makeRegistryClient(loc.reference.registry, options, '--source-creds');
+  const store = new RegistryImageSource(client, loc.reference);
+  return { store, reference: loc.reference, layerEntries: tarLayerEntries(store), close: () => client.close() };
+}
+
+function sha256(bytes: Uint8Array): Digest {
+  return `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
+}
+
+/**
+ * A rootfs directory as a one-layer image: a synthesised OCI manifest and config (host platform,
+ * no command). Its only layer is not a tar; conversion reads the directory itself.
+ */
+export class DirectoryImageSource implements ImageSource {
+  readonly name: string;
+  readonly location?: RegistryLocation;
+  readonly root: string;
+  readonly #manifest: ManifestData;
+  readonly #config: Buffer;
+
+  private constructor(root: string, platform: Platform) {
+    this.root = root;
+    this.name = `dir:${root}`;
+    const layer: Descriptor = { mediaType: DIRECTORY_LAYER_MEDIA_TYPE, digest: sha256(Buffer.from(`dir:${root}`)), size: 0 };
+    const config: ImageConfig = {
+      architecture: platform.architecture,
+      os: platform.os,
+      ...(platform.variant ? { variant: platform.variant } : {}),
+      config: {},
+      rootfs: { type: 'layers', diff_ids: [layer.digest] },
+      history: [{ created_by: `nydus-ts convert dir:${path.basename(root)}`, comment: 'rootfs directory' }],
+    };
+    this.#config = Buffer.from(JSON.stringify(config));
+    const manifest = { schemaVersion: 2, mediaType: MediaType.OciManifest, config: { mediaType: MediaType.OciConfig, digest: sha256(this.#config), size: this.#config.length }, layers: [layer] };
+    const bytes = Buffer.from(JSON.stringify(manifest));
+    this.#manifest = { descriptor: { mediaType: MediaType.OciManifest, digest: sha256(bytes), size: bytes.length }, bytes };
+  }
+
+  static async open(dir: string, platform?: Platform): Promise<DirectoryImageSource> {
+    if (!dir) throw new InvalidArgumentError('source dir: needs a directory path');
+    const root = path.resolve(dir);
+    const st = await stat(root).catch(() => undefined);
+    if (!st) throw new NotFoundError(`source dir:${dir}: no such directory`);
+    if (!st.isDirectory()) throw new InvalidArgumentError(`source dir:${dir}: not a directory`);
+    return new DirectoryImageSource(root, platform ?? hostPlatform());
+  }
+
+  async resolve(): Promise<ManifestData> {
+    return this.#manifest;
+  }
+
+  async getManifest(descriptor: Descriptor): Promise<ManifestData> {
+    if (descriptor.digest !== this.#manifest.descriptor.digest) throw new NotFoundError(`${this.name}: no manifest ${descriptor.digest}`);
+    return this.#manifest;
+  }
+
+  fetchBlob(descriptor: Descriptor): Readable {
+    if (descriptor.digest === sha256(this.#config)) return Readable.from([this.#config]);
+    throw new NotFoundError(`${this.name}: blob ${descriptor.digest} is not a file (the rootfs layer is read as a directory)`);
+  }
+}

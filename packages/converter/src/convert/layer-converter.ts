@@ -1,0 +1,130 @@
+import { once } from 'node:events';
+import { NydusError, isNydusError, throwIfAborted } from '@nydus-ts/core';
+import type { Descriptor, Digest } from '@nydus-ts/core';
+import { buildLayer } from '@nydus-ts/format';
+import type { BlobSink, ChunkDict, ChunkCompressor, ChunkDigester, LayerBuildStats, LayerEntry } from '@nydus-ts/format';
+import type { BlobUpload, RegistryClient } from '@nydus-ts/registry';
+import { Annotation, NYDUS_BLOB_MEDIA_TYPE } from './nydus-conventions.js';
+
+export interface ConvertLayerOptions {
+  /** The source layer's entries (streamed: fetch → decompress → tar). */
+  entries: AsyncIterable<LayerEntry>;
+  /** Target registry and repository the Nydus blob is uploaded to. */
+  client: RegistryClient;
+  repository: string;
+  compressor: ChunkCompressor;
+  chunkSize: number;
+  digester: ChunkDigester;
+  chunkDict?: ChunkDict;
+  prefetchPatterns?: string[];
+  signal?: AbortSignal;
+  /** Called with the size of every chunk of blob bytes written (progress). */
+  onBlobBytes?: (n: number) => void;
+}
+
+export interface ConvertedLayer {
+  /** The Nydus blob layer descriptor; null when the layer has no file data (no blob). */
+  blob: Descriptor | null;
+  /** The layer's bootstrap (its own blob named by its real id). */
+  bootstrap: Uint8Array;
+  /** `<blob-id>.blob.meta` content; null without a blob. */
+  blobMeta: Uint8Array | null;
+  /** Ids of chunk-dict blobs this layer references. */
+  referencedDictBlobs: string[];
+  stats: LayerBuildStats;
+  /** Blob bytes uploaded. */
+  bytesOut: number;
+  durationMs: number;
+}
+
+/**
+ * A BlobSink that streams into a registry upload opened on the first write (a layer without file
+ * data opens none), waiting for `drain` so the builder runs only as fast as the registry takes
+ * the bytes.
+ */
+class UploadSink implements BlobSink {
+  upload: BlobUpload | undefined;
+  bytes = 0;
+  #opening: Promise<BlobUpload> | undefined;
+  #failed: unknown;
+
+  constructor(
+    private readonly client: RegistryClient,
+    private readonly repository: string,
+    private readonly signal: AbortSignal | undefined,
+    private readonly onBytes: ((n: number) => void) | undefined,
+  ) {}
+
+  async write(bytes: Uint8Array): Promise<void> {
+    if (this.#failed !== undefined) throw this.#failed;
+    if (!this.upload) {
+      this.#opening ??= this.client.createUpload(this.repository, this.signal ? { signal: this.signal } : {});
+      this.upload = await this.#opening;
+      this.upload.on('error', (err) => (this.#failed ??= err));
+    }
+    if (bytes.length === 0) return;
+    // The builder may reuse its buffers once write() resolves, while the upload may still hold
+    // the chunk in its queue: hand over a copy.
+    const chunk = Buffer.from(bytes);
+    this.bytes += chunk.length;
+    this.onBytes?.(chunk.length);
+    if (!this.upload.write(chunk)) {
+      await Promise.race([
+        once(this.upload, 'drain', this.signal ? { signal: this.signal } : {}),
+        once(this.upload, 'error').then(([err]) => {
+          throw err;
+        }),
+      ]);
+    }
+    if (this.#failed !== undefined) throw this.#failed;
+  }
+
+  abort(err: unknown): void {
+    this.upload?.destroy(err instanceof Error ? err : new Error(String(err)));
+  }
+}
+
+/**
+ * Converts one layer: its entries go through the RAFS builder (inline bootstrap, layout (b) of
+ * spec §3.1, as nydusify's layers) while the blob streams into a registry upload, committed
+ * under the builder's id (sha256 of every byte written) as its digest. Nothing touches disk.
+ * On failure the upload is cancelled: nothing is committed.
+ */
+export async function convertLayer(options: ConvertLayerOptions): Promise<ConvertedLayer> {
+  throwIfAborted(options.signal);
+  const started = performance.now();
+  const sink = new UploadSink(options.client, options.repository, options.signal, options.onBlobBytes);
+  try {
+    const result = await buildLayer(options.entries, sink, {
+      compressor: options.compressor,
+      chunkSize: options.chunkSize,
+      digester: options.digester,
+      inlineBootstrap: true,
+      ...(options.chunkDict && { chunkDict: options.chunkDict }),
+      ...(options.prefetchPatterns?.length && { prefetchPatterns: options.prefetchPatterns }),
+      ...(options.signal && { signal: options.signal }),
+    });
+    let blob: Descriptor | null = null;
+    if (result.blob) {
+      if (!sink.upload) throw new NydusError('INTERNAL', `layer blob ${result.blob.id}: the builder reported a blob but wrote nothing`);
+      const digest: Digest = `sha256:${result.blob.id}`;
+      const committed = await sink.upload.commit({ digest, size: result.blob.size });
+      blob = { mediaType: NYDUS_BLOB_MEDIA_TYPE, digest: committed.digest, size: committed.size, annotations: { [Annotation.NydusBlob]: 'true' } };
+    } else if (sink.upload) {
+      sink.abort(new NydusError('INTERNAL', 'layer has no blob'));
+    }
+    return {
+      blob,
+      bootstrap: result.bootstrap,
+      blobMeta: result.blobMeta,
+      referencedDictBlobs: result.referencedDictBlobs,
+      stats: result.stats,
+      bytesOut: sink.bytes,
+      durationMs: performance.now() - started,
+    };
+  } catch (err) {
+    sink.abort(err);
+    if (options.signal?.aborted && !isNydusError(err)) throw new NydusError('CANCELLED', 'conversion cancelled', { cause: err });
+    throw err;
+  }
+}
