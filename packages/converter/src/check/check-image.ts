@@ -1,0 +1,371 @@
+import { createHash } from 'node:crypto';
+import { Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import {
+  FormatError,
+  InvalidArgumentError,
+  MediaType,
+  NotFoundError,
+  NydusError,
+  isIndexMediaType,
+  isManifestMediaType,
+  isNydusError,
+  noopLogger,
+  throwIfAborted,
+} from '@nydus-ts/core';
+import type { Descriptor, Digest, ImageConfig, ImageIndex, ImageManifest, Logger, Platform } from '@nydus-ts/core';
+import { BootstrapReader, DEFAULT_MAX_BOOTSTRAP_SIZE, RafsFileReader } from '@nydus-ts/format';
+import { Limiter, formatPlatform, hostPlatform, parseImageLocation, parsePlatform, platformMatches } from '@nydus-ts/registry';
+import type { Credentials, ImageSource, ManifestData, RegistryClient } from '@nydus-ts/registry';
+import { decompressStream } from '../layer/decompress.js';
+import { readTarEntries } from '../layer/tar-reader.js';
+import { RegistryBlobBackend } from '../remote/registry-blob-backend.js';
+import { createRegistryClient, openImageSource } from '../sources/index.js';
+import { buildActualTree } from './actual-tree.js';
+import { compareTrees } from './compare.js';
+import { buildExpectedTree } from './expected-tree.js';
+
+// Nydus image conventions (spec §5.1/§5.2) as check reads them.
+const NYDUS_BLOB_MEDIA_TYPE = 'application/vnd.oci.image.layer.nydus.blob.v1';
+const NYDUS_MANIFEST_ARTIFACT_TYPE = 'application/vnd.nydus.image.manifest.v1+json';
+const NYDUS_OS_FEATURE = 'nydus.remoteimage.v1';
+const ANNOTATION_BLOB = 'containerd.io/snapshot/nydus-blob';
+const ANNOTATION_BOOTSTRAP = 'containerd.io/snapshot/nydus-bootstrap';
+const ANNOTATION_FS_VERSION = 'containerd.io/snapshot/nydus-fs-version';
+const BOOTSTRAP_PATHS = ['image/image.boot', 'image.boot'];
+const MAX_CONFIG_BYTES = 16 << 20;
+
+export interface CheckConvertedImageOptions {
+  /** The original image: registry reference, `oci:DIR[:TAG]`, `oci-archive:FILE[:TAG]`, `docker-archive:FILE[:REF]`, or a source. */
+  source: string | ImageSource;
+  /** The Nydus image: a registry reference (blobs are read by range from its repository). */
+  target: string;
+  /** Platform to check in multi-platform images (default: this machine's). */
+  platform?: Platform | string;
+  sourceInsecure?: boolean;
+  targetInsecure?: boolean;
+  sourceCreds?: Credentials;
+  targetCreds?: Credentials;
+  /** Also download every blob layer whole to verify its digest (default: HEAD for presence and size, chunk digests for data). */
+  verifyBlobs?: boolean;
+  /** Files read at once from the target (default 8). */
+  concurrency?: number;
+  /** Docker config and proxy variables (default process.env). */
+  env?: NodeJS.ProcessEnv;
+  logger?: Logger;
+  signal?: AbortSignal;
+}
+
+export interface CheckCounts {
+  sourceLayers: number;
+  targetLayers: number;
+  /** Blobs in the bootstrap's blob table. */
+  blobs: number;
+  sourceEntries: number;
+  targetEntries: number;
+  /** Regular-file inodes read from the target, and their bytes. */
+  filesRead: number;
+  bytesRead: number;
+  /** Range requests made to the target registry for file data. */
+  rangeRequests: number;
+}
+
+export interface CheckReport {
+  /** True when there is no difference. */
+  ok: boolean;
+  source: { name: string; digest: Digest };
+  target: { name: string; digest: Digest };
+  platform: string;
+  /**
+   * One line per finding, sorted: `manifest: …`, `config: …`, `blob sha256:…: …`,
+   * `bootstrap: …`, and `/path: what SOURCE != TARGET` for the filesystem.
+   */
+  differences: string[];
+  counts: CheckCounts;
+  durationMs: number;
+}
+
+function parseJson<T>(bytes: Uint8Array, what: string): T {
+  try {
+    return JSON.parse(Buffer.from(bytes).toString('utf8')) as T;
+  } catch (err) {
+    throw new FormatError(what, 'not valid JSON', { cause: err });
+  }
+}
+
+function isNydusDescriptor(d: Descriptor): boolean {
+  return d.artifactType === NYDUS_MANIFEST_ARTIFACT_TYPE || (d.platform?.['os.features'] ?? []).includes(NYDUS_OS_FEATURE);
+}
+
+/**
+ * From an index, the manifest for `platform`: the Nydus one (artifactType or the legacy
+ * os.feature) for the target, a non-Nydus one for the source; a single match of either kind
+ * when nothing is marked (an index of converted manifests made without `--merge-platform`).
+ */
+async function selectManifest(
+  get: (d: Descriptor) => Promise<ManifestData>,
+  top: ManifestData,
+  platform: Platform,
+  side: 'source' | 'target',
+  name: string,
+): Promise<ManifestData> {
+  if (!isIndexMediaType(top.descriptor.mediaType)) return top;
+  const index = parseJson<ImageIndex>(top.bytes, `${side} index`);
+  if (!Array.isArray(index.manifests)) throw new FormatError(`${side} index`, `${name}: no manifests array`);
+  const matching = index.manifests.filter((m) => platformMatches(m.platform, platform));
+  const marked = matching.filter(isNydusDescriptor);
+  const unmarked = matching.filter((m) => !isNydusDescriptor(m));
+  const pick = side === 'target' ? (marked[0] ?? (unmarked.length === 1 ? unmarked[0] : undefined)) : unmarked[0];
+  if (!pick) {
+    const have = index.manifests.map((m) => `${m.platform ? formatPlatform(m.platform) : '?'}${isNydusDescriptor(m) ? ' (nydus)' : ''}`);
+    throw new NotFoundError(`${side} ${name}: no ${side === 'target' ? 'Nydus' : 'OCI'} manifest for ${formatPlatform(platform)} in the index (it has: ${have.join(', ') || 'nothing'})`);
+  }
+  return get(pick);
+}
+
+async function readSmallBlob(stream: NodeJS.ReadableStream, max: number, what: string): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  let n = 0;
+  for await (const c of stream as AsyncIterable<Buffer>) {
+    n += c.length;
+    if (n > max) throw new NydusError('RESOURCE_EXHAUSTED', `${what} is larger than ${max} bytes`);
+    parts.push(c);
+  }
+  return Buffer.concat(parts);
+}
+
+/** Problems of the Nydus manifest itself (spec §5.2, §5.3). */
+function checkManifestLayout(m: ImageManifest, diffs: string[]): void {
+  const layers = m.layers;
+  const last = layers.length - 1;
+  layers.forEach((l, i) => {
+    const a = l.annotations ?? {};
+    if (i === last) {
+      if (a[ANNOTATION_BOOTSTRAP] !== 'true') diffs.push(`manifest: layer ${i} (the last) lacks annotation ${ANNOTATION_BOOTSTRAP}`);
+      if (a[ANNOTATION_FS_VERSION] === undefined) diffs.push(`manifest: layer ${i} (bootstrap) lacks annotation ${ANNOTATION_FS_VERSION}`);
+      else if (a[ANNOTATION_FS_VERSION] !== '6') diffs.push(`manifest: layer ${i} (bootstrap) annotation ${ANNOTATION_FS_VERSION} is "${a[ANNOTATION_FS_VERSION]}", expected "6"`);
+      if (l.mediaType !== MediaType.OciLayerGzip && l.mediaType !== MediaType.DockerLayerGzip) {
+        diffs.push(`manifest: layer ${i} (bootstrap) media type ${l.mediaType} is not a gzip tar layer`);
+      }
+      return;
+    }
+    if (a[ANNOTATION_BOOTSTRAP] === 'true') diffs.push(`manifest: layer ${i} is annotated as the bootstrap but is not the last layer`);
+    if (l.mediaType !== NYDUS_BLOB_MEDIA_TYPE) diffs.push(`manifest: layer ${i} media type ${l.mediaType} != ${NYDUS_BLOB_MEDIA_TYPE}`);
+    if (a[ANNOTATION_BLOB] !== 'true') diffs.push(`manifest: layer ${i} lacks annotation ${ANNOTATION_BLOB}`);
+  });
+}
+
+/** The bootstrap from the bootstrap layer (gzip tar) and the sha256 of the uncompressed tar. */
+async function readBootstrapLayer(client: RegistryClient, repository: string, layer: Descriptor, signal?: AbortSignal): Promise<{ bootstrap: Buffer | undefined; diffId: Digest; names: string[] }> {
+  const hash = createHash('sha256');
+  const blob = client.fetchBlob(repository, layer, signal ? { signal } : {});
+  async function* tap(src: AsyncIterable<Uint8Array>): AsyncGenerator<Uint8Array> {
+    for await (const c of src) {
+      hash.update(c);
+      yield c;
+    }
+  }
+  const found = new Map<string, Buffer>();
+  const names: string[] = [];
+  for await (const entry of readTarEntries(tap(decompressStream(blob, signal ? { signal } : {})), signal ? { signal } : {})) {
+    names.push(entry.path);
+    if (entry.type !== 'file' || !BOOTSTRAP_PATHS.includes(entry.path)) continue;
+    if (entry.size > DEFAULT_MAX_BOOTSTRAP_SIZE) throw new NydusError('RESOURCE_EXHAUSTED', `bootstrap ${entry.path} of ${entry.size} bytes is too large`);
+    const buf = Buffer.allocUnsafe(entry.size);
+    let pos = 0;
+    for await (const c of entry.content ?? []) {
+      buf.set(c, pos);
+      pos += c.length;
+    }
+    found.set(entry.path, buf);
+  }
+  const bootstrap = found.get(BOOTSTRAP_PATHS[0]!) ?? found.get(BOOTSTRAP_PATHS[1]!);
+  return { bootstrap, diffId: `sha256:${hash.digest('hex')}`, names };
+}
+
+/**
+ * Validates a Nydus image against its source: the manifest and its annotations, the config's
+ * diff_ids, the bootstrap (read and validated whole), every blob of the bootstrap's blob table
+ * listed and present in the target repository with the manifest's size, and the filesystem —
+ * types, modes, owners, sizes, link targets, devices, xattrs, hardlink groups and file contents
+ * (sha256, read by range through the chunk-verifying RAFS reader) — against the source layers
+ * applied in order with OCI whiteouts. Never holds a blob in memory (bootstrap and configs
+ * excepted). Throws only when the check cannot be carried out (unreachable registry, no such
+ * image); every finding goes into the report.
+ */
+export async function checkConvertedImage(options: CheckConvertedImageOptions): Promise<CheckReport> {
+  const started = Date.now();
+  const logger = options.logger ?? noopLogger;
+  const signal = options.signal;
+  const env = options.env ?? process.env;
+  const concurrency = options.concurrency ?? 8;
+  if (!Number.isInteger(concurrency) || concurrency < 1) throw new InvalidArgumentError(`concurrency must be a positive integer, got ${concurrency}`);
+  const platform = options.platform === undefined ? hostPlatform() : typeof options.platform === 'string' ? parsePlatform(options.platform) : options.platform;
+  if (!options.target) throw new InvalidArgumentError('target is required');
+  if (!options.source) throw new InvalidArgumentError('source is required');
+  const targetLoc = parseImageLocation(options.target);
+  if (targetLoc.kind !== 'registry') throw new InvalidArgumentError(`target ${options.target}: check reads a Nydus image from a registry, not from ${targetLoc.kind}`);
+  const ref = targetLoc.reference;
+  const repo = ref.repository;
+
+  const client = createRegistryClient(ref.registry, {
+    insecure: options.targetInsecure ?? false,
+    ...(options.targetCreds && { credentials: options.targetCreds }),
+    env,
+    logger,
+    maxConnections: concurrency + 2,
+  });
+  const opened = typeof options.source === 'string'
+    ? await openImageSource(options.source, { insecure: options.sourceInsecure ?? false, ...(options.sourceCreds && { credentials: options.sourceCreds }), env, logger, ...(signal && { signal }) })
+    : { source: options.source, close: async () => {} };
+  const source = opened.source;
+  const diffs: string[] = [];
+  const counts: CheckCounts = { sourceLayers: 0, targetLayers: 0, blobs: 0, sourceEntries: 0, targetEntries: 0, filesRead: 0, bytesRead: 0, rangeRequests: 0 };
+  try {
+    // ---------------------------------------------------------------- manifests
+    const targetTop = await client.getManifest(repo, ref.digest ?? ref.tag ?? 'latest', signal ? { signal } : {});
+    const target = await selectManifest((d) => client.getManifest(repo, d.digest, signal ? { signal } : {}), targetTop, platform, 'target', options.target);
+    const sourceTop = await source.resolve(signal);
+    const sourceManifestData = await selectManifest((d) => source.getManifest(d, signal), sourceTop, platform, 'source', source.name);
+    const report = (): CheckReport => ({
+      ok: diffs.length === 0,
+      source: { name: source.name, digest: sourceManifestData.descriptor.digest },
+      target: { name: options.target, digest: target.descriptor.digest },
+      platform: formatPlatform(platform),
+      differences: [...diffs].sort(),
+      counts,
+      durationMs: Date.now() - started,
+    });
+    logger.info('check: manifests resolved', { source: sourceManifestData.descriptor.digest, target: target.descriptor.digest });
+
+    if (!isManifestMediaType(target.descriptor.mediaType)) {
+      diffs.push(`manifest: target ${target.descriptor.digest} is a ${target.descriptor.mediaType}, not an image manifest`);
+      return report();
+    }
+    const tm = parseJson<ImageManifest>(target.bytes, 'target manifest');
+    const sm = parseJson<ImageManifest>(sourceManifestData.bytes, 'source manifest');
+    if (!Array.isArray(tm.layers) || tm.layers.length === 0) {
+      diffs.push('manifest: the target has no layers');
+      return report();
+    }
+    if (!Array.isArray(sm.layers)) throw new FormatError('source manifest', `${source.name}: no layers array`);
+    counts.sourceLayers = sm.layers.length;
+    counts.targetLayers = tm.layers.length;
+    checkManifestLayout(tm, diffs);
+
+    // ---------------------------------------------------------------- configs
+    const [tcBytes, scBytes] = await Promise.all([
+      readSmallBlob(client.fetchBlob(repo, tm.config, signal ? { signal } : {}), MAX_CONFIG_BYTES, 'target config'),
+      readSmallBlob(source.fetchBlob(sm.config, signal ? { signal } : {}), MAX_CONFIG_BYTES, 'source config'),
+    ]);
+    const tc = parseJson<ImageConfig>(tcBytes, 'target config');
+    const sc = parseJson<ImageConfig>(scBytes, 'source config');
+    const diffIds = tc.rootfs?.diff_ids;
+    if (!Array.isArray(diffIds)) diffs.push('config: rootfs.diff_ids is missing');
+    else if (diffIds.length !== tm.layers.length) diffs.push(`config: ${diffIds.length} diff_ids for ${tm.layers.length} layers`);
+    else {
+      tm.layers.slice(0, -1).forEach((l, i) => {
+        if (diffIds[i] !== l.digest) diffs.push(`config: diff_id ${i} ${diffIds[i]} != the blob layer's digest ${l.digest}`);
+      });
+    }
+    for (const key of ['os', 'architecture', 'variant'] as const) {
+      if ((sc[key] ?? '') !== (tc[key] ?? '')) diffs.push(`config: ${key} ${JSON.stringify(sc[key] ?? '')} != ${JSON.stringify(tc[key] ?? '')}`);
+    }
+
+    // ---------------------------------------------------------------- blobs present
+    const limiter = new Limiter(concurrency);
+    const present = new Map<Digest, number | undefined>();
+    await Promise.all(tm.layers.map((l) => limiter.run(async () => {
+      present.set(l.digest, await client.headBlob(repo, l.digest, signal ? { signal } : {}));
+    })));
+    tm.layers.forEach((l, i) => {
+      const size = present.get(l.digest);
+      const what = i === tm.layers.length - 1 ? `blob ${l.digest} (bootstrap layer)` : `blob ${l.digest}`;
+      if (size === undefined) diffs.push(`${what}: missing from target`);
+      else if (size !== l.size) diffs.push(`${what}: size ${size} in target != ${l.size} in manifest`);
+    });
+    if (options.verifyBlobs) {
+      await Promise.all(tm.layers.slice(0, -1).filter((l) => present.get(l.digest) === l.size).map((l) => limiter.run(async () => {
+        try {
+          await pipeline(client.fetchBlob(repo, l, signal ? { signal } : {}), new Writable({ write: (_c, _e, cb) => cb() }));
+        } catch (err) {
+          if (!isNydusError(err, 'DATA_LOSS')) throw err;
+          diffs.push(`blob ${l.digest}: content does not match its digest (${err.message})`);
+        }
+      })));
+    }
+
+    // ---------------------------------------------------------------- bootstrap
+    const bootLayer = tm.layers[tm.layers.length - 1]!;
+    if (present.get(bootLayer.digest) === undefined) return report();
+    let boot: Awaited<ReturnType<typeof readBootstrapLayer>>;
+    try {
+      boot = await readBootstrapLayer(client, repo, bootLayer, signal);
+    } catch (err) {
+      if (!isNydusError(err) || !['DATA_LOSS', 'INVALID_FORMAT', 'UNSUPPORTED'].includes(err.code)) throw err;
+      diffs.push(`bootstrap: layer ${bootLayer.digest} is not a readable gzip tar: ${err.message}`);
+      return report();
+    }
+    if (Array.isArray(diffIds) && diffIds.length === tm.layers.length && diffIds[diffIds.length - 1] !== boot.diffId) {
+      diffs.push(`config: last diff_id ${diffIds[diffIds.length - 1]} != the bootstrap layer's uncompressed digest ${boot.diffId}`);
+    }
+    if (boot.bootstrap === undefined) {
+      diffs.push(`bootstrap: layer ${bootLayer.digest} has no image/image.boot (it has: ${boot.names.join(', ') || 'nothing'})`);
+      return report();
+    }
+    let reader: BootstrapReader;
+    try {
+      reader = await BootstrapReader.open(boot.bootstrap, signal ? { signal } : {});
+    } catch (err) {
+      if (!isNydusError(err) || err.code === 'CANCELLED') throw err;
+      diffs.push(`bootstrap: invalid: ${err.message}`);
+      return report();
+    }
+    counts.blobs = reader.blobs.length;
+    const listed = new Set(tm.layers.slice(0, -1).map((l) => l.digest));
+    const skip = new Set<string>();
+    for (const b of reader.blobs) {
+      const digest: Digest = `sha256:${b.blobId}`;
+      if (!/^[0-9a-f]{64}$/.test(b.blobId)) {
+        diffs.push(`bootstrap: blob table entry ${b.index} has id "${b.blobId}", not a sha256 digest`);
+        skip.add(b.blobId);
+        continue;
+      }
+      if (!listed.has(digest)) {
+        diffs.push(`bootstrap: blob ${digest} (blob table entry ${b.index}) is not a layer of the manifest`);
+        const size = await client.headBlob(repo, digest, signal ? { signal } : {});
+        if (size === undefined) {
+          diffs.push(`blob ${digest}: missing from target`);
+          skip.add(b.blobId);
+        }
+      } else if (present.get(digest) === undefined) {
+        skip.add(b.blobId);
+      }
+    }
+
+    // ---------------------------------------------------------------- trees
+    throwIfAborted(signal);
+    const backend = new RegistryBlobBackend(client, repo);
+    let actualResult: Awaited<ReturnType<typeof buildActualTree>>;
+    try {
+      actualResult = await buildActualTree(reader, new RafsFileReader(reader, backend), { concurrency, skipBlobs: skip, ...(signal && { signal }) });
+    } catch (err) {
+      if (!isNydusError(err, 'INVALID_FORMAT')) throw err;
+      diffs.push(`bootstrap: invalid: ${err.message}`);
+      return report();
+    }
+    for (const [blobId, n] of actualResult.skippedFiles) diffs.push(`blob sha256:${blobId}: ${n} file(s) of the target have data in it and were not compared`);
+    counts.targetEntries = actualResult.tree.size;
+    counts.filesRead = actualResult.filesRead;
+    counts.bytesRead = actualResult.bytesRead;
+    counts.rangeRequests = backend.stats.requests;
+    logger.info('check: target tree read', { entries: actualResult.tree.size, files: actualResult.filesRead, bytes: actualResult.bytesRead });
+
+    const expected = await buildExpectedTree(source, sm.layers, { ...(signal && { signal }), onLayer: (i, n) => logger.debug('check: source layer applied', { layer: i, entries: n }) });
+    counts.sourceEntries = expected.size;
+    diffs.push(...compareTrees(expected, actualResult.tree).filter((line) => !/content unreadable in target: data in missing blob/.test(line)));
+    return report();
+  } finally {
+    await Promise.allSettled([client.close(), opened.close()]);
+  }
+}
