@@ -16,6 +16,8 @@ apt_packages=(
   skopeo          # reference copier for checks and benchmarks
   umoci           # OCI image layout unpacker
   time            # GNU time: peak RSS in benchmarks
+  liblz4-dev      # headers for the @nydus-ts/lz4 N-API binding (built at npm install)
+  lz4             # the lz4 tool, for interoperability tests
 )
 
 missing=()

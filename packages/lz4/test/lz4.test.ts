@@ -1,0 +1,60 @@
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { isNydusError } from '@nydus-ts/core';
+import { describe, expect, it } from 'vitest';
+import { lz4CompressBlockInto, lz4CompressBound, lz4DecompressBlockInto } from '../src/index.js';
+
+describe('lz4 block', () => {
+  it('round-trips compressible and random data', () => {
+    for (const data of [Buffer.alloc(1 << 20, 'abcabcabd'), randomBytes(65536), Buffer.alloc(1)]) {
+      const dst = Buffer.alloc(lz4CompressBound(data.length));
+      const n = lz4CompressBlockInto(data, dst);
+      expect(n).toBeGreaterThan(0);
+      const back = Buffer.alloc(data.length);
+      expect(lz4DecompressBlockInto(dst.subarray(0, n), back)).toBe(data.length);
+      expect(back.equals(data)).toBe(true);
+    }
+  });
+
+  it('reports incompressible input as not fitting a smaller buffer', () => {
+    const data = randomBytes(4096);
+    expect(lz4CompressBlockInto(data, Buffer.alloc(data.length - 1))).toBe(0);
+  });
+
+  it('is a raw block that the lz4 tool reads once framed as a legacy stream', () => {
+    // The legacy lz4 frame is magic 0x184C2102 then (u32 size, block)*: raw blocks fit it as they are.
+    const data = Buffer.alloc(200_000, 'nydus-ts lz4 interop ');
+    const dst = Buffer.alloc(lz4CompressBound(data.length));
+    const n = lz4CompressBlockInto(data, dst);
+    const dir = mkdtempSync(path.join(tmpdir(), 'lz4-'));
+    try {
+      const header = Buffer.alloc(8);
+      header.writeUInt32LE(0x184c2102, 0);
+      header.writeUInt32LE(n, 4);
+      writeFileSync(path.join(dir, 'x.lz4'), Buffer.concat([header, dst.subarray(0, n)]));
+      execFileSync('lz4', ['-d', '-f', '-q', path.join(dir, 'x.lz4'), path.join(dir, 'x')]);
+      expect(readFileSync(path.join(dir, 'x')).equals(data)).toBe(true);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('rejects corrupt input and undersized output with a typed error', () => {
+    const data = Buffer.alloc(10_000, 'x');
+    const dst = Buffer.alloc(lz4CompressBound(data.length));
+    const n = lz4CompressBlockInto(data, dst);
+    expect(() => lz4DecompressBlockInto(dst.subarray(0, n), Buffer.alloc(100))).toThrow(/lz4/);
+    let err: unknown;
+    try {
+      lz4DecompressBlockInto(Buffer.from([0xff, 0xff, 0xff, 0xff]), Buffer.alloc(100), 'chunk 3');
+    } catch (e) {
+      err = e;
+    }
+    expect(isNydusError(err, 'INVALID_FORMAT')).toBe(true);
+    expect((err as Error).message).toMatch(/^chunk 3/);
+    expect(() => lz4CompressBlockInto('x' as unknown as Uint8Array, dst)).toThrow(/Uint8Array/);
+  });
+});
