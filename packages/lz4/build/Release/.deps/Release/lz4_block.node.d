@@ -1,1 +1,0 @@
-cmd_Release/lz4_block.node := ln -f "Release/obj.target/lz4_block.node" "Release/lz4_block.node" 2>/dev/null || (rm -rf "Release/lz4_block.node" && cp -af "Release/obj.target/lz4_block.node" "Release/lz4_block.node")

@@ -1,1 +1,0 @@
-cmd_Release/obj.target/lz4_block.node := g++ -o Release/obj.target/lz4_block.node -shared -pthread -rdynamic -m64  -Wl,-soname=lz4_block.node -Wl,--start-group Release/obj.target/lz4_block/native/lz4_block.o -Wl,--end-group -llz4
