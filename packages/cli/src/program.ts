@@ -4,12 +4,14 @@ import type { CliIo } from './io.js';
 import { writeLine } from './io.js';
 import { registerImageCommands } from './commands/image.js';
 import { registerCopyCommand } from './commands/copy.js';
+import { registerCheckCommand } from './commands/check.js';
+import { registerConvertCommand } from './commands/convert.js';
 
 /** A command module adds its subcommand(s) to the program. */
 export type CommandRegistrar = (program: Command, io: CliIo) => void;
 
 // One entry per command module (src/commands/*.ts), in help order.
-const registrars: CommandRegistrar[] = [registerImageCommands, registerCopyCommand];
+const registrars: CommandRegistrar[] = [registerImageCommands, registerCopyCommand, registerConvertCommand, registerCheckCommand];
 
 export function buildNydusifyProgram(io: CliIo): Command {
   const program = new Command('nydusify-ts')

@@ -483,3 +483,35 @@ export async function listTree(root: string): Promise<string[]> {
 export function readJson<T>(file: string): T {
   return JSON.parse(readFileSync(file, 'utf8')) as T;
 }
+
+/**
+ * Pushes an image whose layers are given as raw bytes (for malformed-input tests): the bytes are
+ * uploaded as they are and listed with `mediaType`; diff_ids are the blobs' own digests.
+ */
+export async function pushRawImage(
+  client: RegistryClient,
+  repository: string,
+  tag: string,
+  layers: Array<{ bytes: Uint8Array; mediaType: string }>,
+  options: { configMediaType?: string; platform?: Platform } = {},
+): Promise<TestImage> {
+  const platform = options.platform ?? hostLinuxPlatform();
+  const descs: Descriptor[] = [];
+  for (const l of layers) descs.push({ mediaType: l.mediaType, digest: await pushSmallBlob(client, repository, l.bytes), size: l.bytes.length });
+  const configJson: ImageConfig = { architecture: platform.architecture, os: platform.os, config: {}, rootfs: { type: 'layers', diff_ids: descs.map((d) => d.digest) } };
+  const configBytes = Buffer.from(JSON.stringify(configJson));
+  const config: Descriptor = { mediaType: options.configMediaType ?? MediaType.OciConfig, digest: await pushSmallBlob(client, repository, configBytes), size: configBytes.length };
+  const bytes = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MediaType.OciManifest, config, layers: descs }));
+  const digest = await client.putManifest(repository, tag, bytes, MediaType.OciManifest);
+  return {
+    reference: `${client.registry}/${repository}:${tag}`,
+    repository,
+    tag,
+    manifest: { descriptor: { mediaType: MediaType.OciManifest, digest, size: bytes.length }, bytes },
+    config,
+    configJson,
+    layers: descs,
+    diffIds: descs.map((d) => d.digest),
+    platform,
+  };
+}

@@ -1,0 +1,150 @@
+import { randomBytes } from 'node:crypto';
+import { readFile, rename, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import type { Command } from 'commander';
+import { InvalidArgumentError, NotFoundError, createConsoleLogger } from '@nydus-ts/core';
+import { convertImage, resolveConvertImageOptions } from '@nydus-ts/converter';
+import type { ConvertImageOptions, ConvertImageResult, ConvertProgressEvent } from '@nydus-ts/converter';
+import { CHUNK_COMPRESSORS, CHUNK_DIGESTERS } from '@nydus-ts/format';
+import type { CliIo } from '../io.js';
+import { writeLine } from '../io.js';
+import { parseByteSize, parseChoice, parsePositiveInt } from '../parse.js';
+import type { CommandRegistrar } from '../program.js';
+
+/** The raw flags of `nydusify-ts convert`, as commander hands them over. */
+export interface ConvertFlags {
+  source?: string;
+  target?: string;
+  platform?: string;
+  allPlatforms?: boolean;
+  compressor?: string;
+  chunkSize?: string;
+  digester?: string;
+  mergePlatform?: boolean;
+  mergeManifest?: boolean;
+  oci?: boolean;
+  prefetchPatterns?: string;
+  chunkDict?: string;
+  sourceInsecure?: boolean;
+  targetInsecure?: boolean;
+  sourceCreds?: string;
+  targetCreds?: string;
+  concurrency?: string;
+  outputJson?: string;
+}
+
+/** Prefetch patterns file: one absolute path per line; blank lines and `#` comments skipped. */
+export function parsePrefetchPatterns(text: string, file: string): string[] {
+  const out: string[] = [];
+  for (const [i, raw] of text.split('\n').entries()) {
+    const line = raw.trim();
+    if (line === '' || line.startsWith('#')) continue;
+    if (!line.startsWith('/')) throw new InvalidArgumentError(`--prefetch-patterns ${file}:${i + 1}: "${line}" is not an absolute path`);
+    out.push(line);
+  }
+  return out;
+}
+
+/** Validates flags into the library's options (everything but progress, logger, env). */
+export async function parseConvertFlags(flags: ConvertFlags, cwd: string): Promise<ConvertImageOptions> {
+  if (!flags.source) throw new InvalidArgumentError('--source is required');
+  if (!flags.target) throw new InvalidArgumentError('--target is required');
+  if (flags.platform !== undefined && flags.allPlatforms) throw new InvalidArgumentError('--platform and --all-platforms cannot be used together');
+  const options: ConvertImageOptions = {
+    source: flags.source,
+    target: flags.target,
+    compressor: parseChoice(flags.compressor ?? 'zstd', '--compressor', CHUNK_COMPRESSORS),
+    digester: parseChoice(flags.digester ?? 'blake3', '--digester', CHUNK_DIGESTERS),
+    chunkSize: flags.chunkSize === undefined ? 0x100000 : parseByteSize(flags.chunkSize, '--chunk-size'),
+    concurrency: flags.concurrency === undefined ? 4 : parsePositiveInt(flags.concurrency, '--concurrency'),
+    allPlatforms: flags.allPlatforms ?? false,
+    mergePlatform: flags.mergePlatform ?? false,
+    mergeManifest: flags.mergeManifest ?? false,
+    oci: flags.oci ?? false,
+    sourceInsecure: flags.sourceInsecure ?? false,
+    targetInsecure: flags.targetInsecure ?? false,
+  };
+  if (flags.platform !== undefined) options.platform = flags.platform;
+  if (flags.chunkDict !== undefined) options.chunkDict = flags.chunkDict;
+  if (flags.sourceCreds !== undefined) options.sourceCreds = flags.sourceCreds;
+  if (flags.targetCreds !== undefined) options.targetCreds = flags.targetCreds;
+  if (flags.prefetchPatterns !== undefined) {
+    const file = path.resolve(cwd, flags.prefetchPatterns);
+    const text = await readFile(file, 'utf8').catch((err: NodeJS.ErrnoException) => {
+      throw new NotFoundError(`--prefetch-patterns ${flags.prefetchPatterns}: ${err.code === 'ENOENT' ? 'no such file' : err.message}`, { cause: err });
+    });
+    options.prefetchPatterns = parsePrefetchPatterns(text, flags.prefetchPatterns);
+  }
+  // Everything checkable without the network fails here, before any request.
+  resolveConvertImageOptions(options);
+  return options;
+}
+
+const mb = (n: number): string => `${(n / 1e6).toFixed(1)} MB`;
+
+export function formatConvertSummary(r: ConvertImageResult): string {
+  const layers = r.manifests.reduce((a, m) => a + m.layers.length, 0);
+  const platforms = r.manifests.map((m) => m.platform).filter(Boolean);
+  const secs = r.durationMs / 1000;
+  const dedup = r.dedup.dictBytes > 0 ? `, ${mb(r.dedup.dictBytes)} deduplicated by the chunk dict` : '';
+  return `converted ${r.source} -> ${r.target} ${r.targetDigest}${platforms.length ? ` [${platforms.join(', ')}]` : ''}: ${r.manifests.length} manifest(s), ${layers} layer(s), ${mb(r.bytesIn)} in, ${mb(r.bytesOut)} out${dedup}, in ${secs.toFixed(2)} s (${(r.bytesIn / 1e6 / Math.max(secs, 1e-3)).toFixed(1)} MB/s)`;
+}
+
+function progressPrinter(io: CliIo): (e: ConvertProgressEvent) => void {
+  return (e) => {
+    if (e.type === 'layer-done') {
+      writeLine(io.stderr, `${e.platform ? `${e.platform} ` : ''}layer ${e.index} ${e.digest.slice(7, 19)}: ${mb(e.bytesIn)} in -> ${e.blob ? `${e.blob.slice(7, 19)} ${mb(e.bytesOut)}` : 'no data'} in ${(e.durationMs / 1000).toFixed(2)} s`);
+    } else if (e.type === 'pushed') {
+      writeLine(io.stderr, `pushed ${e.reference} ${e.digest}`);
+    }
+  };
+}
+
+async function writeJsonFile(file: string, value: unknown): Promise<void> {
+  const tmp = `${file}.tmp-${randomBytes(4).toString('hex')}`;
+  await writeFile(tmp, JSON.stringify(value, null, 2) + '\n');
+  await rename(tmp, file);
+}
+
+export const registerConvertCommand: CommandRegistrar = (program: Command, io: CliIo) => {
+  program
+    .command('convert')
+    .description('Convert an OCI/Docker image to a Nydus image and push it, streaming every layer (nothing staged on disk)')
+    .requiredOption('--source <ref>', 'source: host[:port]/repo[:tag][@digest], oci:DIR[:TAG], oci-archive:FILE[:TAG], docker-archive:FILE[:TAG] or dir:PATH')
+    .requiredOption('--target <ref>', 'target image: host[:port]/repo[:tag]')
+    .option('--platform <os/arch[/variant]>', 'platform to convert from a multi-platform source (default: this machine)')
+    .option('--all-platforms', 'convert every platform of an index and push an index')
+    .option('--compressor <name>', 'chunk compressor: none, lz4_block or zstd', 'zstd')
+    .option('--chunk-size <size>', 'chunk size, a power of two from 0x1000 to 0x1000000', '0x100000')
+    .option('--digester <name>', 'chunk digest: blake3 or sha256', 'blake3')
+    .option('--merge-platform', 'push an index of the source manifests (unchanged) plus the Nydus ones')
+    .option('--merge-manifest', 'add the Nydus manifest(s) to what the target tag already holds instead of replacing it')
+    .option('--oci', 'use OCI media types (default: as the source)')
+    .option('--prefetch-patterns <file>', 'file with absolute paths (one per line) for the prefetch table')
+    .option('--chunk-dict <ref>', 'Nydus image (REF or bootstrap:registry:REF) whose chunks are reused instead of stored again')
+    .option('--source-insecure', 'allow plain HTTP and unverified TLS for the source registry')
+    .option('--target-insecure', 'allow plain HTTP and unverified TLS for the target registry')
+    .option('--source-creds <user:pass>', 'credentials for the source registry (default: docker config)')
+    .option('--target-creds <user:pass>', 'credentials for the target registry (default: docker config)')
+    .option('--concurrency <n>', 'layers converted at once', '4')
+    .option('-J, --output-json <file>', 'write a JSON report here')
+    .action(async (flags: ConvertFlags) => {
+      const options = await parseConvertFlags(flags, io.cwd);
+      const result = await convertImage({
+        ...options,
+        env: io.env,
+        logger: createConsoleLogger({ level: 'warn', write: (line) => writeLine(io.stderr, line) }),
+        onProgress: progressPrinter(io),
+      });
+      writeLine(io.stdout, formatConvertSummary(result));
+      if (flags.outputJson) {
+        const secs = result.durationMs / 1000;
+        await writeJsonFile(path.resolve(io.cwd, flags.outputJson), {
+          ...result,
+          options: { compressor: options.compressor, chunkSize: options.chunkSize, digester: options.digester, concurrency: options.concurrency, oci: options.oci, mergePlatform: options.mergePlatform, mergeManifest: options.mergeManifest },
+          throughputMBps: result.bytesIn / 1e6 / Math.max(secs, 1e-3),
+          maxRssBytes: process.resourceUsage().maxRSS * 1024,
+        });
+      }
+    });
+};
