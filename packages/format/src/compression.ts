@@ -21,6 +21,8 @@ export function compressChunk(algo: ChunkCompressor, data: Uint8Array): Uint8Arr
       return data;
     case 'lz4_block':
       // lz4-napi prepends the uncompressed size as a u32; the RAFS format stores the bare block.
+      // NOTE: lz4-napi 2.10's compressSync leaks about the input size of native memory per
+      // call: code that compresses many chunks must use compressChunkAsync.
       return lz4.compressSync(Buffer.from(data.buffer, data.byteOffset, data.byteLength)).subarray(4);
     case 'zstd':
       if (!zstdCompressor) {
@@ -29,6 +31,17 @@ export function compressChunk(algo: ChunkCompressor, data: Uint8Array): Uint8Arr
       }
       return zstdCompressor.compress(data);
   }
+}
+
+/**
+ * Like compressChunk, but lz4_block runs on the libuv thread pool through lz4-napi's async
+ * `compress`, which (unlike its compressSync) does not leak native memory. zstd and none are
+ * synchronous. `data` must not change until the promise settles.
+ */
+export async function compressChunkAsync(algo: ChunkCompressor, data: Uint8Array): Promise<Uint8Array> {
+  if (algo !== 'lz4_block') return compressChunk(algo, data);
+  const out = await lz4.compress(data);
+  return out.subarray(4);
 }
 
 let zstdContext: InstanceType<typeof zstdBinding.DCtx> | undefined;

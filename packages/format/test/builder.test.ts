@@ -573,4 +573,22 @@ describe('buildLayer: validation', () => {
     const sink = { write: async () => Promise.reject(new Error('disk full')) };
     await expect(buildLayer(fromArray([E.file('a', 'x')]), sink)).rejects.toThrow('disk full');
   });
+
+  it('propagates a sink error in the middle of pipelined lz4 chunks and stops writing', async () => {
+    let writes = 0;
+    let after = 0;
+    let failed = false;
+    const sink = {
+      write: async () => {
+        if (failed) after++;
+        if (++writes === 5) {
+          failed = true;
+          throw new Error('disk full at write 5');
+        }
+      },
+    };
+    const files = () => Array.from({ length: 30 }, (_, i) => E.file(`f${i}`, prng(20_000, i + 1, true), { pieceSize: 3000 }));
+    await expect(buildLayer(fromArray(files()), sink, { compressor: 'lz4_block', chunkSize: 4096 })).rejects.toThrow('disk full at write 5');
+    expect(after).toBe(0);
+  });
 });

@@ -1,7 +1,7 @@
 import { NydusError } from '@nydus-ts/core';
 import { crc32c } from '@node-rs/crc32';
 import { createHash, type Hash } from 'node:crypto';
-import { compressChunk, type ChunkCompressor } from '../compression.js';
+import { compressChunk, compressChunkAsync, type ChunkCompressor } from '../compression.js';
 import { digestChunk, type ChunkDigester } from '../chunk-digest.js';
 import {
   BlobFeatures,
@@ -24,7 +24,7 @@ import {
   encodeTocEntry,
   type TocEntry,
 } from '../layout/index.js';
-import { chunkKey, type ChunkDict } from './chunk-dict.js';
+import type { ChunkDict } from './chunk-dict.js';
 import type { TreeBlob, TreeChunk } from './tree.js';
 
 /**
@@ -122,6 +122,11 @@ export class BlobWriter {
   private readonly own = new Map<string, TreeChunk>();
   private readonly fromDict = new Map<TreeChunk, TreeChunk>();
   private readonly usedDictBlobSet = new Set<TreeBlob>();
+  /** Chunks being compressed/written, oldest first; `tail` is the newest. */
+  private readonly inFlight: Array<Promise<void>> = [];
+  private tail: Promise<void> = Promise.resolve();
+  private failure: unknown;
+  private readonly maxInFlight: number;
 
   constructor(
     private readonly sink: BlobSink,
@@ -131,6 +136,8 @@ export class BlobWriter {
     private readonly dict: ChunkDict | undefined,
     private readonly inlineBootstrap: boolean,
   ) {
+    // Enough chunks in flight to hide the thread-pool hop, bounded to ~16 MiB of input.
+    this.maxInFlight = Math.max(2, Math.min(64, Math.floor((4 << 20) / chunkSize)));
     this.blob = {
       blobId: '',
       chunkSize,
@@ -166,24 +173,30 @@ export class BlobWriter {
   }
 
   /**
-   * Stores (or deduplicates) one chunk of file data at `fileOffset`. Returns the chunk and
-   * whether `data` was handed to the sink (then the caller must not reuse its memory).
+   * Stores (or deduplicates) one chunk of file data at `fileOffset` and returns its chunk.
+   * Compression runs on the thread pool while the caller goes on reading; chunks still reach
+   * the sink in order, and the returned chunk's compressed offset/size are final once the
+   * writer is drained. `release` is called when the writer no longer needs `data`'s memory
+   * (never when the bytes themselves went to the sink, which may keep them).
    */
-  async addChunk(data: Uint8Array, fileOffset: number): Promise<{ chunk: TreeChunk; consumed: boolean }> {
+  async addChunk(data: Uint8Array, fileOffset: number, release?: () => void): Promise<TreeChunk> {
+    if (this.failure !== undefined) throw this.failure;
     const size = data.length;
     this.stats.chunks++;
     const digest = digestChunk(this.digester, data);
-    const key = chunkKey(digest, size);
-    const hit = this.own.get(key);
-    if (hit !== undefined) {
+    // Keyed by digest alone (a string per chunk less); the size must match too.
+    const hit = this.own.get(digest);
+    if (hit !== undefined && hit.uncompressedSize === size) {
       this.stats.dedupChunks++;
       this.stats.dedupBytes += size;
-      return { chunk: hit, consumed: false };
+      release?.();
+      return hit;
     }
     const dictChunk = this.dict?.lookup(digest, size);
     if (dictChunk !== undefined) {
       this.stats.dictChunks++;
       this.stats.dictBytes += size;
+      release?.();
       let chunk = this.fromDict.get(dictChunk);
       if (chunk === undefined) {
         chunk = { ...dictChunk, fileOffset };
@@ -193,49 +206,75 @@ export class BlobWriter {
           this.usedDictBlobs.push(dictChunk.blob);
         }
       }
-      return { chunk, consumed: false };
+      return chunk;
     }
     if (this.chunkCount >= MAX_CHUNKS_PER_BLOB) {
       throw new NydusError('RESOURCE_EXHAUSTED', `a blob holds at most ${MAX_CHUNKS_PER_BLOB} chunks; use a larger chunkSize`);
     }
     const crc = crc32c(data);
-    const packed = this.compressor === 'none' ? data : compressChunk(this.compressor, data);
-    const compressed = packed.length < size;
-    const stored = compressed ? packed : data;
-    const compressedOffset = this.position;
-    const uncompressedOffset = this.uncompressedCursor;
-    if (this.compressor === 'none' && compressedOffset !== uncompressedOffset) {
-      throw new NydusError('INTERNAL', `uncompressed blob cursor ${compressedOffset} != ${uncompressedOffset}`);
-    }
-    const index = this.chunkCount++;
     const chunk: TreeChunk = {
       blob: this.blob,
       digest,
-      flags: (compressed ? ChunkFlags.COMPRESSED : 0) | (crc !== 0 ? ChunkFlags.HAS_CRC32 : 0),
-      compressedSize: stored.length,
+      flags: crc !== 0 ? ChunkFlags.HAS_CRC32 : 0,
+      compressedSize: 0,
       uncompressedSize: size,
-      compressedOffset,
-      uncompressedOffset,
+      compressedOffset: 0,
+      uncompressedOffset: this.uncompressedCursor,
       fileOffset,
-      index,
+      index: this.chunkCount++,
       crc32: crc,
     };
-    this.own.set(key, chunk);
+    this.uncompressedCursor += alignUp(size, EROFS_BLOCK_SIZE);
+    if (hit === undefined) this.own.set(digest, chunk);
+    const packed = this.compressor === 'none' ? Promise.resolve(data) : compressChunkAsync(this.compressor, data);
+    packed.catch(() => undefined);
+    const done = this.tail.then(() => this.store(chunk, data, digest, packed, release));
+    done.catch((err: unknown) => {
+      this.failure ??= err;
+    });
+    this.tail = done;
+    this.inFlight.push(done);
+    while (this.inFlight.length > this.maxInFlight) await this.inFlight.shift();
+    return chunk;
+  }
+
+  /** Second half of addChunk, run in chunk order: place, record and write the chunk. */
+  private async store(chunk: TreeChunk, data: Uint8Array, digest: string, packed: Promise<Uint8Array>, release: (() => void) | undefined): Promise<void> {
+    const out = await packed;
+    const size = data.length;
+    const compressed = out.length < size;
+    const stored = compressed ? out : data;
+    if (stored !== data) release?.();
+    chunk.compressedOffset = this.position;
+    chunk.compressedSize = stored.length;
+    if (compressed) chunk.flags |= ChunkFlags.COMPRESSED;
+    if (this.compressor === 'none' && chunk.compressedOffset !== chunk.uncompressedOffset) {
+      throw new NydusError('INTERNAL', `uncompressed blob cursor ${chunk.compressedOffset} != ${chunk.uncompressedOffset}`);
+    }
     // reserve() may grow (replace) the backing array: call it before reading `.bytes`.
     const ciAt = this.ci.reserve(CI_V1_SIZE);
     encodeChunkInfoV1(
-      { compressedOffset, compressedSize: stored.length, uncompressedOffset, uncompressedSize: size, compressed, flags: 0, contextIndex: 0, contextOffset: 0 },
+      { compressedOffset: chunk.compressedOffset, compressedSize: stored.length, uncompressedOffset: chunk.uncompressedOffset, uncompressedSize: size, compressed, flags: 0, contextIndex: 0, contextOffset: 0 },
       this.ci.bytes,
       ciAt,
     );
     const digestAt = this.digests.reserve(32);
     this.digests.bytes.set(Buffer.from(digest, 'hex'), digestAt);
-    this.uncompressedCursor += alignUp(size, EROFS_BLOCK_SIZE);
     this.stats.compressedBytes += stored.length;
     await this.write(stored);
     // Raw blobs keep every chunk at its uncompressed offset: the data region is an EROFS device.
     if (this.compressor === 'none') await this.write(ZERO_BLOCK.subarray(0, alignUp(size, EROFS_BLOCK_SIZE) - size));
-    return { chunk, consumed: stored === data };
+  }
+
+  /** Waits until every chunk handed to addChunk is written; rethrows the first failure. */
+  async drain(): Promise<void> {
+    while (this.inFlight.length > 0) await this.inFlight.shift();
+    if (this.failure !== undefined) throw this.failure;
+  }
+
+  /** Waits for outstanding work without throwing (used when the build fails elsewhere). */
+  async settle(): Promise<void> {
+    await Promise.allSettled(this.inFlight.splice(0));
   }
 
   /**
@@ -243,6 +282,7 @@ export class BlobWriter {
    * bootstrap as `this.blob` stands; it is called for the inlined copy only.
    */
   async finish(bootstrapFor: () => Uint8Array): Promise<BlobTail> {
+    await this.drain();
     const n = this.chunkCount;
     const features =
       BlobFeatures.ALIGNED |
@@ -261,7 +301,7 @@ export class BlobWriter {
 
     // | CI | CCT header | T"blob.meta" |
     const ciRaw = this.ci.view();
-    const ciPacked = this.compressor === 'none' ? ciRaw : compressChunk(this.compressor, ciRaw);
+    const ciPacked = this.compressor === 'none' ? ciRaw : await compressChunkAsync(this.compressor, ciRaw);
     const ciCompressor: ChunkCompressor = ciPacked.length < ciRaw.length ? this.compressor : 'none';
     const ciStored = ciCompressor === 'none' ? ciRaw : ciPacked;
     const ciOffset = this.position;

@@ -68,6 +68,8 @@ const FILE_TYPE: Record<NodeKind, number> = {
   socket: FileType.SOCK,
 };
 
+const NO_XATTR_BYTES = { bytes: new Uint8Array(0), icount: 0 };
+
 /** Where one inode lives and how its data is laid out (offsets relative to the meta base). */
 interface Placement {
   inode: TreeInode;
@@ -197,7 +199,7 @@ export function writeBootstrap(root: TreeNode, settings: BootstrapSettings): Uin
 
   const newPlacement = (node: TreeNode, ino: number, parent: TreeInode | null): Placement => {
     const inode = node.inode;
-    const { bytes, icount } = encodeXattrs(inode.xattrs);
+    const { bytes, icount } = inode.xattrs.size > 0 ? encodeXattrs(inode.xattrs) : NO_XATTR_BYTES;
     if (icount > 0) hasXattr = true;
     const p: Placement = {
       inode,

@@ -16,7 +16,7 @@ import {
 import { writeBootstrap } from './bootstrap-writer.js';
 import { BlobWriter, type BlobSink, type LayerBuildStats } from './blob-writer.js';
 import { ChunkDict } from './chunk-dict.js';
-import { TYPE_BITS, implicitDirInode, nameKey, newDirNode, type NodeKind, type TreeBlob, type TreeChunk, type TreeInode, type TreeNode } from './tree.js';
+import { NO_XATTRS, TYPE_BITS, implicitDirInode, nameKey, newDirNode, type NodeKind, type TreeBlob, type TreeChunk, type TreeInode, type TreeNode } from './tree.js';
 
 export interface BuildLayerOptions {
   /** Chunk size: a power of two from 4 KiB to 16 MiB. Default 1 MiB. */
@@ -123,26 +123,33 @@ export async function buildLayer(entries: AsyncIterable<LayerEntry>, sink: BlobS
   const tree = new LayerTree();
   const reader = new ContentReader(writer, opts.chunkSize, opts.signal);
 
-  for await (const entry of entries) {
-    throwIfAborted(opts.signal);
-    writer.stats.entries++;
-    const parts = splitEntryPath(entry);
-    const inode = inodeOfEntry(entry);
-    if (entry.type === 'hardlink') {
-      tree.link(parts, entry);
-      continue;
+  try {
+    for await (const entry of entries) {
+      throwIfAborted(opts.signal);
+      writer.stats.entries++;
+      const parts = splitEntryPath(entry);
+      const inode = inodeOfEntry(entry);
+      if (entry.type === 'hardlink') {
+        tree.link(parts, entry);
+        continue;
+      }
+      if (parts.length === 0) {
+        if (inode.kind !== 'directory') throw new InvalidArgumentError(`entry '': the root must be a directory, not a ${entry.type}`);
+        tree.root.inode = inode;
+        continue;
+      }
+      const parent = tree.parentDir(parts, entry.path);
+      if (inode.kind === 'file') {
+        writer.stats.files++;
+        inode.chunks = await reader.read(entry);
+      }
+      tree.put(parent, parts[parts.length - 1]!, inode);
     }
-    if (parts.length === 0) {
-      if (inode.kind !== 'directory') throw new InvalidArgumentError(`entry '': the root must be a directory, not a ${entry.type}`);
-      tree.root.inode = inode;
-      continue;
-    }
-    const parent = tree.parentDir(parts, entry.path);
-    if (inode.kind === 'file') {
-      writer.stats.files++;
-      inode.chunks = await reader.read(entry);
-    }
-    tree.put(parent, parts[parts.length - 1]!, inode);
+    await writer.drain();
+  } catch (err) {
+    // Let chunks already handed to the thread pool finish before the caller cleans up the sink.
+    await writer.settle();
+    throw err;
   }
   throwIfAborted(opts.signal);
 
@@ -176,17 +183,17 @@ export async function buildLayer(entries: AsyncIterable<LayerEntry>, sink: BlobS
   };
 }
 
-/** Cuts file content into chunk-size pieces without holding more than one chunk. */
+/** Cuts file content into chunk-size pieces without holding more than a few chunks. */
 class ContentReader {
-  private buffer: Buffer;
+  /** Assembly buffers the writer has released. */
+  private readonly free: Buffer[] = [];
+  private buffer: Buffer | undefined;
 
   constructor(
     private readonly writer: BlobWriter,
     private readonly chunkSize: number,
     private readonly signal: AbortSignal | undefined,
-  ) {
-    this.buffer = Buffer.allocUnsafe(chunkSize);
-  }
+  ) {}
 
   async read(entry: LayerEntry): Promise<TreeChunk[]> {
     const size = entry.size;
@@ -204,18 +211,21 @@ class ContentReader {
       while (pos < piece.length) {
         const want = Math.min(this.chunkSize, size - fileOffset);
         if (fill === 0 && piece.length - pos >= want) {
-          // A whole chunk inside one piece: no copy.
-          chunks.push(await this.emit(piece.subarray(pos, pos + want), fileOffset, false));
+          // A whole chunk inside one piece: no copy (the writer never modifies it).
+          chunks.push(await this.emit(piece.subarray(pos, pos + want), fileOffset, undefined));
           pos += want;
           fileOffset += want;
           continue;
         }
+        const buffer = (this.buffer ??= this.free.pop() ?? Buffer.allocUnsafe(this.chunkSize));
         const n = Math.min(want - fill, piece.length - pos);
-        this.buffer.set(piece.subarray(pos, pos + n), fill);
+        buffer.set(piece.subarray(pos, pos + n), fill);
         fill += n;
         pos += n;
         if (fill === want) {
-          chunks.push(await this.emit(this.buffer.subarray(0, want), fileOffset, true));
+          // The writer owns the buffer until it releases it (or forever, if it went to the sink).
+          this.buffer = undefined;
+          chunks.push(await this.emit(buffer.subarray(0, want), fileOffset, () => this.free.push(buffer)));
           fileOffset += want;
           fill = 0;
         }
@@ -226,12 +236,9 @@ class ContentReader {
     return chunks;
   }
 
-  private async emit(data: Uint8Array, fileOffset: number, ownBuffer: boolean): Promise<TreeChunk> {
+  private async emit(data: Uint8Array, fileOffset: number, release: (() => void) | undefined): Promise<TreeChunk> {
     throwIfAborted(this.signal);
-    const { chunk, consumed } = await this.writer.addChunk(data, fileOffset);
-    // The sink may keep what it was given: never refill memory it now owns.
-    if (consumed && ownBuffer) this.buffer = Buffer.allocUnsafe(this.chunkSize);
-    return chunk;
+    return this.writer.addChunk(data, fileOffset, release);
   }
 }
 
@@ -382,5 +389,5 @@ function inodeOfEntry(entry: LayerEntry): TreeInode {
     default:
       break;
   }
-  return { kind, mode: TYPE_BITS[kind] | (entry.mode & 0o7777), uid, gid, mtime: entry.mtime, mtimeNsec, size, rdev, linkTarget, xattrs, chunks: [] };
+  return { kind, mode: TYPE_BITS[kind] | (entry.mode & 0o7777), uid, gid, mtime: entry.mtime, mtimeNsec, size, rdev, linkTarget, xattrs: xattrs.size > 0 ? xattrs : NO_XATTRS, chunks: [] };
 }

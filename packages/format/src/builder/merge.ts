@@ -5,7 +5,7 @@ import { writeBootstrap } from './bootstrap-writer.js';
 import { validatePrefetchPatterns } from './build-layer.js';
 import { INLINED_BLOB_ID } from './blob-writer.js';
 import { ChunkDict } from './chunk-dict.js';
-import { newDirNode, sortedChildren, type TreeBlob, type TreeChunk, type TreeInode, type TreeNode } from './tree.js';
+import { NO_XATTRS, newDirNode, sortedChildren, type TreeBlob, type TreeChunk, type TreeInode, type TreeNode } from './tree.js';
 
 export interface MergeLayer {
   /** The layer's bootstrap (e.g. `buildLayer`'s result, or `image.boot` from its blob). */
@@ -226,7 +226,7 @@ class LayerMerger {
       size: ino.type === 'file' ? ino.size : 0,
       rdev: ino.type === 'char-device' || ino.type === 'block-device' ? ino.raw.u : 0,
       linkTarget: ino.type === 'symlink' ? r.readlinkBytes(nid).slice() : null,
-      xattrs: ino.raw.xattrCount > 0 ? r.xattrs(nid) : new Map(),
+      xattrs: ino.raw.xattrCount > 0 ? r.xattrs(nid) : NO_XATTRS,
       chunks: [],
     };
     if (ino.type === 'file') {

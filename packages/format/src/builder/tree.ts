@@ -37,8 +37,8 @@ export interface TreeInode {
   rdev: number;
   /** Symlinks: target bytes. */
   linkTarget: Uint8Array | null;
-  /** Extended attributes by full name. */
-  xattrs: Map<string, Uint8Array>;
+  /** Extended attributes by full name (never mutated: inodes without any share NO_XATTRS). */
+  xattrs: ReadonlyMap<string, Uint8Array>;
   /** Regular files: `ceil(size / chunkSize)` chunks in file order. */
   chunks: TreeChunk[];
 }
@@ -84,9 +84,12 @@ export function displayName(key: string): string {
   return Buffer.from(key, 'latin1').toString('utf8');
 }
 
+/** The shared, empty xattr map (one Map per inode would cost ~100 bytes each). */
+export const NO_XATTRS: ReadonlyMap<string, Uint8Array> = new Map();
+
 /** A directory inode with the attributes of implicitly created parents: 040755, root-owned, mtime 0. */
 export function implicitDirInode(): TreeInode {
-  return { kind: 'directory', mode: S_IFDIR | 0o755, uid: 0, gid: 0, mtime: 0, mtimeNsec: 0, size: 0, rdev: 0, linkTarget: null, xattrs: new Map(), chunks: [] };
+  return { kind: 'directory', mode: S_IFDIR | 0o755, uid: 0, gid: 0, mtime: 0, mtimeNsec: 0, size: 0, rdev: 0, linkTarget: null, xattrs: NO_XATTRS, chunks: [] };
 }
 
 export function newDirNode(name: string, inode: TreeInode = implicitDirInode()): TreeNode {
