@@ -14,6 +14,7 @@ export type { RetryOptions, ResolvedRetryOptions } from './retry.js';
 export { RegistryTransport } from './registry-transport.js';
 export type { RegistryTransportOptions, MirrorOptions, RegistryRequest, RegistryReply, HttpMethod } from './registry-transport.js';
 export { RegistryClient } from './registry-client.js';
+export type { Fetcher, Pusher, ManifestStore } from './capabilities.js';
 export type { RegistryClientOptions, ManifestData, PushBlobOptions, UploadOptions, SignalOptions, FetchOptions } from './registry-client.js';
 export { BlobUpload } from './blob-upload.js';
 export type { CommittedBlob, BlobUploadOptions } from './blob-upload.js';

@@ -4,6 +4,7 @@ import { pipeline } from 'node:stream/promises';
 import { DigestMismatchError, InvalidArgumentError, NydusError, isDigest, parseDigest } from '@nydus-ts/core';
 import type { Descriptor, Digest } from '@nydus-ts/core';
 import { BlobUpload } from './blob-upload.js';
+import type { Fetcher, ManifestStore, Pusher } from './capabilities.js';
 import type { CommittedBlob } from './blob-upload.js';
 import { resumableBody } from './blob-reader.js';
 import type { OpenedBody } from './blob-reader.js';
@@ -69,7 +70,7 @@ function sha256(bytes: Uint8Array): Digest {
  * bytes), blobs (HEAD, verified resumable GET, ranged GET, monolithic or chunked push,
  * cross-repository mount) and uploads of unknown size. Blob bytes are never buffered whole.
  */
-export class RegistryClient {
+export class RegistryClient implements Fetcher, Pusher, ManifestStore {
   readonly transport: RegistryTransport;
   readonly registry: string;
   readonly #maxManifestBytes: number;
