@@ -1,0 +1,93 @@
+import { randomBytes } from 'node:crypto';
+import { rename, writeFile } from 'node:fs/promises';
+import type { Command } from 'commander';
+import { InvalidArgumentError, NydusError, createConsoleLogger } from '@nydus-ts/core';
+import { checkConvertedImage, parseArchiveLocation } from '@nydus-ts/converter';
+import type { CheckConvertedImageOptions, CheckReport } from '@nydus-ts/converter';
+import { parseCredentials, parseImageLocation, parsePlatform } from '@nydus-ts/registry';
+import type { CliIo } from '../io.js';
+import { writeLine } from '../io.js';
+import { parsePositiveInt } from '../parse.js';
+import type { CommandRegistrar } from '../program.js';
+
+/** The raw flags of `nydusify-ts check`, as commander hands them over. */
+export interface CheckFlags {
+  source?: string;
+  target?: string;
+  platform?: string;
+  sourceInsecure?: boolean;
+  targetInsecure?: boolean;
+  sourceCreds?: string;
+  targetCreds?: string;
+  verifyBlobs?: boolean;
+  concurrency?: string;
+  outputJson?: string;
+}
+
+/** Validates flags into the library's options (INVALID_ARGUMENT before any network traffic). */
+export function parseCheckFlags(flags: CheckFlags): CheckConvertedImageOptions {
+  if (!flags.source) throw new InvalidArgumentError('--source is required');
+  if (!flags.target) throw new InvalidArgumentError('--target is required');
+  const sourceIsRegistry = parseArchiveLocation(flags.source) === undefined && parseImageLocation(flags.source).kind === 'registry';
+  if (!sourceIsRegistry && (flags.sourceInsecure || flags.sourceCreds !== undefined)) {
+    throw new InvalidArgumentError('--source-insecure/--source-creds apply to registries, not to oci:, oci-archive: or docker-archive: sources');
+  }
+  if (parseImageLocation(flags.target).kind !== 'registry' || parseArchiveLocation(flags.target) !== undefined) {
+    throw new InvalidArgumentError(`--target ${flags.target}: the Nydus image must be in a registry`);
+  }
+  const options: CheckConvertedImageOptions = {
+    source: flags.source,
+    target: flags.target,
+    sourceInsecure: flags.sourceInsecure ?? false,
+    targetInsecure: flags.targetInsecure ?? false,
+    verifyBlobs: flags.verifyBlobs ?? false,
+    concurrency: flags.concurrency === undefined ? 8 : parsePositiveInt(flags.concurrency, '--concurrency'),
+  };
+  if (flags.platform !== undefined) options.platform = parsePlatform(flags.platform);
+  if (flags.sourceCreds !== undefined) options.sourceCreds = parseCredentials(flags.sourceCreds, '--source-creds');
+  if (flags.targetCreds !== undefined) options.targetCreds = parseCredentials(flags.targetCreds, '--target-creds');
+  return options;
+}
+
+async function writeJsonFile(file: string, value: unknown): Promise<void> {
+  const tmp = `${file}.tmp-${randomBytes(4).toString('hex')}`;
+  await writeFile(tmp, JSON.stringify(value, null, 2) + '\n');
+  await rename(tmp, file);
+}
+
+export function formatCheckSummary(r: CheckReport): string {
+  const c = r.counts;
+  const what = `${c.sourceEntries} source / ${c.targetEntries} target entries, ${c.filesRead} files (${(c.bytesRead / 2 ** 20).toFixed(1)} MiB) read, ${c.blobs} blob(s)`;
+  return r.ok
+    ? `OK: ${r.target.name} (${r.target.digest}) matches ${r.source.name} (${r.source.digest}) [${r.platform}]: ${what}, in ${(r.durationMs / 1000).toFixed(2)} s`
+    : `FAILED: ${r.differences.length} difference(s) between ${r.source.name} and ${r.target.name} [${r.platform}] (filesystem lines: source != target): ${what}`;
+}
+
+export const registerCheckCommand: CommandRegistrar = (program: Command, io: CliIo) => {
+  program
+    .command('check')
+    .description('Validate a Nydus image against its source image: manifest, bootstrap, blobs and the whole filesystem (exit 1 on any difference)')
+    .requiredOption('--source <ref>', 'source image: host[:port]/repo[:tag][@digest], oci:DIR[:TAG], oci-archive:FILE[:TAG] or docker-archive:FILE[:REF]')
+    .requiredOption('--target <ref>', 'Nydus image in a registry: host[:port]/repo[:tag][@digest]')
+    .option('--platform <os/arch[/variant]>', 'platform to check in multi-platform images (default: this machine)')
+    .option('--source-insecure', 'allow plain HTTP and unverified TLS for the source registry')
+    .option('--target-insecure', 'allow plain HTTP and unverified TLS for the target registry')
+    .option('--source-creds <user:pass>', 'credentials for the source registry (default: docker config)')
+    .option('--target-creds <user:pass>', 'credentials for the target registry (default: docker config)')
+    .option('--verify-blobs', 'also download every Nydus blob whole to verify its digest')
+    .option('--concurrency <n>', 'files read from the target at once', '8')
+    .option('-J, --output-json <file>', 'write the report as JSON here')
+    .action(async (flags: CheckFlags) => {
+      const options = parseCheckFlags(flags);
+      const report = await checkConvertedImage({
+        ...options,
+        env: io.env,
+        logger: createConsoleLogger({ level: 'warn', write: (line) => writeLine(io.stderr, line) }),
+      });
+      for (const line of report.differences) writeLine(io.stdout, line);
+      writeLine(io.stdout, formatCheckSummary(report));
+      if (flags.outputJson) await writeJsonFile(flags.outputJson, report);
+      // Exit code 1 (the differences are on stdout; the error line goes to stderr).
+      if (!report.ok) throw new NydusError('DATA_LOSS', `check found ${report.differences.length} difference(s) between the Nydus image and its source`);
+    });
+};
