@@ -18,6 +18,9 @@ apt_packages=(
   time            # GNU time: peak RSS in benchmarks
   liblz4-dev      # headers for the @nydus-ts/lz4 N-API binding (built at npm install)
   lz4             # the lz4 tool, for interoperability tests
+  containerd      # a private containerd for the peer converter in the convert benchmark
+  runc            # containerd's runtime dependency
+  stargz-snapshotter # ctr-remote: `images convert --estargz`, the peer converter of the convert benchmark
 )
 
 missing=()
