@@ -117,6 +117,7 @@ export class Authorizer {
     }
     if (basic) {
       this.#hosts.set(host, { scheme: 'basic' });
+      if (usedAuthorization?.startsWith('Basic ')) return undefined; // the password itself was refused
       const creds = await this.#credentials(credHost);
       return creds !== undefined && 'password' in creds ? scopes : undefined;
     }

@@ -239,7 +239,8 @@ export class RegistryTransport {
     const attempts = streamBody ? 1 : (req.attempts ?? (endpoint.mirror ? Math.min(2, this.retry.attempts) : this.retry.attempts));
     const credHost = endpoint.mirror ? endpoint.host : this.registry;
     let scopes = req.scopes;
-    let authRetried = false;
+    // One retry to answer the first challenge, one more if the token we then sent was refused.
+    let authRetries = 0;
     const dispatcher = this.dispatcher(endpoint.insecure);
     return withRetry(
       async () => {
@@ -258,13 +259,13 @@ export class RegistryTransport {
           if (req.expect.includes(status)) {
             return { status, headers: res.headers, body: res.body, url, endpoint };
           }
-          if (status === 401 && !authRetried && !streamBody) {
+          if (status === 401 && !streamBody && (authRetries === 0 || (authRetries === 1 && authorization !== undefined))) {
             const challenges = parseWwwAuthenticate(header(res.headers, 'www-authenticate') ?? '');
             const body = req.method === 'HEAD' ? '' : await readErrorBody(res.body);
             if (req.method === 'HEAD') await res.body.dump();
             const next = await this.authorizer.challenge(endpoint.host, credHost, challenges, scopes, authorization);
             if (next) {
-              authRetried = true;
+              authRetries++;
               scopes = next;
               continue;
             }

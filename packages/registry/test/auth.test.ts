@@ -86,7 +86,22 @@ describe('bearer token auth', () => {
     expect(re.message).not.toContain('nope');
   });
 
-  it('refreshes an expired token after a 401', async () => {
+  it('drops a refused token and fetches a fresh one after a 401', async () => {
+    const strict = await startRegistry({ auth: 'token', users: { bob: 'hunter2' }, token: { emptyTokensFirst: 1 } });
+    try {
+      const client = new RegistryClient({ registry: strict.host, insecure: true, credentials: { username: 'bob', password: 'hunter2' } });
+      const img = await pushGeneratedImage(client, 'retry/app', { tag: 'v1', layers: [{ size: 1000 }] });
+      expect((await client.getManifest('retry/app', 'v1')).descriptor.digest).toBe(img.manifest.descriptor.digest);
+      await client.close();
+      // 1: anonymous-scope challenge answered with an empty token; 2: refused, fetched again; 3: pull scope.
+      const granted = strict.tokenServer!.requests.filter((q) => q.granted).map((q) => q.scopes.join(' '));
+      expect(granted).toEqual(['repository:retry/app:pull,push', 'repository:retry/app:pull,push', 'repository:retry/app:pull']);
+    } finally {
+      await strict.stop();
+    }
+  });
+
+  it('refreshes an expired token', async () => {
     const short = await startRegistry({ auth: 'token', users: { bob: 'hunter2' }, token: { expiresIn: 2 } });
     try {
       const client = new RegistryClient({ registry: short.host, insecure: true, credentials: { username: 'bob', password: 'hunter2' } });

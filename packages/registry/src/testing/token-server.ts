@@ -18,6 +18,8 @@ export interface TokenServerOptions {
   issuer?: string;
   /** Token lifetime in seconds (default 300). */
   expiresIn?: number;
+  /** The first N tokens grant no actions at all (the registry then answers 401 to them). */
+  emptyTokensFirst?: number;
 }
 
 export interface TokenRequestRecord {
@@ -59,6 +61,7 @@ export async function startTokenServer(options: TokenServerOptions = {}): Promis
   const cert = new X509Certificate(await readFile(certPath));
   const x5c = cert.raw.toString('base64');
   const requests: TokenRequestRecord[] = [];
+  let emptyLeft = options.emptyTokensFirst ?? 0;
 
   const server = createServer((req, res) => {
     const url = new URL(req.url ?? '/', 'http://x');
@@ -84,7 +87,9 @@ export async function startTokenServer(options: TokenServerOptions = {}): Promis
       res.writeHead(401, { 'content-type': 'application/json' }).end(JSON.stringify({ details: 'authentication required' }));
       return;
     }
-    const access = scopes.map((s) => {
+    const empty = emptyLeft > 0;
+    if (empty) emptyLeft--;
+    const access = empty ? [] : scopes.map((s) => {
       const [type, ...rest] = s.split(':');
       const actions = (rest.pop() ?? '').split(',').filter(Boolean);
       return { type, name: rest.join(':'), actions: user ? actions : actions.filter((a) => a === 'pull') };
