@@ -16,7 +16,7 @@ apt_packages=(
   skopeo          # reference copier for checks and benchmarks
   umoci           # OCI image layout unpacker
   time            # GNU time: peak RSS in benchmarks
-  liblz4-dev      # headers for the @nydus-ts/lz4 N-API binding (built at npm install)
+  liblz4-dev      # headers for the @nydus-ts/native N-API binding (built at npm install)
   lz4             # the lz4 tool, for interoperability tests
   containerd      # a private containerd for the peer converter in the convert benchmark
   runc            # containerd's runtime dependency

@@ -1,5 +1,5 @@
 import { FormatError, UnsupportedError } from '@nydus-ts/core';
-import * as lz4 from 'lz4-napi';
+import { lz4CompressBlockInto, lz4DecompressBlockInto } from '@nydus-ts/native';
 import zstd from 'zstd-napi';
 import zstdBinding from 'zstd-napi/binding.js';
 import { gunzipSync } from 'node:zlib';
@@ -12,36 +12,30 @@ export const CHUNK_COMPRESSORS: readonly ChunkCompressor[] = ['none', 'lz4_block
 let zstdCompressor: InstanceType<typeof zstd.Compressor> | undefined;
 
 /**
- * Compresses one chunk. lz4_block is a raw LZ4 block (no frame, no size prefix); zstd is one
- * frame at level 3. Callers store the raw data instead when the result is not smaller.
+ * Compresses one chunk: lz4_block is a raw LZ4 block (no frame, no size prefix), zstd one frame
+ * at level 3. Returns `data` itself when compression does not make it strictly smaller, which
+ * callers store raw (uncompressed) as the format requires. The result never aliases a shared
+ * buffer, so callers may hand it on.
  */
 export function compressChunk(algo: ChunkCompressor, data: Uint8Array): Uint8Array {
   switch (algo) {
     case 'none':
       return data;
-    case 'lz4_block':
-      // lz4-napi prepends the uncompressed size as a u32; the RAFS format stores the bare block.
-      // NOTE: lz4-napi 2.10's compressSync leaks about the input size of native memory per
-      // call: code that compresses many chunks must use compressChunkAsync.
-      return lz4.compressSync(Buffer.from(data.buffer, data.byteOffset, data.byteLength)).subarray(4);
-    case 'zstd':
+    case 'lz4_block': {
+      if (data.length < 2) return data;
+      const out = Buffer.allocUnsafe(data.length - 1);
+      const n = lz4CompressBlockInto(data, out);
+      return n === 0 ? data : out.subarray(0, n);
+    }
+    case 'zstd': {
       if (!zstdCompressor) {
         zstdCompressor = new zstd.Compressor();
         zstdCompressor.setParameters({ compressionLevel: 3 });
       }
-      return zstdCompressor.compress(data);
+      const out = zstdCompressor.compress(data);
+      return out.length < data.length ? out : data;
+    }
   }
-}
-
-/**
- * Like compressChunk, but lz4_block runs on the libuv thread pool through lz4-napi's async
- * `compress`, which (unlike its compressSync) does not leak native memory. zstd and none are
- * synchronous. `data` must not change until the promise settles.
- */
-export async function compressChunkAsync(algo: ChunkCompressor, data: Uint8Array): Promise<Uint8Array> {
-  if (algo !== 'lz4_block') return compressChunk(algo, data);
-  const out = await lz4.compress(data);
-  return out.subarray(4);
 }
 
 let zstdContext: InstanceType<typeof zstdBinding.DCtx> | undefined;
@@ -72,11 +66,8 @@ export function decompressChunk(algo: CompressionName, data: Uint8Array, expecte
         break;
       }
       case 'lz4_block': {
-        // lz4-napi reads the output size from a u32 prefix: giving it `expectedSize` bounds the output.
-        const prefixed = Buffer.allocUnsafe(data.length + 4);
-        prefixed.writeUInt32LE(expectedSize, 0);
-        prefixed.set(data, 4);
-        out = lz4.uncompressSync(prefixed);
+        const dst = Buffer.allocUnsafe(expectedSize);
+        out = dst.subarray(0, lz4DecompressBlockInto(data, dst, what));
         break;
       }
       case 'gzip':

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { crc32c } from '@node-rs/crc32';
+import { crc32c } from '@nydus-ts/native';
 import {
   BlobFeatures,
   ChunkFlags,

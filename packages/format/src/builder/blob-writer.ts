@@ -1,7 +1,7 @@
 import { NydusError } from '@nydus-ts/core';
-import { crc32c } from '@node-rs/crc32';
+import { crc32c } from '@nydus-ts/native';
 import { createHash, type Hash } from 'node:crypto';
-import { compressChunk, compressChunkAsync, type ChunkCompressor } from '../compression.js';
+import { compressChunk, type ChunkCompressor } from '../compression.js';
 import { digestChunk, type ChunkDigester } from '../chunk-digest.js';
 import {
   BlobFeatures,
@@ -226,8 +226,7 @@ export class BlobWriter {
     };
     this.uncompressedCursor += alignUp(size, EROFS_BLOCK_SIZE);
     if (hit === undefined) this.own.set(digest, chunk);
-    const packed = this.compressor === 'none' ? Promise.resolve(data) : compressChunkAsync(this.compressor, data);
-    packed.catch(() => undefined);
+    const packed = Promise.resolve(compressChunk(this.compressor, data));
     const done = this.tail.then(() => this.store(chunk, data, digest, packed, release));
     done.catch((err: unknown) => {
       this.failure ??= err;
@@ -301,7 +300,7 @@ export class BlobWriter {
 
     // | CI | CCT header | T"blob.meta" |
     const ciRaw = this.ci.view();
-    const ciPacked = this.compressor === 'none' ? ciRaw : await compressChunkAsync(this.compressor, ciRaw);
+    const ciPacked = compressChunk(this.compressor, ciRaw);
     const ciCompressor: ChunkCompressor = ciPacked.length < ciRaw.length ? this.compressor : 'none';
     const ciStored = ciCompressor === 'none' ? ciRaw : ciPacked;
     const ciOffset = this.position;

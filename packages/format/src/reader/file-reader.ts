@@ -1,5 +1,5 @@
 import { DigestMismatchError, FormatError, InvalidArgumentError, NydusError, UnsupportedError, throwIfAborted } from '@nydus-ts/core';
-import { crc32c } from '@node-rs/crc32';
+import { crc32c } from '@nydus-ts/native';
 import { digestChunk } from '../chunk-digest.js';
 import { BlobFeatures, ChunkFlags } from '../layout/constants.js';
 import type { BootstrapReader, ChunkRef } from './bootstrap-reader.js';

@@ -1,6 +1,11 @@
 #include <node_api.h>
 #include <lz4.h>
 #include <stdlib.h>
+#include <stdint.h>
+#include <string.h>
+#if defined(__x86_64__)
+#include <nmmintrin.h>
+#endif
 
 static void *state;
 
@@ -62,7 +67,78 @@ static napi_value compress_bound(napi_env env, napi_callback_info info) {
   return out;
 }
 
+/* CRC-32C (Castagnoli), reflected polynomial 0x82F63B78: SSE4.2 instruction when the CPU has it. */
+static uint32_t crc_table[8][256];
+
+static void crc_init(void) {
+  for (uint32_t i = 0; i < 256; i++) {
+    uint32_t c = i;
+    for (int k = 0; k < 8; k++) c = c & 1 ? (c >> 1) ^ 0x82F63B78u : c >> 1;
+    crc_table[0][i] = c;
+  }
+  for (uint32_t i = 0; i < 256; i++)
+    for (int t = 1; t < 8; t++) crc_table[t][i] = (crc_table[t - 1][i] >> 8) ^ crc_table[0][crc_table[t - 1][i] & 0xff];
+}
+
+static uint32_t crc_sw(uint32_t crc, const uint8_t *p, size_t n) {
+  while (n >= 8) {
+    uint64_t v;
+    memcpy(&v, p, 8);
+    v ^= crc;
+    crc = crc_table[7][v & 0xff] ^ crc_table[6][(v >> 8) & 0xff] ^ crc_table[5][(v >> 16) & 0xff] ^ crc_table[4][(v >> 24) & 0xff] ^
+          crc_table[3][(v >> 32) & 0xff] ^ crc_table[2][(v >> 40) & 0xff] ^ crc_table[1][(v >> 48) & 0xff] ^ crc_table[0][v >> 56];
+    p += 8;
+    n -= 8;
+  }
+  while (n--) crc = (crc >> 8) ^ crc_table[0][(crc ^ *p++) & 0xff];
+  return crc;
+}
+
+#if defined(__x86_64__)
+__attribute__((target("sse4.2"))) static uint32_t crc_hw(uint32_t crc, const uint8_t *p, size_t n) {
+  uint64_t c = crc;
+  while (n >= 8) {
+    uint64_t v;
+    memcpy(&v, p, 8);
+    c = _mm_crc32_u64(c, v);
+    p += 8;
+    n -= 8;
+  }
+  uint32_t c32 = (uint32_t)c;
+  while (n--) c32 = _mm_crc32_u8(c32, *p++);
+  return c32;
+}
+#endif
+
+static int have_hw_crc;
+
+/* crc32c(data: Uint8Array, initial?: number): number */
+static napi_value crc32c(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  void *data;
+  size_t len;
+  if (argc < 1 || !buffer_arg(env, argv[0], &data, &len)) return fail(env, "crc32c(data) takes a Uint8Array");
+  uint32_t crc = 0;
+  if (argc > 1) napi_get_value_uint32(env, argv[1], &crc);
+  crc = ~crc;
+#if defined(__x86_64__)
+  crc = have_hw_crc ? crc_hw(crc, data, len) : crc_sw(crc, data, len);
+#else
+  crc = crc_sw(crc, data, len);
+#endif
+  napi_value out;
+  napi_create_uint32(env, ~crc, &out);
+  return out;
+}
+
 NAPI_MODULE_INIT() {
+  crc_init();
+#if defined(__x86_64__)
+  __builtin_cpu_init();
+  have_hw_crc = __builtin_cpu_supports("sse4.2");
+#endif
   napi_value fn;
   napi_create_function(env, "compressInto", NAPI_AUTO_LENGTH, compress_into, NULL, &fn);
   napi_set_named_property(env, exports, "compressInto", fn);
@@ -70,5 +146,7 @@ NAPI_MODULE_INIT() {
   napi_set_named_property(env, exports, "decompressInto", fn);
   napi_create_function(env, "compressBound", NAPI_AUTO_LENGTH, compress_bound, NULL, &fn);
   napi_set_named_property(env, exports, "compressBound", fn);
+  napi_create_function(env, "crc32c", NAPI_AUTO_LENGTH, crc32c, NULL, &fn);
+  napi_set_named_property(env, exports, "crc32c", fn);
   return exports;
 }

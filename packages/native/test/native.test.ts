@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { isNydusError } from '@nydus-ts/core';
 import { describe, expect, it } from 'vitest';
-import { lz4CompressBlockInto, lz4CompressBound, lz4DecompressBlockInto } from '../src/index.js';
+import { crc32c, lz4CompressBlockInto, lz4CompressBound, lz4DecompressBlockInto } from '../src/index.js';
 
 describe('lz4 block', () => {
   it('round-trips compressible and random data', () => {
@@ -56,5 +56,27 @@ describe('lz4 block', () => {
     expect(isNydusError(err, 'INVALID_FORMAT')).toBe(true);
     expect((err as Error).message).toMatch(/^chunk 3/);
     expect(() => lz4CompressBlockInto('x' as unknown as Uint8Array, dst)).toThrow(/Uint8Array/);
+  });
+});
+
+describe('crc32c', () => {
+  it('matches the standard check value and continues across pieces', () => {
+    expect(crc32c(Buffer.from('123456789'))).toBe(0xe3069283);
+    expect(crc32c(new Uint8Array(0))).toBe(0);
+    const data = Buffer.alloc(100_003, 'crc32c pieces ');
+    expect(crc32c(data.subarray(50_001), crc32c(data.subarray(0, 50_001)))).toBe(crc32c(data));
+  });
+
+  it('agrees with a bitwise reference on random data of every alignment', () => {
+    const reference = (b: Uint8Array): number => {
+      let c = 0xffffffff;
+      for (const byte of b) {
+        c ^= byte;
+        for (let k = 0; k < 8; k++) c = c & 1 ? (c >>> 1) ^ 0x82f63b78 : c >>> 1;
+      }
+      return (c ^ 0xffffffff) >>> 0;
+    };
+    const data = randomBytes(4099);
+    for (let off = 0; off < 9; off++) expect(crc32c(data.subarray(off, 4000 + off))).toBe(reference(data.subarray(off, 4000 + off)));
   });
 });

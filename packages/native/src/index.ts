@@ -5,10 +5,11 @@ interface Lz4Binding {
   compressInto(src: Uint8Array, dst: Uint8Array): number;
   decompressInto(src: Uint8Array, dst: Uint8Array): number;
   compressBound(size: number): number;
+  crc32c(data: Uint8Array, initial?: number): number;
 }
 
 // Built by `node-gyp rebuild` at install time against the system liblz4 (Debian liblz4-dev).
-const binding = createRequire(import.meta.url)('../build/Release/lz4_block.node') as Lz4Binding;
+const binding = createRequire(import.meta.url)('../build/Release/nydus_native.node') as Lz4Binding;
 
 /** The largest raw LZ4 block `size` input bytes can compress to. */
 export function lz4CompressBound(size: number): number {
@@ -33,4 +34,9 @@ export function lz4DecompressBlockInto(src: Uint8Array, dst: Uint8Array, what = 
   const n = binding.decompressInto(src, dst);
   if (n < 0) throw new FormatError(what, `corrupt lz4 block or larger than ${dst.length} bytes`, { value: src.length });
   return n;
+}
+
+/** CRC-32C (Castagnoli) of `data`, continuing from `initial` (the CRC of earlier bytes). */
+export function crc32c(data: Uint8Array, initial = 0): number {
+  return binding.crc32c(data, initial);
 }

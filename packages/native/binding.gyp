@@ -1,8 +1,8 @@
 {
   "targets": [
     {
-      "target_name": "lz4_block",
-      "sources": ["native/lz4_block.c"],
+      "target_name": "nydus_native",
+      "sources": ["native/nydus_native.c"],
       "libraries": ["-llz4"],
       "cflags": ["-O2", "-Wall"]
     }
