@@ -1,0 +1,182 @@
+#!/usr/bin/env node
+// Benchmark: `nydusify-ts convert` of the node image (Debian bookworm minbase + the local Node.js,
+// two gzip layers) from a loopback docker-registry to itself, against Node's gunzip of the same
+// layers (the floor: conversion must at least decompress) and `ctr-remote images convert
+// --estargz --oci` (stargz-snapshotter's converter) in a private containerd, same run.
+// Prints a Markdown section (## Convert) on stdout; progress goes to stderr.
+//
+// Env: BENCH_CONVERT_RUNS (default 3), NYDUSIFY_TS_BIN.
+import { createHash } from 'node:crypto';
+import { spawn, spawnSync } from 'node:child_process';
+import { createReadStream, existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { RegistryClient } from '@nydus-ts/registry';
+import { startRegistry } from '@nydus-ts/registry/testing';
+import { cacheDir, ensureMinbase, measure, median, nydusifyBin, repoRoot, sh } from './_lib.mjs';
+
+const runs = Number(process.env.BENCH_CONVERT_RUNS ?? 3);
+const bin = process.env.NYDUSIFY_TS_BIN ?? nydusifyBin;
+const log = (s) => process.stderr.write(`[bench convert] ${s}\n`);
+const MB = 1e6;
+
+/** The node layer (usr/local/bin/node + usr/local/lib/node_modules) as tar and tar.gz, cached. */
+function ensureNodeLayer() {
+  const tar = join(cacheDir, `node-${process.version}.tar`);
+  const tgz = `${tar}.gz`;
+  if (!existsSync(tgz)) {
+    const stage = mkdtempSync(join(tmpdir(), 'bench-node-'));
+    try {
+      const libDir = join(dirname(dirname(process.execPath)), 'lib', 'node_modules');
+      sh(`mkdir -p ${stage}/usr/local/bin ${stage}/usr/local/lib && cp -a ${process.execPath} ${stage}/usr/local/bin/node` + (existsSync(libDir) ? ` && cp -a ${libDir} ${stage}/usr/local/lib/` : ''));
+      sh(`tar --numeric-owner --owner=0 --group=0 -C ${stage} -cf ${tar}.tmp usr && mv ${tar}.tmp ${tar} && gzip -6 -c ${tar} > ${tgz}.tmp && mv ${tgz}.tmp ${tgz}`);
+    } finally {
+      rmSync(stage, { recursive: true, force: true });
+    }
+  }
+  return { tar, tgz };
+}
+
+async function sha256File(file) {
+  const h = createHash('sha256');
+  for await (const c of createReadStream(file, { highWaterMark: 1 << 20 })) h.update(c);
+  return `sha256:${h.digest('hex')}`;
+}
+
+async function pushNodeImage(client, repo, layers) {
+  const descs = [];
+  const diffIds = [];
+  for (const l of layers) {
+    const digest = await sha256File(l.tgz);
+    const size = statSync(l.tgz).size;
+    await client.pushBlob(repo, { digest, size }, createReadStream(l.tgz, { highWaterMark: 1 << 20 }));
+    descs.push({ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest, size });
+    diffIds.push(await sha256File(l.tar));
+  }
+  const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', config: { Cmd: ['node'] }, rootfs: { type: 'layers', diff_ids: diffIds }, history: [{ created_by: 'debootstrap' }, { created_by: 'COPY node' }] }));
+  const cdigest = `sha256:${createHash('sha256').update(config).digest('hex')}`;
+  const up = await client.createUpload(repo);
+  up.end(config);
+  await up.commit({ digest: cdigest, size: config.length });
+  const manifest = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json', config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: cdigest, size: config.length }, layers: descs }));
+  await client.putManifest(repo, 'v1', manifest, 'application/vnd.oci.image.manifest.v1+json');
+  return descs;
+}
+
+/** A private containerd (own root, state and socket) for ctr-remote. */
+async function startContainerd() {
+  const dir = mkdtempSync(join(tmpdir(), 'bench-containerd-'));
+  const sock = join(dir, 'containerd.sock');
+  writeFileSync(join(dir, 'config.toml'), [
+    'version = 2',
+    `root = "${dir}/root"`,
+    `state = "${dir}/state"`,
+    'disabled_plugins = ["io.containerd.grpc.v1.cri"]',
+    '[grpc]',
+    `  address = "${sock}"`,
+    '[ttrpc]',
+    `  address = "${sock}.ttrpc"`,
+    '[debug]',
+    `  address = "${sock}.debug"`,
+    '',
+  ].join('\n'));
+  const child = spawn('containerd', ['--config', join(dir, 'config.toml')], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr.on('data', (b) => (stderr += b));
+  for (let i = 0; i < 100; i++) {
+    if (existsSync(sock) && spawnSync('ctr', ['-a', sock, 'version'], { stdio: 'ignore' }).status === 0) break;
+    if (child.exitCode !== null) throw new Error(`containerd exited: ${stderr.slice(-2000)}`);
+    await sleep(100);
+  }
+  return {
+    sock,
+    async stop() {
+      child.kill('SIGTERM');
+      await new Promise((r) => (child.exitCode !== null ? r() : child.once('exit', r)));
+      spawnSync('bash', ['-c', `umount -R ${dir}/state 2>/dev/null; umount -R ${dir}/root 2>/dev/null; true`]);
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+async function main() {
+  const minbase = ensureMinbase();
+  const node = ensureNodeLayer();
+  const layers = [{ tar: minbase.tar, tgz: minbase.tgz }, node];
+  const inBytes = layers.reduce((a, l) => a + statSync(l.tgz).size, 0);
+  const rawBytes = layers.reduce((a, l) => a + statSync(l.tar).size, 0);
+  const registry = await startRegistry();
+  const env = { HTTP_PROXY: '', HTTPS_PROXY: '', http_proxy: '', https_proxy: '' };
+  const rows = { ours: [], gunzip: [], estargz: [] };
+  let ctrVersion = 'unavailable';
+  let estargzNote = '';
+  let outBytes = 0;
+  try {
+    const client = new RegistryClient({ registry: registry.host, insecure: true });
+    await pushNodeImage(client, 'bench/node', layers);
+    await client.close();
+    const source = `${registry.host}/bench/node:v1`;
+    log(`node image: ${(inBytes / MB).toFixed(1)} MB gzip, ${(rawBytes / MB).toFixed(1)} MB tar`);
+
+    let containerd;
+    if (spawnSync('which', ['ctr-remote', 'containerd']).status === 0) {
+      try {
+        containerd = await startContainerd();
+        sh(`ctr -a ${containerd.sock} images pull --plain-http ${source} >/dev/null`);
+        ctrVersion = sh('dpkg-query -W -f=${Version} stargz-snapshotter').trim();
+      } catch (err) {
+        estargzNote = `ctr-remote not run: ${err.message.split('\n')[0]}`;
+        await containerd?.stop();
+        containerd = undefined;
+      }
+    } else estargzNote = 'ctr-remote/containerd not installed';
+
+    const jsonOut = join(tmpdir(), `bench-convert-${process.pid}.json`);
+    for (let i = 0; i < runs; i++) {
+      log(`run ${i + 1}/${runs}`);
+      const m = measure(process.execPath, [bin, 'convert', '--source', source, '--target', `${registry.host}/bench/node-nydus-${i}:v1`, '--source-insecure', '--target-insecure', '--output-json', jsonOut], { env });
+      rows.ours.push(m);
+      const report = JSON.parse(readFileSync(jsonOut, 'utf8'));
+      outBytes = report.bytesOut + report.manifests[0].bootstrap.size;
+      rows.gunzip.push(measure(process.execPath, [join(repoRoot, 'scripts/bench/_convert-gunzip.mjs'), ...layers.map((l) => l.tgz)]));
+      if (containerd) {
+        rows.estargz.push(measure('ctr-remote', ['-a', containerd.sock, 'images', 'convert', '--estargz', '--oci', source, `bench/node-esgz-${i}:v1`]));
+      }
+    }
+    rmSync(jsonOut, { force: true });
+    await containerd?.stop();
+  } finally {
+    await registry.stop();
+  }
+
+  const med = (xs, k) => median(xs.map((x) => x[k]));
+  const ours = med(rows.ours, 'seconds');
+  const gz = med(rows.gunzip, 'seconds');
+  const es = rows.estargz.length ? med(rows.estargz, 'seconds') : undefined;
+  const ratio = ours / gz;
+  const line = (name, xs, note) => {
+    const s = med(xs, 'seconds');
+    return `| ${name} | ${s.toFixed(2)} | ${(inBytes / MB / s).toFixed(0)} | ${(rawBytes / MB / s).toFixed(0)} | ${(med(xs, 'peakRssBytes') / 2 ** 20).toFixed(0)} | ${(s / gz).toFixed(2)}× | ${note} |`;
+  };
+  const out = [
+    '## Convert',
+    '',
+    `\`nydusify-ts convert --source REG/bench/node:v1 --target REG/bench/node-nydus:v1 --source-insecure --target-insecure\` (defaults: zstd, 1 MiB chunks, blake3), loopback docker-registry, ${runs} runs, median. Node image = Debian bookworm minbase + Node.js ${process.version} (2 gzip layers, ${(inBytes / MB).toFixed(1)} MB compressed, ${(rawBytes / MB).toFixed(1)} MB tar). Output ${(outBytes / MB).toFixed(1)} MB (Nydus blobs + bootstrap layer). ${process.env.BENCH_CPUS ?? ''}`,
+    '',
+    '| tool | time (s) | MB/s (gzip in) | MB/s (tar) | peak RSS (MiB) | vs gunzip | note |',
+    '|---|---|---|---|---|---|---|',
+    line('nydusify-ts convert', rows.ours, 'registry → RAFS v6 blobs pushed to the registry'),
+    line('Node gunzip of the same layers', rows.gunzip, 'both layers in parallel, output discarded (floor)'),
+    ...(es !== undefined ? [line(`ctr-remote images convert --estargz --oci (stargz-snapshotter ${ctrVersion})`, rows.estargz, 'content store → content store, private containerd 1.6; no push')] : [`| ctr-remote --estargz | – | – | – | – | – | ${estargzNote} |`]),
+    '',
+    `Target: convert ≤ 1.4× gunzip-only time. Result: **${ratio.toFixed(2)}×** (${ratio <= 1.4 ? 'met' : 'not met'})${es !== undefined ? `; ctr-remote --estargz took ${(es / ours).toFixed(2)}× our time` : ''}.`,
+    '',
+  ];
+  process.stdout.write(out.join('\n') + '\n');
+}
+
+main().catch((err) => {
+  process.stderr.write(`${err.stack ?? err}\n`);
+  process.exit(1);
+});
