@@ -1,4 +1,3 @@
-import { once } from 'node:events';
 import { NydusError, isNydusError, throwIfAborted } from '@nydus-ts/core';
 import type { Descriptor, Digest } from '@nydus-ts/core';
 import { buildLayer } from '@nydus-ts/format';
@@ -37,16 +36,21 @@ export interface ConvertedLayer {
   durationMs: number;
 }
 
+/** Size of the chunks handed to the registry upload. */
+const SINK_CHUNK = 1 << 20;
+
 /**
  * A BlobSink that streams into a registry upload opened on the first write (a layer without file
- * data opens none), waiting for `drain` so the builder runs only as fast as the registry takes
- * the bytes.
+ * data opens none). Small writes (one per small file) are gathered into 1 MiB chunks, and each
+ * chunk waits for `drain` so the builder runs only as fast as the registry takes the bytes.
  */
 class UploadSink implements BlobSink {
   upload: BlobUpload | undefined;
   bytes = 0;
   #opening: Promise<BlobUpload> | undefined;
   #failed: unknown;
+  #buf = Buffer.allocUnsafe(SINK_CHUNK);
+  #len = 0;
 
   constructor(
     private readonly client: RegistryClient,
@@ -62,19 +66,42 @@ class UploadSink implements BlobSink {
       this.upload = await this.#opening;
       this.upload.on('error', (err) => (this.#failed ??= err));
     }
-    if (bytes.length === 0) return;
-    // The builder may reuse its buffers once write() resolves, while the upload may still hold
-    // the chunk in its queue: hand over a copy.
-    const chunk = Buffer.from(bytes);
-    this.bytes += chunk.length;
-    this.onBytes?.(chunk.length);
-    if (!this.upload.write(chunk)) {
-      await Promise.race([
-        once(this.upload, 'drain', this.signal ? { signal: this.signal } : {}),
-        once(this.upload, 'error').then(([err]) => {
-          throw err;
-        }),
-      ]);
+    this.bytes += bytes.length;
+    this.onBytes?.(bytes.length);
+    // The builder may reuse its buffers once write() resolves: bytes are always copied.
+    let off = 0;
+    while (off < bytes.length) {
+      const n = Math.min(bytes.length - off, SINK_CHUNK - this.#len);
+      this.#buf.set(bytes.subarray(off, off + n), this.#len);
+      this.#len += n;
+      off += n;
+      if (this.#len === SINK_CHUNK) await this.flush();
+    }
+  }
+
+  /** Hands the gathered bytes to the upload, waiting for `drain` when it is full. */
+  async flush(): Promise<void> {
+    if (this.#len === 0 || !this.upload) return;
+    const chunk = this.#buf.subarray(0, this.#len);
+    this.#buf = Buffer.allocUnsafe(SINK_CHUNK);
+    this.#len = 0;
+    const upload = this.upload;
+    if (!upload.write(chunk)) {
+      await new Promise<void>((resolve, reject) => {
+        const done = (err?: unknown): void => {
+          upload.off('drain', onDrain);
+          upload.off('error', onError);
+          upload.off('close', onClose);
+          if (err === undefined) resolve();
+          else reject(err);
+        };
+        const onDrain = (): void => done();
+        const onError = (err: Error): void => done(err);
+        const onClose = (): void => done(this.#failed ?? new NydusError('CANCELLED', 'blob upload closed'));
+        upload.on('drain', onDrain);
+        upload.on('error', onError);
+        upload.on('close', onClose);
+      });
     }
     if (this.#failed !== undefined) throw this.#failed;
   }
@@ -107,6 +134,7 @@ export async function convertLayer(options: ConvertLayerOptions): Promise<Conver
     let blob: Descriptor | null = null;
     if (result.blob) {
       if (!sink.upload) throw new NydusError('INTERNAL', `layer blob ${result.blob.id}: the builder reported a blob but wrote nothing`);
+      await sink.flush();
       const digest: Digest = `sha256:${result.blob.id}`;
       const committed = await sink.upload.commit({ digest, size: result.blob.size });
       blob = { mediaType: NYDUS_BLOB_MEDIA_TYPE, digest: committed.digest, size: committed.size, annotations: { [Annotation.NydusBlob]: 'true' } };
