@@ -124,7 +124,7 @@ async function main() {
       try {
         containerd = await startContainerd();
         sh(`ctr -a ${containerd.sock} images pull --plain-http ${source} >/dev/null`);
-        ctrVersion = sh('dpkg-query -W -f=${Version} stargz-snapshotter').trim();
+        ctrVersion = sh("dpkg-query -W -f='${Version}' stargz-snapshotter").trim();
       } catch (err) {
         estargzNote = `ctr-remote not run: ${err.message.split('\n')[0]}`;
         await containerd?.stop();
