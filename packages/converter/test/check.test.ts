@@ -112,7 +112,11 @@ describe('check on converted images', () => {
     expect(r.counts.sourceEntries).toBe(r.counts.targetEntries);
     // busybox, passwd, group, hostname, shadow, motd
     expect(r.counts.filesRead).toBe(6);
-    expect(r.counts.rangeRequests).toBeGreaterThanOrEqual(6);
+    // Read in blob order through 4 MiB read-ahead windows: one request per window of each blob.
+    const m = JSON.parse((await client.getManifest('check/busybox', 'nydus')).bytes.toString()) as ImageManifest;
+    const windows = m.layers.slice(0, -1).reduce((n, l) => n + Math.ceil(l.size / (4 << 20)), 0);
+    expect(r.counts.rangeRequests).toBeGreaterThanOrEqual(2);
+    expect(r.counts.rangeRequests).toBeLessThanOrEqual(windows);
     expect(r.counts.bytesRead).toBeGreaterThan(500_000);
   });
 
@@ -301,5 +305,35 @@ describe('RegistryBlobBackend', () => {
     await expect(backend.readRange('nothex', 0, 1)).rejects.toSatisfy((e) => isNydusError(e, 'INVALID_ARGUMENT'));
     await expect(backend.readRange(blob.digest, blob.size - 10, 20)).rejects.toSatisfy((e) => isNydusError(e));
     await expect(backend.readRange('0'.repeat(64), 0, 10)).rejects.toSatisfy((e) => isNydusError(e, 'NOT_FOUND'));
+  });
+
+  it('with read-ahead: aligned windows fetched once (shared by concurrent readers), reads across windows, LRU eviction', async () => {
+    const m = JSON.parse((await client.getManifest('check/busybox', 'nydus')).bytes.toString()) as ImageManifest;
+    const blob = m.layers[0]! as Descriptor;
+    expect(blob.size).toBeGreaterThan(200_000);
+    const whole = await readAll(client.fetchBlob('check/busybox', blob));
+    const w = 64 * 1024;
+    const backend = new RegistryBlobBackend(client, 'check/busybox', { readAhead: w, maxWindows: 2, blobSizes: new Map([[blob.digest, blob.size]]) });
+    const id = blob.digest.slice(7);
+    const same = await Promise.all([0, 100, 5000, 60_000].map((off) => backend.readRange(id, off, 1000)));
+    same.forEach((got, i) => expect(Buffer.from(got).equals(whole.subarray([0, 100, 5000, 60_000][i]!, [0, 100, 5000, 60_000][i]! + 1000))).toBe(true));
+    expect(backend.stats.requests).toBe(1); // window 0 once, though four readers asked together
+    const across = await backend.readRange(id, w - 10, 30); // windows 0 and 1
+    expect(Buffer.from(across).equals(whole.subarray(w - 10, w + 20))).toBe(true);
+    expect(backend.stats.requests).toBe(2);
+    await backend.readRange(id, 2 * w + 1, 10); // window 2 evicts window 0
+    await backend.readRange(id, 5, 10);
+    expect(backend.stats.requests).toBe(4);
+    const tail = await backend.readRange(id, blob.size - 7, 7); // the clipped last window
+    expect(Buffer.from(tail).equals(whole.subarray(blob.size - 7))).toBe(true);
+    const big = await backend.readRange(id, 10, w + 1); // larger than a window: direct
+    expect(Buffer.from(big).equals(whole.subarray(10, 10 + w + 1))).toBe(true);
+    await expect(backend.readRange(id, blob.size - 5, 10)).rejects.toSatisfy((e) => isNydusError(e, 'INVALID_ARGUMENT'));
+    // Without known sizes the window is clipped after a HEAD.
+    const headed = new RegistryBlobBackend(client, 'check/busybox', { readAhead: w });
+    const end = await headed.readRange(id, blob.size - 3, 3);
+    expect(Buffer.from(end).equals(whole.subarray(blob.size - 3))).toBe(true);
+    // (the size learnt from the HEAD then bounds every read)
+    await expect(headed.readRange(id, blob.size - 3, 5)).rejects.toSatisfy((e) => isNydusError(e, 'INVALID_ARGUMENT'));
   });
 });

@@ -58,8 +58,15 @@ export async function buildActualTree(reader: BootstrapReader, files: RafsFileRe
   let filesRead = 0;
   let bytesRead = 0;
   const jobs: Promise<void>[] = [];
-  for (const [nid, attrs] of byNid) {
-    if (attrs.type !== 'file') continue;
+  // In blob order (by each file's first chunk), so that reads of neighbouring files hit the
+  // backend's read-ahead windows instead of each making its own request.
+  const fileNids = [...byNid].filter(([, a]) => a.type === 'file').map(([nid]) => {
+    const first = reader.chunks(nid)[0];
+    return { nid, blob: first?.blobIndex ?? -1, offset: first?.compressedOffset ?? 0 };
+  });
+  fileNids.sort((p, q) => p.blob - q.blob || p.offset - q.offset);
+  for (const { nid } of fileNids) {
+    const attrs = byNid.get(nid)!;
     if (options.skipBlobs && options.skipBlobs.size > 0) {
       const missing = reader.chunks(nid).find((c) => options.skipBlobs!.has(c.blobId));
       if (missing) {

@@ -34,6 +34,8 @@ const ANNOTATION_BOOTSTRAP = 'containerd.io/snapshot/nydus-bootstrap';
 const ANNOTATION_FS_VERSION = 'containerd.io/snapshot/nydus-fs-version';
 const BOOTSTRAP_PATHS = ['image/image.boot', 'image.boot'];
 const MAX_CONFIG_BYTES = 16 << 20;
+/** Read-ahead window for file data: files are read in blob order, so neighbours share requests. */
+const READ_AHEAD = 4 << 20;
 
 export interface CheckConvertedImageOptions {
   /** The original image: registry reference, `oci:DIR[:TAG]`, `oci-archive:FILE[:TAG]`, `docker-archive:FILE[:REF]`, or a source. */
@@ -345,7 +347,9 @@ export async function checkConvertedImage(options: CheckConvertedImageOptions): 
 
     // ---------------------------------------------------------------- trees
     throwIfAborted(signal);
-    const backend = new RegistryBlobBackend(client, repo);
+    const blobSizes = new Map<string, number>();
+    for (const [digest, size] of present) if (size !== undefined) blobSizes.set(digest, size);
+    const backend = new RegistryBlobBackend(client, repo, { readAhead: READ_AHEAD, maxWindows: 8, blobSizes });
     let actualResult: Awaited<ReturnType<typeof buildActualTree>>;
     try {
       actualResult = await buildActualTree(reader, new RafsFileReader(reader, backend), { concurrency, skipBlobs: skip, ...(signal && { signal }) });
