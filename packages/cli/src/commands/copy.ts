@@ -1,5 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { rename, writeFile } from 'node:fs/promises';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import type { Command } from 'commander';
 import { InvalidArgumentError, createConsoleLogger, noopLogger } from '@nydus-ts/core';
 import { copyImage, parseCredentials, parseImageLocation, parsePlatform } from '@nydus-ts/registry';
@@ -134,6 +136,37 @@ export function formatCopySummary(r: CopyImageResult): string {
 
 const collect = (value: string, previous: string[] = []): string[] => [...previous, value];
 
+/**
+ * Keeps RSS flat while gigabytes stream through. Every socket read is a fresh 64 KiB Buffer and
+ * V8 lets tens of MiB of dead ones pile up before it collects them; a young-generation GC after
+ * every few MiB of blob data frees them early (well under a millisecond each: the young
+ * generation holds little else).
+ */
+function youngGcEvery(bytes: number): ((event: CopyProgressEvent) => void) | undefined {
+  let gc: ((options?: { type?: 'minor' | 'major' }) => void) | undefined;
+  try {
+    setFlagsFromString('--expose-gc');
+    gc = runInNewContext('gc') as typeof gc;
+  } catch {
+    return undefined;
+  }
+  if (typeof gc !== 'function') return undefined;
+  const seen = new Map<string, number>();
+  let pending = 0;
+  return (e) => {
+    if (e.type === 'blob-progress') {
+      pending += e.bytes - (seen.get(e.digest) ?? 0);
+      seen.set(e.digest, e.bytes);
+      if (pending >= bytes) {
+        pending = 0;
+        gc!({ type: 'minor' });
+      }
+    } else if (e.type === 'blob-done' || e.type === 'blob-retry') {
+      seen.delete(e.digest);
+    }
+  };
+}
+
 export const registerCopyCommand: CommandRegistrar = (program: Command, io: CliIo) => {
   program
     .command('copy')
@@ -154,11 +187,13 @@ export const registerCopyCommand: CommandRegistrar = (program: Command, io: CliI
       const options = parseCopyFlags(flags);
       const tty = io.stderr.isTTY === true;
       const view = tty ? new ProgressView(io.stderr) : undefined;
+      const release = youngGcEvery(4 * 2 ** 20);
+      const listeners = [view?.onEvent, release].filter((f): f is (e: CopyProgressEvent) => void => f !== undefined);
       const result = await copyImage({
         ...options,
         env: io.env,
         logger: tty ? noopLogger : createConsoleLogger({ level: 'warn', write: (line) => writeLine(io.stderr, line) }),
-        ...(view && { onProgress: view.onEvent }),
+        ...(listeners.length > 0 && { onProgress: (e: CopyProgressEvent) => listeners.forEach((f) => f(e)) }),
       });
       view?.finish();
       writeLine(io.stdout, formatCopySummary(result));
