@@ -1,6 +1,7 @@
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { copyFile, mkdir, mkdtemp, open, rm, stat, truncate, writeFile } from 'node:fs/promises';
+import { createWriteStream } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
@@ -12,7 +13,7 @@ import { MediaType, isNydusError } from '@nydus-ts/core';
 import type { Descriptor, ImageIndex, ImageManifest } from '@nydus-ts/core';
 import { RegistryClient } from '@nydus-ts/registry';
 import type { ImageSource } from '@nydus-ts/registry';
-import { startRegistry } from '@nydus-ts/registry/testing';
+import { generatedStream, measureProcess, startRegistry } from '@nydus-ts/registry/testing';
 import type { TestRegistry } from '@nydus-ts/registry/testing';
 import {
   DockerArchiveSource,
@@ -363,4 +364,43 @@ describe('docker-archive', () => {
     expect(m.layers).toHaveLength(2);
     for (const l of m.layers) expect(await client.headBlob('src/from-archive', l.digest)).toBe(l.size);
   });
+});
+
+describe('archive sources keep memory flat', () => {
+  it('a 768 MiB blob in an oci-archive streams, verified, in a process whose peak RSS stays far below it', async () => {
+    const size = 768 * 1024 * 1024;
+    const hash = createHash('sha256');
+    for await (const c of generatedStream(size, 'big archive blob')) hash.update(c as Buffer);
+    const hex = hash.digest('hex');
+    const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [`sha256:${hex}`] } }));
+    const manifest = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MediaType.OciManifest, config: { mediaType: MediaType.OciConfig, digest: sha256(config), size: config.length }, layers: [{ mediaType: MediaType.OciLayer, digest: `sha256:${hex}`, size }] }));
+    const index = Buffer.from(JSON.stringify({ schemaVersion: 2, manifests: [{ mediaType: MediaType.OciManifest, digest: sha256(manifest), size: manifest.length, annotations: { 'org.opencontainers.image.ref.name': 'big' } }] }));
+    // The tar, written member by member (ustar headers from the converter's tar writer).
+    const archive = path.join(tmp, 'big.tar');
+    const members = (async function* () {
+      const base = { type: 'file' as const, mode: 0o644, uid: 0, gid: 0, mtime: 0 };
+      yield { ...base, path: 'oci-layout', size: 30, content: (async function* () { yield Buffer.from('{"imageLayoutVersion":"1.0.0"}'); })() };
+      yield { ...base, path: 'index.json', size: index.length, content: (async function* () { yield index; })() };
+      for (const b of [config, manifest]) yield { ...base, path: `blobs/sha256/${sha256(b).slice(7)}`, size: b.length, content: (async function* () { yield b; })() };
+      yield { ...base, path: `blobs/sha256/${hex}`, size, content: generatedStream(size, 'big archive blob') as AsyncIterable<Uint8Array> };
+    })();
+    await pipeline(Readable.from(writeTarEntries(members)), createWriteStream(archive));
+    expect((await stat(archive)).size).toBeGreaterThan(size);
+
+    // A child process using the built package: index the archive, stream the blob through sha256.
+    const dist = path.resolve(import.meta.dirname, '../dist/index.js');
+    const script = [
+      `import { openArchiveSource } from ${JSON.stringify(dist)};`,
+      "import { createHash } from 'node:crypto';",
+      `const src = await openArchiveSource('oci-archive', ${JSON.stringify(archive)}, 'big');`,
+      'const m = JSON.parse((await src.resolve()).bytes.toString());',
+      "const h = createHash('sha256'); let n = 0;",
+      'for await (const c of src.fetchBlob(m.layers[0])) { h.update(c); n += c.length; }',
+      "console.log(n, 'sha256:' + h.digest('hex'));",
+    ].join('\n');
+    const r = await measureProcess(process.execPath, ['--input-type=module', '-e', script], { node: true });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout.trim()).toBe(`${size} sha256:${hex}`);
+    expect(r.peakRssBytes).toBeLessThan(160 * 1024 * 1024);
+  }, 240_000);
 });
