@@ -217,13 +217,14 @@ export async function checkConvertedImage(options: CheckConvertedImageOptions): 
     logger,
     maxConnections: concurrency + 2,
   });
-  const opened = typeof options.source === 'string'
-    ? await openImageSource(options.source, { insecure: options.sourceInsecure ?? false, ...(options.sourceCreds && { credentials: options.sourceCreds }), env, logger, ...(signal && { signal }) })
-    : { source: options.source, close: async () => {} };
-  const source = opened.source;
   const diffs: string[] = [];
   const counts: CheckCounts = { sourceLayers: 0, targetLayers: 0, blobs: 0, sourceEntries: 0, targetEntries: 0, filesRead: 0, bytesRead: 0, rangeRequests: 0 };
+  let opened: { source: ImageSource; close(): Promise<void> } | undefined;
   try {
+    opened = typeof options.source === 'string'
+      ? await openImageSource(options.source, { insecure: options.sourceInsecure ?? false, ...(options.sourceCreds && { credentials: options.sourceCreds }), env, logger, ...(signal && { signal }) })
+      : { source: options.source, close: async () => {} };
+    const source = opened.source;
     // ---------------------------------------------------------------- manifests
     const targetTop = await client.getManifest(repo, ref.digest ?? ref.tag ?? 'latest', signal ? { signal } : {});
     const target = await selectManifest((d) => client.getManifest(repo, d.digest, signal ? { signal } : {}), targetTop, platform, 'target', options.target);
@@ -350,12 +351,16 @@ export async function checkConvertedImage(options: CheckConvertedImageOptions): 
     const blobSizes = new Map<string, number>();
     for (const [digest, size] of present) if (size !== undefined) blobSizes.set(digest, size);
     const backend = new RegistryBlobBackend(client, repo, { readAhead: READ_AHEAD, maxWindows: 8, blobSizes });
+    // The target's files (ranged reads) and the source's layers (streamed) are read at once.
+    const expectedPromise = buildExpectedTree(source, sm.layers, { ...(signal && { signal }), onLayer: (i, n) => logger.debug('check: source layer applied', { layer: i, entries: n }) });
+    expectedPromise.catch(() => undefined); // awaited below; never an unhandled rejection meanwhile
     let actualResult: Awaited<ReturnType<typeof buildActualTree>>;
     try {
       actualResult = await buildActualTree(reader, new RafsFileReader(reader, backend), { concurrency, skipBlobs: skip, ...(signal && { signal }) });
     } catch (err) {
       if (!isNydusError(err, 'INVALID_FORMAT')) throw err;
       diffs.push(`bootstrap: invalid: ${err.message}`);
+      await expectedPromise;
       return report();
     }
     for (const [blobId, n] of actualResult.skippedFiles) diffs.push(`blob sha256:${blobId}: ${n} file(s) of the target have data in it and were not compared`);
@@ -365,11 +370,11 @@ export async function checkConvertedImage(options: CheckConvertedImageOptions): 
     counts.rangeRequests = backend.stats.requests;
     logger.info('check: target tree read', { entries: actualResult.tree.size, files: actualResult.filesRead, bytes: actualResult.bytesRead });
 
-    const expected = await buildExpectedTree(source, sm.layers, { ...(signal && { signal }), onLayer: (i, n) => logger.debug('check: source layer applied', { layer: i, entries: n }) });
+    const expected = await expectedPromise;
     counts.sourceEntries = expected.size;
     diffs.push(...compareTrees(expected, actualResult.tree).filter((line) => !/content unreadable in target: data in missing blob/.test(line)));
     return report();
   } finally {
-    await Promise.allSettled([client.close(), opened.close()]);
+    await Promise.allSettled([client.close(), opened?.close()]);
   }
 }
