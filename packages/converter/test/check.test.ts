@@ -60,13 +60,19 @@ async function convert(source: string, target: string, extra: Partial<Parameters
  * Re-publishes the Nydus image `repo:from` as `repo:to` after editing its manifest and/or its
  * bootstrap (re-packed into a new bootstrap layer; the config's last diff_id follows).
  */
-async function pushTampered(repo: string, from: string, to: string, edit: { manifest?: (m: ImageManifest) => void; bootstrap?: (b: Buffer, reader: BootstrapReader) => void }): Promise<string> {
+async function pushTampered(
+  repo: string,
+  from: string,
+  to: string,
+  edit: { manifest?: (m: ImageManifest) => void; bootstrap?: (b: Buffer, reader: BootstrapReader) => void; metas?: (metas: Map<string, Uint8Array>) => void },
+): Promise<string> {
   const m = JSON.parse((await client.getManifest(repo, from)).bytes.toString()) as ImageManifest;
-  if (edit.bootstrap) {
+  if (edit.bootstrap || edit.metas) {
     const last = m.layers[m.layers.length - 1]!;
     const content = await readBootstrapLayer(client.fetchBlob(repo, last));
     const boot = Buffer.from(content.bootstrap);
-    edit.bootstrap(boot, await BootstrapReader.open(Buffer.from(boot)));
+    edit.bootstrap?.(boot, await BootstrapReader.open(Buffer.from(boot)));
+    edit.metas?.(content.blobMetas);
     const packed = await packBootstrapLayer(boot, [...content.blobMetas].map(([blobId, meta]) => ({ blobId, meta })));
     await pushBytes(repo, packed.bytes);
     m.layers[m.layers.length - 1] = { ...last, digest: packed.digest, size: packed.size };
@@ -245,6 +251,24 @@ describe('check reports precise differences', () => {
       '/etc/motd: mode 0644 != 0600',
       '/usr/sbin/init: missing from target (source has a symlink)',
     ]);
+  });
+
+  it('blob meta files missing from or inconsistent in the bootstrap layer', async () => {
+    const m = JSON.parse((await client.getManifest('check/busybox', 'nydus')).bytes.toString()) as ImageManifest;
+    const [a, b] = [m.layers[0]!.digest.slice(7), m.layers[1]!.digest.slice(7)];
+    const target = await pushTampered('check/busybox', 'nydus', 'bad-metas', {
+      metas: (metas) => {
+        expect([...metas.keys()].sort()).toEqual([a, b].sort());
+        metas.set(b, metas.get(a)!); // another blob's CI table: valid, but not this blob's
+        metas.delete(a);
+      },
+    });
+    const r = await check(busybox.reference, target);
+    expect(r.differences).toHaveLength(2);
+    expect(r.differences[0]).toMatch(new RegExp(`^bootstrap: image/${b}\\.blob\\.meta: blob_meta_header\\.s_ci_entries: .*header says \\d+, blob table says 1$`));
+    expect(r.differences[1]).toBe(`bootstrap: layer lacks image/${a}.blob.meta`);
+    const zeros = await pushTampered('check/busybox', 'nydus', 'zero-meta', { metas: (metas) => metas.set(a, new Uint8Array(4096)) });
+    expect((await check(busybox.reference, zeros)).differences).toEqual([`bootstrap: image/${a}.blob.meta: blob_meta_header.s_magic at offset 0: bad magic 0x0`]);
   });
 
   it('a missing blob, a corrupt chunk and an invalid bootstrap', async () => {

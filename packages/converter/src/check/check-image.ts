@@ -14,7 +14,7 @@ import {
   throwIfAborted,
 } from '@nydus-ts/core';
 import type { Descriptor, Digest, ImageConfig, ImageIndex, ImageManifest, Logger, Platform } from '@nydus-ts/core';
-import { BootstrapReader, DEFAULT_MAX_BOOTSTRAP_SIZE, RafsFileReader } from '@nydus-ts/format';
+import { BootstrapReader, DEFAULT_MAX_BOOTSTRAP_SIZE, RafsFileReader, checkBlobMetaAgainstEntry, parseBlobMetaFile } from '@nydus-ts/format';
 import { Limiter, formatPlatform, hostPlatform, parseImageLocation, parsePlatform, platformMatches } from '@nydus-ts/registry';
 import type { Credentials, ImageSource, ManifestData, RegistryClient } from '@nydus-ts/registry';
 import { decompressStream } from '../layer/decompress.js';
@@ -33,6 +33,8 @@ const ANNOTATION_BLOB = 'containerd.io/snapshot/nydus-blob';
 const ANNOTATION_BOOTSTRAP = 'containerd.io/snapshot/nydus-bootstrap';
 const ANNOTATION_FS_VERSION = 'containerd.io/snapshot/nydus-fs-version';
 const BOOTSTRAP_PATHS = ['image/image.boot', 'image.boot'];
+/** `image/<blob id>.blob.meta`: a blob's CI table, shipped in the bootstrap layer (§3.7, §5.4). */
+const BLOB_META_PATH = /^image\/([0-9a-f]{64})\.blob\.meta$/;
 const MAX_CONFIG_BYTES = 16 << 20;
 /** Read-ahead window for file data: files are read in blob order, so neighbours share requests. */
 const READ_AHEAD = 4 << 20;
@@ -158,7 +160,7 @@ function checkManifestLayout(m: ImageManifest, diffs: string[]): void {
 }
 
 /** The bootstrap from the bootstrap layer (gzip tar) and the sha256 of the uncompressed tar. */
-async function readBootstrapLayer(client: RegistryClient, repository: string, layer: Descriptor, signal?: AbortSignal): Promise<{ bootstrap: Buffer | undefined; diffId: Digest; names: string[] }> {
+async function readBootstrapLayer(client: RegistryClient, repository: string, layer: Descriptor, signal?: AbortSignal): Promise<{ bootstrap: Buffer | undefined; metas: Map<string, Buffer>; diffId: Digest; names: string[] }> {
   const hash = createHash('sha256');
   const blob = client.fetchBlob(repository, layer, signal ? { signal } : {});
   async function* tap(src: AsyncIterable<Uint8Array>): AsyncGenerator<Uint8Array> {
@@ -168,10 +170,12 @@ async function readBootstrapLayer(client: RegistryClient, repository: string, la
     }
   }
   const found = new Map<string, Buffer>();
+  const metas = new Map<string, Buffer>();
   const names: string[] = [];
   for await (const entry of readTarEntries(tap(decompressStream(blob, signal ? { signal } : {})), signal ? { signal } : {})) {
     names.push(entry.path);
-    if (entry.type !== 'file' || !BOOTSTRAP_PATHS.includes(entry.path)) continue;
+    const meta = BLOB_META_PATH.exec(entry.path);
+    if (entry.type !== 'file' || (!BOOTSTRAP_PATHS.includes(entry.path) && !meta)) continue;
     if (entry.size > DEFAULT_MAX_BOOTSTRAP_SIZE) throw new NydusError('RESOURCE_EXHAUSTED', `bootstrap ${entry.path} of ${entry.size} bytes is too large`);
     const buf = Buffer.allocUnsafe(entry.size);
     let pos = 0;
@@ -179,10 +183,11 @@ async function readBootstrapLayer(client: RegistryClient, repository: string, la
       buf.set(c, pos);
       pos += c.length;
     }
-    found.set(entry.path, buf);
+    if (meta) metas.set(meta[1]!, buf);
+    else found.set(entry.path, buf);
   }
   const bootstrap = found.get(BOOTSTRAP_PATHS[0]!) ?? found.get(BOOTSTRAP_PATHS[1]!);
-  return { bootstrap, diffId: `sha256:${hash.digest('hex')}`, names };
+  return { bootstrap, metas, diffId: `sha256:${hash.digest('hex')}`, names };
 }
 
 /**
@@ -343,6 +348,23 @@ export async function checkConvertedImage(options: CheckConvertedImageOptions): 
         }
       } else if (present.get(digest) === undefined) {
         skip.add(b.blobId);
+      }
+    }
+
+    // Each blob's CI table (`image/<id>.blob.meta`, read by nydusd) must be there and agree with
+    // the blob table.
+    for (const b of reader.blobs) {
+      const meta = boot.metas.get(b.blobId);
+      const path = `image/${b.blobId}.blob.meta`;
+      if (meta === undefined) {
+        diffs.push(`bootstrap: layer lacks ${path}`);
+        continue;
+      }
+      try {
+        checkBlobMetaAgainstEntry(parseBlobMetaFile(meta), b.entry, path);
+      } catch (err) {
+        if (!isNydusError(err, 'INVALID_FORMAT')) throw err;
+        diffs.push(`bootstrap: ${path}: ${err.message}`);
       }
     }
 
