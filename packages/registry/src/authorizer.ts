@@ -1,5 +1,5 @@
 import type { Dispatcher } from 'undici';
-import { request } from 'undici';
+import { lazyUndici } from './undici-lazy.js';
 import { NydusError, noopLogger } from '@nydus-ts/core';
 import type { Logger } from '@nydus-ts/core';
 import type { Credentials, CredentialsProvider } from './docker-config.js';
@@ -165,7 +165,7 @@ export class Authorizer {
     this.#logger.debug('fetching registry token', { realm: redactUrl(realm), scopes });
     let res: Dispatcher.ResponseData;
     try {
-      res = await request(realm, { method, headers, body, dispatcher: this.#options.dispatcher, signal });
+      res = await lazyUndici().request(realm, { method, headers, body, dispatcher: this.#options.dispatcher, signal });
     } catch (err) {
       if (signal?.aborted) throw err;
       throw new RegistryConnectionError(method, redactUrl(realm), err);

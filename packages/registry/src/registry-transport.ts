@@ -1,5 +1,5 @@
 import type { Readable } from 'node:stream';
-import { Agent, EnvHttpProxyAgent, interceptors, request } from 'undici';
+import { lazyUndici } from './undici-lazy.js';
 import type { Dispatcher } from 'undici';
 import { CancelledError, InvalidArgumentError, noopLogger } from '@nydus-ts/core';
 import type { Logger } from '@nydus-ts/core';
@@ -97,6 +97,7 @@ function createDispatcher(options: RegistryTransportOptions, insecure: boolean):
   const tls = insecure ? { rejectUnauthorized: false } : {};
   const httpsProxy = env.HTTPS_PROXY ?? env.https_proxy;
   const httpProxy = env.HTTP_PROXY ?? env.http_proxy;
+  const { Agent, EnvHttpProxyAgent, interceptors } = lazyUndici();
   const base: Dispatcher = httpsProxy || httpProxy
     ? new EnvHttpProxyAgent({
         httpProxy,
@@ -186,7 +187,7 @@ export class RegistryTransport {
     this.#originProbe ??= (async () => {
       const host = this.#origin.host;
       try {
-        const res = await request(`https://${host}/v2/`, { method: 'GET', dispatcher: this.dispatcher(true), signal, headersTimeout: 10_000 });
+        const res = await lazyUndici().request(`https://${host}/v2/`, { method: 'GET', dispatcher: this.dispatcher(true), signal, headersTimeout: 10_000 });
         await res.body.dump();
         this.#origin.base = `https://${host}`;
       } catch (err) {
@@ -250,7 +251,7 @@ export class RegistryTransport {
           if (authorization) headers.authorization = authorization;
           let res: Dispatcher.ResponseData;
           try {
-            res = await request(url, { method: req.method, headers, body: req.body, dispatcher, signal: req.signal });
+            res = await lazyUndici().request(url, { method: req.method, headers, body: req.body, dispatcher, signal: req.signal });
           } catch (err) {
             if (req.signal?.aborted) throw new CancelledError('operation cancelled', { cause: req.signal.reason });
             throw new RegistryConnectionError(req.method, redactUrl(url), err);
