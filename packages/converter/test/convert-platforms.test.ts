@@ -8,7 +8,7 @@ import type { Descriptor, ImageIndex, ImageManifest } from '@nydus-ts/core';
 import { RegistryClient } from '@nydus-ts/registry';
 import { startRegistry, type TestRegistry } from '@nydus-ts/registry/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { NYDUS_MANIFEST_ARTIFACT_TYPE, convertImage, isNydusManifest } from '../src/index.js';
+import { NYDUS_MANIFEST_ARTIFACT_TYPE, checkConvertedImage, convertImage, isNydusManifest } from '../src/index.js';
 import { MountScope } from './support/kernel.js';
 import { busyboxImage, hostLinuxPlatform, pushLayeredImage, pushTestIndex, whiteoutLayers, writeOciLayout, dir, file } from './support/images.js';
 import { fetchNydusImage, mountNydusImage } from './support/nydus-image.js';
@@ -124,6 +124,26 @@ describe('convertImage: platforms, indexes, other sources, chunk dict', () => {
     const mnt = await mountNydusImage(client, 'conv/from-layout', nydus, blobs, mounts);
     const [a, b] = await Promise.all([snapshotTree(path.join(bundle, 'rootfs')), snapshotTree(mnt.mountpoint)]);
     expect(diffTrees(a, b, { ignoreRootMtime: true, ignoreDirNlink: true, ignoreSymlinkMode: true })).toEqual([]);
+  });
+
+  it('oci-archive: and docker-archive: sources (build-system exports) convert to images that check passes', async () => {
+    const img = await busyboxImage(client, { repository: 'src/for-archive', tag: 'v1' });
+    const layout = path.join(work, 'archive-layout');
+    await writeOciLayout(client, img, layout, 'v1');
+    const ociTar = path.join(work, 'image-oci.tar');
+    execFileSync('tar', ['-C', layout, '-cf', ociTar, '.']);
+    const dockerTar = path.join(work, 'image-docker.tar');
+    execFileSync('skopeo', ['copy', '-q', `oci:${layout}:v1`, `docker-archive:${dockerTar}:busybox:v1`], { stdio: 'pipe' });
+    for (const [source, repo] of [
+      [`oci-archive:${ociTar}:v1`, 'conv/from-oci-archive'],
+      [`docker-archive:${dockerTar}:busybox:v1`, 'conv/from-docker-archive'],
+    ] as const) {
+      const result = await convertImage({ source, target: `${registry.host}/${repo}:nydus`, targetInsecure: true });
+      expect(result.manifests[0]!.layers.length).toBe(img.layers.length);
+      const report = await checkConvertedImage({ source, target: `${registry.host}/${repo}:nydus`, targetInsecure: true, env: {} });
+      expect(report.differences).toEqual([]);
+      expect(report.ok).toBe(true);
+    }
   });
 
   it('dir: source: one layer, config synthesised for the host platform; mounts equal to the directory', async () => {

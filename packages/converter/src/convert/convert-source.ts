@@ -2,11 +2,12 @@ import { createHash } from 'node:crypto';
 import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import { Readable } from 'node:stream';
-import { InvalidArgumentError, MediaType, NotFoundError, UnsupportedError, noopLogger } from '@nydus-ts/core';
+import { InvalidArgumentError, MediaType, NotFoundError } from '@nydus-ts/core';
 import type { Descriptor, Digest, ImageConfig, Logger, Platform } from '@nydus-ts/core';
 import type { LayerEntry } from '@nydus-ts/format';
-import { OciLayoutSource, RegistryClient, RegistryImageSource, dockerConfigCredentials, hostPlatform, parseCredentials, parseImageLocation, staticCredentials } from '@nydus-ts/registry';
-import type { FetchBlobOptions, ImageReference, ImageSource, ManifestData, RegistryLocation } from '@nydus-ts/registry';
+import { hostPlatform, parseCredentials, parseImageLocation } from '@nydus-ts/registry';
+import type { FetchBlobOptions, ImageReference, ImageSource, ManifestData, RegistryClient, RegistryLocation } from '@nydus-ts/registry';
+import { createRegistryClient, openImageSource } from '../sources/index.js';
 import { decompressStream } from '../layer/decompress.js';
 import { readDirectoryEntries } from '../layer/dir-reader.js';
 import { readTarEntries } from '../layer/tar-reader.js';
@@ -38,18 +39,10 @@ export interface OpenConvertSourceOptions {
   platform?: Platform;
 }
 
-/** A client for one registry: explicit `user:pass` or the docker config, plain HTTP when insecure. */
+/** A client for one registry: explicit `user:pass` (named by `flag` in errors) or the docker config. */
 export function makeRegistryClient(registry: string, options: { insecure?: boolean; creds?: string; env?: NodeJS.ProcessEnv; maxConnections?: number; logger?: Logger }, flag: string): RegistryClient {
-  const env = options.env ?? process.env;
-  const fromConfig = dockerConfigCredentials(env);
-  return new RegistryClient({
-    registry,
-    insecure: options.insecure ?? false,
-    credentials: options.creds !== undefined ? staticCredentials(registry, parseCredentials(options.creds, flag), fromConfig) : fromConfig,
-    env,
-    logger: options.logger ?? noopLogger,
-    ...(options.maxConnections !== undefined && { maxConnections: options.maxConnections }),
-  });
+  const { creds, ...rest } = options;
+  return createRegistryClient(registry, { ...rest, ...(creds !== undefined && { credentials: parseCredentials(creds, flag) }) });
 }
 
 function tarLayerEntries(store: ImageSource): ConvertSource['layerEntries'] {
@@ -73,23 +66,24 @@ export const SOURCE_FORMS = 'a registry reference, oci:DIR[:TAG], oci-archive:FI
  */
 export async function openConvertSource(spec: string, options: OpenConvertSourceOptions = {}): Promise<ConvertSource> {
   if (typeof spec !== 'string' || spec === '') throw new InvalidArgumentError(`source: expected ${SOURCE_FORMS}`);
-  if (spec.startsWith('oci-archive:') || spec.startsWith('docker-archive:')) {
-    throw new UnsupportedError(`source ${spec}: ${spec.slice(0, spec.indexOf(':'))} sources are not available in this build yet`);
-  }
   if (spec.startsWith('dir:')) {
     const store = await DirectoryImageSource.open(spec.slice(4), options.platform);
     return { store, layerEntries: (_layer, o) => readDirectoryEntries(store.root, o.signal ? { signal: o.signal } : {}), close: async () => {} };
   }
-  const loc = parseImageLocation(spec);
-  if (loc.kind === 'oci-layout') {
-    const st = await stat(loc.path).catch(() => undefined);
-    if (!st?.isDirectory()) throw new NotFoundError(`source ${spec}: ${loc.path} is not a directory (an OCI image layout is expected)`);
-    const store = new OciLayoutSource(loc.path, loc.tag);
-    return { store, layerEntries: tarLayerEntries(store), close: async () => {} };
+  if (spec.startsWith('oci:')) {
+    const loc = parseImageLocation(spec);
+    const dir = loc.kind === 'oci-layout' ? loc.path : spec;
+    const st = await stat(dir).catch(() => undefined);
+    if (!st?.isDirectory()) throw new NotFoundError(`source ${spec}: ${dir} is not a directory (an OCI image layout is expected)`);
   }
-  const client = makeRegistryClient(loc.reference.registry, options, '--source-creds');
-  const store = new RegistryImageSource(client, loc.reference);
-  return { store, reference: loc.reference, layerEntries: tarLayerEntries(store), close: () => client.close() };
+  const { creds, ...rest } = options;
+  const opened = await openImageSource(spec, { ...rest, ...(creds !== undefined && { credentials: parseCredentials(creds, '--source-creds') }) });
+  return {
+    store: opened.source,
+    ...(opened.reference && { reference: opened.reference }),
+    layerEntries: tarLayerEntries(opened.source),
+    close: () => opened.close(),
+  };
 }
 
 function sha256(bytes: Uint8Array): Digest {
