@@ -24,15 +24,13 @@ import { createRegistryClient, openImageSource } from '../sources/index.js';
 import { buildActualTree } from './actual-tree.js';
 import { compareTrees } from './compare.js';
 import { buildExpectedTree } from './expected-tree.js';
+import { Annotation, BOOTSTRAP_PATH_IN_LAYER, LEGACY_BOOTSTRAP_PATH_IN_LAYER, NYDUS_BLOB_MEDIA_TYPE, NYDUS_FS_VERSION, isNydusManifestDescriptor } from '../convert/nydus-conventions.js';
 
 // Nydus image conventions (spec §5.1/§5.2) as check reads them.
-const NYDUS_BLOB_MEDIA_TYPE = 'application/vnd.oci.image.layer.nydus.blob.v1';
-const NYDUS_MANIFEST_ARTIFACT_TYPE = 'application/vnd.nydus.image.manifest.v1+json';
-const NYDUS_OS_FEATURE = 'nydus.remoteimage.v1';
-const ANNOTATION_BLOB = 'containerd.io/snapshot/nydus-blob';
-const ANNOTATION_BOOTSTRAP = 'containerd.io/snapshot/nydus-bootstrap';
-const ANNOTATION_FS_VERSION = 'containerd.io/snapshot/nydus-fs-version';
-const BOOTSTRAP_PATHS = ['image/image.boot', 'image.boot'];
+const BOOTSTRAP_PATHS = [BOOTSTRAP_PATH_IN_LAYER, LEGACY_BOOTSTRAP_PATH_IN_LAYER];
+const ANNOTATION_BLOB = Annotation.NydusBlob;
+const ANNOTATION_BOOTSTRAP = Annotation.NydusBootstrap;
+const ANNOTATION_FS_VERSION = Annotation.NydusFsVersion;
 /** `image/<blob id>.blob.meta`: a blob's CI table, shipped in the bootstrap layer (§3.7, §5.4). */
 const BLOB_META_PATH = /^image\/([0-9a-f]{64})\.blob\.meta$/;
 const MAX_CONFIG_BYTES = 16 << 20;
@@ -97,10 +95,6 @@ function parseJson<T>(bytes: Uint8Array, what: string): T {
   }
 }
 
-function isNydusDescriptor(d: Descriptor): boolean {
-  return d.artifactType === NYDUS_MANIFEST_ARTIFACT_TYPE || (d.platform?.['os.features'] ?? []).includes(NYDUS_OS_FEATURE);
-}
-
 /**
  * From an index, the manifest for `platform`: the Nydus one (artifactType or the legacy
  * os.feature) for the target, a non-Nydus one for the source; a single match of either kind
@@ -118,10 +112,10 @@ async function selectManifest(
   if (!Array.isArray(index.manifests)) throw new FormatError(`${side} index`, `${name}: no manifests array`);
   const matching = index.manifests.filter((m) => platformMatches(m.platform, platform));
   const marked = matching.filter(isNydusDescriptor);
-  const unmarked = matching.filter((m) => !isNydusDescriptor(m));
+  const unmarked = matching.filter((m) => !isNydusManifestDescriptor(m));
   const pick = side === 'target' ? (marked[0] ?? (unmarked.length === 1 ? unmarked[0] : undefined)) : unmarked[0];
   if (!pick) {
-    const have = index.manifests.map((m) => `${m.platform ? formatPlatform(m.platform) : '?'}${isNydusDescriptor(m) ? ' (nydus)' : ''}`);
+    const have = index.manifests.map((m) => `${m.platform ? formatPlatform(m.platform) : '?'}${isNydusManifestDescriptor(m) ? ' (nydus)' : ''}`);
     throw new NotFoundError(`${side} ${name}: no ${side === 'target' ? 'Nydus' : 'OCI'} manifest for ${formatPlatform(platform)} in the index (it has: ${have.join(', ') || 'nothing'})`);
   }
   return get(pick);
@@ -147,7 +141,7 @@ function checkManifestLayout(m: ImageManifest, diffs: string[]): void {
     if (i === last) {
       if (a[ANNOTATION_BOOTSTRAP] !== 'true') diffs.push(`manifest: layer ${i} (the last) lacks annotation ${ANNOTATION_BOOTSTRAP}`);
       if (a[ANNOTATION_FS_VERSION] === undefined) diffs.push(`manifest: layer ${i} (bootstrap) lacks annotation ${ANNOTATION_FS_VERSION}`);
-      else if (a[ANNOTATION_FS_VERSION] !== '6') diffs.push(`manifest: layer ${i} (bootstrap) annotation ${ANNOTATION_FS_VERSION} is "${a[ANNOTATION_FS_VERSION]}", expected "6"`);
+      else if (a[ANNOTATION_FS_VERSION] !== NYDUS_FS_VERSION) diffs.push(`manifest: layer ${i} (bootstrap) annotation ${ANNOTATION_FS_VERSION} is "${a[ANNOTATION_FS_VERSION]}", expected "${NYDUS_FS_VERSION}"`);
       if (l.mediaType !== MediaType.OciLayerGzip && l.mediaType !== MediaType.DockerLayerGzip) {
         diffs.push(`manifest: layer ${i} (bootstrap) media type ${l.mediaType} is not a gzip tar layer`);
       }
