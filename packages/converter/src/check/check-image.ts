@@ -111,7 +111,7 @@ async function selectManifest(
   const index = parseJson<ImageIndex>(top.bytes, `${side} index`);
   if (!Array.isArray(index.manifests)) throw new FormatError(`${side} index`, `${name}: no manifests array`);
   const matching = index.manifests.filter((m) => platformMatches(m.platform, platform));
-  const marked = matching.filter(isNydusDescriptor);
+  const marked = matching.filter(isNydusManifestDescriptor);
   const unmarked = matching.filter((m) => !isNydusManifestDescriptor(m));
   const pick = side === 'target' ? (marked[0] ?? (unmarked.length === 1 ? unmarked[0] : undefined)) : unmarked[0];
   if (!pick) {
