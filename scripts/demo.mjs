@@ -1,9 +1,12 @@
 #!/usr/bin/env node
 // The main job end to end on a bundled default: build a Nydus (RAFS v6) image from a sample
 // busybox root filesystem, inspect and check it, mount it with the kernel's EROFS driver, list
-// it, read from it and run a program from it; then build a compressed variant and unpack it.
+// it, read from it and run a program from it; build a compressed variant and unpack it; then,
+// against a docker-registry started on loopback, copy the sample OCI image in, convert it to a
+// Nydus image, check the result against its source and inspect it with skopeo.
 // `npm run demo` runs this after set-up and build. Everything lives under one temp dir.
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
+import net from 'node:net';
 import { createHash } from 'node:crypto';
 import { mkdtempSync, mkdirSync, writeFileSync, copyFileSync, symlinkSync, readFileSync, readdirSync, rmSync, chmodSync } from 'node:fs';
 import os from 'node:os';
@@ -52,6 +55,38 @@ function makeSampleRootfs(dir) {
   run('mknod', [path.join(dir, 'dev/null'), 'c', '1', '3']);
 }
 
+async function freePort() {
+  const server = net.createServer();
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address();
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+/** docker-registry (distribution 2.8) on 127.0.0.1 with its storage under `dir`. */
+async function startRegistry(dir) {
+  mkdirSync(dir, { recursive: true });
+  const port = await freePort();
+  const config = path.join(dir, 'config.yml');
+  writeFileSync(config, [
+    'version: 0.1',
+    'log: { level: error }',
+    `storage: { filesystem: { rootdirectory: ${dir}/data }, delete: { enabled: true } }`,
+    `http: { addr: 127.0.0.1:${port} }`,
+    '',
+  ].join('\n'));
+  const child = spawn('docker-registry', ['serve', config], { stdio: 'ignore' });
+  const host = `127.0.0.1:${port}`;
+  for (let i = 0; ; i++) {
+    const ok = await fetch(`http://${host}/v2/`).then((r) => r.ok, () => false);
+    if (ok) break;
+    if (i > 100) throw new Error('docker-registry did not start');
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  process.stdout.write(`docker-registry listening on ${host}\n`);
+  return { host, stop: () => child.kill() };
+}
+
 try {
   step('1. A sample root filesystem (busybox-static)');
   const rootfs = path.join(work, 'rootfs');
@@ -92,6 +127,24 @@ try {
   const tar = path.join(work, 'unpacked.tar');
   nydusify('image', 'unpack', '--bootstrap', zboot, '--blob-dir', zblobs, '--output', tar);
   run('tar', ['-tvf', tar]);
+
+  step('6. A loopback registry: copy the sample OCI image in, convert it to Nydus, check it');
+  const layout = path.join(work, 'oci-layout');
+  const bundle = path.join(work, 'bundle');
+  run('umoci', ['init', '--layout', layout]);
+  run('umoci', ['new', '--image', `${layout}:v1`]);
+  run('umoci', ['unpack', '--image', `${layout}:v1`, bundle]);
+  run('cp', ['-a', `${rootfs}/.`, path.join(bundle, 'rootfs')]);
+  run('umoci', ['repack', '--image', `${layout}:v1`, bundle]);
+  run('umoci', ['config', '--image', `${layout}:v1`, '--config.cmd', '/bin/sh']);
+  const registry = await startRegistry(path.join(work, 'registry'));
+  cleanups.unshift(registry.stop);
+  const repo = `${registry.host}/demo/busybox`;
+  nydusify('copy', '--source', `oci:${layout}:v1`, '--target', `${repo}:v1`, '--target-insecure');
+  nydusify('convert', '--source', `${repo}:v1`, '--target', `${repo}:v1-nydus`, '--source-insecure', '--target-insecure');
+  nydusify('check', '--source', `${repo}:v1`, '--target', `${repo}:v1-nydus`, '--source-insecure', '--target-insecure');
+  run('skopeo', ['inspect', '--tls-verify=false', '--raw', `docker://${repo}:v1-nydus`]);
+  process.stdout.write('\n');
   process.stdout.write('\ndemo: all steps passed\n');
 } finally {
   for (const c of cleanups) c();
