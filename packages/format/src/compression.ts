@@ -38,6 +38,20 @@ export function compressChunk(algo: ChunkCompressor, data: Uint8Array): Uint8Arr
   }
 }
 
+/**
+ * Compresses one chunk into `out` at `at` (which must have `data.length - 1` bytes of room):
+ * same bytes as `compressChunk`. Returns the compressed length, or 0 when compression does not
+ * make the chunk strictly smaller (the caller then stores it raw) or for 'none'.
+ */
+export function compressChunkInto(algo: ChunkCompressor, data: Uint8Array, out: Uint8Array, at: number): number {
+  if (algo === 'none' || data.length < 2) return 0;
+  if (algo === 'lz4_block') return lz4CompressBlockInto(data, out.subarray(at, at + data.length - 1));
+  const packed = compressChunk(algo, data);
+  if (packed === data) return 0;
+  out.set(packed, at);
+  return packed.length;
+}
+
 let zstdContext: InstanceType<typeof zstdBinding.DCtx> | undefined;
 
 /**

@@ -34,6 +34,43 @@ export class ChunkReader {
     return true;
   }
 
+  /**
+   * Synchronous fast paths: they succeed only when the current source chunk already holds
+   * the bytes (no await, no promise), and otherwise change nothing so the caller falls back
+   * to the async form.
+   */
+  tryReadExact(n: number): Buffer | null {
+    if (this.chunk.length - this.pos < n || n === 0) return null;
+    const out = this.chunk.subarray(this.pos, this.pos + n);
+    this.pos += n;
+    this.offset += n;
+    return out;
+  }
+
+  /** Unread bytes of the current source chunk. */
+  get available(): number {
+    return this.chunk.length - this.pos;
+  }
+
+  /** Skips `n` bytes if the current chunk holds them (true), else nothing (false). */
+  trySkip(n: number): boolean {
+    if (this.chunk.length - this.pos < n) return false;
+    this.pos += n;
+    this.offset += n;
+    return true;
+  }
+
+  /** Up to `max` bytes (max ≥ 1) from the current chunk, or null when it is used up. */
+  trySome(max: number): Buffer | null {
+    const avail = this.chunk.length - this.pos;
+    if (avail <= 0) return null;
+    const n = Math.min(max, avail);
+    const out = this.chunk.subarray(this.pos, this.pos + n);
+    this.pos += n;
+    this.offset += n;
+    return out;
+  }
+
   /** Up to `max` bytes (at least 1) without copying; null at end of input. */
   async readSome(max: number): Promise<Buffer | null> {
     if (!(await this.fill())) return null;

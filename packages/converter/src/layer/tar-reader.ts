@@ -56,6 +56,7 @@ export async function* readTarEntries(
 
   /** Skips `n` bytes that the archive must contain. */
   const skipExactly = async (n: number, what: string, at: number): Promise<void> => {
+    if (reader.trySkip(n)) return;
     const got = await reader.skip(n);
     if (got < n) {
       throw new FormatError('tar.entry.data', `${what}: archive truncated: ${got} of ${n} bytes present`, {
@@ -65,6 +66,15 @@ export async function* readTarEntries(
   };
 
   /** Reads an extended header's payload (PAX or GNU long name) plus its padding. */
+  /** readPayload without a promise when the payload and its padding are in the current chunk. */
+  const payloadNow = (size: number): Buffer | null => {
+    const pad = padding(size);
+    if (size > maxMetadata || size === 0 || reader.available < size + pad) return null;
+    const data = Buffer.from(reader.tryReadExact(size)!); // copied: kept past later reads
+    reader.trySkip(pad);
+    return data;
+  };
+
   const readPayload = async (size: number, what: string, at: number): Promise<Buffer> => {
     if (size > maxMetadata) {
       throw new FormatError('tar.header.size', `${what}: ${size}-byte extended header exceeds the ${maxMetadata}-byte limit`, {
@@ -72,13 +82,14 @@ export async function* readTarEntries(
         value: size,
       });
     }
-    const data = Buffer.from(await reader.readExact(size)); // copied: kept past later reads
+    const data = Buffer.from(reader.tryReadExact(size) ?? (await reader.readExact(size))); // copied: kept past later reads
     if (data.length < size) {
       throw new FormatError('tar.entry.data', `${what}: archive truncated: ${data.length} of ${size} bytes present`, {
         offset: at,
       });
     }
-    await skipExactly(padding(size), what, at + size);
+    const pad = padding(size);
+    if (!reader.trySkip(pad)) await skipExactly(pad, what, at + size);
     return data;
   };
 
@@ -86,7 +97,7 @@ export async function* readTarEntries(
     for (;;) {
       throwIfAborted(options.signal);
       const headerOffset = reader.offset;
-      const block = await reader.readExact(BLOCK_SIZE);
+      const block = reader.tryReadExact(BLOCK_SIZE) ?? (await reader.readExact(BLOCK_SIZE));
       if (block.length === 0 || (block.length === BLOCK_SIZE && isZeroBlock(block))) {
         if (pax !== null || longName !== null || longLink !== null) {
           throw new FormatError('tar.header', 'archive ends after an extended header without the entry it describes', {
@@ -114,22 +125,22 @@ export async function* readTarEntries(
 
       switch (typeflag) {
         case TypeFlag.paxExtended: {
-          const records = parsePax(await readPayload(size, where, dataOffset), where, dataOffset);
+          const records = parsePax((payloadNow(size) ?? (await readPayload(size, where, dataOffset))), where, dataOffset);
           pax = pax === null ? records : new Map([...pax, ...records]);
           continue;
         }
         case TypeFlag.paxGlobal: {
-          for (const [k, v] of parsePax(await readPayload(size, where, dataOffset), where, dataOffset)) {
+          for (const [k, v] of parsePax((payloadNow(size) ?? (await readPayload(size, where, dataOffset))), where, dataOffset)) {
             if (v.length === 0) globalPax.delete(k);
             else globalPax.set(k, v);
           }
           continue;
         }
         case TypeFlag.gnuLongName:
-          longName = nulTerminated(await readPayload(size, where, dataOffset));
+          longName = nulTerminated((payloadNow(size) ?? (await readPayload(size, where, dataOffset))));
           continue;
         case TypeFlag.gnuLongLink:
-          longLink = nulTerminated(await readPayload(size, where, dataOffset));
+          longLink = nulTerminated((payloadNow(size) ?? (await readPayload(size, where, dataOffset))));
           continue;
         case TypeFlag.gnuVolumeLabel:
           await skipExactly(size + padding(size), where, dataOffset);
@@ -249,19 +260,21 @@ export async function* readTarEntries(
       // informational. Regular files and GNU dump directories carry `size` bytes.
       const dataSize = type === 'file' || typeflag === TypeFlag.gnuDumpDir ? size : 0;
       if (type !== 'file') {
-        await skipExactly(dataSize + padding(dataSize), entryWhere, dataOffset);
+        const skip = dataSize + padding(dataSize);
+        if (!reader.trySkip(skip)) await skipExactly(skip, entryWhere, dataOffset);
         yield entry;
         continue;
       }
 
       const state: BodyState = { remaining: size, current: true };
-      entry.content = { [Symbol.asyncIterator]: () => body(reader, state, entryWhere, size, dataOffset) };
+      entry.content = { [Symbol.asyncIterator]: () => new BodyIterator(reader, state, entryWhere, size, dataOffset) };
       try {
         yield entry;
       } finally {
         state.current = false;
       }
-      await skipExactly(state.remaining + padding(size), entryWhere, dataOffset + size - state.remaining);
+      const rest = state.remaining + padding(size);
+      if (!reader.trySkip(rest)) await skipExactly(rest, entryWhere, dataOffset + size - state.remaining);
       state.remaining = 0;
     }
   } finally {
@@ -269,26 +282,47 @@ export async function* readTarEntries(
   }
 }
 
-async function* body(
-  reader: ChunkReader,
-  state: BodyState,
-  where: string,
-  size: number,
-  dataOffset: number,
-): AsyncGenerator<Uint8Array, void, undefined> {
-  for (;;) {
+/**
+ * A file's content as subarrays of the source chunks. Hand-written rather than an async
+ * generator: a piece already in the current source chunk costs one resolved promise.
+ */
+class BodyIterator implements AsyncIterator<Uint8Array, undefined> {
+  constructor(
+    private readonly reader: ChunkReader,
+    private readonly state: BodyState,
+    private readonly where: string,
+    private readonly size: number,
+    private readonly dataOffset: number,
+  ) {}
+
+  next(): Promise<IteratorResult<Uint8Array, undefined>> {
+    const state = this.state;
     if (!state.current) {
-      throw new NydusError('FAILED_PRECONDITION', `tar ${where}: content read after the next entry was requested`);
+      return Promise.reject(new NydusError('FAILED_PRECONDITION', `tar ${this.where}: content read after the next entry was requested`));
     }
-    if (state.remaining === 0) return;
-    const chunk = await reader.readSome(state.remaining);
+    if (state.remaining === 0) return Promise.resolve({ done: true, value: undefined });
+    const piece = this.reader.trySome(state.remaining);
+    if (piece !== null) {
+      state.remaining -= piece.length;
+      return Promise.resolve({ done: false, value: piece });
+    }
+    return this.nextAsync();
+  }
+
+  private async nextAsync(): Promise<IteratorResult<Uint8Array, undefined>> {
+    const state = this.state;
+    const chunk = await this.reader.readSome(state.remaining);
     if (chunk === null) {
-      throw new FormatError('tar.entry.data', `${where}: archive truncated: ${size - state.remaining} of ${size} content bytes present`, {
-        offset: dataOffset + size - state.remaining,
+      throw new FormatError('tar.entry.data', `${this.where}: archive truncated: ${this.size - state.remaining} of ${this.size} content bytes present`, {
+        offset: this.dataOffset + this.size - state.remaining,
       });
     }
     state.remaining -= chunk.length;
-    yield chunk;
+    return { done: false, value: chunk };
+  }
+
+  return(): Promise<IteratorResult<Uint8Array, undefined>> {
+    return Promise.resolve({ done: true, value: undefined });
   }
 }
 

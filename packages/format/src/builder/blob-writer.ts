@@ -1,7 +1,7 @@
 import { NydusError } from '@nydus-ts/core';
 import { crc32c } from '@nydus-ts/native';
 import { createHash, type Hash } from 'node:crypto';
-import { compressChunk, type ChunkCompressor } from '../compression.js';
+import { compressChunk, compressChunkInto, type ChunkCompressor } from '../compression.js';
 import { digestChunk, type ChunkDigester } from '../chunk-digest.js';
 import {
   BlobFeatures,
@@ -57,19 +57,18 @@ export interface LayerBuildStats {
 
 export const INLINED_BLOB_ID = 'x'.repeat(64);
 
-const ZERO_BLOCK = new Uint8Array(EROFS_BLOCK_SIZE);
 const TOC_FLAG: Record<ChunkCompressor, number> = { none: TocFlags.NONE, zstd: TocFlags.ZSTD, lz4_block: TocFlags.LZ4_BLOCK };
 
 /** A growable byte array for per-chunk tables (CI entries, digests). */
 class ByteTable {
-  bytes: Uint8Array;
+  bytes: Buffer;
   length = 0;
   constructor(initial: number) {
-    this.bytes = new Uint8Array(initial);
+    this.bytes = Buffer.alloc(initial);
   }
   reserve(n: number): number {
     if (this.length + n > this.bytes.length) {
-      const next = new Uint8Array(Math.max(this.bytes.length * 2, this.length + n));
+      const next = Buffer.alloc(Math.max(this.bytes.length * 2, this.length + n));
       next.set(this.bytes.subarray(0, this.length));
       this.bytes = next;
     }
@@ -114,6 +113,7 @@ export class BlobWriter {
   readonly usedDictBlobs: TreeBlob[] = [];
 
   private readonly hash: Hash = createHash('sha256');
+  /** Bytes of the blob so far, including the unflushed slab. */
   private position = 0;
   private uncompressedCursor = 0;
   private readonly ci = new ByteTable(64 * CI_V1_SIZE);
@@ -122,11 +122,15 @@ export class BlobWriter {
   private readonly own = new Map<string, TreeChunk>();
   private readonly fromDict = new Map<TreeChunk, TreeChunk>();
   private readonly usedDictBlobSet = new Set<TreeBlob>();
-  /** Chunks being compressed/written, oldest first; `tail` is the newest. */
-  private readonly inFlight: Array<Promise<void>> = [];
-  private tail: Promise<void> = Promise.resolve();
+  /**
+   * Output assembly: chunks are compressed (or copied) straight into `slab`; a full slab is
+   * queued in `pending` and written by `flush()`. A slab handed to the sink is never reused.
+   */
+  private slab: Buffer;
+  private slabUsed = 0;
+  private readonly slabSize: number;
+  private pending: Buffer[] = [];
   private failure: unknown;
-  private readonly maxInFlight: number;
 
   constructor(
     private readonly sink: BlobSink,
@@ -136,8 +140,9 @@ export class BlobWriter {
     private readonly dict: ChunkDict | undefined,
     private readonly inlineBootstrap: boolean,
   ) {
-    // Enough chunks in flight to hide the thread-pool hop, bounded to ~16 MiB of input.
-    this.maxInFlight = Math.max(2, Math.min(64, Math.floor((4 << 20) / chunkSize)));
+    // Room for at least one raw chunk plus its 'none' padding; 4 MiB keeps sink writes large.
+    this.slabSize = Math.max(4 << 20, chunkSize + EROFS_BLOCK_SIZE);
+    this.slab = Buffer.allocUnsafe(this.slabSize);
     this.blob = {
       blobId: '',
       chunkSize,
@@ -165,6 +170,35 @@ export class BlobWriter {
     return this.chunkCount > 0;
   }
 
+  /** True when full slabs wait for `flush()` (call it before the next addChunk). */
+  get mustFlush(): boolean {
+    return this.pending.length > 0;
+  }
+
+  /** Writes the queued full slabs to the sink (the backpressure point). */
+  async flush(): Promise<void> {
+    while (this.pending.length > 0) {
+      const bytes = this.pending.shift()!;
+      try {
+        await this.sink.write(bytes);
+      } catch (err) {
+        this.failure ??= err;
+        throw err;
+      }
+    }
+  }
+
+  /** Queues the used part of the slab (hashing it) and starts a new slab. */
+  private seal(): void {
+    if (this.slabUsed === 0) return;
+    const bytes = this.slab.subarray(0, this.slabUsed);
+    this.hash.update(bytes);
+    this.pending.push(bytes);
+    this.slab = Buffer.allocUnsafe(this.slabSize);
+    this.slabUsed = 0;
+  }
+
+  /** Writes tail bytes after the slabs (the slab must have been sealed and flushed). */
   private async write(bytes: Uint8Array): Promise<void> {
     if (bytes.length === 0) return;
     this.hash.update(bytes);
@@ -173,13 +207,12 @@ export class BlobWriter {
   }
 
   /**
-   * Stores (or deduplicates) one chunk of file data at `fileOffset` and returns its chunk.
-   * Compression runs on the thread pool while the caller goes on reading; chunks still reach
-   * the sink in order, and the returned chunk's compressed offset/size are final once the
-   * writer is drained. `release` is called when the writer no longer needs `data`'s memory
-   * (never when the bytes themselves went to the sink, which may keep them).
+   * Stores (or deduplicates) one chunk of file data at `fileOffset` and returns its chunk,
+   * final. Synchronous: the stored bytes are compressed (or copied) into the output slab, so
+   * the writer keeps no reference to `data` and the caller may reuse its memory at once. When
+   * `mustFlush` turns true the caller awaits `flush()` before adding more.
    */
-  async addChunk(data: Uint8Array, fileOffset: number, release?: () => void): Promise<TreeChunk> {
+  addChunk(data: Uint8Array, fileOffset: number): TreeChunk {
     if (this.failure !== undefined) throw this.failure;
     const size = data.length;
     this.stats.chunks++;
@@ -189,14 +222,12 @@ export class BlobWriter {
     if (hit !== undefined && hit.uncompressedSize === size) {
       this.stats.dedupChunks++;
       this.stats.dedupBytes += size;
-      release?.();
       return hit;
     }
     const dictChunk = this.dict?.lookup(digest, size);
     if (dictChunk !== undefined) {
       this.stats.dictChunks++;
       this.stats.dictBytes += size;
-      release?.();
       let chunk = this.fromDict.get(dictChunk);
       if (chunk === undefined) {
         chunk = { ...dictChunk, fileOffset };
@@ -211,69 +242,64 @@ export class BlobWriter {
     if (this.chunkCount >= MAX_CHUNKS_PER_BLOB) {
       throw new NydusError('RESOURCE_EXHAUSTED', `a blob holds at most ${MAX_CHUNKS_PER_BLOB} chunks; use a larger chunkSize`);
     }
+    const aligned = alignUp(size, EROFS_BLOCK_SIZE);
+    // Room for the chunk stored raw (plus, for 'none', its padding to the next block).
+    if (this.slabUsed + aligned > this.slabSize) this.seal();
+    const at = this.slabUsed;
+    const packedSize = compressChunkInto(this.compressor, data, this.slab, at);
+    const compressed = packedSize > 0;
+    let storedSize = packedSize;
+    if (!compressed) {
+      this.slab.set(data, at);
+      storedSize = size;
+    }
     const crc = crc32c(data);
+    const compressedOffset = this.position;
+    const uncompressedOffset = this.uncompressedCursor;
+    // Raw blobs keep every chunk at its uncompressed offset: the data region is an EROFS device.
+    if (this.compressor === 'none') {
+      if (compressedOffset !== uncompressedOffset) throw new NydusError('INTERNAL', `uncompressed blob cursor ${compressedOffset} != ${uncompressedOffset}`);
+      this.slab.fill(0, at + size, at + aligned);
+      storedSize = size;
+      this.slabUsed += aligned;
+      this.position += aligned;
+    } else {
+      this.slabUsed += storedSize;
+      this.position += storedSize;
+    }
     const chunk: TreeChunk = {
       blob: this.blob,
       digest,
-      flags: crc !== 0 ? ChunkFlags.HAS_CRC32 : 0,
-      compressedSize: 0,
+      flags: (crc !== 0 ? ChunkFlags.HAS_CRC32 : 0) | (compressed ? ChunkFlags.COMPRESSED : 0),
+      compressedSize: storedSize,
       uncompressedSize: size,
-      compressedOffset: 0,
-      uncompressedOffset: this.uncompressedCursor,
+      compressedOffset,
+      uncompressedOffset,
       fileOffset,
       index: this.chunkCount++,
       crc32: crc,
     };
-    this.uncompressedCursor += alignUp(size, EROFS_BLOCK_SIZE);
+    this.uncompressedCursor += aligned;
     if (hit === undefined) this.own.set(digest, chunk);
-    const packed = Promise.resolve(compressChunk(this.compressor, data));
-    const done = this.tail.then(() => this.store(chunk, data, digest, packed, release));
-    done.catch((err: unknown) => {
-      this.failure ??= err;
-    });
-    this.tail = done;
-    this.inFlight.push(done);
-    while (this.inFlight.length > this.maxInFlight) await this.inFlight.shift();
-    return chunk;
-  }
-
-  /** Second half of addChunk, run in chunk order: place, record and write the chunk. */
-  private async store(chunk: TreeChunk, data: Uint8Array, digest: string, packed: Promise<Uint8Array>, release: (() => void) | undefined): Promise<void> {
-    const out = await packed;
-    const size = data.length;
-    const compressed = out.length < size;
-    const stored = compressed ? out : data;
-    if (stored !== data) release?.();
-    chunk.compressedOffset = this.position;
-    chunk.compressedSize = stored.length;
-    if (compressed) chunk.flags |= ChunkFlags.COMPRESSED;
-    if (this.compressor === 'none' && chunk.compressedOffset !== chunk.uncompressedOffset) {
-      throw new NydusError('INTERNAL', `uncompressed blob cursor ${chunk.compressedOffset} != ${chunk.uncompressedOffset}`);
-    }
     // reserve() may grow (replace) the backing array: call it before reading `.bytes`.
     const ciAt = this.ci.reserve(CI_V1_SIZE);
     encodeChunkInfoV1(
-      { compressedOffset: chunk.compressedOffset, compressedSize: stored.length, uncompressedOffset: chunk.uncompressedOffset, uncompressedSize: size, compressed, flags: 0, contextIndex: 0, contextOffset: 0 },
+      { compressedOffset, compressedSize: storedSize, uncompressedOffset, uncompressedSize: size, compressed, flags: 0, contextIndex: 0, contextOffset: 0 },
       this.ci.bytes,
       ciAt,
     );
     const digestAt = this.digests.reserve(32);
-    this.digests.bytes.set(Buffer.from(digest, 'hex'), digestAt);
-    this.stats.compressedBytes += stored.length;
-    await this.write(stored);
-    // Raw blobs keep every chunk at its uncompressed offset: the data region is an EROFS device.
-    if (this.compressor === 'none') await this.write(ZERO_BLOCK.subarray(0, alignUp(size, EROFS_BLOCK_SIZE) - size));
+    this.digests.bytes.write(digest, digestAt, 32, 'hex');
+    this.stats.compressedBytes += storedSize;
+    if (this.slabUsed === this.slabSize) this.seal();
+    return chunk;
   }
 
-  /** Waits until every chunk handed to addChunk is written; rethrows the first failure. */
+  /** Writes every stored chunk to the sink; rethrows an earlier sink failure. */
   async drain(): Promise<void> {
-    while (this.inFlight.length > 0) await this.inFlight.shift();
     if (this.failure !== undefined) throw this.failure;
-  }
-
-  /** Waits for outstanding work without throwing (used when the build fails elsewhere). */
-  async settle(): Promise<void> {
-    await Promise.allSettled(this.inFlight.splice(0));
+    this.seal();
+    await this.flush();
   }
 
   /**

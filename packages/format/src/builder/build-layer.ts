@@ -123,34 +123,28 @@ export async function buildLayer(entries: AsyncIterable<LayerEntry>, sink: BlobS
   const tree = new LayerTree();
   const reader = new ContentReader(writer, opts.chunkSize, opts.signal);
 
-  try {
-    for await (const entry of entries) {
-      throwIfAborted(opts.signal);
-      writer.stats.entries++;
-      const parts = splitEntryPath(entry);
-      const inode = inodeOfEntry(entry);
-      if (entry.type === 'hardlink') {
-        tree.link(parts, entry);
-        continue;
-      }
-      if (parts.length === 0) {
-        if (inode.kind !== 'directory') throw new InvalidArgumentError(`entry '': the root must be a directory, not a ${entry.type}`);
-        tree.root.inode = inode;
-        continue;
-      }
-      const parent = tree.parentDir(parts, entry.path);
-      if (inode.kind === 'file') {
-        writer.stats.files++;
-        inode.chunks = await reader.read(entry);
-      }
-      tree.put(parent, parts[parts.length - 1]!, inode);
+  for await (const entry of entries) {
+    throwIfAborted(opts.signal);
+    writer.stats.entries++;
+    const parts = splitEntryPath(entry);
+    const inode = inodeOfEntry(entry);
+    if (entry.type === 'hardlink') {
+      tree.link(parts, entry);
+      continue;
     }
-    await writer.drain();
-  } catch (err) {
-    // Let chunks already handed to the thread pool finish before the caller cleans up the sink.
-    await writer.settle();
-    throw err;
+    if (parts.length === 0) {
+      if (inode.kind !== 'directory') throw new InvalidArgumentError(`entry '': the root must be a directory, not a ${entry.type}`);
+      tree.root.inode = inode;
+      continue;
+    }
+    const parent = tree.parentDir(parts, entry.path);
+    if (inode.kind === 'file') {
+      writer.stats.files++;
+      inode.chunks = await reader.read(entry);
+    }
+    tree.put(parent, parts[parts.length - 1]!, inode);
   }
+  await writer.drain();
   throwIfAborted(opts.signal);
 
   const settings = (blobs: TreeBlob[]) => ({
@@ -183,10 +177,9 @@ export async function buildLayer(entries: AsyncIterable<LayerEntry>, sink: BlobS
   };
 }
 
-/** Cuts file content into chunk-size pieces without holding more than a few chunks. */
+/** Cuts file content into chunk-size pieces without holding more than one chunk. */
 class ContentReader {
-  /** Assembly buffers the writer has released. */
-  private readonly free: Buffer[] = [];
+  /** Assembly buffer for chunks that span pieces (the writer never keeps chunk memory). */
   private buffer: Buffer | undefined;
 
   constructor(
@@ -197,9 +190,11 @@ class ContentReader {
 
   async read(entry: LayerEntry): Promise<TreeChunk[]> {
     const size = entry.size;
-    const chunks: TreeChunk[] = [];
     if (size > 0 && entry.content === undefined) throw new InvalidArgumentError(`entry '${entry.path}': ${size} bytes of content announced but no content given`);
-    if (entry.content === undefined) return chunks;
+    if (entry.content === undefined) return [];
+    const chunks: TreeChunk[] = new Array<TreeChunk>(Math.ceil(size / this.chunkSize));
+    const writer = this.writer;
+    let n = 0;
     let fileOffset = 0;
     let fill = 0;
     let received = 0;
@@ -210,35 +205,30 @@ class ContentReader {
       let pos = 0;
       while (pos < piece.length) {
         const want = Math.min(this.chunkSize, size - fileOffset);
+        let data: Uint8Array;
         if (fill === 0 && piece.length - pos >= want) {
-          // A whole chunk inside one piece: no copy (the writer never modifies it).
-          chunks.push(await this.emit(piece.subarray(pos, pos + want), fileOffset, undefined));
+          // A whole chunk inside one piece: no copy.
+          data = pos === 0 && want === piece.length ? piece : piece.subarray(pos, pos + want);
           pos += want;
-          fileOffset += want;
-          continue;
-        }
-        const buffer = (this.buffer ??= this.free.pop() ?? Buffer.allocUnsafe(this.chunkSize));
-        const n = Math.min(want - fill, piece.length - pos);
-        buffer.set(piece.subarray(pos, pos + n), fill);
-        fill += n;
-        pos += n;
-        if (fill === want) {
-          // The writer owns the buffer until it releases it (or forever, if it went to the sink).
-          this.buffer = undefined;
-          chunks.push(await this.emit(buffer.subarray(0, want), fileOffset, () => this.free.push(buffer)));
-          fileOffset += want;
+        } else {
+          const buffer = (this.buffer ??= Buffer.allocUnsafe(this.chunkSize));
+          const take = Math.min(want - fill, piece.length - pos);
+          buffer.set(piece.subarray(pos, pos + take), fill);
+          fill += take;
+          pos += take;
+          if (fill < want) continue;
+          data = buffer.subarray(0, want);
           fill = 0;
         }
+        throwIfAborted(this.signal);
+        chunks[n++] = writer.addChunk(data, fileOffset);
+        fileOffset += want;
+        if (writer.mustFlush) await writer.flush();
       }
     }
     if (received !== size) throw new InvalidArgumentError(`entry '${entry.path}': content has ${received} bytes, its size says ${size}`);
-    this.writer.stats.bytesIn += size;
+    writer.stats.bytesIn += size;
     return chunks;
-  }
-
-  private async emit(data: Uint8Array, fileOffset: number, release: (() => void) | undefined): Promise<TreeChunk> {
-    throwIfAborted(this.signal);
-    return this.writer.addChunk(data, fileOffset, release);
   }
 }
 
