@@ -7,8 +7,9 @@ import { RegistryClient } from '../src/index.js';
 import { pushGeneratedImage, startRegistry, type TestRegistry } from '../src/testing/index.js';
 
 /** A forward proxy: absolute-URI requests are replayed to their origin, CONNECT is tunnelled. */
-async function startForwardProxy(): Promise<{ url: string; requests: string[]; close(): Promise<void> }> {
+async function startForwardProxy(): Promise<{ url: string; requests: string[]; tunnelledBytes: () => number; close(): Promise<void> }> {
   const requests: string[] = [];
+  let tunnelled = 0;
   const server = http.createServer((req, res) => {
     requests.push(`${req.method} ${req.url}`);
     const target = new URL(req.url!);
@@ -28,6 +29,7 @@ async function startForwardProxy(): Promise<{ url: string; requests: string[]; c
     const upstream = net.connect(Number(port), host, () => {
       client.write('HTTP/1.1 200 Connection Established\r\n\r\n');
       upstream.write(head);
+      client.on('data', (b: Buffer) => (tunnelled += b.length));
       upstream.pipe(client);
       client.pipe(upstream);
     });
@@ -39,6 +41,7 @@ async function startForwardProxy(): Promise<{ url: string; requests: string[]; c
   return {
     url: `http://127.0.0.1:${port}`,
     requests,
+    tunnelledBytes: () => tunnelled,
     close: () => new Promise((resolve) => server.close(() => resolve())),
   };
 }
@@ -67,6 +70,8 @@ describe('proxy environment variables', () => {
     // undici's proxy agent tunnels every request (plain HTTP too) through CONNECT to the registry.
     expect(proxy.requests.length).toBeGreaterThan(0);
     expect(new Set(proxy.requests)).toEqual(new Set([`CONNECT ${registry.host}`]));
+    // the 100 kB layer upload itself went through the tunnel
+    expect(proxy.tunnelledBytes()).toBeGreaterThan(100_000);
   });
 
   it('goes direct for hosts listed in NO_PROXY', async () => {
