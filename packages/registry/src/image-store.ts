@@ -6,6 +6,8 @@ export interface FetchBlobOptions {
   signal?: AbortSignal;
   /** Called with the size of every chunk the stream hands on (progress). */
   onBytes?: (n: number) => void;
+  /** Read-ahead buffer of a registry stream (see FetchOptions of the registry client); other sources may ignore it. */
+  highWaterMark?: number;
 }
 
 /** Where an image's repository lives, when it is in a registry (enables cross-repo mounts). */

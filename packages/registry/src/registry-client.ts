@@ -32,6 +32,11 @@ export interface SignalOptions {
 export interface FetchOptions extends SignalOptions {
   /** Called with the size of every chunk handed on (progress). */
   onBytes?: (n: number) => void;
+  /**
+   * Bytes the stream buffers ahead of its reader (default 256 KiB). A reader that takes whole
+   * buffers (an async iterator does) then gets chunks up to this size instead of socket-sized ones.
+   */
+  highWaterMark?: number;
 }
 
 export interface PushBlobOptions extends SignalOptions {
@@ -249,6 +254,7 @@ export class RegistryClient implements Fetcher, Pusher, ManifestStore {
       retry: this.transport.retry,
       signal: options.signal,
       ...(options.onBytes && { onBytes: options.onBytes }),
+      ...(options.highWaterMark !== undefined && { highWaterMark: options.highWaterMark }),
     });
   }
 
@@ -271,6 +277,7 @@ export class RegistryClient implements Fetcher, Pusher, ManifestStore {
       retry: this.transport.retry,
       signal: options.signal,
       ...(options.onBytes && { onBytes: options.onBytes }),
+      ...(options.highWaterMark !== undefined && { highWaterMark: options.highWaterMark }),
     });
   }
 
