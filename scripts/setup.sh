@@ -37,10 +37,12 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-# npm ci only when the lock file changed since the last install.
+# npm dependencies, installed from the lock file whenever it changed since the last install.
+# `npm install` rather than `npm ci`: npm 11 leaves other platforms' optional packages (rollup,
+# turbo binaries) out of the lock file and then `npm ci` rejects that same lock as out of sync.
 stamp=node_modules/.setup-stamp
-want=$(sha256sum package-lock.json | cut -d' ' -f1)
+want=$(sha256sum package-lock.json package.json packages/*/package.json apps/*/package.json | sha256sum | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-  npm ci --no-audit --no-fund
+  npm install --no-audit --no-fund
   echo "$want" > "$stamp"
 fi
