@@ -26,7 +26,6 @@ import {
   alignUp,
   encodeBlobEntry,
   encodeChunkAddress,
-  encodeChunkInfo,
   encodeDeviceSlot,
   encodeDirentBlocks,
   encodeErofsSuperblock,
@@ -295,7 +294,7 @@ export function writeBootstrap(root: TreeNode, settings: BootstrapSettings): Uin
 
   // ---- Prefetch table, chunk table, fixed tables.
   const prefetch = blobs.length > 0 ? resolvePrefetch(root, placements, settings.prefetchPatterns ?? []) : [];
-  const chunks = collectChunks(order, blobIndex);
+  const { chunks, blobIndexes: chunkBlobIndexes } = collectChunks(order, blobIndex);
 
   const n = blobs.length;
   const blobTableOffset = alignUp(DEVICE_TABLE_OFFSET + DEVICE_SLOT_SIZE * n, BS);
@@ -436,8 +435,29 @@ export function writeBootstrap(root: TreeNode, settings: BootstrapSettings): Uin
     }
   }
 
-  chunks.forEach((c, i) => encodeChunkInfo({ ...c.chunk, blobIndex: c.blobIndex }, out, chunkTableOffset + CHUNK_INFO_SIZE * i));
+  const outBuf = Buffer.from(out.buffer, out.byteOffset, out.byteLength);
+  for (let i = 0; i < chunks.length; i++) writeChunkInfo(chunks[i]!, chunkBlobIndexes[i]!, outBuf, view, chunkTableOffset + CHUNK_INFO_SIZE * i);
   return out;
+}
+
+function setU64(view: DataView, off: number, v: number): void {
+  if (!Number.isSafeInteger(v) || v < 0) throw new RangeError(`u64 field value ${v} is not a non-negative safe integer`);
+  view.setUint32(off, v % 0x1_0000_0000, true);
+  view.setUint32(off + 4, Math.floor(v / 0x1_0000_0000), true);
+}
+
+/** `encodeChunkInfo` (spec §1.8) without the intermediate object and digest Buffer. */
+function writeChunkInfo(c: TreeChunk, blobIndex: number, out: Buffer, view: DataView, off: number): void {
+  if (out.write(c.digest, off, 32, 'hex') !== 32) throw new NydusError('INTERNAL', `chunk digest ${c.digest} is not 32 bytes of hex`);
+  view.setUint32(off + 32, blobIndex, true);
+  view.setUint32(off + 36, c.flags, true);
+  view.setUint32(off + 40, c.compressedSize, true);
+  view.setUint32(off + 44, c.uncompressedSize, true);
+  setU64(view, off + 48, c.compressedOffset);
+  setU64(view, off + 56, c.uncompressedOffset);
+  setU64(view, off + 64, c.fileOffset);
+  view.setUint32(off + 72, c.index, true);
+  view.setUint32(off + 76, c.crc32, true);
 }
 
 /** Appends a regular file's inode + chunk-address array, keeping inode + xattrs inside a block. */
@@ -448,19 +468,37 @@ function placeAppendInode(alloc: MetaAllocator, isz: number, total: number): num
   return at;
 }
 
-/** Chunk table: one entry per distinct (digest, blob index), sorted by digest then blob index. */
-function collectChunks(order: readonly Placement[], blobIndex: ReadonlyMap<TreeBlob, number>): Array<{ chunk: TreeChunk; blobIndex: number }> {
-  const seen = new Map<string, { chunk: TreeChunk; blobIndex: number }>();
+/**
+ * Chunk table: one entry per distinct (digest, blob index), sorted by digest then blob index;
+ * among chunks with equal keys the first in placement order wins. Chunk refs shared by
+ * several files are one object, so an identity set removes most repeats cheaply; a stable
+ * sort then puts any remaining equal keys next to each other, first-seen first.
+ */
+function collectChunks(order: readonly Placement[], blobIndex: ReadonlyMap<TreeBlob, number>): { chunks: TreeChunk[]; blobIndexes: Uint8Array } {
+  const seen = new Set<TreeChunk>();
+  const refs: TreeChunk[] = [];
   for (const p of order) {
     if (p.inode.kind !== 'file') continue;
     for (const c of p.inode.chunks) {
-      const bi = blobIndex.get(c.blob);
-      if (bi === undefined) throw new NydusError('INTERNAL', `chunk ${c.digest} references blob ${c.blob.blobId}, which is not in the blob table`);
-      const key = `${c.digest}:${bi}`;
-      if (!seen.has(key)) seen.set(key, { chunk: c, blobIndex: bi });
+      if (seen.has(c)) continue;
+      if (!blobIndex.has(c.blob)) throw new NydusError('INTERNAL', `chunk ${c.digest} references blob ${c.blob.blobId}, which is not in the blob table`);
+      seen.add(c);
+      refs.push(c);
     }
   }
-  return [...seen.values()].sort((a, b) => (a.chunk.digest < b.chunk.digest ? -1 : a.chunk.digest > b.chunk.digest ? 1 : a.blobIndex - b.blobIndex));
+  seen.clear();
+  refs.sort((a, b) => (a.digest < b.digest ? -1 : a.digest > b.digest ? 1 : a.blob === b.blob ? 0 : blobIndex.get(a.blob)! - blobIndex.get(b.blob)!));
+  let n = 0;
+  let prev: TreeChunk | undefined;
+  for (const c of refs) {
+    if (prev !== undefined && prev.digest === c.digest && (prev.blob === c.blob || blobIndex.get(prev.blob) === blobIndex.get(c.blob))) continue;
+    refs[n++] = c;
+    prev = c;
+  }
+  refs.length = n;
+  const blobIndexes = new Uint8Array(n); // at most MAX_BLOBS (254) blobs
+  for (let i = 0; i < n; i++) blobIndexes[i] = blobIndex.get(refs[i]!.blob)!;
+  return { chunks: refs, blobIndexes };
 }
 
 /**

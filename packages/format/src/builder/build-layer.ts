@@ -16,7 +16,7 @@ import {
 import { writeBootstrap } from './bootstrap-writer.js';
 import { BlobWriter, type BlobSink, type LayerBuildStats } from './blob-writer.js';
 import { ChunkDict } from './chunk-dict.js';
-import { NO_XATTRS, TYPE_BITS, implicitDirInode, nameKey, newDirNode, type NodeKind, type TreeBlob, type TreeChunk, type TreeInode, type TreeNode } from './tree.js';
+import { NO_CHUNKS, NO_XATTRS, TYPE_BITS, implicitDirInode, nameKey, newDirNode, type NodeKind, type TreeBlob, type TreeChunk, type TreeInode, type TreeNode } from './tree.js';
 
 export interface BuildLayerOptions {
   /** Chunk size: a power of two from 4 KiB to 16 MiB. Default 1 MiB. */
@@ -191,7 +191,7 @@ class ContentReader {
   async read(entry: LayerEntry): Promise<TreeChunk[]> {
     const size = entry.size;
     if (size > 0 && entry.content === undefined) throw new InvalidArgumentError(`entry '${entry.path}': ${size} bytes of content announced but no content given`);
-    if (entry.content === undefined) return [];
+    if (entry.content === undefined) return NO_CHUNKS;
     const chunks: TreeChunk[] = new Array<TreeChunk>(Math.ceil(size / this.chunkSize));
     const writer = this.writer;
     let n = 0;
@@ -228,7 +228,7 @@ class ContentReader {
     }
     if (received !== size) throw new InvalidArgumentError(`entry '${entry.path}': content has ${received} bytes, its size says ${size}`);
     writer.stats.bytesIn += size;
-    return chunks;
+    return n === 0 ? NO_CHUNKS : chunks;
   }
 }
 
@@ -297,13 +297,15 @@ function splitEntryPath(entry: LayerEntry): string[] {
   if (typeof path !== 'string') throw new InvalidArgumentError(`entry path ${String(path)} is not a string`);
   if (path === '') return [];
   const parts = path.split('/');
-  return parts.map((c) => {
+  for (let i = 0; i < parts.length; i++) {
+    const c = parts[i]!;
     if (c === '' || c === '.' || c === '..') throw new InvalidArgumentError(`entry '${path}': path has an empty, '.' or '..' component`);
     if (c.includes('\0')) throw new InvalidArgumentError(`entry '${path}': path contains a NUL byte`);
     const key = nameKey(c);
     if (key.length > EROFS_NAME_LEN) throw new InvalidArgumentError(`entry '${path}': name '${c.slice(0, 32)}…' is ${key.length} bytes, longer than ${EROFS_NAME_LEN}`);
-    return key;
-  });
+    parts[i] = key;
+  }
+  return parts;
 }
 
 const KINDS: ReadonlySet<string> = new Set(['file', 'directory', 'symlink', 'hardlink', 'char-device', 'block-device', 'fifo', 'socket']);
@@ -332,8 +334,9 @@ function inodeOfEntry(entry: LayerEntry): TreeInode {
   if (!Number.isInteger(mtimeNsec) || mtimeNsec < 0 || mtimeNsec > 999_999_999) {
     throw new InvalidArgumentError(`entry '${entry.path}': mtimeNsec ${String(mtimeNsec)} is not in 0..999999999`);
   }
-  const xattrs = new Map<string, Uint8Array>();
+  let xattrs: Map<string, Uint8Array> | undefined;
   if (entry.xattrs !== undefined) {
+    xattrs = new Map();
     for (const [name, value] of entry.xattrs) {
       let suffixLen: number;
       try {
@@ -379,5 +382,5 @@ function inodeOfEntry(entry: LayerEntry): TreeInode {
     default:
       break;
   }
-  return { kind, mode: TYPE_BITS[kind] | (entry.mode & 0o7777), uid, gid, mtime: entry.mtime, mtimeNsec, size, rdev, linkTarget, xattrs: xattrs.size > 0 ? xattrs : NO_XATTRS, chunks: [] };
+  return { kind, mode: TYPE_BITS[kind] | (entry.mode & 0o7777), uid, gid, mtime: entry.mtime, mtimeNsec, size, rdev, linkTarget, xattrs: xattrs !== undefined && xattrs.size > 0 ? xattrs : NO_XATTRS, chunks: NO_CHUNKS };
 }

@@ -71,8 +71,12 @@ export function kindOfMode(mode: number): NodeKind | undefined {
 
 /** Encodes a UTF-8 string (a path component) as a latin1 name key. */
 export function nameKey(component: string): string {
+  // ASCII is its own latin1 key (the common case: no Buffer round trip).
+  if (ASCII.test(component)) return component;
   return Buffer.from(component, 'utf8').toString('latin1');
 }
+
+const ASCII = /^[\x00-\x7f]*$/;
 
 /** The bytes of a latin1 name key. */
 export function nameBytes(key: string): Uint8Array {
@@ -87,9 +91,12 @@ export function displayName(key: string): string {
 /** The shared, empty xattr map (one Map per inode would cost ~100 bytes each). */
 export const NO_XATTRS: ReadonlyMap<string, Uint8Array> = new Map();
 
+/** The shared chunk list of inodes without content (frozen: chunk lists are replaced, never grown). */
+export const NO_CHUNKS: TreeChunk[] = Object.freeze([]) as unknown as TreeChunk[];
+
 /** A directory inode with the attributes of implicitly created parents: 040755, root-owned, mtime 0. */
 export function implicitDirInode(): TreeInode {
-  return { kind: 'directory', mode: S_IFDIR | 0o755, uid: 0, gid: 0, mtime: 0, mtimeNsec: 0, size: 0, rdev: 0, linkTarget: null, xattrs: NO_XATTRS, chunks: [] };
+  return { kind: 'directory', mode: S_IFDIR | 0o755, uid: 0, gid: 0, mtime: 0, mtimeNsec: 0, size: 0, rdev: 0, linkTarget: null, xattrs: NO_XATTRS, chunks: NO_CHUNKS };
 }
 
 export function newDirNode(name: string, inode: TreeInode = implicitDirInode()): TreeNode {
