@@ -1,11 +1,10 @@
-import { randomBytes } from 'node:crypto';
-import { rename, writeFile } from 'node:fs/promises';
 import type { Command } from 'commander';
 import { InvalidArgumentError, NydusError, createConsoleLogger } from '@nydus-ts/core';
 import { checkConvertedImage, parseArchiveLocation } from '@nydus-ts/converter';
 import type { CheckConvertedImageOptions, CheckReport } from '@nydus-ts/converter';
 import { parseCredentials, parseImageLocation, parsePlatform } from '@nydus-ts/registry';
 import type { CliIo } from '../io.js';
+import { addRegistrySideOptions, writeJsonFile } from '../shared-options.js';
 import { writeLine } from '../io.js';
 import { parsePositiveInt } from '../parse.js';
 import type { CommandRegistrar } from '../program.js';
@@ -49,11 +48,6 @@ export function parseCheckFlags(flags: CheckFlags): CheckConvertedImageOptions {
   return options;
 }
 
-async function writeJsonFile(file: string, value: unknown): Promise<void> {
-  const tmp = `${file}.tmp-${randomBytes(4).toString('hex')}`;
-  await writeFile(tmp, JSON.stringify(value, null, 2) + '\n');
-  await rename(tmp, file);
-}
 
 export function formatCheckSummary(r: CheckReport): string {
   const c = r.counts;
@@ -64,16 +58,11 @@ export function formatCheckSummary(r: CheckReport): string {
 }
 
 export const registerCheckCommand: CommandRegistrar = (program: Command, io: CliIo) => {
-  program
-    .command('check')
+  addRegistrySideOptions(program.command('check'))
     .description('Validate a Nydus image against its source image: manifest, bootstrap, blobs and the whole filesystem (exit 1 on any difference)')
     .requiredOption('--source <ref>', 'source image: host[:port]/repo[:tag][@digest], oci:DIR[:TAG], oci-archive:FILE[:TAG] or docker-archive:FILE[:REF]')
     .requiredOption('--target <ref>', 'Nydus image in a registry: host[:port]/repo[:tag][@digest]')
     .option('--platform <os/arch[/variant]>', 'platform to check in multi-platform images (default: this machine)')
-    .option('--source-insecure', 'allow plain HTTP and unverified TLS for the source registry')
-    .option('--target-insecure', 'allow plain HTTP and unverified TLS for the target registry')
-    .option('--source-creds <user:pass>', 'credentials for the source registry (default: docker config)')
-    .option('--target-creds <user:pass>', 'credentials for the target registry (default: docker config)')
     .option('--verify-blobs', 'also download every Nydus blob whole to verify its digest')
     .option('--concurrency <n>', 'files read from the target at once', '8')
     .option('-J, --output-json <file>', 'write the report as JSON here')

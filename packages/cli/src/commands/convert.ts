@@ -1,5 +1,4 @@
-import { randomBytes } from 'node:crypto';
-import { readFile, rename, writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { InvalidArgumentError, NotFoundError, createConsoleLogger } from '@nydus-ts/core';
@@ -7,6 +6,7 @@ import { convertImage, resolveConvertImageOptions } from '@nydus-ts/converter';
 import type { ConvertImageOptions, ConvertImageResult, ConvertProgressEvent } from '@nydus-ts/converter';
 import { CHUNK_COMPRESSORS, CHUNK_DIGESTERS } from '@nydus-ts/format';
 import type { CliIo } from '../io.js';
+import { addRegistrySideOptions, writeJsonFile } from '../shared-options.js';
 import { writeLine } from '../io.js';
 import { parseByteSize, parseChoice, parsePositiveInt } from '../parse.js';
 import type { CommandRegistrar } from '../program.js';
@@ -100,15 +100,9 @@ function progressPrinter(io: CliIo): (e: ConvertProgressEvent) => void {
   };
 }
 
-async function writeJsonFile(file: string, value: unknown): Promise<void> {
-  const tmp = `${file}.tmp-${randomBytes(4).toString('hex')}`;
-  await writeFile(tmp, JSON.stringify(value, null, 2) + '\n');
-  await rename(tmp, file);
-}
 
 export const registerConvertCommand: CommandRegistrar = (program: Command, io: CliIo) => {
-  program
-    .command('convert')
+  addRegistrySideOptions(program.command('convert'))
     .description('Convert an OCI/Docker image to a Nydus image and push it, streaming every layer (nothing staged on disk)')
     .requiredOption('--source <ref>', 'source: host[:port]/repo[:tag][@digest], oci:DIR[:TAG], oci-archive:FILE[:TAG], docker-archive:FILE[:TAG] or dir:PATH')
     .requiredOption('--target <ref>', 'target image: host[:port]/repo[:tag]')
@@ -122,10 +116,6 @@ export const registerConvertCommand: CommandRegistrar = (program: Command, io: C
     .option('--oci', 'use OCI media types (default: as the source)')
     .option('--prefetch-patterns <file>', 'file with absolute paths (one per line) for the prefetch table')
     .option('--chunk-dict <ref>', 'Nydus image (REF or bootstrap:registry:REF) whose chunks are reused instead of stored again')
-    .option('--source-insecure', 'allow plain HTTP and unverified TLS for the source registry')
-    .option('--target-insecure', 'allow plain HTTP and unverified TLS for the target registry')
-    .option('--source-creds <user:pass>', 'credentials for the source registry (default: docker config)')
-    .option('--target-creds <user:pass>', 'credentials for the target registry (default: docker config)')
     .option('--concurrency <n>', 'layers converted at once', '4')
     .option('-J, --output-json <file>', 'write a JSON report here')
     .action(async (flags: ConvertFlags) => {

@@ -1,5 +1,3 @@
-import { randomBytes } from 'node:crypto';
-import { rename, writeFile } from 'node:fs/promises';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import type { Command } from 'commander';
@@ -7,6 +5,7 @@ import { InvalidArgumentError, createConsoleLogger, noopLogger } from '@nydus-ts
 import { copyImage, parseCredentials, parseImageLocation, parsePlatform } from '@nydus-ts/registry';
 import type { CopyImageOptions, CopyImageResult, CopyProgressEvent, CopySideOptions } from '@nydus-ts/registry';
 import type { CliIo } from '../io.js';
+import { addRegistrySideOptions, writeJsonFile } from '../shared-options.js';
 import { writeLine } from '../io.js';
 import { parseByteSize, parsePositiveInt } from '../parse.js';
 import type { CommandRegistrar } from '../program.js';
@@ -123,11 +122,6 @@ class ProgressView {
   }
 }
 
-async function writeJsonFile(file: string, value: unknown): Promise<void> {
-  const tmp = `${file}.tmp-${randomBytes(4).toString('hex')}`;
-  await writeFile(tmp, JSON.stringify(value, null, 2) + '\n');
-  await rename(tmp, file);
-}
 
 export function formatCopySummary(r: CopyImageResult): string {
   const platforms = r.platforms.length ? ` [${r.platforms.join(', ')}]` : '';
@@ -168,17 +162,12 @@ function youngGcEvery(bytes: number): ((event: CopyProgressEvent) => void) | und
 }
 
 export const registerCopyCommand: CommandRegistrar = (program: Command, io: CliIo) => {
-  program
-    .command('copy')
+  addRegistrySideOptions(program.command('copy'))
     .description('Copy an image (OCI or Nydus) between registries / OCI layouts, streaming every blob without touching disk')
     .requiredOption('--source <ref>', 'source image: host[:port]/repo[:tag][@digest] or oci:PATH[:TAG]')
     .requiredOption('--target <ref>', 'target image: host[:port]/repo[:tag] or oci:PATH[:TAG]')
     .option('--platform <os/arch[/variant]>', 'platform to copy from a multi-platform image (default: this machine)')
     .option('--all-platforms', 'copy the index and every platform unchanged')
-    .option('--source-insecure', 'allow plain HTTP and unverified TLS for the source registry')
-    .option('--target-insecure', 'allow plain HTTP and unverified TLS for the target registry')
-    .option('--source-creds <user:pass>', 'credentials for the source registry (default: docker config)')
-    .option('--target-creds <user:pass>', 'credentials for the target registry (default: docker config)')
     .option('--source-mirror <url>', 'mirror tried before the source registry for reads (repeatable)', collect)
     .option('--push-chunk-size <size>', 'upload blobs in chunks of this size (e.g. 16MiB); 0 = monolithic', '0')
     .option('--concurrency <n>', 'blobs transferred at once', '4')

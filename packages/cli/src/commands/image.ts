@@ -7,13 +7,13 @@ import {
   inspectImage,
   mergeImage,
   unpackImage,
-  writeFileAtomic,
   type ImageInspection,
   type SourceType,
 } from '@nydus-ts/converter';
 import { CHUNK_COMPRESSORS, CHUNK_DIGESTERS, type ChunkCompressor, type ChunkDigester } from '@nydus-ts/format';
 import { readFile } from 'node:fs/promises';
 import type { CliIo } from '../io.js';
+import { writeJsonFile } from '../shared-options.js';
 import { writeLine } from '../io.js';
 import { parseByteSize, parseChoice } from '../parse.js';
 import type { CommandRegistrar } from '../program.js';
@@ -40,8 +40,8 @@ async function readPatterns(file: string | undefined): Promise<string[] | undefi
   return patterns;
 }
 
-async function emitJson(io: CliIo, file: string | undefined, value: unknown): Promise<void> {
-  if (file) await writeFileAtomic(file, Buffer.from(JSON.stringify(value, null, 2) + '\n'));
+async function emitJson(file: string | undefined, value: unknown): Promise<void> {
+  if (file) await writeJsonFile(file, value);
 }
 
 const mib = (n: number): string => (n / 2 ** 20).toFixed(1) + ' MiB';
@@ -110,7 +110,7 @@ export const registerImageCommands: CommandRegistrar = (program: Command, io: Cl
         io.stdout,
         `${s.entries} entries, ${s.files} files, ${mib(s.bytesIn)} in, ${s.chunks} chunks, ${s.dedupChunks} deduplicated (${mib(s.dedupBytes)}), ${(result.durationMs / 1000).toFixed(2)} s`,
       );
-      await emitJson(io, o.outputJson, result);
+      await emitJson(o.outputJson, result);
     });
 
   image
@@ -134,7 +134,7 @@ export const registerImageCommands: CommandRegistrar = (program: Command, io: Cl
       });
       writeLine(io.stdout, `bootstrap: ${result.bootstrap}`);
       writeLine(io.stdout, `blobs: ${result.blobIds.join(', ') || 'none'}`);
-      await emitJson(io, o.outputJson, result);
+      await emitJson(o.outputJson, result);
     });
 
   image
@@ -158,7 +158,7 @@ export const registerImageCommands: CommandRegistrar = (program: Command, io: Cl
       const r = await checkImage({ bootstrap, ...(o.blobDir && { blobDir: o.blobDir }) });
       writeLine(io.stdout, `bootstrap ${bootstrap}: valid RAFS v6, ${r.inodes} inodes, ${r.compressor}/${r.digester}, ${r.blobs.length} blob(s)`);
       if (o.blobDir) writeLine(io.stdout, `verified ${r.chunksVerified} chunks (${mib(r.bytesVerified)}) in ${r.blobs.length} blob(s)`);
-      await emitJson(io, o.outputJson, r);
+      await emitJson(o.outputJson, r);
     });
 
   image
