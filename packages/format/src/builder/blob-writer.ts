@@ -25,7 +25,7 @@ import {
   type TocEntry,
 } from '../layout/index.js';
 import type { ChunkDict } from './chunk-dict.js';
-import type { TreeBlob, TreeChunk } from './tree.js';
+import { ChunkStore, StoredChunk, type TreeBlob, type TreeChunk } from './tree.js';
 
 /**
  * Where the data blob goes. Awaiting each write is the backpressure. The builder never
@@ -117,9 +117,10 @@ export class BlobWriter {
   private position = 0;
   private uncompressedCursor = 0;
   private readonly ci = new ByteTable(64 * CI_V1_SIZE);
-  private readonly digests = new ByteTable(64 * 32);
+  /** Own chunks in columns (digests, offsets, sizes) and their TreeChunk views by CI index. */
+  private readonly store: ChunkStore;
+  private readonly chunkRefs: StoredChunk[] = [];
   private chunkCount = 0;
-  private readonly own = new Map<string, TreeChunk>();
   private readonly fromDict = new Map<TreeChunk, TreeChunk>();
   private readonly usedDictBlobSet = new Set<TreeBlob>();
   /**
@@ -163,6 +164,7 @@ export class BlobWriter {
       cipherIv: new Uint8Array(8),
       cipherAlgo: 0,
     };
+    this.store = new ChunkStore(this.blob);
   }
 
   /** True once at least one chunk has been stored in this blob. */
@@ -217,12 +219,14 @@ export class BlobWriter {
     const size = data.length;
     this.stats.chunks++;
     const digest = digestChunk(this.digester, data);
-    // Keyed by digest alone (a string per chunk less); the size must match too.
-    const hit = this.own.get(digest);
-    if (hit !== undefined && hit.uncompressedSize === size) {
+    const store = this.store;
+    store.stageDigest(digest);
+    // The first chunk with this digest; a same-digest chunk of another size is stored anew.
+    const first = store.findStaged();
+    if (first >= 0 && store.uncompressedSizeOf(first) === size) {
       this.stats.dedupChunks++;
       this.stats.dedupBytes += size;
-      return hit;
+      return this.chunkRefs[first]!;
     }
     const dictChunk = this.dict?.lookup(digest, size);
     if (dictChunk !== undefined) {
@@ -267,20 +271,13 @@ export class BlobWriter {
       this.slabUsed += storedSize;
       this.position += storedSize;
     }
-    const chunk: TreeChunk = {
-      blob: this.blob,
-      digest,
-      flags: (crc !== 0 ? ChunkFlags.HAS_CRC32 : 0) | (compressed ? ChunkFlags.COMPRESSED : 0),
-      compressedSize: storedSize,
-      uncompressedSize: size,
-      compressedOffset,
-      uncompressedOffset,
-      fileOffset,
-      index: this.chunkCount++,
-      crc32: crc,
-    };
+    const flags = (crc !== 0 ? ChunkFlags.HAS_CRC32 : 0) | (compressed ? ChunkFlags.COMPRESSED : 0);
+    const index = store.add(flags, storedSize, size, compressedOffset, uncompressedOffset, fileOffset, crc, first < 0);
+    if (index !== this.chunkCount) throw new NydusError('INTERNAL', `chunk store index ${index} != CI index ${this.chunkCount}`);
+    this.chunkCount++;
+    const chunk = new StoredChunk(store, index);
+    this.chunkRefs.push(chunk);
     this.uncompressedCursor += aligned;
-    if (hit === undefined) this.own.set(digest, chunk);
     // reserve() may grow (replace) the backing array: call it before reading `.bytes`.
     const ciAt = this.ci.reserve(CI_V1_SIZE);
     encodeChunkInfoV1(
@@ -288,8 +285,6 @@ export class BlobWriter {
       this.ci.bytes,
       ciAt,
     );
-    const digestAt = this.digests.reserve(32);
-    this.digests.bytes.write(digest, digestAt, 32, 'hex');
     this.stats.compressedBytes += storedSize;
     if (this.slabUsed === this.slabSize) this.seal();
     return chunk;
@@ -348,7 +343,7 @@ export class BlobWriter {
     toc.push({ flags: TocFlags.NONE, name: TocNames.META_HEADER, digest: sha(header), compressedOffset: ciOffset + ciStored.length, compressedSize: CCT_HEADER_SIZE, uncompressedSize: CCT_HEADER_SIZE });
 
     // | digests | T"blob.digest" |
-    const digests = this.digests.view().slice();
+    const digests = this.store.digests.subarray(0, this.chunkCount * 32).slice();
     const digestsOffset = this.position;
     await this.write(digests);
     await this.write(encodeTailTarHeader(TocNames.DIGEST, digests.length));

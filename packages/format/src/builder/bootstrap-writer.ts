@@ -40,7 +40,7 @@ import {
   type Dirent,
   type DigestName,
 } from '../layout/index.js';
-import { nameKey, sortedChildren, type NodeKind, type TreeBlob, type TreeChunk, type TreeInode, type TreeNode } from './tree.js';
+import { StoredChunk, nameKey, sortedChildren, type NodeKind, type TreeBlob, type TreeChunk, type TreeInode, type TreeNode } from './tree.js';
 
 /** Filesystem-wide settings of a bootstrap. */
 export interface BootstrapSettings {
@@ -446,9 +446,20 @@ function setU64(view: DataView, off: number, v: number): void {
   view.setUint32(off + 4, Math.floor(v / 0x1_0000_0000), true);
 }
 
+/** Byte-wise digest order; chunks of a ChunkStore compare their raw bytes (no hex strings). */
+function compareDigests(a: TreeChunk, b: TreeChunk): number {
+  if (a instanceof StoredChunk && b instanceof StoredChunk) {
+    return a.store.digests.compare(b.store.digests, b.index * 32, b.index * 32 + 32, a.index * 32, a.index * 32 + 32);
+  }
+  const x = a.digest;
+  const y = b.digest;
+  return x < y ? -1 : x > y ? 1 : 0;
+}
+
 /** `encodeChunkInfo` (spec §1.8) without the intermediate object and digest Buffer. */
 function writeChunkInfo(c: TreeChunk, blobIndex: number, out: Buffer, view: DataView, off: number): void {
-  if (out.write(c.digest, off, 32, 'hex') !== 32) throw new NydusError('INTERNAL', `chunk digest ${c.digest} is not 32 bytes of hex`);
+  if (c instanceof StoredChunk) c.store.digests.copy(out, off, c.index * 32, c.index * 32 + 32);
+  else if (out.write(c.digest, off, 32, 'hex') !== 32) throw new NydusError('INTERNAL', `chunk digest ${c.digest} is not 32 bytes of hex`);
   view.setUint32(off + 32, blobIndex, true);
   view.setUint32(off + 36, c.flags, true);
   view.setUint32(off + 40, c.compressedSize, true);
@@ -487,11 +498,12 @@ function collectChunks(order: readonly Placement[], blobIndex: ReadonlyMap<TreeB
     }
   }
   seen.clear();
-  refs.sort((a, b) => (a.digest < b.digest ? -1 : a.digest > b.digest ? 1 : a.blob === b.blob ? 0 : blobIndex.get(a.blob)! - blobIndex.get(b.blob)!));
+  const sameBlob = (a: TreeChunk, b: TreeChunk): number => (a.blob === b.blob ? 0 : blobIndex.get(a.blob)! - blobIndex.get(b.blob)!);
+  refs.sort((a, b) => compareDigests(a, b) || sameBlob(a, b));
   let n = 0;
   let prev: TreeChunk | undefined;
   for (const c of refs) {
-    if (prev !== undefined && prev.digest === c.digest && (prev.blob === c.blob || blobIndex.get(prev.blob) === blobIndex.get(c.blob))) continue;
+    if (prev !== undefined && compareDigests(prev, c) === 0 && sameBlob(prev, c) === 0) continue;
     refs[n++] = c;
     prev = c;
   }

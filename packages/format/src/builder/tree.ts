@@ -108,3 +108,163 @@ export function sortedChildren(dir: TreeNode): TreeNode[] {
   if (dir.children === null) return [];
   return [...dir.children.values()].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
 }
+
+/** A growable typed column. */
+class Column<T extends Float64Array | Uint32Array | Uint8Array> {
+  constructor(public data: T) {}
+  ensure(n: number): void {
+    if (n <= this.data.length) return;
+    const next = new (this.data.constructor as new (n: number) => T)(Math.max(n, this.data.length * 2));
+    next.set(this.data);
+    this.data = next;
+  }
+}
+
+/**
+ * The chunks of the blob being built, in columns: no object, digest string or heap number per
+ * chunk (a layer of 200,000 small files has 200,000 chunks). Chunk `i` has CI index `i`.
+ * Digests are 32 raw bytes each in `digests`; an open-addressing table over them does the
+ * dedup lookup.
+ */
+export class ChunkStore {
+  count = 0;
+  digests: Buffer = Buffer.alloc(64 * 32);
+  private readonly flags = new Column(new Uint8Array(64));
+  private readonly compressedSize = new Column(new Uint32Array(64));
+  private readonly uncompressedSize = new Column(new Uint32Array(64));
+  private readonly crc32 = new Column(new Uint32Array(64));
+  private readonly compressedOffset = new Column(new Float64Array(64));
+  private readonly uncompressedOffset = new Column(new Float64Array(64));
+  private readonly fileOffset = new Column(new Float64Array(64));
+  /** Dedup table: chunk index + 1 per slot (0 = empty), keyed by digest. */
+  private slots = new Int32Array(256);
+  private used = 0;
+
+  constructor(readonly blob: TreeBlob) {}
+
+  /** Writes the hex digest into the next chunk's digest slot (not yet a chunk); returns its offset. */
+  stageDigest(digestHex: string): number {
+    const at = this.count * 32;
+    if (at + 32 > this.digests.length) {
+      const next = Buffer.alloc(this.digests.length * 2);
+      this.digests.copy(next, 0, 0, at);
+      this.digests = next;
+    }
+    if (this.digests.write(digestHex, at, 32, 'hex') !== 32) throw new RangeError(`chunk digest ${digestHex} is not 32 bytes of hex`);
+    return at;
+  }
+
+  private slotOf(at: number): number {
+    const mask = this.slots.length - 1;
+    let s = this.digests.readUInt32LE(at) & mask;
+    for (;;) {
+      const v = this.slots[s]!;
+      if (v === 0) return s;
+      if (this.digests.compare(this.digests, at, at + 32, (v - 1) * 32, v * 32) === 0) return s;
+      s = (s + 1) & mask;
+    }
+  }
+
+  /** The first stored chunk with the staged digest, or -1. */
+  findStaged(): number {
+    const v = this.slots[this.slotOf(this.count * 32)]!;
+    return v - 1;
+  }
+
+  /** Turns the staged digest into chunk `count` with these fields; `index` it for dedup or not. */
+  add(flags: number, compressedSize: number, uncompressedSize: number, compressedOffset: number, uncompressedOffset: number, fileOffset: number, crc32: number, index: boolean): number {
+    const i = this.count;
+    const n = i + 1;
+    if (n > this.flags.data.length) {
+      this.flags.ensure(n);
+      this.compressedSize.ensure(n);
+      this.uncompressedSize.ensure(n);
+      this.crc32.ensure(n);
+      this.compressedOffset.ensure(n);
+      this.uncompressedOffset.ensure(n);
+      this.fileOffset.ensure(n);
+    }
+    this.flags.data[i] = flags;
+    this.compressedSize.data[i] = compressedSize;
+    this.uncompressedSize.data[i] = uncompressedSize;
+    this.crc32.data[i] = crc32;
+    this.compressedOffset.data[i] = compressedOffset;
+    this.uncompressedOffset.data[i] = uncompressedOffset;
+    this.fileOffset.data[i] = fileOffset;
+    if (index) {
+      this.slots[this.slotOf(i * 32)] = i + 1;
+      if (++this.used * 2 > this.slots.length) this.rehash();
+    }
+    this.count = n;
+    return i;
+  }
+
+  private rehash(): void {
+    const old = this.slots;
+    this.slots = new Int32Array(old.length * 2);
+    for (const v of old) if (v !== 0) this.slots[this.slotOf((v - 1) * 32)] = v;
+  }
+
+  digestHex(i: number): string {
+    return this.digests.toString('hex', i * 32, i * 32 + 32);
+  }
+  flagsOf(i: number): number {
+    return this.flags.data[i]!;
+  }
+  compressedSizeOf(i: number): number {
+    return this.compressedSize.data[i]!;
+  }
+  uncompressedSizeOf(i: number): number {
+    return this.uncompressedSize.data[i]!;
+  }
+  crc32Of(i: number): number {
+    return this.crc32.data[i]!;
+  }
+  compressedOffsetOf(i: number): number {
+    return this.compressedOffset.data[i]!;
+  }
+  uncompressedOffsetOf(i: number): number {
+    return this.uncompressedOffset.data[i]!;
+  }
+  fileOffsetOf(i: number): number {
+    return this.fileOffset.data[i]!;
+  }
+}
+
+/**
+ * A chunk of a `ChunkStore`, readable as a `TreeChunk` (fields are getters over the columns;
+ * `digest` builds its hex string on each read, so hot paths use `store`/`index` directly).
+ */
+export class StoredChunk implements TreeChunk {
+  constructor(
+    readonly store: ChunkStore,
+    readonly index: number,
+  ) {}
+  get blob(): TreeBlob {
+    return this.store.blob;
+  }
+  get digest(): string {
+    return this.store.digestHex(this.index);
+  }
+  get flags(): number {
+    return this.store.flagsOf(this.index);
+  }
+  get compressedSize(): number {
+    return this.store.compressedSizeOf(this.index);
+  }
+  get uncompressedSize(): number {
+    return this.store.uncompressedSizeOf(this.index);
+  }
+  get compressedOffset(): number {
+    return this.store.compressedOffsetOf(this.index);
+  }
+  get uncompressedOffset(): number {
+    return this.store.uncompressedOffsetOf(this.index);
+  }
+  get fileOffset(): number {
+    return this.store.fileOffsetOf(this.index);
+  }
+  get crc32(): number {
+    return this.store.crc32Of(this.index);
+  }
+}
