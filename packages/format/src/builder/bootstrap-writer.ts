@@ -17,6 +17,7 @@ import {
   EXTENDED_INODE_SIZE,
   FEATURE_COMPAT_RAFS_V6,
   FileType,
+  InodeVersion,
   MAPPED_BLKADDR_ALIGN_BLOCKS,
   MAX_BLOBS,
   RAFS_EXT_SUPER_OFFSET,
@@ -29,7 +30,6 @@ import {
   encodeDeviceSlot,
   encodeDirentBlocks,
   encodeErofsSuperblock,
-  encodeInode,
   encodeRafsExtSuperblock,
   encodeXattrs,
   planDirentBlocks,
@@ -67,6 +67,8 @@ const FILE_TYPE: Record<NodeKind, number> = {
   socket: FileType.SOCK,
 };
 
+const DOT = Buffer.from('.', 'latin1');
+const DOTDOT = Buffer.from('..', 'latin1');
 const NO_XATTR_BYTES = { bytes: new Uint8Array(0), icount: 0 };
 
 /** Where one inode lives and how its data is laid out (offsets relative to the meta base). */
@@ -377,8 +379,8 @@ export function writeBootstrap(root: TreeNode, settings: BootstrapSettings): Uin
       case 'directory': {
         const dir = p.dir!;
         const entries: Dirent[] = [
-          { name: Buffer.from('.', 'latin1'), nid: nidOf(inode), fileType: FileType.DIR },
-          { name: Buffer.from('..', 'latin1'), nid: nidOf(p.parent!), fileType: FileType.DIR },
+          { name: DOT, nid: nidOf(inode), fileType: FileType.DIR },
+          { name: DOTDOT, nid: nidOf(p.parent!), fileType: FileType.DIR },
         ];
         for (const child of dir.children!.values()) {
           entries.push({ name: Buffer.from(child.name, 'latin1'), nid: nidOf(child.inode), fileType: FILE_TYPE[child.inode.kind] });
@@ -407,23 +409,19 @@ export function writeBootstrap(root: TreeNode, settings: BootstrapSettings): Uin
       }
       if (p.layout === DataLayout.FLAT_INLINE) tail = body.subarray(full);
     }
-    out.set(
-      encodeInode({
-        extended: true,
-        dataLayout: p.layout,
-        xattrCount: p.xattrCount,
-        mode: inode.mode,
-        nlink: p.nlink,
-        size: p.dataSize,
-        u,
-        ino: p.ino,
-        uid: settings.explicitUidGid ? inode.uid : 0,
-        gid: settings.explicitUidGid ? inode.gid : 0,
-        mtime: inode.mtime,
-        mtimeNsec: inode.mtimeNsec,
-      }),
-      abs,
-    );
+    // Extended inode (spec §1.4), written in place: format, xattr count, mode, size, u, ino,
+    // uid, gid, mtime, mtime_nsec, nlink (same bytes as layout's encodeInode).
+    view.setUint16(abs, InodeVersion.EXTENDED | (p.layout << 1), true);
+    view.setUint16(abs + 2, p.xattrCount, true);
+    view.setUint16(abs + 4, inode.mode, true);
+    setU64(view, abs + 8, p.dataSize);
+    view.setUint32(abs + 16, u, true);
+    view.setUint32(abs + 20, p.ino, true);
+    view.setUint32(abs + 24, settings.explicitUidGid ? inode.uid : 0, true);
+    view.setUint32(abs + 28, settings.explicitUidGid ? inode.gid : 0, true);
+    setU64(view, abs + 32, inode.mtime);
+    view.setUint32(abs + 40, inode.mtimeNsec, true);
+    view.setUint32(abs + 44, p.nlink, true);
     if (p.xattrBytes.length > 0) out.set(p.xattrBytes, abs + EXTENDED_INODE_SIZE);
     if (tail !== null && tail.length > 0) out.set(tail, abs + p.isz);
     if (inode.kind === 'file') {
