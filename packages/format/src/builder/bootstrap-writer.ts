@@ -296,7 +296,7 @@ export function writeBootstrap(root: TreeNode, settings: BootstrapSettings): Uin
 
   // ---- Prefetch table, chunk table, fixed tables.
   const prefetch = blobs.length > 0 ? resolvePrefetch(root, placements, settings.prefetchPatterns ?? []) : [];
-  const { chunks, blobIndexes: chunkBlobIndexes } = collectChunks(order, blobIndex);
+  const { chunks, blobIndexes: chunkBlobIndexes, digests: chunkDigests } = collectChunks(order, blobIndex);
 
   const n = blobs.length;
   const blobTableOffset = alignUp(DEVICE_TABLE_OFFSET + DEVICE_SLOT_SIZE * n, BS);
@@ -434,7 +434,7 @@ export function writeBootstrap(root: TreeNode, settings: BootstrapSettings): Uin
   }
 
   const outBuf = Buffer.from(out.buffer, out.byteOffset, out.byteLength);
-  for (let i = 0; i < chunks.length; i++) writeChunkInfo(chunks[i]!, chunkBlobIndexes[i]!, outBuf, view, chunkTableOffset + CHUNK_INFO_SIZE * i);
+  for (let i = 0; i < chunks.length; i++) writeChunkInfo(chunks[i]!, chunkDigests, i, chunkBlobIndexes[i]!, outBuf, view, chunkTableOffset + CHUNK_INFO_SIZE * i);
   return out;
 }
 
@@ -444,20 +444,9 @@ function setU64(view: DataView, off: number, v: number): void {
   view.setUint32(off + 4, Math.floor(v / 0x1_0000_0000), true);
 }
 
-/** Byte-wise digest order; chunks of a ChunkStore compare their raw bytes (no hex strings). */
-function compareDigests(a: TreeChunk, b: TreeChunk): number {
-  if (a instanceof StoredChunk && b instanceof StoredChunk) {
-    return a.store.digests.compare(b.store.digests, b.index * 32, b.index * 32 + 32, a.index * 32, a.index * 32 + 32);
-  }
-  const x = a.digest;
-  const y = b.digest;
-  return x < y ? -1 : x > y ? 1 : 0;
-}
-
 /** `encodeChunkInfo` (spec §1.8) without the intermediate object and digest Buffer. */
-function writeChunkInfo(c: TreeChunk, blobIndex: number, out: Buffer, view: DataView, off: number): void {
-  if (c instanceof StoredChunk) c.store.digests.copy(out, off, c.index * 32, c.index * 32 + 32);
-  else if (out.write(c.digest, off, 32, 'hex') !== 32) throw new NydusError('INTERNAL', `chunk digest ${c.digest} is not 32 bytes of hex`);
+function writeChunkInfo(c: TreeChunk, digests: Buffer, i: number, blobIndex: number, out: Buffer, view: DataView, off: number): void {
+  digests.copy(out, off, i * 32, i * 32 + 32);
   view.setUint32(off + 32, blobIndex, true);
   view.setUint32(off + 36, c.flags, true);
   view.setUint32(off + 40, c.compressedSize, true);
@@ -480,10 +469,11 @@ function placeAppendInode(alloc: MetaAllocator, isz: number, total: number): num
 /**
  * Chunk table: one entry per distinct (digest, blob index), sorted by digest then blob index;
  * among chunks with equal keys the first in placement order wins. Chunk refs shared by
- * several files are one object, so an identity set removes most repeats cheaply; a stable
- * sort then puts any remaining equal keys next to each other, first-seen first.
+ * several files are one object, so an identity set removes most repeats cheaply; the rest
+ * are sorted as indexes over one buffer of raw digests (a 48-bit numeric prefix decides
+ * almost every comparison), ties broken by first-seen order, and equal keys collapse.
  */
-function collectChunks(order: readonly Placement[], blobIndex: ReadonlyMap<TreeBlob, number>): { chunks: TreeChunk[]; blobIndexes: Uint8Array } {
+function collectChunks(order: readonly Placement[], blobIndex: ReadonlyMap<TreeBlob, number>): { chunks: TreeChunk[]; blobIndexes: Uint8Array; digests: Buffer } {
   const seen = new Set<TreeChunk>();
   const refs: TreeChunk[] = [];
   for (const p of order) {
@@ -496,19 +486,38 @@ function collectChunks(order: readonly Placement[], blobIndex: ReadonlyMap<TreeB
     }
   }
   seen.clear();
-  const sameBlob = (a: TreeChunk, b: TreeChunk): number => (a.blob === b.blob ? 0 : blobIndex.get(a.blob)! - blobIndex.get(b.blob)!);
-  refs.sort((a, b) => compareDigests(a, b) || sameBlob(a, b));
-  let n = 0;
-  let prev: TreeChunk | undefined;
-  for (const c of refs) {
-    if (prev !== undefined && compareDigests(prev, c) === 0 && sameBlob(prev, c) === 0) continue;
-    refs[n++] = c;
-    prev = c;
+  const count = refs.length;
+  const raw = Buffer.allocUnsafe(count * 32);
+  const prefix = new Float64Array(count);
+  const blobOf = new Uint8Array(count); // at most MAX_BLOBS (254) blobs
+  for (let i = 0; i < count; i++) {
+    const c = refs[i]!;
+    if (c instanceof StoredChunk) c.store.digests.copy(raw, i * 32, c.index * 32, c.index * 32 + 32);
+    else if (raw.write(c.digest, i * 32, 32, 'hex') !== 32) throw new NydusError('INTERNAL', `chunk digest ${c.digest} is not 32 bytes of hex`);
+    prefix[i] = raw.readUIntBE(i * 32, 6);
+    blobOf[i] = blobIndex.get(c.blob)!;
   }
-  refs.length = n;
-  const blobIndexes = new Uint8Array(n); // at most MAX_BLOBS (254) blobs
-  for (let i = 0; i < n; i++) blobIndexes[i] = blobIndex.get(refs[i]!.blob)!;
-  return { chunks: refs, blobIndexes };
+  const sameKey = (a: number, b: number): number =>
+    prefix[a]! - prefix[b]! || raw.compare(raw, b * 32 + 6, b * 32 + 32, a * 32 + 6, a * 32 + 32) || blobOf[a]! - blobOf[b]!;
+  const idx = new Uint32Array(count);
+  for (let i = 0; i < count; i++) idx[i] = i;
+  idx.sort((a, b) => sameKey(a, b) || a - b);
+  let n = 0;
+  for (let k = 0; k < count; k++) {
+    const i = idx[k]!;
+    if (n > 0 && sameKey(idx[n - 1]!, i) === 0) continue;
+    idx[n++] = i;
+  }
+  const chunks = new Array<TreeChunk>(n);
+  const blobIndexes = new Uint8Array(n);
+  const digests = Buffer.allocUnsafe(n * 32);
+  for (let k = 0; k < n; k++) {
+    const i = idx[k]!;
+    chunks[k] = refs[i]!;
+    blobIndexes[k] = blobOf[i]!;
+    raw.copy(digests, k * 32, i * 32, i * 32 + 32);
+  }
+  return { chunks, blobIndexes, digests };
 }
 
 /**
