@@ -22,6 +22,8 @@ import type { ChunkDictImage } from './chunk-dict-image.js';
 import { DIRECTORY_LAYER_MEDIA_TYPE, makeRegistryClient, openConvertSource } from './convert-source.js';
 import type { ConvertSource } from './convert-source.js';
 import { convertLayer } from './layer-converter.js';
+import type { LayerJob } from './layer-job.js';
+import { LayerWorkerPool } from './layer-worker-pool.js';
 import type { ConvertedLayer } from './layer-converter.js';
 import { NYDUS_BLOB_MEDIA_TYPE, isNydusManifest, isNydusManifestDescriptor } from './nydus-conventions.js';
 import { buildMergedIndex, buildNydusManifest, indexData, nydusIndexEntry, platformOf } from './nydus-manifest.js';
@@ -59,6 +61,12 @@ export interface ConvertImageOptions {
   targetCreds?: string;
   /** Layers converted at once (default 4). */
   concurrency?: number;
+  /**
+   * Convert each layer in a worker thread, so that layers build on several cores (default: yes,
+   * unless NYDUS_TS_CONVERT_WORKERS=0 in `env`; a chunk dict always converts in-process). Both
+   * paths produce byte-identical images.
+   */
+  workers?: boolean;
   /** Docker config and proxies come from here (default process.env). */
   env?: NodeJS.ProcessEnv;
   logger?: Logger;
@@ -253,6 +261,7 @@ export async function convertImage(options: ConvertImageOptions): Promise<Conver
   let source: ConvertSource | undefined;
   const targetClient = makeRegistryClient(target.registry, { insecure: options.targetInsecure ?? false, ...(options.targetCreds !== undefined && { creds: options.targetCreds }), env, maxConnections, logger }, '--target-creds');
   const extraClients: RegistryClient[] = [];
+  let pool: LayerWorkerPool | undefined;
   try {
     source = await openConvertSource(options.source, {
       insecure: options.sourceInsecure ?? false,
@@ -291,7 +300,10 @@ export async function convertImage(options: ConvertImageOptions): Promise<Conver
       }
       throw err;
     };
-    const ctx: ManifestContext = { source, targetClient, target, resolved, options, signal, limiter, emit, logger, fail, ...(dictImage && { dictImage }) };
+    // Layers in worker threads (plain-data jobs: the worker opens the source and a target client
+    // itself); a chunk dict (not plain data) keeps conversion in-process.
+    if ((options.workers ?? env.NYDUS_TS_CONVERT_WORKERS !== '0') && !dictImage) pool = new LayerWorkerPool();
+    const ctx: ManifestContext = { source, targetClient, target, resolved, options, signal, limiter, emit, logger, fail, env, ...(dictImage && { dictImage }), ...(pool && { pool }) };
     const results = await Promise.allSettled(selected.map((s) => convertManifest(ctx, s)));
     if (firstError !== undefined) throw firstError;
     const rejected = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
@@ -365,7 +377,7 @@ export async function convertImage(options: ConvertImageOptions): Promise<Conver
     throw err;
   } finally {
     options.signal?.removeEventListener('abort', onOuterAbort);
-    await Promise.allSettled([source?.close(), targetClient.close(), ...extraClients.map((c) => c.close())]);
+    await Promise.allSettled([source?.close(), targetClient.close(), ...extraClients.map((c) => c.close()), pool?.close()]);
   }
 }
 
@@ -446,7 +458,33 @@ interface ManifestContext {
   emit: (e: ConvertProgressEvent) => void;
   logger: Logger;
   fail: (err: unknown) => never;
+  env: NodeJS.ProcessEnv;
   dictImage?: ChunkDictImage;
+  pool?: LayerWorkerPool;
+}
+
+/** A layer's conversion as a plain-data job for a worker. */
+function layerJob(ctx: ManifestContext, layer: Descriptor): LayerJob {
+  const { options, resolved, target } = ctx;
+  const env: Record<string, string | undefined> = {};
+  for (const [k, v] of Object.entries(ctx.env)) if (v !== undefined) env[k] = v;
+  return {
+    source: {
+      spec: options.source,
+      insecure: options.sourceInsecure ?? false,
+      ...(options.sourceCreds !== undefined && { creds: options.sourceCreds }),
+      ...(resolved.platform && { platform: resolved.platform }),
+    },
+    target: { registry: target.registry, insecure: options.targetInsecure ?? false, ...(options.targetCreds !== undefined && { creds: options.targetCreds }) },
+    repository: target.repository,
+    env,
+    maxConnections: 4,
+    layer,
+    compressor: resolved.compressor,
+    chunkSize: resolved.chunkSize,
+    digester: resolved.digester,
+    prefetchPatterns: resolved.prefetchPatterns,
+  };
 }
 
 interface ConvertedManifest {
@@ -492,6 +530,22 @@ async function convertManifest(ctx: ManifestContext, sel: Selected): Promise<Con
           ctx.emit({ type: 'layer-progress', platform: pname, index, digest: layer.digest, size: layer.size, bytesIn, bytesOut });
         };
         try {
+          if (ctx.pool) {
+            const r = await ctx.pool.run(layerJob(ctx, layer), {
+              signal,
+              onProgress: (i, o) => {
+                bytesIn = i;
+                bytesOut = o;
+                progress();
+              },
+            });
+            const converted = r.layer;
+            bytesIn = r.bytesIn;
+            (converted as ConvertedLayer & { bytesIn: number }).bytesIn = layer.mediaType === DIRECTORY_LAYER_MEDIA_TYPE ? converted.stats.bytesIn : bytesIn;
+            ctx.emit({ type: 'layer-done', platform: pname, index, digest: layer.digest, blob: converted.blob?.digest ?? null, bytesIn, bytesOut: converted.bytesOut, durationMs: converted.durationMs });
+            ctx.logger.debug('layer converted', { layer: layer.digest, blob: converted.blob?.digest, ms: Math.round(converted.durationMs), worker: true });
+            return converted;
+          }
           const converted = await convertLayer({
             entries: source.layerEntries(layer, { signal, onBytes: (n) => { bytesIn += n; progress(); } }),
             client: targetClient,

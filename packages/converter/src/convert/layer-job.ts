@@ -1,0 +1,119 @@
+import { NydusError, isNydusError } from '@nydus-ts/core';
+import type { Descriptor, NydusErrorCode, Platform } from '@nydus-ts/core';
+import type { ChunkCompressor, ChunkDigester, LayerBuildStats } from '@nydus-ts/format';
+import { makeRegistryClient, openConvertSource } from './convert-source.js';
+import { convertLayer } from './layer-converter.js';
+import type { ConvertedLayer } from './layer-converter.js';
+
+/**
+ * One layer's conversion as plain data, so that it can run in a worker thread: the worker opens
+ * the source and a target registry client from these options and runs the same pipeline as the
+ * in-process path (fetch, digest-verified → decompress → tar → RAFS builder → blob upload).
+ */
+export interface LayerJob {
+  source: {
+    /** The source spec as given (registry reference, oci:, oci-archive:, docker-archive:, dir:). */
+    spec: string;
+    insecure: boolean;
+    creds?: string;
+    platform?: Platform;
+  };
+  target: { registry: string; insecure: boolean; creds?: string };
+  repository: string;
+  env: Record<string, string | undefined>;
+  maxConnections: number;
+  layer: Descriptor;
+  compressor: ChunkCompressor;
+  chunkSize: number;
+  digester: ChunkDigester;
+  prefetchPatterns: string[];
+}
+
+/** What a layer job hands back (the ConvertedLayer plus the compressed bytes read). */
+export interface LayerJobResult {
+  layer: ConvertedLayer;
+  /** Compressed source bytes read. */
+  bytesIn: number;
+}
+
+export interface SerializedError {
+  nydus: boolean;
+  code?: NydusErrorCode;
+  name: string;
+  message: string;
+}
+
+export type LayerWorkerRequest = { type: 'run'; job: LayerJob } | { type: 'abort' };
+
+export type LayerWorkerReply =
+  | { type: 'progress'; bytesIn: number; bytesOut: number }
+  | {
+      type: 'done';
+      bytesIn: number;
+      blob: Descriptor | null;
+      bootstrap: Uint8Array;
+      blobMeta: Uint8Array | null;
+      referencedDictBlobs: string[];
+      stats: LayerBuildStats;
+      bytesOut: number;
+      durationMs: number;
+    }
+  | { type: 'error'; error: SerializedError };
+
+export function serializeError(err: unknown): SerializedError {
+  if (isNydusError(err)) return { nydus: true, code: err.code, name: err.name, message: err.message };
+  if (err instanceof Error) return { nydus: false, name: err.name, message: err.message };
+  return { nydus: false, name: 'Error', message: String(err) };
+}
+
+/** The error on this side of the thread boundary: same code and message (hence exit code and text). */
+export function deserializeError(e: SerializedError): Error {
+  if (e.nydus && e.code) {
+    const err = new NydusError(e.code, e.message);
+    err.name = e.name;
+    return err;
+  }
+  const err = new Error(e.message);
+  err.name = e.name;
+  return err;
+}
+
+/** Runs a layer job (in a worker, or in-process for tests): the same convertLayer as the in-process path. */
+export async function runLayerJob(job: LayerJob, signal: AbortSignal, onProgress?: (bytesIn: number, bytesOut: number) => void): Promise<LayerJobResult> {
+  const source = await openConvertSource(job.source.spec, {
+    insecure: job.source.insecure,
+    ...(job.source.creds !== undefined && { creds: job.source.creds }),
+    env: job.env,
+    maxConnections: job.maxConnections,
+    ...(job.source.platform && { platform: job.source.platform }),
+  });
+  const client = makeRegistryClient(job.target.registry, { insecure: job.target.insecure, ...(job.target.creds !== undefined && { creds: job.target.creds }), env: job.env, maxConnections: job.maxConnections }, '--target-creds');
+  let bytesIn = 0;
+  let bytesOut = 0;
+  let last = 0;
+  const progress = (): void => {
+    const now = Date.now();
+    if (now - last < 100) return;
+    last = now;
+    onProgress?.(bytesIn, bytesOut);
+  };
+  try {
+    const layer = await convertLayer({
+      entries: source.layerEntries(job.layer, { signal, onBytes: (n) => { bytesIn += n; progress(); } }),
+      client,
+      repository: job.repository,
+      compressor: job.compressor,
+      chunkSize: job.chunkSize,
+      digester: job.digester,
+      ...(job.prefetchPatterns.length && { prefetchPatterns: job.prefetchPatterns }),
+      signal,
+      onBlobBytes: (n) => {
+        bytesOut += n;
+        progress();
+      },
+    });
+    return { layer, bytesIn };
+  } finally {
+    await Promise.allSettled([source.close(), client.close()]);
+  }
+}
