@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { isNydusError } from '@nydus-ts/core';
-import type { LayerEntry } from '@nydus-ts/format';
+import { WHOLE_CONTENT, type LayerEntry, type WholeContentSource } from '@nydus-ts/format';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readTarEntries } from '../src/index.js';
 import { makeTree } from './support/make-tree.js';
@@ -459,5 +459,27 @@ describe('readTarEntries: streaming contract', () => {
       }
     })());
     expect(isNydusError(err, 'CANCELLED')).toBe(true);
+  });
+});
+
+describe('readTarEntries WHOLE_CONTENT', () => {
+  it('hands over a body inside the current source chunk whole, else declines and iterates', async () => {
+    const tar = Buffer.concat([fileMember('a', 'hello'), fileMember('b', 'x'.repeat(3000)), fileMember('e', ''), END]);
+    for (const size of [tar.length, 1024]) {
+      const got: Array<[string, string | null, string]> = [];
+      for await (const e of readTarEntries(chunked(tar, size))) {
+        const c = e.content as unknown as WholeContentSource & AsyncIterable<Uint8Array>;
+        const whole = c[WHOLE_CONTENT]();
+        const again = c[WHOLE_CONTENT]();
+        expect(again === null || (whole !== null && whole.length === 0)).toBe(true);
+        got.push([e.path, whole === null ? null : Buffer.from(whole).toString('latin1'), (await collect(c)).toString('latin1')]);
+      }
+      if (size === tar.length) {
+        expect(got).toEqual([['a', 'hello', ''], ['b', 'x'.repeat(3000), ''], ['e', '', '']]);
+      } else {
+        // 'b' spans source chunks: declined, then read by iteration.
+        expect(got).toEqual([['a', 'hello', ''], ['b', null, 'x'.repeat(3000)], ['e', '', '']]);
+      }
+    }
   });
 });

@@ -19,6 +19,7 @@ import {
   digestChunk,
   encodeRdev,
   encodeTailTarHeader,
+  WHOLE_CONTENT,
   type LayerEntry,
 } from '../src/index.js';
 import { BootstrapView, E, MemorySink, build, fromArray, prng, readFileFromBlob, sha256 } from './builder-helpers.js';
@@ -590,5 +591,45 @@ describe('buildLayer: validation', () => {
     const files = () => Array.from({ length: 30 }, (_, i) => E.file(`f${i}`, prng(20_000, i + 1, true), { pieceSize: 3000 }));
     await expect(buildLayer(fromArray(files()), sink, { compressor: 'lz4_block', chunkSize: 4096 })).rejects.toThrow('disk full at write 5');
     expect(after).toBe(0);
+  });
+});
+
+describe('buildLayer WHOLE_CONTENT fast path', () => {
+  /** The same entries, with a WHOLE_CONTENT side that never has the body at hand. */
+  const declining = (entries: LayerEntry[]): LayerEntry[] =>
+    entries.map((e) => {
+      const inner = e.content;
+      if (inner === undefined) return e;
+      return { ...e, content: { [Symbol.asyncIterator]: () => inner[Symbol.asyncIterator](), [WHOLE_CONTENT]: () => null } };
+    });
+
+  it('builds byte-identical layers from whole one-chunk bodies and from iterated content', async () => {
+    const data = (i: number): Buffer => prng(i % 3 === 0 ? 0 : 1000 + i * 517, i + 1, i % 2 === 0);
+    const plain = (): LayerEntry[] => [E.dir('d'), ...Array.from({ length: 40 }, (_, i) => E.file(`d/f${i}`, data(i), { pieceSize: 700 })), E.file('big', prng(9000, 99), { pieceSize: 1000 })];
+    const taken = { n: 0 };
+    const fast = (): LayerEntry[] =>
+      plain().map((e, i) => {
+        if (e.content === undefined) return e;
+        const inner = e.content;
+        const whole = e.path === 'big' ? prng(9000, 99) : data(i - 1);
+        return { ...e, content: { [Symbol.asyncIterator]: () => inner[Symbol.asyncIterator](), [WHOLE_CONTENT]: () => (taken.n++, whole) } };
+      });
+    for (const chunkSize of [4096, 1 << 20]) {
+      const a = await build(plain, { compressor: 'lz4_block', chunkSize });
+      taken.n = 0;
+      const b = await build(fast, { compressor: 'lz4_block', chunkSize });
+      expect(sha256(b.bootstrap)).toBe(sha256(a.bootstrap));
+      expect(sha256(b.blobBytes)).toBe(sha256(a.blobBytes));
+      expect(b.stats).toEqual(a.stats);
+      // Bodies larger than one chunk are always iterated.
+      expect(taken.n).toBe(Array.from({ length: 40 }, (_, i) => data(i).length).filter((n) => n <= chunkSize).length + (9000 <= chunkSize ? 1 : 0));
+    }
+    const c = await build(() => declining(plain()), { compressor: 'lz4_block' });
+    expect(sha256(c.bootstrap)).toBe(sha256((await build(plain, { compressor: 'lz4_block' })).bootstrap));
+  });
+
+  it('rejects a whole body whose length differs from the entry size', async () => {
+    const entry = (): LayerEntry[] => [{ ...E.file('f', 'abc'), content: { [Symbol.asyncIterator]: () => fromArray([Buffer.from('abc')]), [WHOLE_CONTENT]: () => Buffer.from('ab') } as LayerEntry['content'] }];
+    await expectInvalid(build(entry), "entry 'f'", 'content has 2 bytes, its size says 3');
   });
 });

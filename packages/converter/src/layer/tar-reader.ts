@@ -1,5 +1,5 @@
 import { FormatError, InvalidArgumentError, NydusError, UnsupportedError, throwIfAborted } from '@nydus-ts/core';
-import type { LayerEntry, LayerEntryType } from '@nydus-ts/format';
+import { WHOLE_CONTENT, type LayerEntry, type LayerEntryType, type WholeContentSource } from '@nydus-ts/format';
 import { ChunkReader } from './chunk-reader.js';
 import {
   BLOCK_SIZE,
@@ -267,7 +267,7 @@ export async function* readTarEntries(
       }
 
       const state: BodyState = { remaining: size, current: true };
-      entry.content = { [Symbol.asyncIterator]: () => new BodyIterator(reader, state, entryWhere, size, dataOffset) };
+      entry.content = new TarBody(reader, state, entryWhere, size, dataOffset);
       try {
         yield entry;
       } finally {
@@ -279,6 +279,36 @@ export async function* readTarEntries(
     }
   } finally {
     await reader.close();
+  }
+}
+
+const NO_BYTES = new Uint8Array(0);
+
+/**
+ * A regular file's content: async-iterable, plus the builder's synchronous WHOLE_CONTENT
+ * side when the body lies inside the current source chunk (a subarray, valid until the next
+ * entry is requested, like the iterated pieces).
+ */
+class TarBody implements AsyncIterable<Uint8Array>, WholeContentSource {
+  constructor(
+    private readonly reader: ChunkReader,
+    private readonly state: BodyState,
+    private readonly where: string,
+    private readonly size: number,
+    private readonly dataOffset: number,
+  ) {}
+
+  [Symbol.asyncIterator](): AsyncIterator<Uint8Array, undefined> {
+    return new BodyIterator(this.reader, this.state, this.where, this.size, this.dataOffset);
+  }
+
+  [WHOLE_CONTENT](): Uint8Array | null {
+    const state = this.state;
+    if (!state.current || state.remaining !== this.size) return null;
+    if (this.size === 0) return NO_BYTES;
+    const body = this.reader.tryReadExact(this.size);
+    if (body !== null) state.remaining = 0;
+    return body;
   }
 }
 

@@ -140,7 +140,14 @@ export async function buildLayer(entries: AsyncIterable<LayerEntry>, sink: BlobS
     const parent = tree.parentDir(parts, entry.path);
     if (inode.kind === 'file') {
       writer.stats.files++;
-      inode.chunks = await reader.read(entry);
+      const whole = entry.size <= opts.chunkSize ? takeWholeContent(entry) : null;
+      if (whole !== null) {
+        // A one-chunk body the source already holds: no async iteration at all.
+        inode.chunks = reader.readWhole(entry, whole);
+        if (writer.mustFlush) await writer.flush();
+      } else {
+        inode.chunks = await reader.read(entry);
+      }
     }
     tree.put(parent, parts[parts.length - 1]!, inode);
   }
@@ -177,6 +184,24 @@ export async function buildLayer(entries: AsyncIterable<LayerEntry>, sink: BlobS
   };
 }
 
+/**
+ * Optional synchronous side of `LayerEntry.content`: a method under this key returns the
+ * whole content at once when the source already holds it in memory (consuming it, as
+ * iterating would), or null, after which the content is iterated as usual. The tar reader
+ * offers it for bodies inside its current read buffer, saving the per-entry async iteration.
+ */
+export const WHOLE_CONTENT: unique symbol = Symbol.for('nydus-ts.wholeContent') as never;
+
+export interface WholeContentSource {
+  [WHOLE_CONTENT](): Uint8Array | null;
+}
+
+function takeWholeContent(entry: LayerEntry): Uint8Array | null {
+  const content = entry.content as Partial<WholeContentSource> | undefined;
+  if (content === undefined || typeof content[WHOLE_CONTENT] !== 'function') return null;
+  return content[WHOLE_CONTENT]();
+}
+
 /** Cuts file content into chunk-size pieces without holding more than one chunk. */
 class ContentReader {
   /** Assembly buffer for chunks that span pieces (the writer never keeps chunk memory). */
@@ -187,6 +212,19 @@ class ContentReader {
     private readonly chunkSize: number,
     private readonly signal: AbortSignal | undefined,
   ) {}
+
+  /** A body of at most one chunk, handed over whole: stored synchronously (flush after). */
+  readWhole(entry: LayerEntry, data: Uint8Array): TreeChunk[] {
+    const size = entry.size;
+    if (!(data instanceof Uint8Array)) throw new InvalidArgumentError(`entry '${entry.path}': content yielded a ${typeof data}, not a Uint8Array`);
+    if (data.length > size) throw new InvalidArgumentError(`entry '${entry.path}': content is longer than its size ${size}`);
+    if (data.length !== size) throw new InvalidArgumentError(`entry '${entry.path}': content has ${data.length} bytes, its size says ${size}`);
+    if (size === 0) return NO_CHUNKS;
+    throwIfAborted(this.signal);
+    const chunk = this.writer.addChunk(data, 0);
+    this.writer.stats.bytesIn += size;
+    return [chunk];
+  }
 
   async read(entry: LayerEntry): Promise<TreeChunk[]> {
     const size = entry.size;

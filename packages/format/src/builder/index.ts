@@ -1,5 +1,6 @@
 // RAFS v6 writer side: layer builder, bootstrap writer and bootstrap merge.
-export { buildLayer, resolveBuildLayerOptions } from './build-layer.js';
+export { WHOLE_CONTENT, buildLayer, resolveBuildLayerOptions } from './build-layer.js';
+export type { WholeContentSource } from './build-layer.js';
 export type { BuildLayerOptions, ResolvedBuildLayerOptions, LayerBuildResult, LayerBlobInfo } from './build-layer.js';
 export { INLINED_BLOB_ID } from './blob-writer.js';
 export type { BlobSink, LayerBuildStats } from './blob-writer.js';
