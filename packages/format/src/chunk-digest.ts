@@ -17,3 +17,19 @@ export function digestChunk(algo: ChunkDigester, data: Uint8Array): string {
   h.update(Buffer.from(data.buffer, data.byteOffset, data.byteLength));
   return h.digest('hex');
 }
+
+/**
+ * Writes the raw 32-byte digest of one chunk's uncompressed bytes into `out` at `at` (no hex
+ * string in between; the builder's chunk store keeps raw digests).
+ */
+export function digestChunkInto(algo: ChunkDigester, data: Uint8Array, out: Buffer, at: number): void {
+  const input = Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+  if (algo === 'sha256') {
+    createHash('sha256').update(input).digest().copy(out, at);
+    return;
+  }
+  const h = (blake3 ??= new Blake3Hasher());
+  h.reset();
+  h.update(input);
+  h.digestBuffer().copy(out, at);
+}

@@ -2,7 +2,7 @@ import { NydusError } from '@nydus-ts/core';
 import { crc32c } from '@nydus-ts/native';
 import { createHash, type Hash } from 'node:crypto';
 import { compressChunk, compressChunkInto, type ChunkCompressor } from '../compression.js';
-import { digestChunk, type ChunkDigester } from '../chunk-digest.js';
+import { digestChunkInto, type ChunkDigester } from '../chunk-digest.js';
 import {
   BlobFeatures,
   CCT_HEADER_SIZE,
@@ -218,9 +218,9 @@ export class BlobWriter {
     if (this.failure !== undefined) throw this.failure;
     const size = data.length;
     this.stats.chunks++;
-    const digest = digestChunk(this.digester, data);
     const store = this.store;
-    store.stageDigest(digest);
+    const digestAt = store.stagingSlot(); // may grow (replace) store.digests: call it first
+    digestChunkInto(this.digester, data, store.digests, digestAt);
     // The first chunk with this digest; a same-digest chunk of another size is stored anew.
     const first = store.findStaged();
     if (first >= 0 && store.uncompressedSizeOf(first) === size) {
@@ -228,7 +228,7 @@ export class BlobWriter {
       this.stats.dedupBytes += size;
       return this.chunkRefs[first]!;
     }
-    const dictChunk = this.dict?.lookup(digest, size);
+    const dictChunk = this.dict?.lookup(store.digestHex(store.count), size);
     if (dictChunk !== undefined) {
       this.stats.dictChunks++;
       this.stats.dictBytes += size;

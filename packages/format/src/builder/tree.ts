@@ -144,13 +144,19 @@ export class ChunkStore {
 
   /** Writes the hex digest into the next chunk's digest slot (not yet a chunk); returns its offset. */
   stageDigest(digestHex: string): number {
+    const at = this.stagingSlot();
+    if (this.digests.write(digestHex, at, 32, 'hex') !== 32) throw new RangeError(`chunk digest ${digestHex} is not 32 bytes of hex`);
+    return at;
+  }
+
+  /** Offset of the next chunk's digest slot in `digests` (grown as needed) for raw writes. */
+  stagingSlot(): number {
     const at = this.count * 32;
     if (at + 32 > this.digests.length) {
       const next = Buffer.alloc(this.digests.length * 2);
       this.digests.copy(next, 0, 0, at);
       this.digests = next;
     }
-    if (this.digests.write(digestHex, at, 32, 'hex') !== 32) throw new RangeError(`chunk digest ${digestHex} is not 32 bytes of hex`);
     return at;
   }
 
