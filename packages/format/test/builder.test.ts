@@ -633,3 +633,18 @@ describe('buildLayer WHOLE_CONTENT fast path', () => {
     await expectInvalid(build(entry), "entry 'f'", 'content has 2 bytes, its size says 3');
   });
 });
+
+describe('buildLayer chunk digests', () => {
+  it('records every chunk digest correctly across chunk-store growth (300 distinct chunks, both digesters)', async () => {
+    const data = (i: number): Buffer => prng(100 + i, i + 7);
+    for (const digester of ['blake3', 'sha256'] as const) {
+      const built = await build(() => Array.from({ length: 300 }, (_, i) => E.file(`f${i}`, data(i))), { compressor: 'lz4_block', digester });
+      const view = new BootstrapView(built.bootstrap);
+      expect(view.chunks.length).toBe(300);
+      const want = new Set(Array.from({ length: 300 }, (_, i) => digestChunk(digester, data(i))));
+      expect(new Set(view.chunks.map((c) => c.digest))).toEqual(want);
+      const sorted = view.chunks.map((c) => c.digest);
+      expect(sorted).toEqual([...sorted].sort());
+    }
+  });
+});
