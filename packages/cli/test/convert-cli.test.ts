@@ -104,6 +104,19 @@ describe('nydusify-ts convert', () => {
     expect(await client.headManifest('cli/none', 'x')).toBeUndefined();
   });
 
+  it('the built CLI converts layers in worker threads; --no-workers (main thread) pushes the same image', async () => {
+    const digests: string[] = [];
+    for (const [tag, extra] of [['workers', []], ['inproc', ['--no-workers']]] as const) {
+      const out = join(tmp, `${tag}.json`);
+      const r = await measureProcess(process.execPath, [bin, 'convert', '--source', busybox.reference, '--target', `${registry.host}/cli/busybox-w:${tag}`, '--source-insecure', '--target-insecure', '--output-json', out, ...extra], { node: true, cwd: tmp });
+      expect(r.stderr).not.toMatch(/^error/m);
+      expect(r.code).toBe(0);
+      digests.push((JSON.parse(await readFile(out, 'utf8')) as { targetDigest: string }).targetDigest);
+    }
+    expect(digests[0]).toMatch(/^sha256:/);
+    expect(digests[1]).toBe(digests[0]);
+  });
+
   it('disk: converting the node image writes ≤ 1.1× the output size (no staging of source layers)', async () => {
     const node = await nodeImage(client, { repository: 'cli/node', tag: 'v1' });
     const out = join(tmp, 'node.json');

@@ -1,3 +1,4 @@
+import { availableParallelism } from 'node:os';
 import { Readable } from 'node:stream';
 import {
   FormatError,
@@ -261,7 +262,14 @@ export async function convertImage(options: ConvertImageOptions): Promise<Conver
   let source: ConvertSource | undefined;
   const targetClient = makeRegistryClient(target.registry, { insecure: options.targetInsecure ?? false, ...(options.targetCreds !== undefined && { creds: options.targetCreds }), env, maxConnections, logger }, '--target-creds');
   const extraClients: RegistryClient[] = [];
+  // Layers in worker threads (plain-data jobs: the worker opens the source and a target client
+  // itself); a chunk dict (not plain data) keeps conversion in-process. Workers for the first
+  // layers start now, loading their modules while the source manifest and config are fetched.
   let pool: LayerWorkerPool | undefined;
+  if ((options.workers ?? env.NYDUS_TS_CONVERT_WORKERS !== '0') && options.chunkDict === undefined) {
+    pool = new LayerWorkerPool();
+    pool.prestart(Math.min(resolved.concurrency, availableParallelism()));
+  }
   try {
     source = await openConvertSource(options.source, {
       insecure: options.sourceInsecure ?? false,
@@ -300,9 +308,6 @@ export async function convertImage(options: ConvertImageOptions): Promise<Conver
       }
       throw err;
     };
-    // Layers in worker threads (plain-data jobs: the worker opens the source and a target client
-    // itself); a chunk dict (not plain data) keeps conversion in-process.
-    if ((options.workers ?? env.NYDUS_TS_CONVERT_WORKERS !== '0') && !dictImage) pool = new LayerWorkerPool();
     const ctx: ManifestContext = { source, targetClient, target, resolved, options, signal, limiter, emit, logger, fail, env, ...(dictImage && { dictImage }), ...(pool && { pool }) };
     const results = await Promise.allSettled(selected.map((s) => convertManifest(ctx, s)));
     if (firstError !== undefined) throw firstError;
