@@ -296,7 +296,7 @@ export function writeBootstrap(root: TreeNode, settings: BootstrapSettings): Uin
 
   // ---- Prefetch table, chunk table, fixed tables.
   const prefetch = blobs.length > 0 ? resolvePrefetch(root, placements, settings.prefetchPatterns ?? []) : [];
-  const { chunks, blobIndexes: chunkBlobIndexes, digests: chunkDigests } = collectChunks(order, blobIndex);
+  const { chunks, blobIndexes: chunkBlobIndexes, digests: chunkDigests, digestIndex: chunkDigestIndex } = collectChunks(order, blobIndex);
 
   const n = blobs.length;
   const blobTableOffset = alignUp(DEVICE_TABLE_OFFSET + DEVICE_SLOT_SIZE * n, BS);
@@ -434,7 +434,7 @@ export function writeBootstrap(root: TreeNode, settings: BootstrapSettings): Uin
   }
 
   const outBuf = Buffer.from(out.buffer, out.byteOffset, out.byteLength);
-  for (let i = 0; i < chunks.length; i++) writeChunkInfo(chunks[i]!, chunkDigests, i, chunkBlobIndexes[i]!, outBuf, view, chunkTableOffset + CHUNK_INFO_SIZE * i);
+  for (let i = 0; i < chunks.length; i++) writeChunkInfo(chunks[i]!, chunkDigests, chunkDigestIndex[i]!, chunkBlobIndexes[i]!, outBuf, view, chunkTableOffset + CHUNK_INFO_SIZE * i);
   return out;
 }
 
@@ -473,7 +473,7 @@ function placeAppendInode(alloc: MetaAllocator, isz: number, total: number): num
  * are sorted as indexes over one buffer of raw digests (a 48-bit numeric prefix decides
  * almost every comparison), ties broken by first-seen order, and equal keys collapse.
  */
-function collectChunks(order: readonly Placement[], blobIndex: ReadonlyMap<TreeBlob, number>): { chunks: TreeChunk[]; blobIndexes: Uint8Array; digests: Buffer } {
+function collectChunks(order: readonly Placement[], blobIndex: ReadonlyMap<TreeBlob, number>): { chunks: TreeChunk[]; blobIndexes: Uint8Array; digests: Buffer; digestIndex: Uint32Array } {
   const seen = new Set<TreeChunk>();
   const refs: TreeChunk[] = [];
   for (const p of order) {
@@ -510,14 +510,13 @@ function collectChunks(order: readonly Placement[], blobIndex: ReadonlyMap<TreeB
   }
   const chunks = new Array<TreeChunk>(n);
   const blobIndexes = new Uint8Array(n);
-  const digests = Buffer.allocUnsafe(n * 32);
   for (let k = 0; k < n; k++) {
     const i = idx[k]!;
     chunks[k] = refs[i]!;
     blobIndexes[k] = blobOf[i]!;
-    raw.copy(digests, k * 32, i * 32, i * 32 + 32);
   }
-  return { chunks, blobIndexes, digests };
+  // Table entry k's digest is raw[digestIndex[k]] (no second, sorted copy of the digests).
+  return { chunks, blobIndexes, digests: raw, digestIndex: idx.subarray(0, n) };
 }
 
 /**
