@@ -9,7 +9,7 @@
 import { createHash } from 'node:crypto';
 import { spawn, spawnSync } from 'node:child_process';
 import { createReadStream, existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { RegistryClient } from '@nydus-ts/registry';
@@ -108,7 +108,8 @@ async function main() {
   const rawBytes = layers.reduce((a, l) => a + statSync(l.tar).size, 0);
   const registry = await startRegistry();
   const env = { HTTP_PROXY: '', HTTPS_PROXY: '', http_proxy: '', https_proxy: '' };
-  const rows = { ours: [], ours1: [], inproc: [], gunzip: [], estargz: [] };
+  const rows = { ours: [], workers: [], workers1: [], gunzip: [], estargz: [] };
+  let defaultWorkers = false;
   let ctrVersion = 'unavailable';
   let estargzNote = '';
   let outBytes = 0;
@@ -139,9 +140,10 @@ async function main() {
       rows.ours.push(m);
       const report = JSON.parse(readFileSync(jsonOut, 'utf8'));
       outBytes = report.bytesOut + report.manifests[0].bootstrap.size;
-      // the same conversion with one layer at a time, and with every layer on the main thread
-      rows.ours1.push(measure(process.execPath, [bin, 'convert', '--source', source, '--target', `${registry.host}/bench/node-nydus-c1-${i}:v1`, '--source-insecure', '--target-insecure', '--concurrency', '1'], { env }));
-      rows.inproc.push(measure(process.execPath, [bin, 'convert', '--source', source, '--target', `${registry.host}/bench/node-nydus-inproc-${i}:v1`, '--source-insecure', '--target-insecure', '--no-workers'], { env }));
+      defaultWorkers = report.workers === true;
+      // the same conversion with each layer in a worker thread, both layers at once and one at a time
+      rows.workers.push(measure(process.execPath, [bin, 'convert', '--source', source, '--target', `${registry.host}/bench/node-nydus-w-${i}:v1`, '--source-insecure', '--target-insecure', '--workers'], { env }));
+      rows.workers1.push(measure(process.execPath, [bin, 'convert', '--source', source, '--target', `${registry.host}/bench/node-nydus-w1-${i}:v1`, '--source-insecure', '--target-insecure', '--workers', '--concurrency', '1'], { env }));
       rows.gunzip.push(measure(process.execPath, [join(repoRoot, 'scripts/bench/_convert-gunzip.mjs'), ...layers.map((l) => l.tgz)]));
       if (containerd) {
         rows.estargz.push(measure('ctr-remote', ['-a', containerd.sock, 'images', 'convert', '--estargz', '--oci', source, `bench/node-esgz-${i}:v1`]));
@@ -165,13 +167,13 @@ async function main() {
   const out = [
     '## Convert',
     '',
-    `\`nydusify-ts convert --source REG/bench/node:v1 --target REG/bench/node-nydus:v1 --source-insecure --target-insecure\` (defaults: zstd, 1 MiB chunks, blake3, 4 layers at once, each layer in a worker thread), loopback docker-registry, ${runs} runs, median. Node image = Debian bookworm minbase + Node.js ${process.version} (2 gzip layers, ${(inBytes / MB).toFixed(1)} MB compressed, ${(rawBytes / MB).toFixed(1)} MB tar). Output ${(outBytes / MB).toFixed(1)} MB (Nydus blobs + bootstrap layer). ${process.env.BENCH_CPUS ?? ''}`,
+    `\`nydusify-ts convert --source REG/bench/node:v1 --target REG/bench/node-nydus:v1 --source-insecure --target-insecure\` (defaults: zstd, 1 MiB chunks, blake3, 4 layers at once), loopback docker-registry, ${runs} runs, median. Node image = Debian bookworm minbase + Node.js ${process.version} (2 gzip layers, ${(inBytes / MB).toFixed(1)} MB compressed, ${(rawBytes / MB).toFixed(1)} MB tar). Output ${(outBytes / MB).toFixed(1)} MB (Nydus blobs + bootstrap layer). ${process.env.BENCH_CPUS ?? ''}`,
     '',
     '| tool | time (s) | MB/s (gzip in) | MB/s (tar) | peak RSS (MiB) | vs gunzip | note |',
     '|---|---|---|---|---|---|---|',
-    line('nydusify-ts convert', rows.ours, 'registry → RAFS v6 blobs pushed to the registry'),
-    line('nydusify-ts convert --concurrency 1', rows.ours1, 'one layer at a time (still in a worker thread)'),
-    line('nydusify-ts convert --no-workers', rows.inproc, 'every layer on the main thread (the pre-worker path)'),
+    line('nydusify-ts convert', rows.ours, `registry → RAFS v6 blobs pushed to the registry; default on ${availableParallelism()} cores: ${defaultWorkers ? 'layers in worker threads' : 'layers on the main thread (workers only with > 2 cores)'}`),
+    line('nydusify-ts convert --workers', rows.workers, 'each layer in a worker thread, both at once'),
+    line('nydusify-ts convert --workers --concurrency 1', rows.workers1, 'each layer in a worker thread, one at a time'),
     line('Node gunzip of the same layers', rows.gunzip, 'both layers in parallel, output discarded (floor)'),
     ...(es !== undefined ? [line(`ctr-remote images convert --estargz --oci (stargz-snapshotter ${ctrVersion})`, rows.estargz, 'content store → content store, private containerd 1.6; no push')] : [`| ctr-remote --estargz | – | – | – | – | – | ${estargzNote} |`]),
     '',

@@ -104,32 +104,37 @@ describe('nydusify-ts convert', () => {
     expect(await client.headManifest('cli/none', 'x')).toBeUndefined();
   });
 
-  it('the built CLI converts layers in worker threads; --no-workers (main thread) pushes the same image', async () => {
+  it('the built CLI with --workers (layers in worker threads) and --no-workers (main thread) pushes the same image', async () => {
     const digests: string[] = [];
-    for (const [tag, extra] of [['workers', []], ['inproc', ['--no-workers']]] as const) {
+    for (const [tag, extra] of [['workers', ['--workers']], ['inproc', ['--no-workers']]] as const) {
       const out = join(tmp, `${tag}.json`);
-      const r = await measureProcess(process.execPath, [bin, 'convert', '--source', busybox.reference, '--target', `${registry.host}/cli/busybox-w:${tag}`, '--source-insecure', '--target-insecure', '--output-json', out, ...extra], { node: true, cwd: tmp });
+      const r = await measureProcess(process.execPath, [bin, 'convert', '--source', busybox.reference, '--target', `${registry.host}/cli/busybox-w:${tag}`, '--source-insecure', '--target-insecure', '--output-json', out, ...extra], { node: true, cwd: tmp, env: { ...process.env, NYDUS_TS_CONVERT_WORKERS: '' } });
       expect(r.stderr).not.toMatch(/^error/m);
       expect(r.code).toBe(0);
-      digests.push((JSON.parse(await readFile(out, 'utf8')) as { targetDigest: string }).targetDigest);
+      const report = JSON.parse(await readFile(out, 'utf8')) as { targetDigest: string; workers: boolean };
+      expect(report.workers).toBe(tag === 'workers');
+      digests.push(report.targetDigest);
     }
     expect(digests[0]).toMatch(/^sha256:/);
     expect(digests[1]).toBe(digests[0]);
   });
 
-  it('disk: converting the node image writes ≤ 1.1× the output size (no staging of source layers)', async () => {
+  it('disk: converting the node image writes ≤ 1.1× the output size (no staging of source layers), in worker threads and on the main thread', async () => {
     const node = await nodeImage(client, { repository: 'cli/node', tag: 'v1' });
-    const out = join(tmp, 'node.json');
-    const run = await measureProcess(process.execPath, [bin, 'convert', '--source', node.reference, '--target', `${registry.host}/cli/node:nydus`, '--source-insecure', '--target-insecure', '--output-json', out], { node: true, cwd: tmp });
-    expect(run.stderr).not.toMatch(/^error/m);
-    expect(run.code).toBe(0);
-    const report = JSON.parse(await readFile(out, 'utf8')) as { bytesIn: number; bytesOut: number; manifests: Array<{ bootstrap: { size: number } }> };
-    const sourceBytes = node.layers.reduce((a, l) => a + l.size, 0);
-    expect(report.bytesIn).toBe(sourceBytes);
-    const output = report.bytesOut + report.manifests[0]!.bootstrap.size;
-    expect(sourceBytes).toBeGreaterThan(50e6);
-    // What the process wrote to storage: the JSON report at most (blobs go to the registry).
-    expect(run.writeBytes).toBeLessThanOrEqual(1.1 * output);
-    expect(run.writeBytes).toBeLessThan(sourceBytes / 10);
+    for (const mode of ['--workers', '--no-workers']) {
+      const out = join(tmp, 'node.json');
+      const run = await measureProcess(process.execPath, [bin, 'convert', '--source', node.reference, '--target', `${registry.host}/cli/node:nydus${mode}`, '--source-insecure', '--target-insecure', '--output-json', out, mode], { node: true, cwd: tmp });
+      expect(run.stderr).not.toMatch(/^error/m);
+      expect(run.code).toBe(0);
+      const report = JSON.parse(await readFile(out, 'utf8')) as { bytesIn: number; bytesOut: number; workers: boolean; manifests: Array<{ bootstrap: { size: number } }> };
+      expect(report.workers).toBe(mode === '--workers');
+      const sourceBytes = node.layers.reduce((a, l) => a + l.size, 0);
+      expect(report.bytesIn).toBe(sourceBytes);
+      const output = report.bytesOut + report.manifests[0]!.bootstrap.size;
+      expect(sourceBytes).toBeGreaterThan(50e6);
+      // What the process wrote to storage: the JSON report at most (blobs go to the registry).
+      expect(run.writeBytes).toBeLessThanOrEqual(1.1 * output);
+      expect(run.writeBytes).toBeLessThan(sourceBytes / 10);
+    }
   });
 });

@@ -1,7 +1,7 @@
 // Layers converted in worker threads (the default) give byte-identical images to the in-process
 // path, fail with the same codes and messages, and cancel without moving a tag.
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import path from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { isNydusError, noopLogger } from '@nydus-ts/core';
@@ -67,6 +67,8 @@ describe('convertImage: layers in worker threads', () => {
       const base = { source, sourceInsecure: true, targetInsecure: true, ...extra };
       const a = await convertImage({ ...base, target: `${registry.host}/conv/same${i}:workers`, workers: true, logger: w.logger });
       const b = await convertImage({ ...base, target: `${registry.host}/conv/same${i}:inproc`, workers: false, logger: p.logger });
+      expect(a.workers).toBe(true);
+      expect(b.workers).toBe(false);
       expect(w.workerLayers()).toBe(a.manifests[0]!.layers.length);
       expect(w.inProcessLayers()).toBe(0);
       expect(p.workerLayers()).toBe(0);
@@ -76,12 +78,14 @@ describe('convertImage: layers in worker threads', () => {
     }
   });
 
-  it('NYDUS_TS_CONVERT_WORKERS=0 in env selects the in-process path', async () => {
+  it('NYDUS_TS_CONVERT_WORKERS=0/1 in env selects the path; by default workers need > 2 cores and > 1 layer', async () => {
     await busyboxImage(client, { repository: 'src/bbenv', tag: 'v1' });
-    const log = layerLog();
-    await convertImage({ source: `${registry.host}/src/bbenv:v1`, target: `${registry.host}/conv/env:nydus`, sourceInsecure: true, targetInsecure: true, env: { ...process.env, NYDUS_TS_CONVERT_WORKERS: '0' }, logger: log.logger });
-    expect(log.workerLayers()).toBe(0);
-    expect(log.inProcessLayers()).toBeGreaterThan(0);
+    const convert = (v: string | undefined) => convertImage({ source: `${registry.host}/src/bbenv:v1`, target: `${registry.host}/conv/env:nydus`, sourceInsecure: true, targetInsecure: true, env: { ...process.env, NYDUS_TS_CONVERT_WORKERS: v } });
+    expect((await convert('0')).workers).toBe(false);
+    expect((await convert('1')).workers).toBe(true);
+    const auto = await convert(undefined);
+    expect(auto.manifests[0]!.layers.length).toBeGreaterThan(1);
+    expect(auto.workers).toBe(availableParallelism() > 2);
   });
 
   it('errors from a worker keep their code and message (same as in-process); no tag is pushed', async () => {
@@ -108,6 +112,7 @@ describe('convertImage: layers in worker threads', () => {
     await whiteoutImage(client, { repository: 'src/cancel', tag: 'v1' });
     const controller = new AbortController();
     const err = await convertImage({
+      workers: true,
       source: `${registry.host}/src/cancel:v1`,
       target: `${registry.host}/conv/cancel:nydus`,
       sourceInsecure: true,

@@ -30,7 +30,7 @@ export interface ConvertFlags {
   sourceCreds?: string;
   targetCreds?: string;
   concurrency?: string;
-  /** false with --no-workers: convert layers on the main thread (debugging). */
+  /** --workers / --no-workers: layers in worker threads or on the main thread (default: by cores). */
   workers?: boolean;
   outputJson?: string;
 }
@@ -66,7 +66,7 @@ export async function parseConvertFlags(flags: ConvertFlags, cwd: string): Promi
     sourceInsecure: flags.sourceInsecure ?? false,
     targetInsecure: flags.targetInsecure ?? false,
   };
-  if (flags.workers === false) options.workers = false;
+  if (flags.workers !== undefined) options.workers = flags.workers;
   if (flags.platform !== undefined) options.platform = flags.platform;
   if (flags.chunkDict !== undefined) options.chunkDict = flags.chunkDict;
   if (flags.sourceCreds !== undefined) options.sourceCreds = flags.sourceCreds;
@@ -120,7 +120,8 @@ export const registerConvertCommand: CommandRegistrar = (program: Command, io: C
     .option('--prefetch-patterns <file>', 'file with absolute paths (one per line) for the prefetch table')
     .option('--chunk-dict <ref>', 'Nydus image (REF or bootstrap:registry:REF) whose chunks are reused instead of stored again')
     .option('--concurrency <n>', 'layers converted at once', '4')
-    .option('--no-workers', 'convert layers on the main thread instead of worker threads (debugging; also NYDUS_TS_CONVERT_WORKERS=0)')
+    .option('--workers', 'convert each layer in a worker thread (default: when there are more than 2 cores and layers; NYDUS_TS_CONVERT_WORKERS=1)')
+    .option('--no-workers', 'convert every layer on the main thread (NYDUS_TS_CONVERT_WORKERS=0)')
     .option('-J, --output-json <file>', 'write a JSON report here')
     .action(async (flags: ConvertFlags) => {
       const options = await parseConvertFlags(flags, io.cwd);

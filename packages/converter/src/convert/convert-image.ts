@@ -63,9 +63,11 @@ export interface ConvertImageOptions {
   /** Layers converted at once (default 4). */
   concurrency?: number;
   /**
-   * Convert each layer in a worker thread, so that layers build on several cores (default: yes,
-   * unless NYDUS_TS_CONVERT_WORKERS=0 in `env`; a chunk dict always converts in-process). Both
-   * paths produce byte-identical images.
+   * Convert each layer in a worker thread, so that layers build on several cores. Default
+   * (undefined): only with more than 2 cores and more than one layer; on 2 cores the main thread
+   * plus the gunzip thread already use both, and workers measured no faster (see
+   * docs/benchmarks.md). NYDUS_TS_CONVERT_WORKERS=1/0 in `env` forces it on/off when this is
+   * unset. A chunk dict always converts in-process. Both paths produce byte-identical images.
    */
   workers?: boolean;
   /** Docker config and proxies come from here (default process.env). */
@@ -130,6 +132,8 @@ export interface ConvertImageResult {
   bytesOut: number;
   /** Chunk data not stored because the chunk dict had it. */
   dedup: { dictChunks: number; dictBytes: number };
+  /** Whether the layers were converted in worker threads (else on the main thread). */
+  workers: boolean;
   durationMs: number;
 }
 
@@ -265,10 +269,13 @@ export async function convertImage(options: ConvertImageOptions): Promise<Conver
   // Layers in worker threads (plain-data jobs: the worker opens the source and a target client
   // itself); a chunk dict (not plain data) keeps conversion in-process. Workers for the first
   // layers start now, loading their modules while the source manifest and config are fetched.
+  const cores = availableParallelism();
+  const envWorkers = env.NYDUS_TS_CONVERT_WORKERS;
+  const workers = options.chunkDict !== undefined ? false : (options.workers ?? (envWorkers === '1' ? true : envWorkers === '0' ? false : undefined));
   let pool: LayerWorkerPool | undefined;
-  if ((options.workers ?? env.NYDUS_TS_CONVERT_WORKERS !== '0') && options.chunkDict === undefined) {
+  if (workers === true || (workers === undefined && cores > 2)) {
     pool = new LayerWorkerPool();
-    pool.prestart(Math.min(resolved.concurrency, availableParallelism()));
+    pool.prestart(Math.min(resolved.concurrency, cores));
   }
   try {
     source = await openConvertSource(options.source, {
@@ -299,6 +306,11 @@ export async function convertImage(options: ConvertImageOptions): Promise<Conver
       if (dictImage.dict.chunkSize !== resolved.chunkSize) throw new InvalidArgumentError(`chunk dict ${options.chunkDict}: its chunk size is ${dictImage.dict.chunkSize}, the conversion's ${resolved.chunkSize} (use --chunk-size ${dictImage.dict.chunkSize})`);
     }
 
+    if (pool && workers === undefined && selected.reduce((n, s) => n + (JSON.parse(s.manifest.bytes.toString('utf8')) as ImageManifest).layers.length, 0) < 2) {
+      // one layer: nothing to build in parallel, a worker would only add its start-up
+      await pool.close();
+      pool = undefined;
+    }
     const limiter = new Limiter(resolved.concurrency);
     let firstError: unknown;
     const fail = (err: unknown): never => {
@@ -375,6 +387,7 @@ export async function convertImage(options: ConvertImageOptions): Promise<Conver
       bytesIn: sum((l) => l.bytesIn),
       bytesOut: sum((l) => l.bytesOut),
       dedup: { dictChunks: sum((l) => l.dictChunks), dictBytes: sum((l) => l.dictBytes) },
+      workers: pool !== undefined,
       durationMs: performance.now() - started,
     };
   } catch (err) {
