@@ -378,14 +378,15 @@ export function writeBootstrap(root: TreeNode, settings: BootstrapSettings): Uin
         break;
       case 'directory': {
         const dir = p.dir!;
-        const entries: Dirent[] = [
-          { name: DOT, nid: nidOf(inode), fileType: FileType.DIR },
-          { name: DOTDOT, nid: nidOf(p.parent!), fileType: FileType.DIR },
+        // Sorted by the latin1 name keys: string order is byte order (one char per byte).
+        const entries: Array<Dirent & { key: string }> = [
+          { key: '.', name: DOT, nid: nidOf(inode), fileType: FileType.DIR },
+          { key: '..', name: DOTDOT, nid: nidOf(p.parent!), fileType: FileType.DIR },
         ];
         for (const child of dir.children!.values()) {
-          entries.push({ name: Buffer.from(child.name, 'latin1'), nid: nidOf(child.inode), fileType: FILE_TYPE[child.inode.kind] });
+          entries.push({ key: child.name, name: Buffer.from(child.name, 'latin1'), nid: nidOf(child.inode), fileType: FILE_TYPE[child.inode.kind] });
         }
-        entries.sort((a, b) => Buffer.compare(a.name, b.name));
+        entries.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
         const plan = planDirentBlocks(entries, BS);
         if (plan.size !== p.dataSize) throw new NydusError('INTERNAL', `directory size ${plan.size} != planned ${p.dataSize}`);
         body = encodeDirentBlocks(plan.blocks, plan.size, BS);
