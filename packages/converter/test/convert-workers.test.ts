@@ -108,6 +108,27 @@ describe('convertImage: layers in worker threads', () => {
     }
   });
 
+  it('credentials reach the worker: a private source converts with --source-creds; wrong ones fail as in-process', async () => {
+    const auth = await startRegistry({ auth: 'htpasswd', users: { alice: 'right' } });
+    try {
+      const authed = new RegistryClient({ registry: auth.host, insecure: true, credentials: async () => ({ username: 'alice', password: 'right' }) });
+      const img = await busyboxImage(authed, { repository: 'src/private', tag: 'v1' });
+      await authed.close();
+      const base = { source: img.reference, sourceInsecure: true, targetInsecure: true };
+      const w = await convertImage({ ...base, target: `${registry.host}/conv/private:w`, sourceCreds: 'alice:right', workers: true });
+      const p = await convertImage({ ...base, target: `${registry.host}/conv/private:p`, sourceCreds: 'alice:right', workers: false });
+      expect(w.workers).toBe(true);
+      expect(w.targetDigest).toBe(p.targetDigest);
+      const bad = (workers: boolean) => convertImage({ ...base, target: `${registry.host}/conv/private:bad`, sourceCreds: 'alice:wrong', workers }).then(() => undefined, (e: unknown) => e as Error & { code: string });
+      const [bw, bp] = [await bad(true), await bad(false)];
+      expect(bw?.code).toBe('UNAUTHENTICATED');
+      expect(bw?.code).toBe(bp?.code);
+      expect(bw?.message).toBe(bp?.message);
+    } finally {
+      await auth.stop();
+    }
+  });
+
   it('cancellation while workers convert: CANCELLED, no tag', async () => {
     await whiteoutImage(client, { repository: 'src/cancel', tag: 'v1' });
     const controller = new AbortController();
