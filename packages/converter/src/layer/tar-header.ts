@@ -76,6 +76,8 @@ const ZERO_BLOCK = Buffer.alloc(BLOCK_SIZE);
 
 /** True if the block is all zeros (an end-of-archive marker). */
 export function isZeroBlock(block: Buffer): boolean {
+  // A real header answers at its checksum field or name without the native compare.
+  if (block[148] !== 0 || block[0] !== 0) return false;
   return block.equals(ZERO_BLOCK);
 }
 
