@@ -161,20 +161,29 @@ export class ChunkStore {
   }
 
   private slotOf(at: number): number {
+    const d = this.digests;
     const mask = this.slots.length - 1;
-    let s = this.digests.readUInt32LE(at) & mask;
+    let s = d.readUInt32LE(at) & mask;
+    const second = d.readUInt32LE(at + 4);
     for (;;) {
       const v = this.slots[s]!;
       if (v === 0) return s;
-      if (this.digests.compare(this.digests, at, at + 32, (v - 1) * 32, v * 32) === 0) return s;
+      // Bytes 4..7 settle almost every collision without the native compare.
+      if (d.readUInt32LE((v - 1) * 32 + 4) === second && d.compare(d, at, at + 32, (v - 1) * 32, v * 32) === 0) return s;
       s = (s + 1) & mask;
     }
   }
 
+  /** Slot found by the last findStaged() and the chunk index it was staged for. */
+  private stagedSlot = -1;
+  private stagedFor = -1;
+
   /** The first stored chunk with the staged digest, or -1. */
   findStaged(): number {
-    const v = this.slots[this.slotOf(this.count * 32)]!;
-    return v - 1;
+    const s = this.slotOf(this.count * 32);
+    this.stagedSlot = s;
+    this.stagedFor = this.count;
+    return this.slots[s]! - 1;
   }
 
   /** Turns the staged digest into chunk `count` with these fields; `index` it for dedup or not. */
@@ -198,7 +207,8 @@ export class ChunkStore {
     this.uncompressedOffset.data[i] = uncompressedOffset;
     this.fileOffset.data[i] = fileOffset;
     if (index) {
-      this.slots[this.slotOf(i * 32)] = i + 1;
+      // The table is unchanged since findStaged() for this chunk: its slot is still the one.
+      this.slots[this.stagedFor === i ? this.stagedSlot : this.slotOf(i * 32)] = i + 1;
       if (++this.used * 2 > this.slots.length) this.rehash();
     }
     this.count = n;
