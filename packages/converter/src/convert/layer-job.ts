@@ -1,6 +1,6 @@
 import { NydusError, isNydusError } from '@nydus-ts/core';
 import type { Descriptor, NydusErrorCode, Platform } from '@nydus-ts/core';
-import type { ChunkCompressor, ChunkDigester, LayerBuildStats } from '@nydus-ts/format';
+import type { ChunkCompressor, ChunkDigester } from '@nydus-ts/format';
 import { makeRegistryClient, openConvertSource } from './convert-source.js';
 import { convertLayer } from './layer-converter.js';
 import type { ConvertedLayer } from './layer-converter.js';
@@ -47,17 +47,7 @@ export type LayerWorkerRequest = { type: 'run'; job: LayerJob } | { type: 'abort
 
 export type LayerWorkerReply =
   | { type: 'progress'; bytesIn: number; bytesOut: number }
-  | {
-      type: 'done';
-      bytesIn: number;
-      blob: Descriptor | null;
-      bootstrap: Uint8Array;
-      blobMeta: Uint8Array | null;
-      referencedDictBlobs: string[];
-      stats: LayerBuildStats;
-      bytesOut: number;
-      durationMs: number;
-    }
+  | ({ type: 'done'; bytesIn: number } & ConvertedLayer)
   | { type: 'error'; error: SerializedError };
 
 export function serializeError(err: unknown): SerializedError {
