@@ -10,7 +10,7 @@ import { startRegistry, type TestRegistry } from '@nydus-ts/registry/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { NYDUS_MANIFEST_ARTIFACT_TYPE, checkConvertedImage, convertImage, isNydusManifest } from '../src/index.js';
 import { MountScope } from './support/kernel.js';
-import { busyboxImage, hostLinuxPlatform, pushLayeredImage, pushTestIndex, whiteoutLayers, writeOciLayout, dir, file } from './support/images.js';
+import { busyboxImage, hostLinuxPlatform, pushLayeredImage, pushTestIndex, whiteoutLayers, writeOciLayout, dir, file, whiteout } from './support/images.js';
 import { fetchNydusImage, mountNydusImage } from './support/nydus-image.js';
 import { diffTrees, snapshotTree } from './support/tree-compare.js';
 
@@ -146,6 +146,28 @@ describe('convertImage: platforms, indexes, other sources, chunk dict', () => {
     }
   });
 
+  it('a layer without file data still gets a Nydus blob (its bootstrap only): one blob and one diff_id per source layer', async () => {
+    const img = await pushLayeredImage(
+      client,
+      [
+        { compression: 'gzip', entries: () => entries([dir(''), dir('etc'), file('etc/a', 'a\n'), file('etc/b', 'b\n')]) },
+        { compression: 'gzip', entries: () => entries([dir(''), dir('etc'), whiteout('etc/b'), dir('empty-dir')]) },
+      ],
+      { repository: 'src/meta-only', tag: 'v1' },
+    );
+    const target = `${registry.host}/conv/meta-only:nydus`;
+    const result = await convertImage({ source: img.reference, target, targetInsecure: true, sourceInsecure: true });
+    const report = result.manifests[0]!;
+    expect(report.layers.map((l) => l.chunks)).toEqual([2, 0]);
+    const nydus = await fetchNydusImage(client, 'conv/meta-only', 'nydus');
+    expect(nydus.manifest.layers).toHaveLength(3);
+    expect(nydus.manifest.layers.slice(0, 2).map((l: Descriptor) => l.digest)).toEqual(report.layers.map((l) => l.blob!.digest));
+    expect(nydus.config.rootfs.diff_ids).toHaveLength(3);
+    expect(nydus.config.rootfs.diff_ids.slice(0, 2)).toEqual(report.layers.map((l) => l.blob!.digest));
+    const check = await checkConvertedImage({ source: img.reference, target, sourceInsecure: true, targetInsecure: true, env: {} });
+    expect(check.differences).toEqual([]);
+  });
+
   it('dir: source: one layer, config synthesised for the host platform; mounts equal to the directory', async () => {
     const rootfs = path.join(work, 'rootfs');
     await mkdir(path.join(rootfs, 'etc'), { recursive: true });
@@ -183,7 +205,8 @@ describe('convertImage: platforms, indexes, other sources, chunk dict', () => {
     const report = result.manifests[0]!;
     const busyboxSize = (await import('node:fs')).statSync('/usr/bin/busybox').size;
     expect(result.dedup.dictBytes).toBe(busyboxSize);
-    expect(report.layers[0]!.blob).toBeNull(); // all of layer 0's data is in the dict
+    // all of layer 0's data is in the dict: its blob holds only its bootstrap and ToC
+    expect(report.layers[0]!.blob!.size).toBeLessThan(64 * 1024);
     expect(report.dictBlobs).toHaveLength(1);
     expect(report.dictBlobs[0]!.action).toBe('mounted');
     const nydus = await fetchNydusImage(client, 'app/derived', 'nydus');

@@ -363,27 +363,17 @@ export class BlobWriter {
     if (this.inlineBootstrap) {
       // The inlined copy cannot know the blob's id or ToC: placeholder id, zero ToC (spec §2, §3.6).
       Object.assign(this.blob, { blobId: INLINED_BLOB_ID, compressedSize: this.position, tocSize: 0, tocDigest: ZERO_DIGEST_HEX });
-      const inlined = bootstrapFor();
-      const packed = compressChunk('zstd', inlined);
-      const zstd = packed.length < inlined.length;
-      const stored = zstd ? packed : inlined;
-      const bootOffset = this.position;
-      await this.write(stored);
-      await this.write(encodeTailTarHeader(TocNames.BOOTSTRAP, stored.length));
-      toc.push({ flags: zstd ? TocFlags.ZSTD : TocFlags.NONE, name: TocNames.BOOTSTRAP, digest: sha(inlined), compressedOffset: bootOffset, compressedSize: stored.length, uncompressedSize: inlined.length });
+      toc.push(await this.writeInlinedBootstrap(bootstrapFor()));
     }
 
     // | ToC entries | T"rafs.blob.toc" |
-    const tocBytes = new Uint8Array(toc.length * TOC_ENTRY_SIZE + TAR_HEADER_SIZE);
-    toc.forEach((e, i) => encodeTocEntry(e, tocBytes, i * TOC_ENTRY_SIZE));
-    tocBytes.set(encodeTailTarHeader(TocNames.TOC, toc.length * TOC_ENTRY_SIZE), toc.length * TOC_ENTRY_SIZE);
-    await this.write(tocBytes);
+    const tocBytes = await this.writeToc(toc);
 
     Object.assign(this.blob, {
       blobId: this.hash.digest('hex'),
       compressedSize: this.position,
       tocSize: tocBytes.length,
-      tocDigest: sha(tocBytes),
+      tocDigest: createHash('sha256').update(tocBytes).digest('hex'),
     });
 
     // `<id>.blob.meta`: uncompressed CI, zero padding to 4 KiB, CCT header.
@@ -391,6 +381,40 @@ export class BlobWriter {
     blobMeta.set(ciRaw, 0);
     blobMeta.set(header, blobMeta.length - CCT_HEADER_SIZE);
     return { blob: this.blob, size: this.position, blobMeta };
+  }
+
+  /**
+   * The blob of a layer without file data whose bootstrap is inlined (as the reference
+   * converter writes it): `| bootstrap (zstd) | T"image.boot" | ToC | T"rafs.blob.toc" |`, no
+   * chunk sections. The layer bootstrap lists no blob for it. Returns the blob's id and size.
+   */
+  async finishBootstrapOnly(bootstrap: Uint8Array): Promise<{ id: string; size: number }> {
+    if (this.hasData) throw new NydusError('INTERNAL', 'finishBootstrapOnly on a blob that holds chunks');
+    await this.drain();
+    const toc = [await this.writeInlinedBootstrap(bootstrap)];
+    await this.writeToc(toc);
+    return { id: this.hash.digest('hex'), size: this.position };
+  }
+
+  /** Writes a bootstrap (zstd when smaller) and its tail header; returns its ToC entry. */
+  private async writeInlinedBootstrap(inlined: Uint8Array): Promise<TocEntry> {
+    const packed = compressChunk('zstd', inlined);
+    const zstd = packed.length < inlined.length;
+    const stored = zstd ? packed : inlined;
+    const offset = this.position;
+    await this.write(stored);
+    await this.write(encodeTailTarHeader(TocNames.BOOTSTRAP, stored.length));
+    const digest = createHash('sha256').update(inlined).digest('hex');
+    return { flags: zstd ? TocFlags.ZSTD : TocFlags.NONE, name: TocNames.BOOTSTRAP, digest, compressedOffset: offset, compressedSize: stored.length, uncompressedSize: inlined.length };
+  }
+
+  /** Writes the ToC entries and their tail header; returns those bytes (the ToC digest covers them). */
+  private async writeToc(toc: TocEntry[]): Promise<Uint8Array> {
+    const tocBytes = new Uint8Array(toc.length * TOC_ENTRY_SIZE + TAR_HEADER_SIZE);
+    toc.forEach((e, i) => encodeTocEntry(e, tocBytes, i * TOC_ENTRY_SIZE));
+    tocBytes.set(encodeTailTarHeader(TocNames.TOC, toc.length * TOC_ENTRY_SIZE), toc.length * TOC_ENTRY_SIZE);
+    await this.write(tocBytes);
+    return tocBytes;
   }
 
   get dataSize(): number {

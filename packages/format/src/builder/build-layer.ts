@@ -63,9 +63,13 @@ export interface LayerBuildResult {
    * (with `inlineBootstrap` the copy inside the blob names it `"x"×64` instead, spec §2).
    */
   bootstrap: Uint8Array;
-  /** Null when the layer stored no file data: nothing was written to the sink. */
+  /**
+   * Null when the layer stored no file data and the bootstrap is not inlined: nothing was written
+   * to the sink. With `inlineBootstrap` such a layer gets a blob holding only the bootstrap and
+   * ToC (`chunkCount` 0), which its bootstrap does not list.
+   */
   blob: LayerBlobInfo | null;
-  /** Content of the `<id>.blob.meta` file (spec §3.7); null without a blob. */
+  /** Content of the `<id>.blob.meta` file (spec §3.7); null when the blob holds no chunks. */
   blobMeta: Uint8Array | null;
   /** Ids of chunk-dict blobs this layer references (blob table after the own blob). */
   referencedDictBlobs: string[];
@@ -164,9 +168,13 @@ export async function buildLayer(entries: AsyncIterable<LayerEntry>, sink: BlobS
   });
   const dictBlobs = writer.usedDictBlobs;
   if (!writer.hasData) {
+    const bootstrap = writeBootstrap(tree.root, settings([...dictBlobs]));
+    // With an inlined bootstrap the layer still gets a blob (bootstrap and ToC only), so that
+    // an image lists one Nydus blob per source layer as the reference converter does.
+    const blob = opts.inlineBootstrap ? await writer.finishBootstrapOnly(bootstrap) : null;
     return {
-      bootstrap: writeBootstrap(tree.root, settings([...dictBlobs])),
-      blob: null,
+      bootstrap,
+      blob: blob && { id: blob.id, size: blob.size, chunkCount: 0, uncompressedSize: 0, compressedDataSize: 0 },
       blobMeta: null,
       referencedDictBlobs: dictBlobs.map((b) => b.blobId),
       stats: writer.stats,
