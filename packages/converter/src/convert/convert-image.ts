@@ -88,7 +88,7 @@ export type ConvertProgressEvent =
 export interface ConvertedLayerReport {
   /** Source layer. */
   source: { digest: Digest; mediaType: string; size: number };
-  /** The Nydus blob; null when the layer has no file data. */
+  /** The Nydus blob (a layer without file data gets one holding only its bootstrap); null only if none was written. */
   blob: { digest: Digest; size: number } | null;
   /** Compressed bytes read from the source. */
   bytesIn: number;

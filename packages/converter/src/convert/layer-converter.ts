@@ -22,7 +22,7 @@ export interface ConvertLayerOptions {
 }
 
 export interface ConvertedLayer {
-  /** The Nydus blob layer descriptor; null when the layer has no file data (no blob). */
+  /** The Nydus blob layer descriptor (bootstrap-only for a layer without file data); null if the builder wrote none. */
   blob: Descriptor | null;
   /** The layer's bootstrap (its own blob named by its real id). */
   bootstrap: Uint8Array;
