@@ -6,10 +6,8 @@ import { fileURLToPath } from 'node:url';
 import { isNydusError } from '@nydus-ts/core';
 import { afterAll, describe, expect, it } from 'vitest';
 import {
-  BlobFeatures,
   BootstrapReader,
   RafsFileReader,
-  ZERO_DIGEST_HEX,
   bufferSource,
   extractBlobSection,
   parseBlobMetaFile,
@@ -17,8 +15,8 @@ import {
   parseBlobToc,
   readBlobToc,
   walkBlobTail,
-  type BlobEntry,
 } from '../src/index.js';
+import { zranEntry, zranMeta } from './fixtures.js';
 import { makeImage, mapBackend, pseudoRandomBytes, type SynthNode } from './reader-helpers.js';
 
 const SEED = Number(process.env.NYDUS_FUZZ_SEED ?? 0x5eed_2026) >>> 0;
@@ -27,29 +25,6 @@ const boot22 = readFileSync(fixtures + 'rafs-v6-2.2.boot');
 const BE7_ID = 'be7d77eeb719f70884758d1aa800ed0fb09d701aaec469964e9d54325f0d5fef';
 const be7Blob = readFileSync(fixtures + BE7_ID);
 const tocBlob = readFileSync(fixtures + '2fa78cad554b75ac91a4a125ed148d0ddeb25efa4aaa8bd80e5dc292690a4dca');
-const ZRAN_ID = '233c72f2b6b698c07021c4da367cfe2dff4f049efbaa885ca0ff760ea297865a';
-const zranMeta = readFileSync(fixtures + ZRAN_ID + '.blob.meta');
-const zranEntry: BlobEntry = {
-  blobId: ZRAN_ID,
-  blobIndex: 0,
-  chunkSize: 0x100000,
-  chunkCount: 0xa3,
-  compressionAlgo: 2,
-  digestAlgo: 1,
-  features: BlobFeatures.ALIGNED | BlobFeatures.INLINED_FS_META | BlobFeatures.CHUNK_INFO_V2 | BlobFeatures.ZRAN,
-  compressedSize: 9_839_040,
-  uncompressedSize: 0x16c6000,
-  tocSize: 0,
-  ciCompressor: 0,
-  ciOffset: 0,
-  ciCompressedSize: 0xa1290,
-  ciUncompressedSize: 0xa1290,
-  tocDigest: ZERO_DIGEST_HEX,
-  metaDigest: ZERO_DIGEST_HEX,
-  metaSize: 0,
-  cipherIv: new Uint8Array(8),
-  cipherAlgo: 0,
-};
 /** Small caps so that mutated sizes cannot make a fuzz case allocate much. */
 const SMALL = 16 * 1024 * 1024;
 /** A single case taking longer than this counts as a hang. */

@@ -4,7 +4,6 @@ import { createHash } from 'node:crypto';
 import zstd from 'zstd-napi';
 import { describe, expect, it } from 'vitest';
 import {
-  BlobFeatures,
   BootstrapReader,
   RafsFileReader,
   ZERO_DIGEST_HEX,
@@ -16,44 +15,20 @@ import {
   readBlobMeta,
   readBlobToc,
   walkBlobTail,
-  type BlobEntry,
   type ByteSource,
 } from '../src/index.js';
+import { zranEntry, zranMeta } from './fixtures.js';
 import { mapBackend } from './reader-helpers.js';
 
 const fixtures = fileURLToPath(new URL('../../../../shared/fixtures/nydus-upstream/', import.meta.url));
 const TOC_BLOB_NAME = '2fa78cad554b75ac91a4a125ed148d0ddeb25efa4aaa8bd80e5dc292690a4dca';
 const tocBlob = readFileSync(fixtures + TOC_BLOB_NAME);
 const tocBlobZst = readFileSync(fixtures + TOC_BLOB_NAME + '.zst');
-const ZRAN_ID = '233c72f2b6b698c07021c4da367cfe2dff4f049efbaa885ca0ff760ea297865a';
-const zranMeta = readFileSync(fixtures + ZRAN_ID + '.blob.meta');
 const BE7_ID = 'be7d77eeb719f70884758d1aa800ed0fb09d701aaec469964e9d54325f0d5fef';
 const be7Blob = readFileSync(fixtures + BE7_ID);
 const be7Boot = readFileSync(fixtures + 'rafs-v6-2.2.boot');
 const TOC_DIGEST = '4fdfbb36ef74a3c63a28e2abafa54044c7594155beb6ddad9f36825cfe58286c';
 
-/** The blob table values the fixtures README lists for the zran blob. */
-const zranEntry: BlobEntry = {
-  blobId: ZRAN_ID,
-  blobIndex: 0,
-  chunkSize: 0x100000,
-  chunkCount: 0xa3,
-  compressionAlgo: 2,
-  digestAlgo: 1,
-  features: BlobFeatures.ALIGNED | BlobFeatures.INLINED_FS_META | BlobFeatures.CHUNK_INFO_V2 | BlobFeatures.ZRAN,
-  compressedSize: 9_839_040,
-  uncompressedSize: 0x16c6000,
-  tocSize: 0,
-  ciCompressor: 0,
-  ciOffset: 0,
-  ciCompressedSize: 0xa1290,
-  ciUncompressedSize: 0xa1290,
-  tocDigest: ZERO_DIGEST_HEX,
-  metaDigest: ZERO_DIGEST_HEX,
-  metaSize: 0,
-  cipherIv: new Uint8Array(8),
-  cipherAlgo: 0,
-};
 
 describe('zran blob.meta fixture', () => {
   it('yields 163 CI v2 entries, 21 contexts and the dictionary table', () => {
