@@ -30,3 +30,4 @@ export type { RegistryImageTargetOptions } from './registry-image-store.js';
 export type { ImageSource, ImageTarget, RegistryLocation, FetchBlobOptions } from './image-store.js';
 export { copyImage } from './copy-image.js';
 export type { CopyImageOptions, CopyImageResult, CopySideOptions, CopyProgressEvent, ExtraBlobsContext } from './copy-image.js';
+export { readBodyLimited } from './http-body.js';

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { Writable } from 'node:stream';
+import { type Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import {
   FormatError,
@@ -15,7 +15,7 @@ import {
 } from '@nydus-ts/core';
 import type { Descriptor, Digest, ImageConfig, ImageIndex, ImageManifest, Logger, Platform } from '@nydus-ts/core';
 import { BootstrapReader, DEFAULT_MAX_BOOTSTRAP_SIZE, RafsFileReader, checkBlobMetaAgainstEntry, parseBlobMetaFile } from '@nydus-ts/format';
-import { Limiter, formatPlatform, hostPlatform, parseImageLocation, parsePlatform, platformMatches } from '@nydus-ts/registry';
+import { Limiter, readBodyLimited, formatPlatform, hostPlatform, parseImageLocation, parsePlatform, platformMatches } from '@nydus-ts/registry';
 import type { Credentials, ImageSource, ManifestData, RegistryClient } from '@nydus-ts/registry';
 import { decompressStream } from '../layer/decompress.js';
 import { readTarEntries } from '../layer/tar-reader.js';
@@ -121,15 +121,8 @@ async function selectManifest(
   return get(pick);
 }
 
-async function readSmallBlob(stream: NodeJS.ReadableStream, max: number, what: string): Promise<Buffer> {
-  const parts: Buffer[] = [];
-  let n = 0;
-  for await (const c of stream as AsyncIterable<Buffer>) {
-    n += c.length;
-    if (n > max) throw new NydusError('RESOURCE_EXHAUSTED', `${what} is larger than ${max} bytes`);
-    parts.push(c);
-  }
-  return Buffer.concat(parts);
+function readSmallBlob(stream: Readable, max: number, what: string): Promise<Buffer> {
+  return readBodyLimited(stream, max, () => new NydusError('RESOURCE_EXHAUSTED', `${what} is larger than ${max} bytes`));
 }
 
 /** Problems of the Nydus manifest itself (spec §5.2, §5.3). */

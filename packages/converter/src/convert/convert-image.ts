@@ -15,7 +15,7 @@ import {
 import type { Descriptor, Digest, ImageConfig, ImageIndex, ImageManifest, Logger, Platform } from '@nydus-ts/core';
 import { CHUNK_COMPRESSORS, CHUNK_DIGESTERS, mergeBootstraps, resolveBuildLayerOptions } from '@nydus-ts/format';
 import type { ChunkCompressor, ChunkDigester, LayerBuildStats } from '@nydus-ts/format';
-import { Limiter, RegistryImageTarget, copyImage, formatPlatform, formatReference, hostPlatform, parsePlatform, parseReference, platformMatches } from '@nydus-ts/registry';
+import { Limiter, RegistryImageTarget, copyImage, readBodyLimited, formatPlatform, formatReference, hostPlatform, parsePlatform, parseReference, platformMatches } from '@nydus-ts/registry';
 import type { ImageReference, ImageSource, ManifestData, RegistryClient } from '@nydus-ts/registry';
 import { packBootstrapLayer } from './bootstrap-layer.js';
 import { loadChunkDictImage, parseChunkDictReference } from './chunk-dict-image.js';
@@ -199,18 +199,9 @@ const CONVERTIBLE_LAYER_TYPES = new Set<string>([
 
 const MAX_CONFIG_BYTES = 16 << 20;
 
-async function readSmall(stream: Readable, max: number, what: string): Promise<Buffer> {
-  const parts: Buffer[] = [];
-  let n = 0;
-  for await (const c of stream as AsyncIterable<Buffer>) {
-    n += c.length;
-    if (n > max) {
-      stream.destroy();
-      throw new NydusError('RESOURCE_EXHAUSTED', `${what} is larger than ${max} bytes`);
-    }
-    parts.push(c);
-  }
-  return Buffer.concat(parts);
+/** A config or other small blob, whole, refusing more than `max` bytes. */
+function readSmall(stream: Readable, max: number, what: string): Promise<Buffer> {
+  return readBodyLimited(stream, max, () => new NydusError('RESOURCE_EXHAUSTED', `${what} is larger than ${max} bytes`));
 }
 
 /** Wraps an error with where it happened, keeping its code (and the original as `cause`). */
