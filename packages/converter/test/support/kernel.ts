@@ -61,23 +61,7 @@ export async function mountErofs(bootstrap: string, options: ErofsMountOptions =
     await detach();
     throw err;
   }
-  let mounted = true;
-  let released = false;
-  return {
-    mountpoint,
-    loops: [...loops],
-    async unmount() {
-      if (released) return;
-      const errors: Error[] = [];
-      if (mounted) {
-        await unmountPath(mountpoint).catch((err: Error) => errors.push(err));
-        mounted = false;
-      }
-      errors.push(...(await detach()));
-      released = errors.length === 0;
-      if (errors.length > 0) throw new AggregateError(errors, `cleaning up EROFS mount ${mountpoint} failed`);
-    },
-  };
+  return mountedHandle('EROFS', mountpoint, [...loops], detach);
 }
 
 /**
@@ -108,11 +92,16 @@ export async function mountOverlay(layers: string[], options: { mountpoint?: str
     await tidy();
     throw err;
   }
+  return mountedHandle('overlay', mountpoint, [], tidy);
+}
+
+/** A mounted filesystem whose unmount() unmounts, then runs `release` (loops, temp dirs); retryable. */
+function mountedHandle(kind: string, mountpoint: string, loops: string[], release: () => Promise<Error[]>): MountHandle {
   let mounted = true;
   let released = false;
   return {
     mountpoint,
-    loops: [],
+    loops,
     async unmount() {
       if (released) return;
       const errors: Error[] = [];
@@ -120,9 +109,9 @@ export async function mountOverlay(layers: string[], options: { mountpoint?: str
         await unmountPath(mountpoint).catch((err: Error) => errors.push(err));
         mounted = false;
       }
-      errors.push(...(await tidy()));
+      errors.push(...(await release()));
       released = errors.length === 0;
-      if (errors.length > 0) throw new AggregateError(errors, `cleaning up overlay mount ${mountpoint} failed`);
+      if (errors.length > 0) throw new AggregateError(errors, `cleaning up ${kind} mount ${mountpoint} failed`);
     },
   };
 }
