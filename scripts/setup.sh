@@ -17,6 +17,7 @@ apt_packages=(
   umoci           # OCI image layout unpacker
   time            # GNU time: peak RSS in benchmarks
   liblz4-dev      # headers for the @nydus-ts/native N-API binding (built at npm install)
+  libisal-dev     # ISA-L igzip: the native gzip inflater (2-3x zlib's speed) of @nydus-ts/native
   lz4             # the lz4 tool, for interoperability tests
   containerd      # a private containerd for the peer converter in the convert benchmark
   runc            # containerd's runtime dependency
@@ -45,4 +46,11 @@ want=$(sha256sum package-lock.json package.json packages/*/package.json apps/*/p
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   npm install --no-audit --no-fund
   echo "$want" > "$stamp"
+fi
+
+# The native addon is built by node-gyp at install; rebuild it when its sources are newer (an
+# existing checkout that pulled native changes without a lock-file change).
+addon=packages/native/build/Release/nydus_native.node
+if [ ! -f "$addon" ] || [ -n "$(find packages/native/binding.gyp packages/native/native -newer "$addon" -print -quit)" ]; then
+  npm run install --workspace @nydus-ts/native
 fi

@@ -117,6 +117,27 @@ describe('decompressStream', () => {
     expect(isNydusError(e2, 'INVALID_FORMAT')).toBe(true);
   });
 
+  it('gzip: ignores zero padding after the last member, rejects other trailing data and bad checksums', async () => {
+    const gz = gzipSync(plain);
+    const small = part2.subarray(0, 5000);
+    for (const size of [1, 7, 65_536]) {
+      expect(sha(await collect(decompressStream(chunked(Buffer.concat([gzipSync(small), Buffer.alloc(1024)]), size))))).toBe(sha(small));
+    }
+    expect(sha(await collect(decompressStream(chunked(Buffer.concat([gz, Buffer.alloc(1024)])))))).toBe(sha(plain));
+    for (const tail of [Buffer.from('junk'), Buffer.concat([Buffer.alloc(10), Buffer.from([1])]), Buffer.from([0x1f])]) {
+      const err = await errorOf(collect(decompressStream(chunked(Buffer.concat([gz, tail])))));
+      expect(isNydusError(err, 'INVALID_FORMAT'), String(err)).toBe(true);
+      expect((err as Error).message).toMatch(/after|truncated/);
+    }
+    // CRC-32 and ISIZE of the trailer are both checked.
+    for (const at of [gz.length - 8, gz.length - 2]) {
+      const bad = Buffer.from(gz);
+      bad[at] = bad[at]! ^ 1;
+      const err = await errorOf(collect(decompressStream(chunked(bad))));
+      expect((err as Error).message).toContain('checksum mismatch');
+    }
+  });
+
   it('passes source errors through unchanged', async () => {
     const boom = new Error('network reset');
     for (const encoded of [gzipSync(plain), zstdCompress(plain), plain]) {

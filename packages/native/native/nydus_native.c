@@ -3,11 +3,14 @@
 #include <stdlib.h>
 #include <stdint.h>
 #include <string.h>
+
+#include "gzip_inflate.h"
 #if defined(__x86_64__)
 #include <nmmintrin.h>
 #endif
 
-static void *state;
+/* Per thread: worker threads load this same module and compress at the same time. */
+static __thread void *state;
 
 static napi_value fail(napi_env env, const char *msg) {
   napi_throw_error(env, NULL, msg);
@@ -148,5 +151,6 @@ NAPI_MODULE_INIT() {
   napi_set_named_property(env, exports, "compressBound", fn);
   napi_create_function(env, "crc32c", NAPI_AUTO_LENGTH, crc32c, NULL, &fn);
   napi_set_named_property(env, exports, "crc32c", fn);
+  register_gzip_inflate(env, exports);
   return exports;
 }

@@ -5,7 +5,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { isNydusError } from '@nydus-ts/core';
 import { describe, expect, it } from 'vitest';
-import { crc32c, lz4CompressBlockInto, lz4CompressBound, lz4DecompressBlockInto } from '../src/index.js';
+import { gzipSync } from 'node:zlib';
+import { GzipInflater, crc32c, lz4CompressBlockInto, lz4CompressBound, lz4DecompressBlockInto } from '../src/index.js';
 
 describe('lz4 block', () => {
   it('round-trips compressible and random data', () => {
@@ -78,5 +79,52 @@ describe('crc32c', () => {
     };
     const data = randomBytes(4099);
     for (let off = 0; off < 9; off++) expect(crc32c(data.subarray(off, 4000 + off))).toBe(reference(data.subarray(off, 4000 + off)));
+  });
+});
+
+describe('GzipInflater', () => {
+  const text = Buffer.alloc(300_000, 'nydus gzip members ');
+  const member = gzipSync(text);
+
+  it('stops at a full output buffer and at the end of each member, leaving the next member unread', async () => {
+    const z = new GzipInflater('test.gz');
+    let input = Buffer.concat([member, member]);
+    const out: Buffer[] = [];
+    let ends = 0;
+    for (let guard = 0; guard < 1000 && ends < 2; guard++) {
+      const buf = Buffer.alloc(65_536);
+      const r = guard % 2 ? z.step(input, buf) : await z.stepAsync(input, buf);
+      out.push(buf.subarray(0, r.produced));
+      input = input.subarray(r.consumed);
+      if (r.status === 'output-full') expect(r.produced).toBe(buf.length);
+      if (r.status === 'member-end') {
+        ends++;
+        expect(input.length).toBe(ends === 1 ? member.length : 0);
+        z.nextMember();
+      }
+    }
+    expect(ends).toBe(2);
+    expect(Buffer.concat(out).equals(Buffer.concat([text, text]))).toBe(true);
+  });
+
+  it('throws a FormatError naming the stream on corrupt data', () => {
+    const bad = Buffer.from(member);
+    bad.fill(0xff, 10, 40);
+    const z = new GzipInflater('layer sha256:abc');
+    let err: unknown;
+    try {
+      z.step(bad, Buffer.alloc(1 << 20));
+    } catch (e) {
+      err = e;
+    }
+    expect(isNydusError(err, 'INVALID_FORMAT')).toBe(true);
+    expect((err as Error).message).toContain('layer sha256:abc');
+  });
+
+  it('rejects a second step while one runs on the thread pool', async () => {
+    const z = new GzipInflater();
+    const running = z.stepAsync(member, Buffer.alloc(1 << 20));
+    expect(() => z.step(member, Buffer.alloc(10))).toThrow(/already running/);
+    expect((await running).status).toBe('member-end');
   });
 });

@@ -1,7 +1,8 @@
-import { Readable, type Transform } from 'node:stream';
+import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { createGunzip } from 'node:zlib';
 import { FormatError, isNydusError, throwIfAborted } from '@nydus-ts/core';
+import { GzipInflater } from '@nydus-ts/native';
+import type { GzipStep } from '@nydus-ts/native';
 import { DecompressStream } from 'zstd-napi';
 
 /** Compression of a layer stream, as told by its first bytes. */
@@ -90,7 +91,16 @@ export async function* decompressStream(
     return;
   }
 
-  const decoder: Transform = compression === 'gzip' ? createGunzip({ chunkSize: 256 << 10 }) : new DecompressStream();
+  if (compression === 'gzip') {
+    try {
+      yield* inflateGzip(rest(), options.signal);
+    } finally {
+      await iterator.return?.();
+    }
+    return;
+  }
+
+  const decoder = new DecompressStream();
   const input = Readable.from(rest(), { objectMode: false, highWaterMark: 1 });
   // Failures surface through the decoder's iteration below; the promise only keeps the
   // pipeline's own rejection from going unhandled.
@@ -101,11 +111,95 @@ export async function* decompressStream(
     throwIfAborted(options.signal);
     if (err === sourceError || isNydusError(err)) throw err;
     const message = err instanceof Error ? err.message : String(err);
-    throw new FormatError(`layer.${compression}`, `corrupt or truncated ${compression} stream: ${message}`, { cause: err });
+    throw new FormatError('layer.zstd', `corrupt or truncated zstd stream: ${message}`, { cause: err });
   } finally {
     if (!decoder.destroyed) decoder.destroy();
     if (!input.destroyed) input.destroy();
     await done;
     await iterator.return?.();
+  }
+}
+
+/** Output buffer of one inflate step. */
+const INFLATE_OUTPUT = 512 << 10;
+/** Inputs shorter than this are inflated inline. */
+const SMALL_INPUT = 16 << 10;
+
+/**
+ * Gunzips a stream with the native ISA-L inflater, one step on the libuv thread pool ahead of
+ * the consumer: while the caller works on one output buffer, the next is being inflated. Several
+ * members in a row are one stream; zero bytes after the last member (block padding) are ignored,
+ * anything else after it is an error, as is a stream that ends inside a member.
+ */
+async function* inflateGzip(source: AsyncIterable<Uint8Array>, signal: AbortSignal | undefined): AsyncGenerator<Uint8Array, void, undefined> {
+  const what = 'layer.gzip';
+  const inflater = new GzipInflater(what);
+  const it = source[Symbol.asyncIterator]();
+  let input: Uint8Array = new Uint8Array(0);
+  let sourceEnded = false;
+  let atMemberEnd = false;
+  let inPadding = false;
+  let members = 0;
+  let pending: { step: Promise<GzipStep>; output: Buffer } | undefined;
+
+  /** More input appended to what is left; false at the end of the source. */
+  const pull = async (): Promise<boolean> => {
+    if (sourceEnded) return false;
+    const r = await it.next();
+    if (r.done) {
+      sourceEnded = true;
+      return false;
+    }
+    input = input.length === 0 ? r.value : Buffer.concat([input, r.value]);
+    return true;
+  };
+  const start = (): void => {
+    const output = Buffer.allocUnsafe(INFLATE_OUTPUT);
+    // A thread-pool round trip costs more than inflating a small input here.
+    const step = input.length < SMALL_INPUT ? Promise.resolve(inflater.step(input, output)) : inflater.stepAsync(input, output);
+    pending = { step, output };
+  };
+
+  try {
+    for (;;) {
+      throwIfAborted(signal);
+      if (!pending) {
+        if (atMemberEnd) {
+          // What may follow a member: another member, zero padding, or the end.
+          if (input.length === 0 && !(await pull())) return;
+          if (inPadding || input[0] === 0) {
+            if (input.some((b) => b !== 0)) throw new FormatError(what, `unexpected data after the end of the gzip stream (member ${members})`);
+            inPadding = true;
+            input = new Uint8Array(0);
+            continue;
+          }
+          if (input.length < 2 && !(await pull())) throw new FormatError(what, 'truncated gzip stream: a new member starts but ends after one byte');
+          if (input[0] !== 0x1f || input[1] !== 0x8b) throw new FormatError(what, `unexpected data after gzip member ${members} (not another gzip member)`);
+          inflater.nextMember();
+          atMemberEnd = false;
+        }
+        if (input.length === 0 && !(await pull())) throw new FormatError(what, 'truncated gzip stream: unexpected end of data');
+        start();
+      }
+      const { step, output } = pending!;
+      const r = await step;
+      pending = undefined;
+      input = input.subarray(r.consumed);
+      if (r.status === 'member-end') {
+        atMemberEnd = true;
+        members++;
+      } else if (r.status === 'output-full') {
+        start(); // inflate the next buffer while the consumer works on this one
+      } else if (input.length > 0) {
+        // The inflater left input it could not use yet (a split header): add more first.
+        if (r.consumed === 0 && r.produced === 0 && !(await pull())) throw new FormatError(what, 'truncated gzip stream: unexpected end of data');
+        start();
+      }
+      if (r.produced > 0) yield output.subarray(0, r.produced);
+    }
+  } finally {
+    // A step still running owns its buffers; let it finish before the source goes away.
+    if (pending) await pending.step.catch(() => undefined);
+    await it.return?.();
   }
 }
