@@ -138,6 +138,20 @@ describe('decompressStream', () => {
     }
   });
 
+  it('gzip: reuses a ring of output buffers when asked, for consumers done with a chunk two chunks later', async () => {
+    const gz = gzipSync(Buffer.concat([plain, plain, plain]));
+    const seen = new Set<ArrayBufferLike>();
+    const h = createHash('sha256');
+    for await (const chunk of decompressStream(chunked(gz, 100_000), { reuseOutputBuffers: 3 })) {
+      h.update(chunk);
+      seen.add(chunk.buffer);
+    }
+    expect(h.digest('hex')).toBe(sha(Buffer.concat([plain, plain, plain])));
+    expect(seen.size).toBeLessThanOrEqual(3);
+    const err = await errorOf(collect(decompressStream(chunked(gz), { reuseOutputBuffers: 2 })));
+    expect(isNydusError(err, 'INVALID_ARGUMENT')).toBe(true);
+  });
+
   it('passes source errors through unchanged', async () => {
     const boom = new Error('network reset');
     for (const encoded of [gzipSync(plain), zstdCompress(plain), plain]) {

@@ -1,6 +1,5 @@
 import { FormatError, UnsupportedError } from '@nydus-ts/core';
-import { lz4CompressBlockInto, lz4DecompressBlockInto } from '@nydus-ts/native';
-import zstd from 'zstd-napi';
+import { lz4CompressBlockInto, lz4DecompressBlockInto, zstdCompressAsync, zstdCompressInto } from '@nydus-ts/native';
 import zstdBinding from 'zstd-napi/binding.js';
 import { gunzipSync } from 'node:zlib';
 import type { CompressionName } from './layout/constants.js';
@@ -9,7 +8,8 @@ import type { CompressionName } from './layout/constants.js';
 export type ChunkCompressor = 'none' | 'lz4_block' | 'zstd';
 export const CHUNK_COMPRESSORS: readonly ChunkCompressor[] = ['none', 'lz4_block', 'zstd'];
 
-let zstdCompressor: InstanceType<typeof zstd.Compressor> | undefined;
+/** The zstd level of Nydus chunks (spec §3.8). */
+const ZSTD_LEVEL = 3;
 
 /**
  * Compresses one chunk: lz4_block is a raw LZ4 block (no frame, no size prefix), zstd one frame
@@ -18,24 +18,10 @@ let zstdCompressor: InstanceType<typeof zstd.Compressor> | undefined;
  * buffer, so callers may hand it on.
  */
 export function compressChunk(algo: ChunkCompressor, data: Uint8Array): Uint8Array {
-  switch (algo) {
-    case 'none':
-      return data;
-    case 'lz4_block': {
-      if (data.length < 2) return data;
-      const out = Buffer.allocUnsafe(data.length - 1);
-      const n = lz4CompressBlockInto(data, out);
-      return n === 0 ? data : out.subarray(0, n);
-    }
-    case 'zstd': {
-      if (!zstdCompressor) {
-        zstdCompressor = new zstd.Compressor();
-        zstdCompressor.setParameters({ compressionLevel: 3 });
-      }
-      const out = zstdCompressor.compress(data);
-      return out.length < data.length ? out : data;
-    }
-  }
+  if (algo === 'none' || data.length < 2) return data;
+  const out = Buffer.allocUnsafe(data.length - 1);
+  const n = compressChunkInto(algo, data, out, 0);
+  return n === 0 ? data : out.subarray(0, n);
 }
 
 /**
@@ -45,11 +31,23 @@ export function compressChunk(algo: ChunkCompressor, data: Uint8Array): Uint8Arr
  */
 export function compressChunkInto(algo: ChunkCompressor, data: Uint8Array, out: Uint8Array, at: number): number {
   if (algo === 'none' || data.length < 2) return 0;
-  if (algo === 'lz4_block') return lz4CompressBlockInto(data, out.subarray(at, at + data.length - 1));
-  const packed = compressChunk(algo, data);
-  if (packed === data) return 0;
-  out.set(packed, at);
-  return packed.length;
+  const room = out.subarray(at, at + data.length - 1);
+  return algo === 'lz4_block' ? lz4CompressBlockInto(data, room) : zstdCompressInto(data, room, ZSTD_LEVEL);
+}
+
+/** True when `compressChunkAsync` runs off this thread (else it is `compressChunkInto` in a promise). */
+export function compressesOffThread(algo: ChunkCompressor): boolean {
+  return algo === 'zstd';
+}
+
+/**
+ * `compressChunkInto` into a buffer of its own (`out`, at least `data.length - 1` bytes), for
+ * zstd on the libuv thread pool so that chunks compress in parallel with the caller; `data`
+ * and `out` must stay untouched until the promise settles. Same bytes as `compressChunk`.
+ */
+export async function compressChunkAsync(algo: ChunkCompressor, data: Uint8Array, out: Uint8Array): Promise<number> {
+  if (algo !== 'zstd' || data.length < 2) return compressChunkInto(algo, data, out, 0);
+  return zstdCompressAsync(data, out.subarray(0, data.length - 1), ZSTD_LEVEL);
 }
 
 let zstdContext: InstanceType<typeof zstdBinding.DCtx> | undefined;

@@ -8,6 +8,7 @@ import {
   RafsFileReader,
   TocNames,
   bufferSource,
+  compressChunk,
   extractBlobSection,
   parseBlobMetaFile,
   readBlobMeta,
@@ -95,4 +96,37 @@ describe('buildLayer → BootstrapReader/RafsFileReader round trip', () => {
       }
     }
   }
+});
+
+describe('zstd chunks compressed off-thread', () => {
+  it('land in the blob in the order they were cut, with the bytes of inline compression', async () => {
+    // Big chunks (off-thread) interleaved with small files (inline, but queued behind them) and
+    // a chunk that does not shrink (stored raw); chunk size 64 KiB so that many jobs overlap.
+    const files = new Map<string, Buffer>();
+    for (let i = 0; i < 24; i++) {
+      files.set(`big/${i}`, prng(150_000 + i * 4099, 100 + i, i % 3 !== 0));
+      files.set(`small/${i}`, prng(100 + i * 37, 200 + i, true));
+    }
+    const built = await build(() => [...files].map(([p, c]) => E.file(p, c)), { compressor: 'zstd', chunkSize: 64 << 10 });
+    const reader = await BootstrapReader.open(built.bootstrap);
+    let expectedOffset = 0;
+    const seen = new Set<number>();
+    for (const [path, content] of files) {
+      const nid = reader.lookup(`/${path}`)!;
+      for (const ref of reader.chunks(nid)) {
+        const data = content.subarray(ref.fileOffset, ref.fileOffset + ref.uncompressedSize);
+        const inline = compressChunk('zstd', data);
+        const stored = built.blobBytes.subarray(ref.compressedOffset, ref.compressedOffset + ref.compressedSize);
+        expect(ref.compressed).toBe(inline !== data);
+        expect(Buffer.compare(stored, inline === data ? data : inline), `${path} @${ref.fileOffset}`).toBe(0);
+        if (!seen.has(ref.compressedOffset)) {
+          // Each new chunk follows the previous one directly: placement in add order.
+          expect(ref.compressedOffset).toBe(expectedOffset);
+          expectedOffset += ref.compressedSize;
+          seen.add(ref.compressedOffset);
+        }
+      }
+    }
+    expect(built.stats.compressedBytes).toBe(expectedOffset);
+  });
 });

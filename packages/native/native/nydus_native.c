@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "gzip_inflate.h"
+#include "zstd_chunk.h"
 #if defined(__x86_64__)
 #include <nmmintrin.h>
 #endif
@@ -152,5 +153,6 @@ NAPI_MODULE_INIT() {
   napi_create_function(env, "crc32c", NAPI_AUTO_LENGTH, crc32c, NULL, &fn);
   napi_set_named_property(env, exports, "crc32c", fn);
   register_gzip_inflate(env, exports);
+  register_zstd_chunk(env, exports);
   return exports;
 }

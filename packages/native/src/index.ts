@@ -6,6 +6,8 @@ interface Lz4Binding {
   decompressInto(src: Uint8Array, dst: Uint8Array): number;
   compressBound(size: number): number;
   crc32c(data: Uint8Array, initial?: number): number;
+  zstdCompressInto(src: Uint8Array, dst: Uint8Array, level: number): number;
+  zstdCompressAsync(src: Uint8Array, dst: Uint8Array, level: number): Promise<number>;
   gzipInflaterCreate(): GzipInflaterHandle;
   gzipInflaterReset(handle: GzipInflaterHandle): void;
   gzipInflateStep(handle: GzipInflaterHandle, input: Uint8Array, output: Uint8Array): StepResult;
@@ -42,6 +44,34 @@ export function lz4DecompressBlockInto(src: Uint8Array, dst: Uint8Array, what = 
   const n = binding.decompressInto(src, dst);
   if (n < 0) throw new FormatError(what, `corrupt lz4 block or larger than ${dst.length} bytes`, { value: src.length });
   return n;
+}
+
+function zstdResult(n: number): number {
+  if (n < 0) throw new FormatError('zstd', 'compression failed');
+  return n;
+}
+
+function checkLevel(level: number): void {
+  if (!Number.isInteger(level) || level < -7 || level > 22) throw new InvalidArgumentError(`zstd: compression level ${level} out of range`);
+}
+
+/**
+ * Compresses `src` as one zstd frame (content size in the header, no checksum) into `dst`,
+ * with a compression context of this thread. Returns the frame's length, or 0 when it does not
+ * fit in `dst` (size `dst` at `src.length - 1` to learn cheaply that a chunk does not shrink).
+ */
+export function zstdCompressInto(src: Uint8Array, dst: Uint8Array, level: number): number {
+  checkLevel(level);
+  return zstdResult(binding.zstdCompressInto(src, dst, level));
+}
+
+/**
+ * `zstdCompressInto` on the libuv thread pool: several chunks compress in parallel while this
+ * thread goes on. `src` and `dst` must stay untouched until the promise settles.
+ */
+export async function zstdCompressAsync(src: Uint8Array, dst: Uint8Array, level: number): Promise<number> {
+  checkLevel(level);
+  return zstdResult(await binding.zstdCompressAsync(src, dst, level));
 }
 
 /** CRC-32C (Castagnoli) of `data`, continuing from `initial` (the CRC of earlier bytes). */

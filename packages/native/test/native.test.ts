@@ -6,7 +6,8 @@ import path from 'node:path';
 import { isNydusError } from '@nydus-ts/core';
 import { describe, expect, it } from 'vitest';
 import { gzipSync } from 'node:zlib';
-import { GzipInflater, crc32c, lz4CompressBlockInto, lz4CompressBound, lz4DecompressBlockInto } from '../src/index.js';
+import { decompress as zstdDecompress } from 'zstd-napi';
+import { GzipInflater, crc32c, zstdCompressAsync, zstdCompressInto, lz4CompressBlockInto, lz4CompressBound, lz4DecompressBlockInto } from '../src/index.js';
 
 describe('lz4 block', () => {
   it('round-trips compressible and random data', () => {
@@ -126,5 +127,37 @@ describe('GzipInflater', () => {
     const running = z.stepAsync(member, Buffer.alloc(1 << 20));
     expect(() => z.step(member, Buffer.alloc(10))).toThrow(/already running/);
     expect((await running).status).toBe('member-end');
+  });
+});
+
+describe('zstd chunk compression', () => {
+  const data = Buffer.alloc(1 << 20, 'nydus zstd chunk ');
+
+  it('writes one frame into the caller buffer, inline and on the thread pool alike', async () => {
+    const a = Buffer.alloc(data.length);
+    const b = Buffer.alloc(data.length);
+    const n = zstdCompressInto(data, a, 3);
+    expect(n).toBeGreaterThan(0);
+    expect(await zstdCompressAsync(data, b, 3)).toBe(n);
+    expect(a.subarray(0, n).equals(b.subarray(0, n))).toBe(true);
+    expect(zstdDecompress(a.subarray(0, n)).equals(data)).toBe(true);
+  });
+
+  it('reports a frame that does not fit as 0, and rejects bad levels', async () => {
+    const random = randomBytes(65536);
+    expect(zstdCompressInto(random, Buffer.alloc(random.length - 1), 3)).toBe(0);
+    expect(await zstdCompressAsync(random, Buffer.alloc(random.length - 1), 3)).toBe(0);
+    expect(() => zstdCompressInto(data, Buffer.alloc(10), 99)).toThrow(/level 99/);
+  });
+
+  it('compresses many chunks in parallel to the same bytes as one at a time', async () => {
+    const chunks = Array.from({ length: 16 }, (_, i) => Buffer.concat([randomBytes(1000 * i), Buffer.alloc(200_000, i)]));
+    const inline = chunks.map((c) => {
+      const out = Buffer.alloc(c.length);
+      return out.subarray(0, zstdCompressInto(c, out, 3));
+    });
+    const outs = chunks.map((c) => Buffer.alloc(c.length));
+    const sizes = await Promise.all(chunks.map((c, i) => zstdCompressAsync(c, outs[i]!, 3)));
+    sizes.forEach((n, i) => expect(outs[i]!.subarray(0, n).equals(inline[i]!)).toBe(true));
   });
 });

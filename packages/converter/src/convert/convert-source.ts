@@ -55,7 +55,8 @@ function tarLayerEntries(store: ImageSource): ConvertSource['layerEntries'] {
     if (options.onBytes) fetchOptions.onBytes = options.onBytes;
     const bytes = store.fetchBlob(layer, fetchOptions);
     const signalOpt = options.signal ? { signal: options.signal } : {};
-    return readTarEntries(decompressStream(bytes, signalOpt), signalOpt);
+    // The tar reader and builder are done with a chunk two chunks later: output buffers are reused.
+    return readTarEntries(decompressStream(bytes, { ...signalOpt, reuseOutputBuffers: 4 }), signalOpt);
   };
 }
 

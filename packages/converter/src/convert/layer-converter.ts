@@ -68,7 +68,13 @@ class UploadSink implements BlobSink {
     }
     this.bytes += bytes.length;
     this.onBytes?.(bytes.length);
-    // The builder may reuse its buffers once write() resolves: bytes are always copied.
+    // The builder never touches bytes it has written (BlobSink): large writes (its 4 MiB slabs)
+    // go to the upload as they are, small ones are gathered (copied) into 1 MiB chunks.
+    if (bytes.length >= SINK_CHUNK) {
+      await this.flush();
+      await this.send(bytes);
+      return;
+    }
     let off = 0;
     while (off < bytes.length) {
       const n = Math.min(bytes.length - off, SINK_CHUNK - this.#len);
@@ -85,7 +91,12 @@ class UploadSink implements BlobSink {
     const chunk = this.#buf.subarray(0, this.#len);
     this.#buf = Buffer.allocUnsafe(SINK_CHUNK);
     this.#len = 0;
-    const upload = this.upload;
+    await this.send(chunk);
+  }
+
+  /** Hands bytes to the upload, waiting for `drain` when it is full. */
+  private async send(chunk: Uint8Array): Promise<void> {
+    const upload = this.upload!;
     if (!upload.write(chunk)) {
       await new Promise<void>((resolve, reject) => {
         const done = (err?: unknown): void => {

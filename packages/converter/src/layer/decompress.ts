@@ -1,6 +1,6 @@
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { FormatError, isNydusError, throwIfAborted } from '@nydus-ts/core';
+import { FormatError, InvalidArgumentError, isNydusError, throwIfAborted } from '@nydus-ts/core';
 import { GzipInflater } from '@nydus-ts/native';
 import type { GzipStep } from '@nydus-ts/native';
 import { DecompressStream } from 'zstd-napi';
@@ -12,6 +12,12 @@ export interface DecompressStreamOptions {
   signal?: AbortSignal;
   /** Called once with the detected compression, before the first output chunk. */
   onDetect?: (compression: LayerCompression) => void;
+  /**
+   * Gzip output goes into this many buffers used in turn (at least 3), instead of a new buffer
+   * per output chunk: far less garbage for consumers that are done with a chunk by the time they
+   * have asked for two more (the tar reader and the builder are). Default: fresh buffers.
+   */
+  reuseOutputBuffers?: number;
 }
 
 const GZIP_MAGIC = [0x1f, 0x8b] as const;
@@ -93,7 +99,7 @@ export async function* decompressStream(
 
   if (compression === 'gzip') {
     try {
-      yield* inflateGzip(rest(), options.signal);
+      yield* inflateGzip(rest(), options.signal, options.reuseOutputBuffers);
     } finally {
       await iterator.return?.();
     }
@@ -131,7 +137,11 @@ const SMALL_INPUT = 16 << 10;
  * members in a row are one stream; zero bytes after the last member (block padding) are ignored,
  * anything else after it is an error, as is a stream that ends inside a member.
  */
-async function* inflateGzip(source: AsyncIterable<Uint8Array>, signal: AbortSignal | undefined): AsyncGenerator<Uint8Array, void, undefined> {
+async function* inflateGzip(source: AsyncIterable<Uint8Array>, signal: AbortSignal | undefined, ringSize = 0): AsyncGenerator<Uint8Array, void, undefined> {
+  // One buffer is being filled while the consumer holds the last one yielded: a ring needs 3.
+  if (ringSize !== 0 && (!Number.isInteger(ringSize) || ringSize < 3)) throw new InvalidArgumentError(`reuseOutputBuffers must be an integer ≥ 3, got ${ringSize}`);
+  const ring: Buffer[] = [];
+  let turn = 0;
   const what = 'layer.gzip';
   const inflater = new GzipInflater(what);
   const it = source[Symbol.asyncIterator]();
@@ -153,8 +163,13 @@ async function* inflateGzip(source: AsyncIterable<Uint8Array>, signal: AbortSign
     input = input.length === 0 ? r.value : Buffer.concat([input, r.value]);
     return true;
   };
+  const nextOutput = (): Buffer => {
+    if (ringSize === 0) return Buffer.allocUnsafe(INFLATE_OUTPUT);
+    const i = turn++ % ringSize;
+    return (ring[i] ??= Buffer.allocUnsafe(INFLATE_OUTPUT));
+  };
   const start = (): void => {
-    const output = Buffer.allocUnsafe(INFLATE_OUTPUT);
+    const output = nextOutput();
     // A thread-pool round trip costs more than inflating a small input here.
     const step = input.length < SMALL_INPUT ? Promise.resolve(inflater.step(input, output)) : inflater.stepAsync(input, output);
     pending = { step, output };

@@ -1,7 +1,7 @@
 import { NydusError } from '@nydus-ts/core';
 import { crc32c } from '@nydus-ts/native';
 import { createHash, type Hash } from 'node:crypto';
-import { compressChunk, compressChunkInto, type ChunkCompressor } from '../compression.js';
+import { compressChunk, compressChunkAsync, compressChunkInto, compressesOffThread, type ChunkCompressor } from '../compression.js';
 import { digestChunkInto, type ChunkDigester } from '../chunk-digest.js';
 import {
   BlobFeatures,
@@ -57,6 +57,10 @@ export interface LayerBuildStats {
 
 export const INLINED_BLOB_ID = 'x'.repeat(64);
 
+function chunkFlags(crc: number, compressed: boolean): number {
+  return (crc !== 0 ? ChunkFlags.HAS_CRC32 : 0) | (compressed ? ChunkFlags.COMPRESSED : 0);
+}
+
 const TOC_FLAG: Record<ChunkCompressor, number> = { none: TocFlags.NONE, zstd: TocFlags.ZSTD, lz4_block: TocFlags.LZ4_BLOCK };
 
 /** A growable byte array for per-chunk tables (CI entries, digests). */
@@ -80,6 +84,25 @@ class ByteTable {
     return this.bytes.subarray(0, this.length);
   }
 }
+
+/** A chunk being compressed off-thread, placed in the blob in the order chunks were added. */
+interface CompressJob {
+  index: number;
+  size: number;
+  crc: number;
+  /** The chunk's bytes (a copy the job owns) and its compressed bytes. */
+  src: Buffer;
+  out: Buffer;
+  /** Compressed length (0: store raw) once settled. */
+  packed: number | undefined;
+  failure: unknown;
+  settled: Promise<void>;
+}
+
+/** Chunks compressing off-thread at once (the thread pool runs a few; more only queue). */
+const MAX_JOBS = 6;
+/** Chunks smaller than this compress inline: a thread-pool round trip costs more. */
+const MIN_OFF_THREAD = 32 << 10;
 
 export interface BlobTail {
   /** The own blob's table entry, final (real id, ToC digest/size). */
@@ -132,6 +155,10 @@ export class BlobWriter {
   private readonly slabSize: number;
   private pending: Buffer[] = [];
   private failure: unknown;
+  /** Chunks not yet placed in the blob, oldest first (compressors that run off-thread only). */
+  private readonly jobs: CompressJob[] = [];
+  private readonly spareJobBuffers: Array<{ src: Buffer; out: Buffer }> = [];
+  private readonly offThread: boolean;
 
   constructor(
     private readonly sink: BlobSink,
@@ -144,6 +171,7 @@ export class BlobWriter {
     // Room for at least one raw chunk plus its 'none' padding; 4 MiB keeps sink writes large.
     this.slabSize = Math.max(4 << 20, chunkSize + EROFS_BLOCK_SIZE);
     this.slab = Buffer.allocUnsafe(this.slabSize);
+    this.offThread = compressesOffThread(compressor);
     this.blob = {
       blobId: '',
       chunkSize,
@@ -172,13 +200,39 @@ export class BlobWriter {
     return this.chunkCount > 0;
   }
 
-  /** True when full slabs wait for `flush()` (call it before the next addChunk). */
+  /** True when full slabs or compressing chunks wait for `flush()` (call it before the next addChunk). */
   get mustFlush(): boolean {
-    return this.pending.length > 0;
+    return this.pending.length > 0 || this.jobs.length >= MAX_JOBS || (this.jobs.length > 0 && this.jobs[0]!.packed !== undefined);
   }
 
-  /** Writes the queued full slabs to the sink (the backpressure point). */
+  /**
+   * Places the chunks that finished compressing (waiting for the oldest while the queue is full)
+   * and writes the queued full slabs to the sink (the backpressure point).
+   */
   async flush(): Promise<void> {
+    await this.placeJobs(MAX_JOBS - 1);
+    await this.writeSlabs();
+  }
+
+  /** Places finished jobs in order, waiting for the oldest until at most `keep` remain. */
+  private async placeJobs(keep: number): Promise<void> {
+    const jobs = this.jobs;
+    while (jobs.length > 0) {
+      const job = jobs[0]!;
+      if (job.packed === undefined) {
+        if (jobs.length <= keep) return;
+        await job.settled;
+      }
+      jobs.shift();
+      if (job.failure !== undefined) {
+        this.failure ??= job.failure;
+        throw job.failure;
+      }
+      this.place(job);
+    }
+  }
+
+  private async writeSlabs(): Promise<void> {
     while (this.pending.length > 0) {
       const bytes = this.pending.shift()!;
       try {
@@ -247,6 +301,8 @@ export class BlobWriter {
       throw new NydusError('RESOURCE_EXHAUSTED', `a blob holds at most ${MAX_CHUNKS_PER_BLOB} chunks; use a larger chunkSize`);
     }
     const aligned = alignUp(size, EROFS_BLOCK_SIZE);
+    const crc = crc32c(data);
+    if (this.offThread && (this.jobs.length > 0 || size >= MIN_OFF_THREAD)) return this.queueChunk(data, fileOffset, first < 0, crc);
     // Room for the chunk stored raw (plus, for 'none', its padding to the next block).
     if (this.slabUsed + aligned > this.slabSize) this.seal();
     const at = this.slabUsed;
@@ -257,7 +313,6 @@ export class BlobWriter {
       this.slab.set(data, at);
       storedSize = size;
     }
-    const crc = crc32c(data);
     const compressedOffset = this.position;
     const uncompressedOffset = this.uncompressedCursor;
     // Raw blobs keep every chunk at its uncompressed offset: the data region is an EROFS device.
@@ -271,30 +326,87 @@ export class BlobWriter {
       this.slabUsed += storedSize;
       this.position += storedSize;
     }
-    const flags = (crc !== 0 ? ChunkFlags.HAS_CRC32 : 0) | (compressed ? ChunkFlags.COMPRESSED : 0);
-    const index = store.add(flags, storedSize, size, compressedOffset, uncompressedOffset, fileOffset, crc, first < 0);
-    if (index !== this.chunkCount) throw new NydusError('INTERNAL', `chunk store index ${index} != CI index ${this.chunkCount}`);
-    this.chunkCount++;
-    const chunk = new StoredChunk(store, index);
-    this.chunkRefs.push(chunk);
-    this.uncompressedCursor += aligned;
-    // reserve() may grow (replace) the backing array: call it before reading `.bytes`.
-    const ciAt = this.ci.reserve(CI_V1_SIZE);
-    encodeChunkInfoV1(
-      { compressedOffset, compressedSize: storedSize, uncompressedOffset, uncompressedSize: size, compressed, flags: 0, contextIndex: 0, contextOffset: 0 },
-      this.ci.bytes,
-      ciAt,
-    );
+    const flags = chunkFlags(crc, compressed);
+    const index = this.newChunk(flags, storedSize, size, compressedOffset, fileOffset, crc, first < 0);
+    this.encodeCi(index, compressedOffset, storedSize, size, compressed);
     this.stats.compressedBytes += storedSize;
     if (this.slabUsed === this.slabSize) this.seal();
-    return chunk;
+    return this.chunkRefs[index]!;
   }
 
-  /** Writes every stored chunk to the sink; rethrows an earlier sink failure. */
+  /** Records chunk `chunkCount` (uncompressed side final; compressed side possibly later). */
+  private newChunk(flags: number, storedSize: number, size: number, compressedOffset: number, fileOffset: number, crc: number, indexForDedup: boolean): number {
+    const uncompressedOffset = this.uncompressedCursor;
+    const index = this.store.add(flags, storedSize, size, compressedOffset, uncompressedOffset, fileOffset, crc, indexForDedup);
+    if (index !== this.chunkCount) throw new NydusError('INTERNAL', `chunk store index ${index} != CI index ${this.chunkCount}`);
+    this.chunkCount++;
+    this.chunkRefs.push(new StoredChunk(this.store, index));
+    this.uncompressedCursor += alignUp(size, EROFS_BLOCK_SIZE);
+    // reserve() may grow (replace) the backing array: the entry is encoded by index later.
+    this.ci.reserve(CI_V1_SIZE);
+    return index;
+  }
+
+  private encodeCi(index: number, compressedOffset: number, storedSize: number, size: number, compressed: boolean): void {
+    encodeChunkInfoV1(
+      { compressedOffset, compressedSize: storedSize, uncompressedOffset: this.store.uncompressedOffsetOf(index), uncompressedSize: size, compressed, flags: 0, contextIndex: 0, contextOffset: 0 },
+      this.ci.bytes,
+      index * CI_V1_SIZE,
+    );
+  }
+
+  /**
+   * Queues a chunk for compression off-thread (small ones compress here, but still wait their
+   * turn): its place in the blob is known once every earlier chunk is placed, so output bytes
+   * are the same as compressing inline. The chunk's bytes are copied: the caller may reuse `data`.
+   */
+  private queueChunk(data: Uint8Array, fileOffset: number, indexForDedup: boolean, crc: number): TreeChunk {
+    const size = data.length;
+    const index = this.newChunk(0, 0, size, 0, fileOffset, crc, indexForDedup);
+    const small = size < MIN_OFF_THREAD;
+    const buffers = small ? { src: Buffer.allocUnsafe(size), out: Buffer.allocUnsafe(size) } : (this.spareJobBuffers.pop() ?? { src: Buffer.allocUnsafe(this.chunkSize), out: Buffer.allocUnsafe(this.chunkSize) });
+    buffers.src.set(data);
+    const src = buffers.src.subarray(0, size);
+    const job: CompressJob = { index, size, crc, src: buffers.src, out: buffers.out, packed: undefined, failure: undefined, settled: Promise.resolve() };
+    if (small) {
+      job.packed = compressChunkInto(this.compressor, src, buffers.out, 0);
+    } else {
+      job.settled = compressChunkAsync(this.compressor, src, buffers.out).then(
+        (n) => void (job.packed = n),
+        (err: unknown) => {
+          job.failure = err;
+          job.packed = 0;
+        },
+      );
+    }
+    this.jobs.push(job);
+    return this.chunkRefs[index]!;
+  }
+
+  /** Appends a compressed job's chunk to the blob and completes its records. */
+  private place(job: CompressJob): void {
+    const compressed = job.packed! > 0;
+    const storedSize = compressed ? job.packed! : job.size;
+    if (this.slabUsed + storedSize > this.slabSize) this.seal();
+    this.slab.set((compressed ? job.out : job.src).subarray(0, storedSize), this.slabUsed);
+    const compressedOffset = this.position;
+    this.slabUsed += storedSize;
+    this.position += storedSize;
+    this.store.setStored(job.index, chunkFlags(job.crc, compressed), storedSize, compressedOffset);
+    this.encodeCi(job.index, compressedOffset, storedSize, job.size, compressed);
+    this.stats.compressedBytes += storedSize;
+    if (this.slabUsed === this.slabSize) this.seal();
+    if (job.src.length === this.chunkSize && this.spareJobBuffers.length < MAX_JOBS) {
+      this.spareJobBuffers.push({ src: job.src, out: job.out });
+    }
+  }
+
+  /** Writes every stored chunk to the sink; rethrows an earlier sink or compression failure. */
   async drain(): Promise<void> {
     if (this.failure !== undefined) throw this.failure;
+    await this.placeJobs(0);
     this.seal();
-    await this.flush();
+    await this.writeSlabs();
   }
 
   /**

@@ -215,6 +215,13 @@ export class ChunkStore {
     return i;
   }
 
+  /** Sets where chunk `i` landed in the blob, once known (chunks compressed off-thread). */
+  setStored(i: number, flags: number, compressedSize: number, compressedOffset: number): void {
+    this.flags.data[i] = flags;
+    this.compressedSize.data[i] = compressedSize;
+    this.compressedOffset.data[i] = compressedOffset;
+  }
+
   private rehash(): void {
     const old = this.slots;
     this.slots = new Int32Array(old.length * 2);

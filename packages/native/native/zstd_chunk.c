@@ -1,0 +1,139 @@
+/*
+ * One-frame zstd compression of a chunk into a caller's buffer (Debian libzstd-dev), inline or on
+ * a libuv thread-pool thread. Each thread keeps its own compression context: contexts are costly
+ * to create and must never be shared between threads.
+ */
+#include <node_api.h>
+#include <zstd.h>
+#include <zstd_errors.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+#include "zstd_chunk.h"
+
+/* The context of each thread, freed when the thread exits (worker threads come and go). */
+static pthread_key_t cctx_key;
+static pthread_once_t cctx_key_once = PTHREAD_ONCE_INIT;
+
+static void free_cctx(void *cctx) { ZSTD_freeCCtx(cctx); }
+static void make_cctx_key(void) { pthread_key_create(&cctx_key, free_cctx); }
+
+static ZSTD_CCtx *thread_cctx(void) {
+  pthread_once(&cctx_key_once, make_cctx_key);
+  ZSTD_CCtx *cctx = pthread_getspecific(cctx_key);
+  if (!cctx) {
+    cctx = ZSTD_createCCtx();
+    if (cctx) pthread_setspecific(cctx_key, cctx);
+  }
+  return cctx;
+}
+
+/* Compressed length, 0 when the frame does not fit in dst, or -1 for another zstd failure. */
+static int64_t compress_frame(const void *src, size_t src_len, void *dst, size_t dst_len, int level) {
+  ZSTD_CCtx *cctx = thread_cctx();
+  if (!cctx) return -1;
+  size_t n = ZSTD_compressCCtx(cctx, dst, dst_len, src, src_len, level);
+  if (ZSTD_isError(n)) return ZSTD_getErrorCode(n) == ZSTD_error_dstSize_tooSmall ? 0 : -1;
+  return (int64_t)n;
+}
+
+static napi_value throw_error(napi_env env, const char *msg) {
+  napi_throw_error(env, NULL, msg);
+  return NULL;
+}
+
+static int u8_arg(napi_env env, napi_value v, void **data, size_t *len) {
+  bool is_typed;
+  if (napi_is_typedarray(env, v, &is_typed) != napi_ok || !is_typed) return 0;
+  napi_typedarray_type type;
+  napi_value ab;
+  size_t offset;
+  return napi_get_typedarray_info(env, v, &type, len, data, &ab, &offset) == napi_ok && type == napi_uint8_array;
+}
+
+static int compress_args(napi_env env, napi_callback_info info, napi_value *argv, void **src, size_t *src_len, void **dst, size_t *dst_len, int32_t *level) {
+  size_t argc = 3;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc < 3 || !u8_arg(env, argv[0], src, src_len) || !u8_arg(env, argv[1], dst, dst_len)) return 0;
+  if (napi_get_value_int32(env, argv[2], level) != napi_ok) return 0;
+  return *level >= ZSTD_minCLevel() && *level <= ZSTD_maxCLevel();
+}
+
+static napi_value number(napi_env env, int64_t n) {
+  napi_value v;
+  napi_create_int64(env, n, &v);
+  return v;
+}
+
+/* zstdCompressInto(src, dst, level): compressed length, 0 when it does not fit, -1 on failure */
+static napi_value compress_sync(napi_env env, napi_callback_info info) {
+  napi_value argv[3];
+  void *src, *dst;
+  size_t src_len, dst_len;
+  int32_t level;
+  if (!compress_args(env, info, argv, &src, &src_len, &dst, &dst_len, &level)) return throw_error(env, "zstdCompressInto(src, dst, level): bad arguments");
+  return number(env, compress_frame(src, src_len, dst, dst_len, level));
+}
+
+typedef struct {
+  void *src, *dst;
+  size_t src_len, dst_len;
+  int level;
+  int64_t result;
+  napi_ref src_ref, dst_ref;
+  napi_deferred deferred;
+  napi_async_work work;
+} CompressJob;
+
+static void job_execute(napi_env env, void *data) {
+  (void)env;
+  CompressJob *j = data;
+  j->result = compress_frame(j->src, j->src_len, j->dst, j->dst_len, j->level);
+}
+
+static void job_complete(napi_env env, napi_status status, void *data) {
+  CompressJob *j = data;
+  if (status == napi_ok) {
+    napi_resolve_deferred(env, j->deferred, number(env, j->result));
+  } else {
+    napi_value msg, err;
+    napi_create_string_utf8(env, "zstd compression cancelled", NAPI_AUTO_LENGTH, &msg);
+    napi_create_error(env, NULL, msg, &err);
+    napi_reject_deferred(env, j->deferred, err);
+  }
+  napi_delete_reference(env, j->src_ref);
+  napi_delete_reference(env, j->dst_ref);
+  napi_delete_async_work(env, j->work);
+  free(j);
+}
+
+/* zstdCompressAsync(src, dst, level): Promise of what zstdCompressInto returns; the buffers
+ * must stay untouched until it settles. */
+static napi_value compress_async(napi_env env, napi_callback_info info) {
+  napi_value argv[3];
+  CompressJob *j = calloc(1, sizeof(CompressJob));
+  if (!j) return throw_error(env, "zstd: out of memory");
+  int32_t level;
+  if (!compress_args(env, info, argv, &j->src, &j->src_len, &j->dst, &j->dst_len, &level)) {
+    free(j);
+    return throw_error(env, "zstdCompressAsync(src, dst, level): bad arguments");
+  }
+  j->level = level;
+  napi_value promise, name;
+  napi_create_promise(env, &j->deferred, &promise);
+  napi_create_reference(env, argv[0], 1, &j->src_ref);
+  napi_create_reference(env, argv[1], 1, &j->dst_ref);
+  napi_create_string_utf8(env, "nydus:zstdCompress", NAPI_AUTO_LENGTH, &name);
+  napi_create_async_work(env, NULL, name, job_execute, job_complete, j, &j->work);
+  napi_queue_async_work(env, j->work);
+  return promise;
+}
+
+void register_zstd_chunk(napi_env env, napi_value exports) {
+  napi_value fn;
+  napi_create_function(env, "zstdCompressInto", NAPI_AUTO_LENGTH, compress_sync, NULL, &fn);
+  napi_set_named_property(env, exports, "zstdCompressInto", fn);
+  napi_create_function(env, "zstdCompressAsync", NAPI_AUTO_LENGTH, compress_async, NULL, &fn);
+  napi_set_named_property(env, exports, "zstdCompressAsync", fn);
+}
