@@ -5,8 +5,9 @@ import path from 'node:path';
 /**
  * A file written under a temporary name in its final directory and renamed into place only on
  * commit, so a failed or interrupted write never leaves a half-written file under the real name.
- * Writes are coalesced into `bufferSize` pieces; each `write` resolves when the data is buffered
- * or flushed (the caller's await is the backpressure).
+ * Small writes are coalesced into `bufferSize` pieces, large ones written as they are; each
+ * `write` resolves when the data is buffered or written (the caller's await is the backpressure),
+ * after which the caller may reuse its bytes.
  */
 export class AtomicFileWriter {
   readonly tempPath: string;
@@ -15,6 +16,8 @@ export class AtomicFileWriter {
   #used = 0;
   #size = 0;
   #done = false;
+  /** `bytes` passed to `write` are written or copied when it resolves: callers may reuse them. */
+  readonly releasesOnResolve = true;
 
   private constructor(tempPath: string, handle: FileHandle, bufferSize: number) {
     this.tempPath = tempPath;
@@ -34,7 +37,8 @@ export class AtomicFileWriter {
 
   async write(bytes: Uint8Array): Promise<void> {
     this.#size += bytes.length;
-    if (bytes.length >= this.#buffer.length) {
+    // Large pieces go to the file as they are, without a copy into the buffer.
+    if (bytes.length >= this.#buffer.length / 4) {
       await this.#flush();
       await this.#writeAll(bytes);
       return;

@@ -12,9 +12,10 @@ import {
   type LayerEntry,
 } from '@nydus-ts/format';
 import { createReadStream } from 'node:fs';
-import { mkdir, readFile, stat } from 'node:fs/promises';
+import { mkdir, open, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { decompressStream } from '../layer/decompress.js';
+import { decompressStream, detectCompression } from '../layer/decompress.js';
+import { readFileChunks } from '../layer/file-chunks.js';
 import { readDirectoryEntries } from '../layer/dir-reader.js';
 import { readTarEntries } from '../layer/tar-reader.js';
 import { AtomicFileWriter, writeFileAtomic } from './atomic-file.js';
@@ -84,9 +85,22 @@ export async function openLayerSource(type: SourceType, source: string): Promise
     return readDirectoryEntries(source);
   }
   if (!st.isFile()) throw new InvalidArgumentError(`source ${source} is not a file (--type ${type})`);
-  const bytes = createReadStream(source, { highWaterMark: 1 << 20 });
   // tar-rafs takes a plain tar; compressed tars are detected either way, as users mix them up.
-  return readTarEntries(decompressStream(bytes));
+  // A plain tar is read straight into two reused buffers (the tar reader and the builder keep
+  // no source bytes across reads); a compressed one streams through the decompressor.
+  if ((await sniffCompression(source)) === 'none') return readTarEntries(readFileChunks(source));
+  return readTarEntries(decompressStream(createReadStream(source, { highWaterMark: 1 << 20 })));
+}
+
+async function sniffCompression(file: string): Promise<ReturnType<typeof detectCompression>> {
+  const handle = await open(file, 'r');
+  try {
+    const head = Buffer.alloc(4);
+    const { bytesRead } = await handle.read(head, 0, 4, 0);
+    return detectCompression(head.subarray(0, bytesRead));
+  } finally {
+    await handle.close();
+  }
 }
 
 export async function loadChunkDict(bootstrapPath: string): Promise<ChunkDict> {

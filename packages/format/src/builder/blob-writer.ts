@@ -25,7 +25,7 @@ import {
   type TocEntry,
 } from '../layout/index.js';
 import type { ChunkDict } from './chunk-dict.js';
-import { ChunkStore, StoredChunk, type TreeBlob, type TreeChunk } from './tree.js';
+import { ChunkStore, SECOND_STORE, type TreeBlob, type TreeChunk } from './tree.js';
 
 /**
  * Where the data blob goes. Awaiting each write is the backpressure. The builder never
@@ -33,6 +33,12 @@ import { ChunkStore, StoredChunk, type TreeBlob, type TreeChunk } from './tree.j
  */
 export interface BlobSink {
   write(bytes: Uint8Array): Promise<void>;
+  /**
+   * True when the sink is done with `bytes` once `write` has resolved (it wrote or copied
+   * them): the builder then reuses its output buffers instead of allocating new ones (less
+   * garbage, lower peak memory). Default false: the sink may keep what it was given.
+   */
+  readonly releasesOnResolve?: boolean;
 }
 
 /** Counters of one layer build. */
@@ -134,26 +140,33 @@ export class BlobWriter {
   };
   /** Dict blobs in the order of their first use. */
   readonly usedDictBlobs: TreeBlob[] = [];
+  /**
+   * The own blob's chunks (chunk refs below SECOND_STORE, chunk i = CI index i) and the dict
+   * chunks this layer references (refs from SECOND_STORE on; its blobs are `usedDictBlobs`).
+   */
+  readonly stores: readonly [ChunkStore, ChunkStore];
 
   private readonly hash: Hash = createHash('sha256');
   /** Bytes of the blob so far, including the unflushed slab. */
   private position = 0;
   private uncompressedCursor = 0;
   private readonly ci = new ByteTable(64 * CI_V1_SIZE);
-  /** Own chunks in columns (digests, offsets, sizes) and their TreeChunk views by CI index. */
+  /** Own chunks in columns (digests, offsets, sizes) by CI index. */
   private readonly store: ChunkStore;
-  private readonly chunkRefs: StoredChunk[] = [];
   private chunkCount = 0;
-  private readonly fromDict = new Map<TreeChunk, TreeChunk>();
-  private readonly usedDictBlobSet = new Set<TreeBlob>();
+  /** Chunk refs of the dict chunks used so far. */
+  private readonly fromDict = new Map<TreeChunk, number>();
+  private readonly usedDictBlobIndex = new Map<TreeBlob, number>();
   /**
    * Output assembly: chunks are compressed (or copied) straight into `slab`; a full slab is
-   * queued in `pending` and written by `flush()`. A slab handed to the sink is never reused.
+   * queued in `pending` and written by `flush()`. A slab handed to the sink is reused only if
+   * the sink `releasesOnResolve` (then it goes to `spare` once its write resolved).
    */
   private slab: Buffer;
   private slabUsed = 0;
   private readonly slabSize: number;
   private pending: Buffer[] = [];
+  private readonly spare: Buffer[] = [];
   private failure: unknown;
   /** Chunks not yet placed in the blob, oldest first (compressors that run off-thread only). */
   private readonly jobs: CompressJob[] = [];
@@ -192,7 +205,8 @@ export class BlobWriter {
       cipherIv: new Uint8Array(8),
       cipherAlgo: 0,
     };
-    this.store = new ChunkStore(this.blob);
+    this.store = new ChunkStore([this.blob]);
+    this.stores = [this.store, new ChunkStore(this.usedDictBlobs, true)];
   }
 
   /** True once at least one chunk has been stored in this blob. */
@@ -241,6 +255,7 @@ export class BlobWriter {
         this.failure ??= err;
         throw err;
       }
+      if (this.sink.releasesOnResolve === true) this.spare.push(Buffer.from(bytes.buffer, bytes.byteOffset, this.slabSize));
     }
   }
 
@@ -250,7 +265,7 @@ export class BlobWriter {
     const bytes = this.slab.subarray(0, this.slabUsed);
     this.hash.update(bytes);
     this.pending.push(bytes);
-    this.slab = Buffer.allocUnsafe(this.slabSize);
+    this.slab = this.spare.pop() ?? Buffer.allocUnsafe(this.slabSize);
     this.slabUsed = 0;
   }
 
@@ -263,12 +278,12 @@ export class BlobWriter {
   }
 
   /**
-   * Stores (or deduplicates) one chunk of file data at `fileOffset` and returns its chunk,
-   * final. Synchronous: the stored bytes are compressed (or copied) into the output slab, so
+   * Stores (or deduplicates) one chunk of file data at `fileOffset` and returns its chunk ref
+   * (into `stores`), final. Synchronous: the stored bytes are compressed (or copied) into the output slab, so
    * the writer keeps no reference to `data` and the caller may reuse its memory at once. When
    * `mustFlush` turns true the caller awaits `flush()` before adding more.
    */
-  addChunk(data: Uint8Array, fileOffset: number): TreeChunk {
+  addChunk(data: Uint8Array, fileOffset: number): number {
     if (this.failure !== undefined) throw this.failure;
     const size = data.length;
     this.stats.chunks++;
@@ -280,22 +295,24 @@ export class BlobWriter {
     if (first >= 0 && store.uncompressedSizeOf(first) === size) {
       this.stats.dedupChunks++;
       this.stats.dedupBytes += size;
-      return this.chunkRefs[first]!;
+      return first;
     }
     const dictChunk = this.dict?.lookup(store.digestHex(store.count), size);
     if (dictChunk !== undefined) {
       this.stats.dictChunks++;
       this.stats.dictBytes += size;
-      let chunk = this.fromDict.get(dictChunk);
-      if (chunk === undefined) {
-        chunk = { ...dictChunk, fileOffset };
-        this.fromDict.set(dictChunk, chunk);
-        if (!this.usedDictBlobSet.has(dictChunk.blob)) {
-          this.usedDictBlobSet.add(dictChunk.blob);
+      let ref = this.fromDict.get(dictChunk);
+      if (ref === undefined) {
+        let blobIndex = this.usedDictBlobIndex.get(dictChunk.blob);
+        if (blobIndex === undefined) {
+          blobIndex = this.usedDictBlobs.length;
+          this.usedDictBlobIndex.set(dictChunk.blob, blobIndex);
           this.usedDictBlobs.push(dictChunk.blob);
         }
+        ref = SECOND_STORE + this.stores[1].addForeign({ ...dictChunk, fileOffset }, blobIndex, dictChunk.index);
+        this.fromDict.set(dictChunk, ref);
       }
-      return chunk;
+      return ref;
     }
     if (this.chunkCount >= MAX_CHUNKS_PER_BLOB) {
       throw new NydusError('RESOURCE_EXHAUSTED', `a blob holds at most ${MAX_CHUNKS_PER_BLOB} chunks; use a larger chunkSize`);
@@ -331,7 +348,7 @@ export class BlobWriter {
     this.encodeCi(index, compressedOffset, storedSize, size, compressed);
     this.stats.compressedBytes += storedSize;
     if (this.slabUsed === this.slabSize) this.seal();
-    return this.chunkRefs[index]!;
+    return index;
   }
 
   /** Records chunk `chunkCount` (uncompressed side final; compressed side possibly later). */
@@ -340,7 +357,6 @@ export class BlobWriter {
     const index = this.store.add(flags, storedSize, size, compressedOffset, uncompressedOffset, fileOffset, crc, indexForDedup);
     if (index !== this.chunkCount) throw new NydusError('INTERNAL', `chunk store index ${index} != CI index ${this.chunkCount}`);
     this.chunkCount++;
-    this.chunkRefs.push(new StoredChunk(this.store, index));
     this.uncompressedCursor += alignUp(size, EROFS_BLOCK_SIZE);
     // reserve() may grow (replace) the backing array: the entry is encoded by index later.
     this.ci.reserve(CI_V1_SIZE);
@@ -360,7 +376,7 @@ export class BlobWriter {
    * turn): its place in the blob is known once every earlier chunk is placed, so output bytes
    * are the same as compressing inline. The chunk's bytes are copied: the caller may reuse `data`.
    */
-  private queueChunk(data: Uint8Array, fileOffset: number, indexForDedup: boolean, crc: number): TreeChunk {
+  private queueChunk(data: Uint8Array, fileOffset: number, indexForDedup: boolean, crc: number): number {
     const size = data.length;
     const index = this.newChunk(0, 0, size, 0, fileOffset, crc, indexForDedup);
     const small = size < MIN_OFF_THREAD;
@@ -380,7 +396,7 @@ export class BlobWriter {
       );
     }
     this.jobs.push(job);
-    return this.chunkRefs[index]!;
+    return index;
   }
 
   /** Appends a compressed job's chunk to the blob and completes its records. */

@@ -40,7 +40,7 @@ import {
   type Dirent,
   type DigestName,
 } from '../layout/index.js';
-import { StoredChunk, type ChunkStore, nameKey, sortedChildren, type NodeKind, type TreeBlob, type TreeChunk, type TreeInode, type TreeNode } from './tree.js';
+import { K_BLK, K_CHR, K_DIR, K_FILE, K_SYMLINK, SECOND_STORE, grow, nameKey, type ChunkStore, type FsTree, type TreeBlob } from './tree.js';
 
 /** Filesystem-wide settings of a bootstrap. */
 export interface BootstrapSettings {
@@ -50,47 +50,16 @@ export interface BootstrapSettings {
   digester: DigestName;
   /** EXPLICIT_UID_GID: inode uid/gid are meaningful (otherwise written as 0). */
   explicitUidGid: boolean;
-  /** Blob table in order; every chunk of the tree must reference one of these objects. */
+  /** Blob table in order; every chunk of the tree must reference one of these objects (by identity). */
   blobs: readonly TreeBlob[];
   /** Absolute paths whose nids go into the prefetch table (`/` = the root = prefetch all). */
   prefetchPatterns?: readonly string[];
 }
 
 const BS = EROFS_BLOCK_SIZE;
-const FILE_TYPE: Record<NodeKind, number> = {
-  file: FileType.REG,
-  directory: FileType.DIR,
-  symlink: FileType.SYMLINK,
-  'char-device': FileType.CHRDEV,
-  'block-device': FileType.BLKDEV,
-  fifo: FileType.FIFO,
-  socket: FileType.SOCK,
-};
+/** On-disk file type by inode kind code (tree.ts K_*). */
+const FILE_TYPE_OF_KIND = Uint8Array.of(FileType.REG, FileType.DIR, FileType.SYMLINK, FileType.CHRDEV, FileType.BLKDEV, FileType.FIFO, FileType.SOCK);
 
-const DOT = Buffer.from('.', 'latin1');
-const DOTDOT = Buffer.from('..', 'latin1');
-const NO_XATTR_BYTES = { bytes: new Uint8Array(0), icount: 0 };
-
-/** Where one inode lives and how its data is laid out (offsets relative to the meta base). */
-interface Placement {
-  inode: TreeInode;
-  ino: number;
-  /** Offset of the inode; nid = off / 32. */
-  off: number;
-  layout: DataLayoutValue;
-  xattrBytes: Uint8Array;
-  xattrCount: number;
-  /** Inode + xattr bytes. */
-  isz: number;
-  /** i_size: file length, dirent bytes or symlink target length. */
-  dataSize: number;
-  /** Offset of the first full data block (FLAT_*), -1 when there is none. */
-  blocksOff: number;
-  nlink: number;
-  /** Directories: the directory node and its parent's inode (for `..`). */
-  dir: TreeNode | null;
-  parent: TreeInode | null;
-}
 
 /**
  * Free-space index of the reference allocator (spec §1.10): partially used blocks by their
@@ -154,27 +123,60 @@ class MetaAllocator {
   }
 }
 
-/** i_size of a directory with entries of these name lengths (`.`/`..` included), spec §1.9. */
-function direntSize(nameLengths: Iterable<number>): number {
-  let blocks = 0;
-  let used = 0;
-  let any = false;
-  for (const len of nameLengths) {
-    const need = DIRENT_SIZE + len;
-    if (used + need > BS) {
-      blocks++;
-      used = 0;
-    }
-    used += need;
-    any = true;
-  }
-  return any ? blocks * BS + used : 0;
-}
+/** Dirent-list markers for `.` and `..` (other values are child nodes). */
+const DOT = -1;
+const DOTDOT = -2;
 
-/** Lengths of a directory's entry names in on-disk (byte-wise sorted) order, `.`/`..` included. */
-function dirNameLengths(dir: TreeNode): number[] {
-  const names = [...dir.children!.keys(), '.', '..'].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
-  return names.map((n) => n.length);
+/**
+ * Where each inode reached lives and how its data is laid out, in columns indexed by placement
+ * number (numbering order; offsets relative to the meta base).
+ */
+class Placements {
+  count = 0;
+  readonly inode: Int32Array;
+  readonly ino: Uint32Array;
+  /** Offset of the inode; nid = off / 32. */
+  readonly off: Float64Array;
+  readonly layout: Uint8Array;
+  readonly xattrCount: Uint16Array;
+  /** Inode + xattr bytes. */
+  readonly isz: Uint32Array;
+  /** i_size: file length, dirent bytes or symlink target length. */
+  readonly dataSize: Float64Array;
+  /** Offset of the first full data block (FLAT_*), -1 when there is none. */
+  readonly blocksOff: Float64Array;
+  readonly nlink: Uint32Array;
+  /** Directories: the parent directory's inode (for `..`). */
+  readonly parentInode: Int32Array;
+  /** Directories: their entries (`.`/`..` included) in on-disk order, in `entries`. */
+  readonly dirStart: Float64Array;
+  readonly dirLen: Uint32Array;
+  /** Encoded xattrs of the placements that have any. */
+  readonly xattrBytes = new Map<number, Uint8Array>();
+  /** Directory entries: DOT, DOTDOT or a child node. */
+  entries: Int32Array;
+  entriesUsed = 0;
+
+  constructor(max: number) {
+    this.inode = new Int32Array(max);
+    this.ino = new Uint32Array(max);
+    this.off = new Float64Array(max);
+    this.layout = new Uint8Array(max);
+    this.xattrCount = new Uint16Array(max);
+    this.isz = new Uint32Array(max);
+    this.dataSize = new Float64Array(max);
+    this.blocksOff = new Float64Array(max);
+    this.nlink = new Uint32Array(max);
+    this.parentInode = new Int32Array(max);
+    this.dirStart = new Float64Array(max);
+    this.dirLen = new Uint32Array(max);
+    this.entries = new Int32Array(max + 2);
+  }
+
+  pushEntry(v: number): void {
+    if (this.entriesUsed === this.entries.length) this.entries = grow(this.entries, this.entriesUsed + 1);
+    this.entries[this.entriesUsed++] = v;
+  }
 }
 
 /**
@@ -182,128 +184,177 @@ function dirNameLengths(dir: TreeNode): number[] {
  * allocator (§1.10) with one tightening: an inode with its xattrs (and inline tail) never
  * straddles a block boundary when it fits in one. Output depends only on the input.
  */
-export function writeBootstrap(root: TreeNode, settings: BootstrapSettings): Uint8Array {
-  if (root.children === null || root.inode.kind !== 'directory') throw new NydusError('INTERNAL', 'bootstrap root must be a directory');
+export function writeBootstrap(tree: FsTree, settings: BootstrapSettings): Uint8Array {
+  const rootInode = tree.nodeInode[tree.root]!;
+  if (tree.kind[rootInode] !== K_DIR || !tree.isDir(tree.root)) throw new NydusError('INTERNAL', 'bootstrap root must be a directory');
   const blobs = settings.blobs;
   if (blobs.length > MAX_BLOBS) throw new InvalidArgumentError(`a bootstrap can reference at most ${MAX_BLOBS} blobs, got ${blobs.length}`);
   const blobIndex = new Map<TreeBlob, number>();
   blobs.forEach((b, i) => blobIndex.set(b, i));
+  // Blob-table index of each store's blobs (-1: not in the table).
+  const tableIndex = tree.stores.map((s) => Int16Array.from(s.blobs, (b) => blobIndex.get(b) ?? -1));
   const chunkFormat = CHUNK_FORMAT_INDEXES | (Math.log2(settings.chunkSize) - EROFS_BLOCK_BITS);
 
   // ---- Pass 1: numbering and placement (reference order: a directory numbers all its
   // children, then descends into its child directories in name order).
   const alloc = new MetaAllocator();
-  const placements = new Map<TreeInode, Placement>();
-  const order: Placement[] = [];
+  const P = new Placements(tree.inodeCount);
+  const placementOf = new Int32Array(tree.inodeCount).fill(-1);
+  const lists = tree.childLists();
   let index = 1;
   let hasXattr = false;
 
-  const newPlacement = (node: TreeNode, ino: number, parent: TreeInode | null): Placement => {
-    const inode = node.inode;
-    const { bytes, icount } = inode.xattrs.size > 0 ? encodeXattrs(inode.xattrs) : NO_XATTR_BYTES;
-    if (icount > 0) hasXattr = true;
-    const p: Placement = {
-      inode,
-      ino,
-      off: 0,
-      layout: DataLayout.FLAT_PLAIN,
-      xattrBytes: bytes,
-      xattrCount: icount,
-      isz: EXTENDED_INODE_SIZE + bytes.length,
-      dataSize: 0,
-      blocksOff: -1,
-      nlink: 1,
-      dir: inode.kind === 'directory' ? node : null,
-      parent,
-    };
-    placements.set(inode, p);
-    order.push(p);
+  const newPlacement = (inode: number, ino: number, parentInode: number): number => {
+    const p = P.count++;
+    P.inode[p] = inode;
+    P.ino[p] = ino;
+    P.layout[p] = DataLayout.FLAT_PLAIN;
+    let isz = EXTENDED_INODE_SIZE;
+    const xattrs = tree.xattrs.get(inode);
+    if (xattrs !== undefined && xattrs.size > 0) {
+      const { bytes, icount } = encodeXattrs(xattrs);
+      if (icount > 0) hasXattr = true;
+      P.xattrCount[p] = icount;
+      if (bytes.length > 0) P.xattrBytes.set(p, bytes);
+      isz += bytes.length;
+    }
+    P.isz[p] = isz;
+    P.blocksOff[p] = -1;
+    P.nlink[p] = 1;
+    P.parentInode[p] = parentInode;
+    placementOf[inode] = p;
     return p;
   };
 
   /** Tail rule for directories and symlinks (spec §1.10). */
-  const placeFlat = (p: Placement): void => {
-    const tail = p.dataSize % BS;
-    if (tail !== 0 && p.isz + tail <= BS) {
-      p.layout = DataLayout.FLAT_INLINE;
-      p.off = alloc.takeFree(p.isz + tail) ?? alloc.append(p.isz + tail);
-      if (p.dataSize > tail) p.blocksOff = alloc.appendBlocks(p.dataSize - tail);
+  const placeFlat = (p: number): void => {
+    const dataSize = P.dataSize[p]!;
+    const isz = P.isz[p]!;
+    const tail = dataSize % BS;
+    if (tail !== 0 && isz + tail <= BS) {
+      P.layout[p] = DataLayout.FLAT_INLINE;
+      P.off[p] = alloc.takeFree(isz + tail) ?? alloc.append(isz + tail);
+      if (dataSize > tail) P.blocksOff[p] = alloc.appendBlocks(dataSize - tail);
     } else {
-      p.layout = DataLayout.FLAT_PLAIN;
-      p.off = alloc.takeFree(p.isz) ?? alloc.append(p.isz);
-      if (p.dataSize > 0) {
-        p.blocksOff = alloc.appendBlocks(p.dataSize);
+      P.layout[p] = DataLayout.FLAT_PLAIN;
+      P.off[p] = alloc.takeFree(isz) ?? alloc.append(isz);
+      if (dataSize > 0) {
+        P.blocksOff[p] = alloc.appendBlocks(dataSize);
         alloc.jumpToNextBlock();
       }
     }
     alloc.align32();
   };
 
-  const rootPlacement = newPlacement(root, index, root.inode);
-  const stack: TreeNode[] = [root];
+  const rootPlacement = newPlacement(rootInode, index, rootInode);
+  const stack: number[] = [tree.root];
   while (stack.length > 0) {
-    const dir = stack.pop()!;
-    const dp = placements.get(dir.inode)!;
-    dp.dataSize = direntSize(dirNameLengths(dir));
+    const dirNode = stack.pop()!;
+    const dirInode = tree.nodeInode[dirNode]!;
+    const dp = placementOf[dirInode]!;
+    const children = tree.sortedChildren(lists, dirNode);
+
+    // On-disk entry order: the children with `.` and `..` sorted in; i_size from the name
+    // lengths, block by block (spec §1.9).
+    P.dirStart[dp] = P.entriesUsed;
+    let blocks = 0;
+    let used = 0;
+    const addName = (len: number): void => {
+      const need = DIRENT_SIZE + len;
+      if (used + need > BS) {
+        blocks++;
+        used = 0;
+      }
+      used += need;
+    };
+    let dots = 0;
+    for (const { key, node } of children) {
+      if (dots === 0 && key > '.') {
+        P.pushEntry(DOT);
+        addName(1);
+        dots = 1;
+      }
+      if (dots === 1 && key > '..') {
+        P.pushEntry(DOTDOT);
+        addName(2);
+        dots = 2;
+      }
+      P.pushEntry(node);
+      addName(key.length);
+    }
+    if (dots === 0) {
+      P.pushEntry(DOT);
+      addName(1);
+    }
+    if (dots <= 1) {
+      P.pushEntry(DOTDOT);
+      addName(2);
+    }
+    P.dirLen[dp] = P.entriesUsed - P.dirStart[dp]!;
+    P.dataSize[dp] = blocks * BS + used;
     placeFlat(dp);
-    const children = sortedChildren(dir);
-    const childDirs: TreeNode[] = [];
-    for (const child of children) {
+
+    const childDirs: number[] = [];
+    for (const { node: child } of children) {
       index++;
-      const inode = child.inode;
-      if (inode.kind === 'directory') {
-        if (placements.has(inode)) throw new NydusError('INTERNAL', 'a directory inode appears under two names');
-        newPlacement(child, index, dir.inode);
+      const inode = tree.nodeInode[child]!;
+      const kind = tree.kind[inode]!;
+      if (kind === K_DIR) {
+        if (placementOf[inode]! >= 0) throw new NydusError('INTERNAL', 'a directory inode appears under two names');
+        newPlacement(inode, index, dirInode);
         childDirs.push(child);
         continue;
       }
-      const seen = placements.get(inode);
-      if (seen !== undefined) {
-        if (inode.kind !== 'file') throw new NydusError('INTERNAL', `only regular files can be hardlinked (${inode.kind})`);
-        seen.nlink++;
+      const seen = placementOf[inode]!;
+      if (seen >= 0) {
+        if (kind !== K_FILE) throw new NydusError('INTERNAL', `only regular files can be hardlinked (kind ${kind})`);
+        P.nlink[seen]!++;
         continue;
       }
-      const p = newPlacement(child, index, null);
-      switch (inode.kind) {
-        case 'file': {
-          p.layout = DataLayout.CHUNK_BASED;
-          p.dataSize = inode.size;
-          const expected = Math.ceil(inode.size / settings.chunkSize);
-          if (inode.chunks.length !== expected) {
-            throw new NydusError('INTERNAL', `file of ${inode.size} bytes has ${inode.chunks.length} chunks, expected ${expected}`);
-          }
-          const total = alignUp(p.isz, 8) + CHUNK_ADDRESS_SIZE * inode.chunks.length;
-          p.off = alloc.takeFree(total) ?? placeAppendInode(alloc, p.isz, total);
+      const p = newPlacement(inode, index, -1);
+      switch (kind) {
+        case K_FILE: {
+          P.layout[p] = DataLayout.CHUNK_BASED;
+          const size = tree.size[inode]!;
+          P.dataSize[p] = size;
+          const count = tree.chunkCount[inode]!;
+          const expected = Math.ceil(size / settings.chunkSize);
+          if (count !== expected) throw new NydusError('INTERNAL', `file of ${size} bytes has ${count} chunks, expected ${expected}`);
+          const isz = P.isz[p]!;
+          const total = alignUp(isz, 8) + CHUNK_ADDRESS_SIZE * count;
+          P.off[p] = alloc.takeFree(total) ?? placeAppendInode(alloc, isz, total);
           alloc.align32();
           break;
         }
-        case 'symlink':
-          p.dataSize = inode.linkTarget?.length ?? 0;
+        case K_SYMLINK:
+          P.dataSize[p] = tree.size[inode]!;
           placeFlat(p);
           break;
         default:
-          p.layout = DataLayout.FLAT_PLAIN;
-          p.off = alloc.append(p.isz);
+          P.layout[p] = DataLayout.FLAT_PLAIN;
+          P.off[p] = alloc.append(P.isz[p]!);
           alloc.align32();
       }
     }
-    dp.nlink = 2 + childDirs.length;
+    P.nlink[dp] = 2 + childDirs.length;
     for (let i = childDirs.length - 1; i >= 0; i--) stack.push(childDirs[i]!);
   }
-  if (rootPlacement.off !== BS) throw new NydusError('INTERNAL', `root inode placed at ${rootPlacement.off}`);
+  if (P.off[rootPlacement] !== BS) throw new NydusError('INTERNAL', `root inode placed at ${P.off[rootPlacement]}`);
   const inodeCount = index;
   const metaSize = alignUp(alloc.off, BS);
+  const nidOfInode = (inode: number): number => P.off[placementOf[inode]!]! / 32;
 
   // ---- Prefetch table, chunk table, fixed tables.
-  const prefetch = blobs.length > 0 ? resolvePrefetch(root, placements, settings.prefetchPatterns ?? []) : [];
-  const { chunks, blobIndexes: chunkBlobIndexes, digests: chunkDigests, digestIndex: chunkDigestIndex } = collectChunks(order, blobIndex);
+  const prefetch = blobs.length > 0 ? resolvePrefetch(tree, nidOfInode, settings.prefetchPatterns ?? []) : [];
+  const table = collectChunks(tree, P, tableIndex);
+  const chunkCount = table.order.length;
 
   const n = blobs.length;
   const blobTableOffset = alignUp(DEVICE_TABLE_OFFSET + DEVICE_SLOT_SIZE * n, BS);
   const prefetchOffset = blobTableOffset + BLOB_ENTRY_SIZE * n;
   const metaBase = n > 0 ? alignUp(prefetchOffset + 4 * prefetch.length, BS) : 0;
   const chunkTableOffset = metaBase + metaSize;
-  const total = alignUp(chunkTableOffset + CHUNK_INFO_SIZE * chunks.length, BS);
+  const total = alignUp(chunkTableOffset + CHUNK_INFO_SIZE * chunkCount, BS);
   const out = new Uint8Array(total);
   const view = new DataView(out.buffer);
 
@@ -347,7 +398,7 @@ export function writeBootstrap(root: TreeNode, settings: BootstrapSettings): Uin
       blobTableSize: BLOB_ENTRY_SIZE * n,
       chunkSize: settings.chunkSize,
       chunkTableOffset,
-      chunkTableSize: CHUNK_INFO_SIZE * chunks.length,
+      chunkTableSize: CHUNK_INFO_SIZE * chunkCount,
       prefetchTableOffset: prefetch.length > 0 ? prefetchOffset : 0,
       prefetchTableSize: 4 * prefetch.length,
     }),
@@ -365,78 +416,161 @@ export function writeBootstrap(root: TreeNode, settings: BootstrapSettings): Uin
   prefetch.forEach((nid, i) => view.setUint32(prefetchOffset + 4 * i, nid, true));
 
   // ---- Pass 2: inodes and their data.
-  const nidOf = (inode: TreeInode): number => placements.get(inode)!.off / 32;
-  for (const p of order) {
-    const inode = p.inode;
-    const abs = metaBase + p.off;
+  const dirs = new DirentEncoder(tree, P, nidOfInode);
+  const stores = tree.stores;
+  const refs = tree.chunkRefs;
+  for (let p = 0; p < P.count; p++) {
+    const inode = P.inode[p]!;
+    const kind = tree.kind[inode]!;
+    const abs = metaBase + P.off[p]!;
+    const isz = P.isz[p]!;
+    const layout = P.layout[p]!;
     let u = 0;
-    let tail: Uint8Array | null = null;
     let body: Uint8Array | null = null;
-    switch (inode.kind) {
-      case 'file':
+    switch (kind) {
+      case K_FILE:
         u = chunkFormat;
         break;
-      case 'directory': {
-        const dir = p.dir!;
-        // Sorted by the latin1 name keys: string order is byte order (one char per byte).
-        const entries: Array<Dirent & { key: string }> = [
-          { key: '.', name: DOT, nid: nidOf(inode), fileType: FileType.DIR },
-          { key: '..', name: DOTDOT, nid: nidOf(p.parent!), fileType: FileType.DIR },
-        ];
-        for (const child of dir.children!.values()) {
-          entries.push({ key: child.name, name: Buffer.from(child.name, 'latin1'), nid: nidOf(child.inode), fileType: FILE_TYPE[child.inode.kind] });
-        }
-        entries.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
-        const plan = planDirentBlocks(entries, BS);
-        if (plan.size !== p.dataSize) throw new NydusError('INTERNAL', `directory size ${plan.size} != planned ${p.dataSize}`);
-        body = encodeDirentBlocks(plan.blocks, plan.size, BS);
+      case K_DIR:
+        body = dirs.encode(p);
         break;
-      }
-      case 'symlink':
-        body = inode.linkTarget ?? new Uint8Array(0);
+      case K_SYMLINK:
+        body = tree.linkTarget(inode);
         break;
-      case 'char-device':
-      case 'block-device':
-        u = inode.rdev;
+      case K_CHR:
+      case K_BLK:
+        u = tree.data[inode]!;
         break;
       default:
         break;
     }
     if (body !== null) {
-      const full = p.layout === DataLayout.FLAT_INLINE ? body.length - (body.length % BS) : body.length;
+      const full = layout === DataLayout.FLAT_INLINE ? body.length - (body.length % BS) : body.length;
       if (full > 0) {
-        out.set(body.subarray(0, full), metaBase + p.blocksOff);
-        u = (metaBase + p.blocksOff) / BS;
+        const blocksAt = metaBase + P.blocksOff[p]!;
+        out.set(body.subarray(0, full), blocksAt);
+        u = blocksAt / BS;
       }
-      if (p.layout === DataLayout.FLAT_INLINE) tail = body.subarray(full);
+      if (layout === DataLayout.FLAT_INLINE && full < body.length) out.set(body.subarray(full), abs + isz);
     }
     // Extended inode (spec §1.4), written in place: format, xattr count, mode, size, u, ino,
     // uid, gid, mtime, mtime_nsec, nlink (same bytes as layout's encodeInode).
-    view.setUint16(abs, InodeVersion.EXTENDED | (p.layout << 1), true);
-    view.setUint16(abs + 2, p.xattrCount, true);
-    view.setUint16(abs + 4, inode.mode, true);
-    setU64(view, abs + 8, p.dataSize);
+    view.setUint16(abs, InodeVersion.EXTENDED | (layout << 1), true);
+    view.setUint16(abs + 2, P.xattrCount[p]!, true);
+    view.setUint16(abs + 4, tree.mode[inode]!, true);
+    setU64(view, abs + 8, P.dataSize[p]!);
     view.setUint32(abs + 16, u, true);
-    view.setUint32(abs + 20, p.ino, true);
-    view.setUint32(abs + 24, settings.explicitUidGid ? inode.uid : 0, true);
-    view.setUint32(abs + 28, settings.explicitUidGid ? inode.gid : 0, true);
-    setU64(view, abs + 32, inode.mtime);
-    view.setUint32(abs + 40, inode.mtimeNsec, true);
-    view.setUint32(abs + 44, p.nlink, true);
-    if (p.xattrBytes.length > 0) out.set(p.xattrBytes, abs + EXTENDED_INODE_SIZE);
-    if (tail !== null && tail.length > 0) out.set(tail, abs + p.isz);
-    if (inode.kind === 'file') {
-      let at = alignUp(abs + p.isz, 8);
-      for (const c of inode.chunks) {
-        encodeChunkAddress({ ciIndex: c.index, blobIndex: blobIndex.get(c.blob)!, blkaddr: c.uncompressedOffset / BS }, out, at);
+    view.setUint32(abs + 20, P.ino[p]!, true);
+    view.setUint32(abs + 24, settings.explicitUidGid ? tree.uid[inode]! : 0, true);
+    view.setUint32(abs + 28, settings.explicitUidGid ? tree.gid[inode]! : 0, true);
+    setU64(view, abs + 32, tree.mtime[inode]!);
+    view.setUint32(abs + 40, tree.mtimeNsec[inode]!, true);
+    view.setUint32(abs + 44, P.nlink[p]!, true);
+    const xattrBytes = P.xattrBytes.get(p);
+    if (xattrBytes !== undefined) out.set(xattrBytes, abs + EXTENDED_INODE_SIZE);
+    if (kind === K_FILE) {
+      // Chunk addresses (spec §1.7): ci index low 16 bits, device = blob index + 1, ci index
+      // high 8 bits, blkaddr of the uncompressed data.
+      let at = alignUp(abs + isz, 8);
+      const first = tree.data[inode]!;
+      const end = first + tree.chunkCount[inode]!;
+      for (let k = first; k < end; k++) {
+        const ref = refs[k]!;
+        const s = ref >= SECOND_STORE ? 1 : 0;
+        const i = s === 1 ? ref - SECOND_STORE : ref;
+        const store = stores[s]!;
+        const ci = store.ciIndexOf(i);
+        view.setUint16(at, ci & 0xffff, true);
+        out[at + 2] = tableIndex[s]![store.blobIndexOf(i)]! + 1;
+        out[at + 3] = (ci >>> 16) & 0xff;
+        view.setUint32(at + 4, store.uncompressedOffsetOf(i) / BS, true);
         at += CHUNK_ADDRESS_SIZE;
       }
     }
   }
 
-  const outBuf = Buffer.from(out.buffer, out.byteOffset, out.byteLength);
-  for (let i = 0; i < chunks.length; i++) writeChunkInfo(chunks[i]!, chunkDigests, chunkDigestIndex[i]!, chunkBlobIndexes[i]!, outBuf, view, chunkTableOffset + CHUNK_INFO_SIZE * i);
+  for (let k = 0; k < chunkCount; k++) {
+    const i = table.order[k]!;
+    const ref = table.refs[i]!;
+    const s = ref >= SECOND_STORE ? 1 : 0;
+    writeChunkInfo(stores[s]!, s === 1 ? ref - SECOND_STORE : ref, table.digests, i, table.blobOf[i]!, out, view, chunkTableOffset + CHUNK_INFO_SIZE * k);
+  }
   return out;
+}
+
+/** Directory data (spec §1.9) of placements, encoded into one reused buffer. */
+class DirentEncoder {
+  private buf = new Uint8Array(BS);
+  private view = new DataView(this.buf.buffer);
+
+  constructor(
+    private readonly tree: FsTree,
+    private readonly P: Placements,
+    private readonly nidOfInode: (inode: number) => number,
+  ) {}
+
+  /** The directory data of placement `p` (valid until the next call). */
+  encode(p: number): Uint8Array {
+    const { tree, P } = this;
+    const size = P.dataSize[p]!;
+    if (this.buf.length < size) {
+      this.buf = new Uint8Array(alignUp(size, BS));
+      this.view = new DataView(this.buf.buffer);
+    } else {
+      this.buf.fill(0, 0, size);
+    }
+    const buf = this.buf;
+    const view = this.view;
+    const selfNid = P.off[p]! / 32;
+    const parentNid = this.nidOfInode(P.parentInode[p]!);
+    const entries = P.entries;
+    const start = P.dirStart[p]!;
+    const end = start + P.dirLen[p]!;
+    const nameLen = (v: number): number => (v === DOT ? 1 : v === DOTDOT ? 2 : tree.nameLength(v));
+    let base = 0;
+    let used = 0;
+    for (let k = start; k < end; ) {
+      // Entries k..e-1 fill this block.
+      let e = k;
+      used = 0;
+      while (e < end) {
+        const need = DIRENT_SIZE + nameLen(entries[e]!);
+        if (used + need > BS) break;
+        used += need;
+        e++;
+      }
+      if (e === k) throw new NydusError('INTERNAL', 'directory entry larger than a block');
+      let nameoff = (e - k) * DIRENT_SIZE;
+      for (let j = k; j < e; j++) {
+        const v = entries[j]!;
+        const off = base + (j - k) * DIRENT_SIZE;
+        let nid: number;
+        let fileType: number;
+        let len: number;
+        if (v === DOT || v === DOTDOT) {
+          nid = v === DOT ? selfNid : parentNid;
+          fileType = FileType.DIR;
+          buf[base + nameoff] = 0x2e;
+          if (v === DOTDOT) buf[base + nameoff + 1] = 0x2e;
+          len = v === DOT ? 1 : 2;
+        } else {
+          const inode = tree.nodeInode[v]!;
+          nid = this.nidOfInode(inode);
+          fileType = FILE_TYPE_OF_KIND[tree.kind[inode]!]!;
+          len = tree.copyNameTo(v, buf, base + nameoff);
+          if (len === 0) throw new NydusError('INTERNAL', 'empty directory entry name');
+        }
+        setU64(view, off, nid);
+        view.setUint16(off + 8, nameoff, true);
+        buf[off + 10] = fileType;
+        nameoff += len;
+      }
+      k = e;
+      if (k < end) base += BS;
+    }
+    if (base + used !== size) throw new NydusError('INTERNAL', `directory size ${base + used} != planned ${size}`);
+    return buf.subarray(0, size);
+  }
 }
 
 function setU64(view: DataView, off: number, v: number): void {
@@ -445,18 +579,18 @@ function setU64(view: DataView, off: number, v: number): void {
   view.setUint32(off + 4, Math.floor(v / 0x1_0000_0000), true);
 }
 
-/** `encodeChunkInfo` (spec §1.8) without the intermediate object and digest Buffer. */
-function writeChunkInfo(c: TreeChunk, digests: Buffer, i: number, blobIndex: number, out: Buffer, view: DataView, off: number): void {
-  digests.copy(out, off, i * 32, i * 32 + 32);
+/** `encodeChunkInfo` (spec §1.8) straight from the store's columns. */
+function writeChunkInfo(store: ChunkStore, i: number, digests: Buffer, d: number, blobIndex: number, out: Uint8Array, view: DataView, off: number): void {
+  digests.copy(out, off, d * 32, d * 32 + 32);
   view.setUint32(off + 32, blobIndex, true);
-  view.setUint32(off + 36, c.flags, true);
-  view.setUint32(off + 40, c.compressedSize, true);
-  view.setUint32(off + 44, c.uncompressedSize, true);
-  setU64(view, off + 48, c.compressedOffset);
-  setU64(view, off + 56, c.uncompressedOffset);
-  setU64(view, off + 64, c.fileOffset);
-  view.setUint32(off + 72, c.index, true);
-  view.setUint32(off + 76, c.crc32, true);
+  view.setUint32(off + 36, store.flagsOf(i), true);
+  view.setUint32(off + 40, store.compressedSizeOf(i), true);
+  view.setUint32(off + 44, store.uncompressedSizeOf(i), true);
+  setU64(view, off + 48, store.compressedOffsetOf(i));
+  setU64(view, off + 56, store.uncompressedOffsetOf(i));
+  setU64(view, off + 64, store.fileOffsetOf(i));
+  view.setUint32(off + 72, store.ciIndexOf(i), true);
+  view.setUint32(off + 76, store.crc32Of(i), true);
 }
 
 /** Appends a regular file's inode + chunk-address array, keeping inode + xattrs inside a block. */
@@ -469,47 +603,50 @@ function placeAppendInode(alloc: MetaAllocator, isz: number, total: number): num
 
 /**
  * Chunk table: one entry per distinct (digest, blob index), sorted by digest then blob index;
- * among chunks with equal keys the first in placement order wins. Chunk refs shared by
- * several files are one object, so an identity set removes most repeats cheaply; the rest
- * are sorted as indexes over one buffer of raw digests (a 48-bit numeric prefix decides
- * almost every comparison), ties broken by first-seen order, and equal keys collapse.
+ * among chunks with equal keys the first in placement order wins. Repeated refs to one stored
+ * chunk are dropped by a bit per chunk; the rest are sorted as indexes over one buffer of raw
+ * digests (a 48-bit numeric prefix decides almost every comparison), ties broken by first-seen
+ * order, and equal keys collapse. Entry k is ref `refs[order[k]]` with digest
+ * `digests[order[k]]` and blob-table index `blobOf[order[k]]`.
  */
-function collectChunks(order: readonly Placement[], blobIndex: ReadonlyMap<TreeBlob, number>): { chunks: TreeChunk[]; blobIndexes: Uint8Array; digests: Buffer; digestIndex: Uint32Array } {
-  // Chunks of a ChunkStore are seen by a bit per store index (a Set of 200,000 refs costs
-  // ~8 MB at the writer's peak); other refs by identity.
-  const seen = new Set<TreeChunk>();
-  const seenStored = new Map<ChunkStore, Uint8Array>();
-  const refs: TreeChunk[] = [];
-  for (const p of order) {
-    if (p.inode.kind !== 'file') continue;
-    for (const c of p.inode.chunks) {
-      if (c instanceof StoredChunk) {
-        let bits = seenStored.get(c.store);
-        if (bits === undefined) seenStored.set(c.store, (bits = new Uint8Array((c.store.count + 7) >>> 3)));
-        const bit = 1 << (c.index & 7);
-        if ((bits[c.index >>> 3]! & bit) !== 0) continue;
-        if (!blobIndex.has(c.blob)) throw new NydusError('INTERNAL', `chunk ${c.digest} references blob ${c.blob.blobId}, which is not in the blob table`);
-        bits[c.index >>> 3]! |= bit;
-      } else {
-        if (seen.has(c)) continue;
-        if (!blobIndex.has(c.blob)) throw new NydusError('INTERNAL', `chunk ${c.digest} references blob ${c.blob.blobId}, which is not in the blob table`);
-        seen.add(c);
+function collectChunks(tree: FsTree, P: Placements, tableIndex: readonly Int16Array[]): { refs: Uint32Array; order: Uint32Array; digests: Buffer; blobOf: Uint8Array } {
+  const stores = tree.stores;
+  const seen = stores.map((s) => new Uint8Array((s.count + 7) >>> 3));
+  let refs = new Uint32Array(1024);
+  let count = 0;
+  const treeRefs = tree.chunkRefs;
+  for (let p = 0; p < P.count; p++) {
+    const inode = P.inode[p]!;
+    if (tree.kind[inode] !== K_FILE) continue;
+    const first = tree.data[inode]!;
+    const end = first + tree.chunkCount[inode]!;
+    for (let k = first; k < end; k++) {
+      const ref = treeRefs[k]!;
+      const s = ref >= SECOND_STORE ? 1 : 0;
+      const i = s === 1 ? ref - SECOND_STORE : ref;
+      const bits = seen[s]!;
+      const bit = 1 << (i & 7);
+      if ((bits[i >>> 3]! & bit) !== 0) continue;
+      bits[i >>> 3]! |= bit;
+      const store = stores[s]!;
+      if (tableIndex[s]![store.blobIndexOf(i)]! < 0) {
+        throw new NydusError('INTERNAL', `chunk ${store.digestHex(i)} references blob ${store.blobs[store.blobIndexOf(i)]!.blobId}, which is not in the blob table`);
       }
-      refs.push(c);
+      if (count === refs.length) refs = grow(refs, count + 1);
+      refs[count++] = ref;
     }
   }
-  seen.clear();
-  seenStored.clear();
-  const count = refs.length;
   const raw = Buffer.allocUnsafe(count * 32);
   const prefix = new Float64Array(count);
   const blobOf = new Uint8Array(count); // at most MAX_BLOBS (254) blobs
   for (let i = 0; i < count; i++) {
-    const c = refs[i]!;
-    if (c instanceof StoredChunk) c.store.digests.copy(raw, i * 32, c.index * 32, c.index * 32 + 32);
-    else if (raw.write(c.digest, i * 32, 32, 'hex') !== 32) throw new NydusError('INTERNAL', `chunk digest ${c.digest} is not 32 bytes of hex`);
+    const ref = refs[i]!;
+    const s = ref >= SECOND_STORE ? 1 : 0;
+    const j = s === 1 ? ref - SECOND_STORE : ref;
+    const store = stores[s]!;
+    store.digests.copy(raw, i * 32, j * 32, j * 32 + 32);
     prefix[i] = raw.readUIntBE(i * 32, 6);
-    blobOf[i] = blobIndex.get(c.blob)!;
+    blobOf[i] = tableIndex[s]![store.blobIndexOf(j)]!;
   }
   const sameKey = (a: number, b: number): number =>
     prefix[a]! - prefix[b]! || raw.compare(raw, b * 32 + 6, b * 32 + 32, a * 32 + 6, a * 32 + 32) || blobOf[a]! - blobOf[b]!;
@@ -522,36 +659,28 @@ function collectChunks(order: readonly Placement[], blobIndex: ReadonlyMap<TreeB
     if (n > 0 && sameKey(idx[n - 1]!, i) === 0) continue;
     idx[n++] = i;
   }
-  const chunks = new Array<TreeChunk>(n);
-  const blobIndexes = new Uint8Array(n);
-  for (let k = 0; k < n; k++) {
-    const i = idx[k]!;
-    chunks[k] = refs[i]!;
-    blobIndexes[k] = blobOf[i]!;
-  }
-  // Table entry k's digest is raw[digestIndex[k]] (no second, sorted copy of the digests).
-  return { chunks, blobIndexes, digests: raw, digestIndex: idx.subarray(0, n) };
+  return { refs: refs.subarray(0, count), order: idx.subarray(0, n), digests: raw, blobOf };
 }
 
 /**
  * Nids of the paths matching the prefetch patterns, in pattern order. A pattern equal to or
  * below an earlier matched one is dropped; patterns that match nothing are skipped.
  */
-function resolvePrefetch(root: TreeNode, placements: ReadonlyMap<TreeInode, Placement>, patterns: readonly string[]): number[] {
+function resolvePrefetch(tree: FsTree, nidOfInode: (inode: number) => number, patterns: readonly string[]): number[] {
   const taken: string[] = [];
   const nids: number[] = [];
   for (const pattern of patterns) {
     const parts = pattern.split('/').filter((c) => c !== '');
     const norm = '/' + parts.join('/');
     if (taken.some((t) => t === '/' || norm === t || norm.startsWith(t + '/'))) continue;
-    let node: TreeNode | undefined = root;
+    let node = tree.root;
     for (const part of parts) {
-      node = node.children?.get(nameKey(part));
-      if (node === undefined) break;
+      node = tree.isDir(node) ? tree.lookup(tree.nodeNs[node]!, nameKey(part)) : -1;
+      if (node < 0) break;
     }
-    if (node === undefined) continue;
+    if (node < 0) continue;
     taken.push(norm);
-    nids.push(placements.get(node.inode)!.off / 32);
+    nids.push(nidOfInode(tree.nodeInode[node]!));
   }
   return nids;
 }

@@ -9,6 +9,7 @@ import {
   MAX_XATTR_NAME_SUFFIX,
   MAX_XATTR_VALUE_SIZE,
   MIN_CHUNK_SIZE,
+  S_IFDIR,
   encodeRdev,
   isPowerOfTwo,
   splitXattrName,
@@ -16,7 +17,7 @@ import {
 import { writeBootstrap } from './bootstrap-writer.js';
 import { BlobWriter, type BlobSink, type LayerBuildStats } from './blob-writer.js';
 import { ChunkDict } from './chunk-dict.js';
-import { NO_CHUNKS, NO_XATTRS, TYPE_BITS, implicitDirInode, nameKey, newDirNode, type NodeKind, type TreeBlob, type TreeChunk, type TreeInode, type TreeNode } from './tree.js';
+import { FsTree, KINDS, KIND_CODE, K_DIR, K_FILE, TYPE_BITS, nameKey, type NodeKind, type TreeBlob } from './tree.js';
 
 export interface BuildLayerOptions {
   /** Chunk size: a power of two from 4 KiB to 16 MiB. Default 1 MiB. */
@@ -124,36 +125,38 @@ export async function buildLayer(entries: AsyncIterable<LayerEntry>, sink: BlobS
   if (sink === null || typeof sink !== 'object' || typeof sink.write !== 'function') throw new InvalidArgumentError('sink: needs a write(bytes) method');
   throwIfAborted(opts.signal);
   const writer = new BlobWriter(sink, opts.chunkSize, opts.compressor, opts.digester, opts.chunkDict, opts.inlineBootstrap);
-  const tree = new LayerTree();
-  const reader = new ContentReader(writer, opts.chunkSize, opts.signal);
+  const tree = new FsTree(writer.stores);
+  const paths = new LayerPaths(tree);
+  const reader = new ContentReader(writer, tree, opts.chunkSize, opts.signal);
 
   for await (const entry of entries) {
     throwIfAborted(opts.signal);
     writer.stats.entries++;
     const parts = splitEntryPath(entry);
-    const inode = inodeOfEntry(entry);
     if (entry.type === 'hardlink') {
-      tree.link(parts, entry);
+      validateEntry(entry);
+      paths.link(parts, entry);
       continue;
     }
+    const inode = addEntryInode(tree, entry);
     if (parts.length === 0) {
-      if (inode.kind !== 'directory') throw new InvalidArgumentError(`entry '': the root must be a directory, not a ${entry.type}`);
-      tree.root.inode = inode;
+      if (tree.kind[inode] !== K_DIR) throw new InvalidArgumentError(`entry '': the root must be a directory, not a ${entry.type}`);
+      tree.setRootInode(inode);
       continue;
     }
-    const parent = tree.parentDir(parts, entry.path);
-    if (inode.kind === 'file') {
+    const parentNs = paths.parentNs(parts, entry.path);
+    if (tree.kind[inode] === K_FILE) {
       writer.stats.files++;
       const whole = entry.size <= opts.chunkSize ? takeWholeContent(entry) : null;
       if (whole !== null) {
         // A one-chunk body the source already holds: no async iteration at all.
-        inode.chunks = reader.readWhole(entry, whole);
+        reader.readWhole(entry, inode, whole);
         if (writer.mustFlush) await writer.flush();
       } else {
-        inode.chunks = await reader.read(entry);
+        await reader.read(entry, inode);
       }
     }
-    tree.put(parent, parts[parts.length - 1]!, inode);
+    paths.put(parentNs, parts[parts.length - 1]!, inode);
   }
   await writer.drain();
   throwIfAborted(opts.signal);
@@ -168,7 +171,7 @@ export async function buildLayer(entries: AsyncIterable<LayerEntry>, sink: BlobS
   });
   const dictBlobs = writer.usedDictBlobs;
   if (!writer.hasData) {
-    const bootstrap = writeBootstrap(tree.root, settings([...dictBlobs]));
+    const bootstrap = writeBootstrap(tree, settings([...dictBlobs]));
     // With an inlined bootstrap the layer still gets a blob (bootstrap and ToC only), so that
     // an image lists one Nydus blob per source layer as the reference converter does.
     const blob = opts.inlineBootstrap ? await writer.finishBootstrapOnly(bootstrap) : null;
@@ -181,8 +184,8 @@ export async function buildLayer(entries: AsyncIterable<LayerEntry>, sink: BlobS
     };
   }
   const dataSize = writer.dataSize;
-  const tail = await writer.finish(() => writeBootstrap(tree.root, settings([writer.blob, ...dictBlobs])));
-  const bootstrap = writeBootstrap(tree.root, settings([tail.blob, ...dictBlobs]));
+  const tail = await writer.finish(() => writeBootstrap(tree, settings([writer.blob, ...dictBlobs])));
+  const bootstrap = writeBootstrap(tree, settings([tail.blob, ...dictBlobs]));
   return {
     bootstrap,
     blob: { id: tail.blob.blobId, size: tail.size, chunkCount: tail.blob.chunkCount, uncompressedSize: tail.blob.uncompressedSize, compressedDataSize: dataSize },
@@ -217,30 +220,32 @@ class ContentReader {
 
   constructor(
     private readonly writer: BlobWriter,
+    private readonly tree: FsTree,
     private readonly chunkSize: number,
     private readonly signal: AbortSignal | undefined,
   ) {}
 
   /** A body of at most one chunk, handed over whole: stored synchronously (flush after). */
-  readWhole(entry: LayerEntry, data: Uint8Array): TreeChunk[] {
+  readWhole(entry: LayerEntry, inode: number, data: Uint8Array): void {
     const size = entry.size;
     if (!(data instanceof Uint8Array)) throw new InvalidArgumentError(`entry '${entry.path}': content yielded a ${typeof data}, not a Uint8Array`);
     if (data.length > size) throw new InvalidArgumentError(`entry '${entry.path}': content is longer than its size ${size}`);
     if (data.length !== size) throw new InvalidArgumentError(`entry '${entry.path}': content has ${data.length} bytes, its size says ${size}`);
-    if (size === 0) return NO_CHUNKS;
+    this.tree.beginChunks(inode);
+    if (size === 0) return;
     throwIfAborted(this.signal);
-    const chunk = this.writer.addChunk(data, 0);
+    this.tree.pushChunkRef(inode, this.writer.addChunk(data, 0));
     this.writer.stats.bytesIn += size;
-    return [chunk];
   }
 
-  async read(entry: LayerEntry): Promise<TreeChunk[]> {
+  /** Reads a file's content into chunks: the chunk refs of `inode`. */
+  async read(entry: LayerEntry, inode: number): Promise<void> {
     const size = entry.size;
     if (size > 0 && entry.content === undefined) throw new InvalidArgumentError(`entry '${entry.path}': ${size} bytes of content announced but no content given`);
-    if (entry.content === undefined) return NO_CHUNKS;
-    const chunks: TreeChunk[] = new Array<TreeChunk>(Math.ceil(size / this.chunkSize));
+    const tree = this.tree;
+    tree.beginChunks(inode);
+    if (entry.content === undefined) return;
     const writer = this.writer;
-    let n = 0;
     let fileOffset = 0;
     let fill = 0;
     let received = 0;
@@ -267,69 +272,78 @@ class ContentReader {
           fill = 0;
         }
         throwIfAborted(this.signal);
-        chunks[n++] = writer.addChunk(data, fileOffset);
+        // The chunk list of `inode` is the last one begun: nothing else adds refs meanwhile.
+        tree.pushChunkRef(inode, writer.addChunk(data, fileOffset));
         fileOffset += want;
         if (writer.mustFlush) await writer.flush();
       }
     }
     if (received !== size) throw new InvalidArgumentError(`entry '${entry.path}': content has ${received} bytes, its size says ${size}`);
     writer.stats.bytesIn += size;
-    return n === 0 ? NO_CHUNKS : chunks;
   }
 }
 
-/** The layer's tree while entries arrive (any order; later entries replace earlier ones). */
-class LayerTree {
-  readonly root: TreeNode = newDirNode('');
+/** The layer's names while entries arrive (any order; later entries replace earlier ones). */
+class LayerPaths {
+  /** The parent directory path of the last entry and its namespace (entries come grouped by directory). */
+  private lastParent = '';
+  private lastParentNs = -1;
 
-  /** The parent directory of `parts`, creating missing ones (040755, root, mtime 0). */
-  parentDir(parts: readonly string[], path: string): TreeNode {
-    let dir = this.root;
+  constructor(private readonly tree: FsTree) {}
+
+  /** The namespace of the parent directory of `parts`, creating missing ones (040755, root, mtime 0). */
+  parentNs(parts: readonly string[], path: string): number {
+    const parent = parts.length > 1 ? path.slice(0, path.lastIndexOf('/')) : '';
+    if (this.lastParentNs >= 0 && parent === this.lastParent) return this.lastParentNs;
+    const tree = this.tree;
+    let dir = tree.root;
     for (let i = 0; i < parts.length - 1; i++) {
       const key = parts[i]!;
-      let next = dir.children!.get(key);
-      if (next === undefined) {
-        next = newDirNode(key, implicitDirInode());
-        dir.children!.set(key, next);
-      } else if (next.children === null) {
-        throw new InvalidArgumentError(`entry '${path}': parent '${parts.slice(0, i + 1).map(displayKey).join('/')}' is a ${next.inode.kind}, not a directory`);
+      const ns = tree.nodeNs[dir]!;
+      let next = tree.lookup(ns, key);
+      if (next < 0) {
+        next = tree.put(ns, key, tree.addInode(K_DIR, S_IFDIR | 0o755, 0, 0, 0, 0, 0, 0, null, null));
+      } else if (!tree.isDir(next)) {
+        throw new InvalidArgumentError(`entry '${path}': parent '${parts.slice(0, i + 1).map(displayKey).join('/')}' is a ${KINDS[tree.kind[tree.nodeInode[next]!]!]}, not a directory`);
       }
       dir = next;
     }
-    return dir;
+    this.lastParent = parent;
+    this.lastParentNs = tree.nodeNs[dir]!;
+    return this.lastParentNs;
   }
 
   /** Adds or replaces a name; a directory over a directory keeps the children. */
-  put(parent: TreeNode, key: string, inode: TreeInode): void {
-    const existing = parent.children!.get(key);
-    if (existing !== undefined && existing.children !== null && inode.kind === 'directory') {
-      existing.inode = inode;
-      return;
-    }
-    parent.children!.set(key, { name: key, inode, children: inode.kind === 'directory' ? new Map() : null });
+  put(ns: number, key: string, inode: number): void {
+    const tree = this.tree;
+    const existing = tree.lookup(ns, key);
+    // Replacing a directory name may orphan the cached parent namespace.
+    if (existing >= 0 && tree.isDir(existing)) this.lastParentNs = -1;
+    tree.put(ns, key, inode);
   }
 
   /** A hardlink entry: a new name for the inode of an earlier regular file. */
   link(parts: readonly string[], entry: LayerEntry): void {
     const target = entry.linkTarget;
     if (typeof target !== 'string' || target === '') throw new InvalidArgumentError(`entry '${entry.path}': hardlink without a target`);
+    const tree = this.tree;
     const targetParts = target.split('/').filter((c) => c !== '');
-    let node: TreeNode | undefined = this.root;
+    let node = tree.root;
     for (const c of targetParts) {
-      if (c === '.' || c === '..') {
-        node = undefined;
+      if (c === '.' || c === '..' || !tree.isDir(node)) {
+        node = -1;
         break;
       }
-      node = node.children?.get(nameKey(c));
-      if (node === undefined) break;
+      node = tree.lookup(tree.nodeNs[node]!, nameKey(c));
+      if (node < 0) break;
     }
-    if (node === undefined || node.inode.kind !== 'file') {
-      const what = node === undefined ? 'does not exist (yet)' : `is a ${node.inode.kind}`;
+    const inode = node < 0 ? -1 : tree.nodeInode[node]!;
+    if (inode < 0 || tree.kind[inode] !== K_FILE) {
+      const what = inode < 0 ? 'does not exist (yet)' : `is a ${KINDS[tree.kind[inode]!]}`;
       throw new InvalidArgumentError(`entry '${entry.path}': hardlink target '${target}' ${what}; it must be an earlier regular file of the layer`);
     }
     if (parts.length === 0) throw new InvalidArgumentError(`entry '': the root cannot be a hardlink (to '${target}')`);
-    const parent = this.parentDir(parts, entry.path);
-    this.put(parent, parts[parts.length - 1]!, node.inode);
+    this.put(this.parentNs(parts, entry.path), parts[parts.length - 1]!, inode);
   }
 }
 
@@ -354,7 +368,7 @@ function splitEntryPath(entry: LayerEntry): string[] {
   return parts;
 }
 
-const KINDS: ReadonlySet<string> = new Set(['file', 'directory', 'symlink', 'hardlink', 'char-device', 'block-device', 'fifo', 'socket']);
+const ENTRY_TYPES: ReadonlySet<string> = new Set(['file', 'directory', 'symlink', 'hardlink', 'char-device', 'block-device', 'fifo', 'socket']);
 
 function checkU32(entry: LayerEntry, field: string, v: unknown): number {
   if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > 0xffff_ffff) {
@@ -364,9 +378,28 @@ function checkU32(entry: LayerEntry, field: string, v: unknown): number {
 }
 
 /** Validated inode attributes of an entry (content is read separately). */
-function inodeOfEntry(entry: LayerEntry): TreeInode {
+interface EntryAttrs {
+  kind: NodeKind;
+  mode: number;
+  uid: number;
+  gid: number;
+  mtime: number;
+  mtimeNsec: number;
+  size: number;
+  rdev: number;
+  linkTarget: Uint8Array | null;
+  xattrs: Map<string, Uint8Array> | null;
+}
+
+/** Adds the validated inode of a non-hardlink entry to the tree. */
+function addEntryInode(tree: FsTree, entry: LayerEntry): number {
+  const a = validateEntry(entry);
+  return tree.addInode(KIND_CODE[a.kind], a.mode, a.uid, a.gid, a.mtime, a.mtimeNsec, a.size, a.rdev, a.linkTarget, a.xattrs);
+}
+
+function validateEntry(entry: LayerEntry): EntryAttrs {
   const type = entry.type;
-  if (!KINDS.has(type)) throw new InvalidArgumentError(`entry '${entry.path}': unknown type ${String(type)}`);
+  if (!ENTRY_TYPES.has(type)) throw new InvalidArgumentError(`entry '${entry.path}': unknown type ${String(type)}`);
   const kind: NodeKind = type === 'hardlink' ? 'file' : (type as NodeKind);
   if (typeof entry.mode !== 'number' || !Number.isInteger(entry.mode) || entry.mode < 0) {
     throw new InvalidArgumentError(`entry '${entry.path}': mode ${String(entry.mode)} is not a non-negative integer`);
@@ -428,5 +461,5 @@ function inodeOfEntry(entry: LayerEntry): TreeInode {
     default:
       break;
   }
-  return { kind, mode: TYPE_BITS[kind] | (entry.mode & 0o7777), uid, gid, mtime: entry.mtime, mtimeNsec, size, rdev, linkTarget, xattrs: xattrs !== undefined && xattrs.size > 0 ? xattrs : NO_XATTRS, chunks: NO_CHUNKS };
+  return { kind, mode: TYPE_BITS[kind] | (entry.mode & 0o7777), uid, gid, mtime: entry.mtime, mtimeNsec, size, rdev, linkTarget, xattrs: xattrs !== undefined && xattrs.size > 0 ? xattrs : null };
 }

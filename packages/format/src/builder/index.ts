@@ -8,6 +8,7 @@ export { ChunkDict } from './chunk-dict.js';
 export type { ChunkDictSource } from './chunk-dict.js';
 export { writeBootstrap } from './bootstrap-writer.js';
 export type { BootstrapSettings } from './bootstrap-writer.js';
-export type { NodeKind, TreeBlob, TreeChunk, TreeInode, TreeNode } from './tree.js';
+export { ChunkStore, FsTree } from './tree.js';
+export type { NodeKind, TreeBlob, TreeChunk } from './tree.js';
 export { mergeBootstraps } from './merge.js';
 export type { MergeLayer, MergeOptions, MergeResult } from './merge.js';

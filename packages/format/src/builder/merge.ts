@@ -5,7 +5,7 @@ import { writeBootstrap } from './bootstrap-writer.js';
 import { validatePrefetchPatterns } from './build-layer.js';
 import { INLINED_BLOB_ID } from './blob-writer.js';
 import { ChunkDict } from './chunk-dict.js';
-import { NO_XATTRS, newDirNode, sortedChildren, type TreeBlob, type TreeChunk, type TreeInode, type TreeNode } from './tree.js';
+import { ChunkStore, FsTree, KIND_CODE, K_DIR, K_FILE, type TreeBlob } from './tree.js';
 
 export interface MergeLayer {
   /** The layer's bootstrap (e.g. `buildLayer`'s result, or `image.boot` from its blob). */
@@ -88,15 +88,19 @@ export async function mergeBootstraps(layers: ReadonlyArray<MergeLayer>, options
     });
   });
 
-  const root = newDirNode('');
+  // Every chunk of every layer in one store (its blobs: all blobs by id), refs by the tree.
+  const store = new ChunkStore([...byId.values()], true);
+  const storeIndex = new Map(store.blobs.map((b, i) => [b, i]));
+  const tree = new FsTree([store]);
   for (const [i, reader] of readers.entries()) {
     throwIfAborted(signal);
-    await inLayer(i, async () => new LayerMerger(reader, layerBlobs[i]!, i > 0).mergeInto(root));
+    const blobIndexes = layerBlobs[i]!.map((b) => storeIndex.get(b)!);
+    await inLayer(i, async () => new LayerMerger(reader, tree, blobIndexes, i > 0).mergeInto());
   }
 
-  const blobs = blobsInTreeOrder(root);
+  const blobs = blobsInTreeOrder(tree);
   const last = readers[readers.length - 1]!;
-  const bootstrap = writeBootstrap(root, {
+  const bootstrap = writeBootstrap(tree, {
     chunkSize: first.chunkSize,
     compressor: last.compressor,
     digester: first.digester,
@@ -139,19 +143,27 @@ function ownBlobIndex(i: number, reader: BootstrapReader, blobId: string | undef
 }
 
 /** Blob table order: blobs numbered by first chunk reference in the writer's tree order. */
-function blobsInTreeOrder(root: TreeNode): TreeBlob[] {
+function blobsInTreeOrder(tree: FsTree): TreeBlob[] {
   const out: TreeBlob[] = [];
   const seen = new Set<TreeBlob>();
-  const stack: TreeNode[] = [root];
+  const lists = tree.childLists();
+  const stack: number[] = [tree.root];
   while (stack.length > 0) {
     const dir = stack.pop()!;
-    const dirs: TreeNode[] = [];
-    for (const child of sortedChildren(dir)) {
-      if (child.children !== null) dirs.push(child);
-      for (const c of child.inode.chunks) {
-        if (!seen.has(c.blob)) {
-          seen.add(c.blob);
-          out.push(c.blob);
+    const dirs: number[] = [];
+    for (const { node: child } of tree.sortedChildren(lists, dir)) {
+      if (tree.isDir(child)) dirs.push(child);
+      const inode = tree.nodeInode[child]!;
+      if (tree.kind[inode] !== K_FILE) continue;
+      const first = tree.data[inode]!;
+      const end = first + tree.chunkCount[inode]!;
+      for (let k = first; k < end; k++) {
+        const ref = tree.chunkRefs[k]!;
+        const store = tree.storeOf(ref);
+        const blob = store.blobs[store.blobIndexOf(ref)]!;
+        if (!seen.has(blob)) {
+          seen.add(blob);
+          out.push(blob);
         }
       }
     }
@@ -163,87 +175,73 @@ function blobsInTreeOrder(root: TreeNode): TreeBlob[] {
 /** Applies one layer's tree onto the merged tree. */
 class LayerMerger {
   /** Regular-file inodes of this layer by nid: names sharing a nid stay hardlinked. */
-  private readonly files = new Map<number, TreeInode>();
+  private readonly files = new Map<number, number>();
 
+  /** `blobIndexes`: store blob index of each of the layer's blob-table entries. */
   constructor(
     private readonly reader: BootstrapReader,
-    private readonly blobs: readonly TreeBlob[],
+    private readonly tree: FsTree,
+    private readonly blobIndexes: readonly number[],
     private readonly applyWhiteouts: boolean,
   ) {}
 
-  mergeInto(root: TreeNode): void {
-    root.inode = this.inodeOf(this.reader.rootNid);
-    this.mergeDir(root, this.reader.rootNid, new Set([this.reader.rootNid]), 0);
+  mergeInto(): void {
+    const tree = this.tree;
+    tree.setRootInode(this.inodeOf(this.reader.rootNid));
+    this.mergeDir(tree.root, this.reader.rootNid, new Set([this.reader.rootNid]), 0);
   }
 
-  private mergeDir(target: TreeNode, nid: number, visiting: Set<number>, depth: number): void {
+  private mergeDir(target: number, nid: number, visiting: Set<number>, depth: number): void {
     if (depth > MAX_DEPTH) throw new FormatError(`dir[nid ${nid}]`, `directory nesting exceeds ${MAX_DEPTH} levels`);
-    const children = target.children!;
+    const tree = this.tree;
     const entries = this.reader.readdir(nid).map((d) => ({ key: Buffer.from(d.nameBytes).toString('latin1'), nid: d.nid }));
     const upper: typeof entries = [];
-    for (const e of entries) {
-      if (this.applyWhiteouts && e.key === OPAQUE) children.clear();
-    }
+    if (this.applyWhiteouts && entries.some((e) => e.key === OPAQUE)) tree.clearChildren(target);
+    const ns = tree.nodeNs[target]!;
     for (const e of entries) {
       if (this.applyWhiteouts && e.key.startsWith(WHITEOUT_PREFIX)) {
-        if (e.key !== OPAQUE) children.delete(e.key.slice(WHITEOUT_PREFIX.length));
+        if (e.key !== OPAQUE) tree.remove(ns, e.key.slice(WHITEOUT_PREFIX.length));
         continue;
       }
       upper.push(e);
     }
     for (const e of upper) {
       const inode = this.inodeOf(e.nid);
-      if (inode.kind !== 'directory') {
-        children.set(e.key, { name: e.key, inode, children: null });
+      if (tree.kind[inode] !== K_DIR) {
+        tree.put(ns, e.key, inode);
         continue;
       }
       if (visiting.has(e.nid)) throw new FormatError(`dir[nid ${nid}]`, `directory nid ${e.nid} is reached twice (cycle or hard-linked directory)`, { value: e.nid });
-      let node = children.get(e.key);
-      if (node === undefined || node.children === null) {
-        node = newDirNode(e.key, inode);
-        children.set(e.key, node);
-      } else {
-        node.inode = inode;
-      }
+      // A directory over a directory keeps (merges) the lower children.
+      const node = tree.put(ns, e.key, inode);
       visiting.add(e.nid);
       this.mergeDir(node, e.nid, visiting, depth + 1);
       visiting.delete(e.nid);
     }
   }
 
-  private inodeOf(nid: number): TreeInode {
+  private inodeOf(nid: number): number {
     const known = this.files.get(nid);
     if (known !== undefined) return known;
     const r = this.reader;
+    const tree = this.tree;
     const ino = r.inode(nid);
-    const inode: TreeInode = {
-      kind: ino.type,
-      mode: ino.mode,
-      uid: ino.uid,
-      gid: ino.gid,
-      mtime: ino.mtime,
-      mtimeNsec: ino.mtimeNsec,
-      size: ino.type === 'file' ? ino.size : 0,
-      rdev: ino.type === 'char-device' || ino.type === 'block-device' ? ino.raw.u : 0,
-      linkTarget: ino.type === 'symlink' ? r.readlinkBytes(nid).slice() : null,
-      xattrs: ino.raw.xattrCount > 0 ? r.xattrs(nid) : NO_XATTRS,
-      chunks: [],
-    };
+    const inode = tree.addInode(
+      KIND_CODE[ino.type],
+      ino.mode,
+      ino.uid,
+      ino.gid,
+      ino.mtime,
+      ino.mtimeNsec,
+      ino.type === 'file' ? ino.size : 0,
+      ino.type === 'char-device' || ino.type === 'block-device' ? ino.raw.u : 0,
+      ino.type === 'symlink' ? r.readlinkBytes(nid) : null,
+      ino.raw.xattrCount > 0 ? r.xattrs(nid) : null,
+    );
     if (ino.type === 'file') {
-      inode.chunks = r.chunks(nid).map(
-        (c): TreeChunk => ({
-          blob: this.blobs[c.blobIndex]!,
-          digest: c.digest,
-          flags: c.flags,
-          compressedSize: c.compressedSize,
-          uncompressedSize: c.uncompressedSize,
-          compressedOffset: c.compressedOffset,
-          uncompressedOffset: c.uncompressedOffset,
-          fileOffset: c.fileOffset,
-          index: c.ciIndex,
-          crc32: c.crc32,
-        }),
-      );
+      const store = tree.stores[0]!;
+      tree.beginChunks(inode);
+      for (const c of r.chunks(nid)) tree.pushChunkRef(inode, store.addForeign(c, this.blobIndexes[c.blobIndex]!, c.ciIndex));
       this.files.set(nid, inode);
     }
     return inode;

@@ -1,10 +1,12 @@
+import { NydusError } from '@nydus-ts/core';
 import type { BlobEntry, ChunkInfo } from '../layout/index.js';
 import { S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFREG, S_IFSOCK } from '../layout/index.js';
 
 /**
  * The in-memory filesystem tree that `buildLayer` and `mergeBootstraps` assemble and
- * `writeBootstrap` lays out. Nothing here holds file data: regular files carry chunk
- * references into blobs.
+ * `writeBootstrap` lays out, stored in typed columns: no JS object, Map entry or string per
+ * name, inode or chunk (a layer of 200,000 entries costs ~100 bytes per entry plus its
+ * chunks). Nothing here holds file data: regular files carry chunk references into blobs.
  */
 
 /** Node kinds (a LayerEntry type minus 'hardlink': hardlinks are names sharing one inode). */
@@ -13,45 +15,9 @@ export type NodeKind = 'file' | 'directory' | 'symlink' | 'char-device' | 'block
 /** A blob of the output blob table; its index is assigned by the writer from table order. */
 export type TreeBlob = Omit<BlobEntry, 'blobIndex'>;
 
-/**
- * One chunk of a regular file: the chunk-table fields plus the blob it lives in. Chunk refs
- * are shared between every file (and file offset) that deduplicates onto the same chunk;
- * `fileOffset` is that of the first reference (informational).
- */
+/** One chunk as an object (the chunk dict's form): the chunk-table fields plus its blob. */
 export interface TreeChunk extends Omit<ChunkInfo, 'blobIndex'> {
   blob: TreeBlob;
-}
-
-/** Inode attributes; shared by every name of a hardlink group (regular files only). */
-export interface TreeInode {
-  kind: NodeKind;
-  /** Full st_mode (type bits | permission bits). */
-  mode: number;
-  uid: number;
-  gid: number;
-  mtime: number;
-  mtimeNsec: number;
-  /** Regular files: content length. Other kinds: derived by the writer. */
-  size: number;
-  /** Character/block devices: rdev as RAFS stores it (glibc makedev truncated to 32 bits). */
-  rdev: number;
-  /** Symlinks: target bytes. */
-  linkTarget: Uint8Array | null;
-  /** Extended attributes by full name (never mutated: inodes without any share NO_XATTRS). */
-  xattrs: ReadonlyMap<string, Uint8Array>;
-  /** Regular files: `ceil(size / chunkSize)` chunks in file order. */
-  chunks: TreeChunk[];
-}
-
-/**
- * A name in the tree. `name` is the name's bytes as a latin1 string (one char per byte), so
- * plain string comparison is byte-wise comparison and any byte sequence survives.
- */
-export interface TreeNode {
-  name: string;
-  inode: TreeInode;
-  /** Directories: children by name (same latin1 encoding). Null for everything else. */
-  children: Map<string, TreeNode> | null;
 }
 
 export const TYPE_BITS: Record<NodeKind, number> = {
@@ -68,6 +34,17 @@ export function kindOfMode(mode: number): NodeKind | undefined {
   const bits = mode & 0o170000;
   return (Object.keys(TYPE_BITS) as NodeKind[]).find((k) => TYPE_BITS[k] === bits);
 }
+
+/** Kind codes of the inode kind column, indexes into KINDS. */
+export const K_FILE = 0;
+export const K_DIR = 1;
+export const K_SYMLINK = 2;
+export const K_CHR = 3;
+export const K_BLK = 4;
+export const K_FIFO = 5;
+export const K_SOCK = 6;
+export const KINDS: readonly NodeKind[] = ['file', 'directory', 'symlink', 'char-device', 'block-device', 'fifo', 'socket'];
+export const KIND_CODE: Readonly<Record<NodeKind, number>> = { file: K_FILE, directory: K_DIR, symlink: K_SYMLINK, 'char-device': K_CHR, 'block-device': K_BLK, fifo: K_FIFO, socket: K_SOCK };
 
 /** Encodes a UTF-8 string (a path component) as a latin1 name key. */
 export function nameKey(component: string): string {
@@ -88,59 +65,60 @@ export function displayName(key: string): string {
   return Buffer.from(key, 'latin1').toString('utf8');
 }
 
-/** The shared, empty xattr map (one Map per inode would cost ~100 bytes each). */
+/** The shared, empty xattr map. */
 export const NO_XATTRS: ReadonlyMap<string, Uint8Array> = new Map();
 
-/** The shared chunk list of inodes without content (frozen: chunk lists are replaced, never grown). */
-export const NO_CHUNKS: TreeChunk[] = Object.freeze([]) as unknown as TreeChunk[];
+type Typed = Float64Array | Int32Array | Uint32Array | Uint16Array | Uint8Array;
 
-/** A directory inode with the attributes of implicitly created parents: 040755, root-owned, mtime 0. */
-export function implicitDirInode(): TreeInode {
-  return { kind: 'directory', mode: S_IFDIR | 0o755, uid: 0, gid: 0, mtime: 0, mtimeNsec: 0, size: 0, rdev: 0, linkTarget: null, xattrs: NO_XATTRS, chunks: NO_CHUNKS };
+/** `a` with room for at least `n` elements (doubling; contents kept). */
+export function grow<T extends Typed>(a: T, n: number): T {
+  if (n <= a.length) return a;
+  const next = new (a.constructor as new (n: number) => T)(Math.max(n, a.length * 2));
+  next.set(a);
+  return next;
 }
 
-export function newDirNode(name: string, inode: TreeInode = implicitDirInode()): TreeNode {
-  return { name, inode, children: new Map() };
-}
-
-/** Children of a directory sorted byte-wise by name. */
-export function sortedChildren(dir: TreeNode): TreeNode[] {
-  if (dir.children === null) return [];
-  return [...dir.children.values()].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-}
-
-/** A growable typed column. */
-class Column<T extends Float64Array | Uint32Array | Uint8Array> {
-  constructor(public data: T) {}
-  ensure(n: number): void {
-    if (n <= this.data.length) return;
-    const next = new (this.data.constructor as new (n: number) => T)(Math.max(n, this.data.length * 2));
-    next.set(this.data);
-    this.data = next;
-  }
-}
+/** Chunk refs of `FsTree.chunkRefs`: below this, chunk i of stores[0]; from it, of stores[1]. */
+export const SECOND_STORE = 0x8000_0000;
 
 /**
- * The chunks of the blob being built, in columns: no object, digest string or heap number per
- * chunk (a layer of 200,000 small files has 200,000 chunks). Chunk `i` has CI index `i`.
- * Digests are 32 raw bytes each in `digests`; an open-addressing table over them does the
- * dedup lookup.
+ * Chunks in columns: no object, digest string or heap number per chunk. Digests are 32 raw
+ * bytes each in `digests`; an open-addressing table over them does the dedup lookup (only for
+ * chunks added with `index`). A blob's own store (`blobs` = [that blob]) has chunk `i` at CI
+ * index `i`; a store of chunks of other blobs (`foreign`) keeps each chunk's blob and CI index.
  */
 export class ChunkStore {
   count = 0;
   digests: Buffer = Buffer.alloc(64 * 32);
-  private readonly flags = new Column(new Uint8Array(64));
-  private readonly compressedSize = new Column(new Uint32Array(64));
-  private readonly uncompressedSize = new Column(new Uint32Array(64));
-  private readonly crc32 = new Column(new Uint32Array(64));
-  private readonly compressedOffset = new Column(new Float64Array(64));
-  private readonly uncompressedOffset = new Column(new Float64Array(64));
-  private readonly fileOffset = new Column(new Float64Array(64));
+  private flags = new Uint8Array(64);
+  private compressedSize = new Uint32Array(64);
+  private uncompressedSize = new Uint32Array(64);
+  private crc32 = new Uint32Array(64);
+  private compressedOffset = new Float64Array(64);
+  private uncompressedOffset = new Float64Array(64);
+  private fileOffset = new Float64Array(64);
+  private blobOf: Uint16Array | null;
+  private ciIndex: Uint32Array | null;
   /** Dedup table: chunk index + 1 per slot (0 = empty), keyed by digest. */
   private slots = new Int32Array(256);
   private used = 0;
 
-  constructor(readonly blob: TreeBlob) {}
+  /**
+   * `blobs`: the blobs chunks point into (by index). Unless `foreign`, the store holds the
+   * chunks of `blobs[0]` in CI order.
+   */
+  constructor(
+    readonly blobs: TreeBlob[],
+    readonly foreign = false,
+  ) {
+    this.blobOf = foreign ? new Uint16Array(64) : null;
+    this.ciIndex = foreign ? new Uint32Array(64) : null;
+  }
+
+  /** The blob of a store's own chunks (non-foreign stores). */
+  get blob(): TreeBlob {
+    return this.blobs[0]!;
+  }
 
   /** Writes the hex digest into the next chunk's digest slot (not yet a chunk); returns its offset. */
   stageDigest(digestHex: string): number {
@@ -178,7 +156,7 @@ export class ChunkStore {
   private stagedSlot = -1;
   private stagedFor = -1;
 
-  /** The first stored chunk with the staged digest, or -1. */
+  /** The first indexed chunk with the staged digest, or -1. */
   findStaged(): number {
     const s = this.slotOf(this.count * 32);
     this.stagedSlot = s;
@@ -186,26 +164,31 @@ export class ChunkStore {
     return this.slots[s]! - 1;
   }
 
+  private ensure(n: number): void {
+    if (n <= this.flags.length) return;
+    this.flags = grow(this.flags, n);
+    this.compressedSize = grow(this.compressedSize, n);
+    this.uncompressedSize = grow(this.uncompressedSize, n);
+    this.crc32 = grow(this.crc32, n);
+    this.compressedOffset = grow(this.compressedOffset, n);
+    this.uncompressedOffset = grow(this.uncompressedOffset, n);
+    this.fileOffset = grow(this.fileOffset, n);
+    if (this.blobOf !== null) this.blobOf = grow(this.blobOf, n);
+    if (this.ciIndex !== null) this.ciIndex = grow(this.ciIndex, n);
+  }
+
   /** Turns the staged digest into chunk `count` with these fields; `index` it for dedup or not. */
   add(flags: number, compressedSize: number, uncompressedSize: number, compressedOffset: number, uncompressedOffset: number, fileOffset: number, crc32: number, index: boolean): number {
     const i = this.count;
     const n = i + 1;
-    if (n > this.flags.data.length) {
-      this.flags.ensure(n);
-      this.compressedSize.ensure(n);
-      this.uncompressedSize.ensure(n);
-      this.crc32.ensure(n);
-      this.compressedOffset.ensure(n);
-      this.uncompressedOffset.ensure(n);
-      this.fileOffset.ensure(n);
-    }
-    this.flags.data[i] = flags;
-    this.compressedSize.data[i] = compressedSize;
-    this.uncompressedSize.data[i] = uncompressedSize;
-    this.crc32.data[i] = crc32;
-    this.compressedOffset.data[i] = compressedOffset;
-    this.uncompressedOffset.data[i] = uncompressedOffset;
-    this.fileOffset.data[i] = fileOffset;
+    this.ensure(n);
+    this.flags[i] = flags;
+    this.compressedSize[i] = compressedSize;
+    this.uncompressedSize[i] = uncompressedSize;
+    this.crc32[i] = crc32;
+    this.compressedOffset[i] = compressedOffset;
+    this.uncompressedOffset[i] = uncompressedOffset;
+    this.fileOffset[i] = fileOffset;
     if (index) {
       // The table is unchanged since findStaged() for this chunk: its slot is still the one.
       this.slots[this.stagedFor === i ? this.stagedSlot : this.slotOf(i * 32)] = i + 1;
@@ -217,9 +200,22 @@ export class ChunkStore {
 
   /** Sets where chunk `i` landed in the blob, once known (chunks compressed off-thread). */
   setStored(i: number, flags: number, compressedSize: number, compressedOffset: number): void {
-    this.flags.data[i] = flags;
-    this.compressedSize.data[i] = compressedSize;
-    this.compressedOffset.data[i] = compressedOffset;
+    this.flags[i] = flags;
+    this.compressedSize[i] = compressedSize;
+    this.compressedOffset[i] = compressedOffset;
+  }
+
+  /**
+   * A foreign store's chunk from its chunk-table fields: `c.index` (or `c.ciIndex`) is its CI
+   * index, `blobIndex` its blob in `blobs`. Not indexed for dedup.
+   */
+  addForeign(c: ForeignChunk, blobIndex: number, ciIndex: number): number {
+    if (this.blobOf === null || this.ciIndex === null) throw new NydusError('INTERNAL', 'addForeign on a blob-own chunk store');
+    this.stageDigest(c.digest);
+    const i = this.add(c.flags, c.compressedSize, c.uncompressedSize, c.compressedOffset, c.uncompressedOffset, c.fileOffset, c.crc32, false);
+    this.blobOf[i] = blobIndex;
+    this.ciIndex[i] = ciIndex;
+    return i;
   }
 
   private rehash(): void {
@@ -232,62 +228,367 @@ export class ChunkStore {
     return this.digests.toString('hex', i * 32, i * 32 + 32);
   }
   flagsOf(i: number): number {
-    return this.flags.data[i]!;
+    return this.flags[i]!;
   }
   compressedSizeOf(i: number): number {
-    return this.compressedSize.data[i]!;
+    return this.compressedSize[i]!;
   }
   uncompressedSizeOf(i: number): number {
-    return this.uncompressedSize.data[i]!;
+    return this.uncompressedSize[i]!;
   }
   crc32Of(i: number): number {
-    return this.crc32.data[i]!;
+    return this.crc32[i]!;
   }
   compressedOffsetOf(i: number): number {
-    return this.compressedOffset.data[i]!;
+    return this.compressedOffset[i]!;
   }
   uncompressedOffsetOf(i: number): number {
-    return this.uncompressedOffset.data[i]!;
+    return this.uncompressedOffset[i]!;
   }
   fileOffsetOf(i: number): number {
-    return this.fileOffset.data[i]!;
+    return this.fileOffset[i]!;
+  }
+  /** Index into `blobs` of chunk i's blob. */
+  blobIndexOf(i: number): number {
+    return this.blobOf === null ? 0 : this.blobOf[i]!;
+  }
+  /** Chunk i's index in its blob's chunk-info array. */
+  ciIndexOf(i: number): number {
+    return this.ciIndex === null ? i : this.ciIndex[i]!;
+  }
+  /** Chunk i as an object (tests, diagnostics). */
+  chunk(i: number): TreeChunk {
+    return {
+      blob: this.blobs[this.blobIndexOf(i)]!,
+      digest: this.digestHex(i),
+      flags: this.flagsOf(i),
+      compressedSize: this.compressedSizeOf(i),
+      uncompressedSize: this.uncompressedSizeOf(i),
+      compressedOffset: this.compressedOffsetOf(i),
+      uncompressedOffset: this.uncompressedOffsetOf(i),
+      fileOffset: this.fileOffsetOf(i),
+      index: this.ciIndexOf(i),
+      crc32: this.crc32Of(i),
+    };
   }
 }
 
+/** The chunk-table fields `ChunkStore.addForeign` takes. */
+export type ForeignChunk = Pick<ChunkInfo, 'digest' | 'flags' | 'compressedSize' | 'uncompressedSize' | 'compressedOffset' | 'uncompressedOffset' | 'fileOffset' | 'crc32'>;
+
+/** Node value of a dead (removed) name. */
+const DEAD = -2;
+
 /**
- * A chunk of a `ChunkStore`, readable as a `TreeChunk` (fields are getters over the columns;
- * `digest` builds its hex string on each read, so hot paths use `store`/`index` directly).
+ * Names and inodes of a filesystem tree in columns.
+ *
+ * Inodes (id 0, 1, …): kind, mode, owner, mtime, size and a `data` word (regular files: first
+ * of their `chunkCount` refs in `chunkRefs`; symlinks: offset of the target in the link arena,
+ * `size` bytes; devices: rdev). Xattrs are a sparse map by inode.
+ *
+ * Names ("nodes"): name bytes in an arena, the inode, and the child namespace a directory name
+ * opens (`ns`, -1 for other kinds). A node belongs to the namespace `parentNs`; lookup is an
+ * open-addressing hash over (namespace, name). Clearing a directory gives it a fresh namespace,
+ * so the old children become unreachable at no cost; removing a name marks it dead.
  */
-export class StoredChunk implements TreeChunk {
-  constructor(
-    readonly store: ChunkStore,
-    readonly index: number,
-  ) {}
-  get blob(): TreeBlob {
-    return this.store.blob;
+export class FsTree {
+  // ---- inodes
+  inodeCount = 0;
+  kind = new Uint8Array(256);
+  mode = new Uint16Array(256);
+  uid = new Uint32Array(256);
+  gid = new Uint32Array(256);
+  mtime = new Float64Array(256);
+  mtimeNsec = new Uint32Array(256);
+  size = new Float64Array(256);
+  data = new Float64Array(256);
+  chunkCount = new Uint32Array(256);
+  readonly xattrs = new Map<number, ReadonlyMap<string, Uint8Array>>();
+  linkArena = new Uint8Array(1024);
+  private linkUsed = 0;
+  /** Chunk refs of regular files (see SECOND_STORE), each file's in file order. */
+  chunkRefs = new Uint32Array(256);
+  chunkRefUsed = 0;
+
+  // ---- names
+  nodeCount = 0;
+  nodeParentNs = new Int32Array(256);
+  nodeInode = new Int32Array(256);
+  nodeNs = new Int32Array(256);
+  private nodeNameOff = new Uint32Array(256);
+  private nodeNameLen = new Uint8Array(256);
+  private names = new Uint8Array(4096);
+  private namesUsed = 0;
+  nsCount = 0;
+  private slots = new Int32Array(1024);
+  private slotsUsed = 0;
+  /** The root's node (id 0, no name); its inode changes with `setRootInode`. */
+  readonly root = 0;
+
+  /** `stores[0]` and `stores[1]` are the chunk stores chunk refs point into. */
+  constructor(readonly stores: readonly ChunkStore[] = []) {
+    const rootInode = this.addInode(K_DIR, S_IFDIR | 0o755, 0, 0, 0, 0, 0, 0, null, null);
+    this.nodeParentNs[0] = -1;
+    this.nodeInode[0] = rootInode;
+    this.nodeNs[0] = this.nsCount++;
+    this.nodeCount = 1;
   }
-  get digest(): string {
-    return this.store.digestHex(this.index);
+
+  // ---- inodes
+
+  /** A new inode; `linkTarget` for symlinks (size = its length), `rdev` for devices. */
+  addInode(kind: number, mode: number, uid: number, gid: number, mtime: number, mtimeNsec: number, size: number, rdev: number, linkTarget: Uint8Array | null, xattrs: ReadonlyMap<string, Uint8Array> | null): number {
+    const i = this.inodeCount;
+    if (i === this.kind.length) {
+      const n = i + 1;
+      this.kind = grow(this.kind, n);
+      this.mode = grow(this.mode, n);
+      this.uid = grow(this.uid, n);
+      this.gid = grow(this.gid, n);
+      this.mtime = grow(this.mtime, n);
+      this.mtimeNsec = grow(this.mtimeNsec, n);
+      this.size = grow(this.size, n);
+      this.data = grow(this.data, n);
+      this.chunkCount = grow(this.chunkCount, n);
+    }
+    this.kind[i] = kind;
+    this.mode[i] = mode;
+    this.uid[i] = uid;
+    this.gid[i] = gid;
+    this.mtime[i] = mtime;
+    this.mtimeNsec[i] = mtimeNsec;
+    this.size[i] = size;
+    this.chunkCount[i] = 0;
+    if (kind === K_SYMLINK && linkTarget !== null) {
+      this.linkArena = grow(this.linkArena, this.linkUsed + linkTarget.length);
+      this.linkArena.set(linkTarget, this.linkUsed);
+      this.data[i] = this.linkUsed;
+      this.size[i] = linkTarget.length;
+      this.linkUsed += linkTarget.length;
+    } else {
+      this.data[i] = kind === K_CHR || kind === K_BLK ? rdev : kind === K_FILE ? this.chunkRefUsed : 0;
+    }
+    if (xattrs !== null && xattrs.size > 0) this.xattrs.set(i, xattrs);
+    this.inodeCount = i + 1;
+    return i;
   }
-  get flags(): number {
-    return this.store.flagsOf(this.index);
+
+  /** Symlink target bytes (a view into the arena). */
+  linkTarget(inode: number): Uint8Array {
+    const off = this.data[inode]!;
+    return this.linkArena.subarray(off, off + this.size[inode]!);
   }
-  get compressedSize(): number {
-    return this.store.compressedSizeOf(this.index);
+
+  /** Starts the chunk list of file `inode` (its refs are the ones pushed after this). */
+  beginChunks(inode: number): void {
+    this.data[inode] = this.chunkRefUsed;
+    this.chunkCount[inode] = 0;
   }
-  get uncompressedSize(): number {
-    return this.store.uncompressedSizeOf(this.index);
+
+  /** Appends a chunk ref to the list begun last. */
+  pushChunkRef(inode: number, ref: number): void {
+    const at = this.chunkRefUsed;
+    if (at === this.chunkRefs.length) this.chunkRefs = grow(this.chunkRefs, at + 1);
+    this.chunkRefs[at] = ref;
+    this.chunkRefUsed = at + 1;
+    this.chunkCount[inode]!++;
   }
-  get compressedOffset(): number {
-    return this.store.compressedOffsetOf(this.index);
+
+  /** Store and index of a chunk ref. */
+  storeOf(ref: number): ChunkStore {
+    return this.stores[ref >= SECOND_STORE ? 1 : 0]!;
   }
-  get uncompressedOffset(): number {
-    return this.store.uncompressedOffsetOf(this.index);
+
+  // ---- names
+
+  private static hashKey(ns: number, key: string): number {
+    let h = Math.imul(ns + 0x3c6ef372, 0x9e3779b1);
+    for (let i = 0; i < key.length; i++) h = Math.imul(h ^ key.charCodeAt(i), 0x01000193);
+    return (h ^ (h >>> 16)) >>> 0;
   }
-  get fileOffset(): number {
-    return this.store.fileOffsetOf(this.index);
+
+  private hashNode(node: number): number {
+    let h = Math.imul(this.nodeParentNs[node]! + 0x3c6ef372, 0x9e3779b1);
+    const names = this.names;
+    const off = this.nodeNameOff[node]!;
+    const end = off + this.nodeNameLen[node]!;
+    for (let i = off; i < end; i++) h = Math.imul(h ^ names[i]!, 0x01000193);
+    return (h ^ (h >>> 16)) >>> 0;
   }
-  get crc32(): number {
-    return this.store.crc32Of(this.index);
+
+  private matches(node: number, ns: number, key: string): boolean {
+    if (this.nodeParentNs[node] !== ns || this.nodeNameLen[node] !== key.length) return false;
+    const names = this.names;
+    const off = this.nodeNameOff[node]!;
+    for (let i = 0; i < key.length; i++) if (names[off + i] !== key.charCodeAt(i)) return false;
+    return true;
   }
+
+  /** The slot holding (ns, key), or the empty slot where it would go. */
+  private slotFor(ns: number, key: string): number {
+    const mask = this.slots.length - 1;
+    let s = FsTree.hashKey(ns, key) & mask;
+    for (;;) {
+      const v = this.slots[s]!;
+      if (v === 0 || this.matches(v - 1, ns, key)) return s;
+      s = (s + 1) & mask;
+    }
+  }
+
+  /** The live node named `key` (a latin1 name key) in namespace `ns`, or -1. */
+  lookup(ns: number, key: string): number {
+    return this.slots[this.slotFor(ns, key)]! - 1;
+  }
+
+  /** True if `node` is a directory name (it has a child namespace). */
+  isDir(node: number): boolean {
+    return this.nodeNs[node]! >= 0;
+  }
+
+  /** The name key (latin1) of a node. */
+  nameOf(node: number): string {
+    const off = this.nodeNameOff[node]!;
+    return Buffer.from(this.names.buffer, this.names.byteOffset + off, this.nodeNameLen[node]!).toString('latin1');
+  }
+
+  /** The name bytes of a node (a view into the arena). */
+  nameBytesOf(node: number): Uint8Array {
+    const off = this.nodeNameOff[node]!;
+    return this.names.subarray(off, off + this.nodeNameLen[node]!);
+  }
+
+  /** Gives the root another inode (a directory), keeping its children. */
+  setRootInode(inode: number): void {
+    this.nodeInode[this.root] = inode;
+  }
+
+  /**
+   * Adds or replaces the name `key` in namespace `ns`; returns its node. A directory over a
+   * directory keeps the children; any other replacement starts without children.
+   */
+  put(ns: number, key: string, inode: number): number {
+    const isDir = this.kind[inode] === K_DIR;
+    const s = this.slotFor(ns, key);
+    const existing = this.slots[s]! - 1;
+    if (existing >= 0) {
+      this.nodeInode[existing] = inode;
+      if (!(isDir && this.nodeNs[existing]! >= 0)) this.nodeNs[existing] = isDir ? this.nsCount++ : -1;
+      return existing;
+    }
+    const node = this.nodeCount;
+    if (node === this.nodeParentNs.length) {
+      const n = node + 1;
+      this.nodeParentNs = grow(this.nodeParentNs, n);
+      this.nodeInode = grow(this.nodeInode, n);
+      this.nodeNs = grow(this.nodeNs, n);
+      this.nodeNameOff = grow(this.nodeNameOff, n);
+      this.nodeNameLen = grow(this.nodeNameLen, n);
+    }
+    if (key.length > 255) throw new NydusError('INTERNAL', `name of ${key.length} bytes`);
+    this.names = grow(this.names, this.namesUsed + key.length);
+    const names = this.names;
+    const off = this.namesUsed;
+    for (let i = 0; i < key.length; i++) names[off + i] = key.charCodeAt(i);
+    this.namesUsed = off + key.length;
+    this.nodeNameOff[node] = off;
+    this.nodeNameLen[node] = key.length;
+    this.nodeParentNs[node] = ns;
+    this.nodeInode[node] = inode;
+    this.nodeNs[node] = isDir ? this.nsCount++ : -1;
+    this.nodeCount = node + 1;
+    this.slots[s] = node + 1;
+    if (++this.slotsUsed * 2 > this.slots.length) this.rehash();
+    return node;
+  }
+
+  /** Removes the name `key` from namespace `ns` (and with it any subtree); false if absent. */
+  remove(ns: number, key: string): boolean {
+    const node = this.lookup(ns, key);
+    if (node < 0) return false;
+    // Its slot stays as a tombstone: a dead node matches no lookup.
+    this.nodeParentNs[node] = DEAD;
+    return true;
+  }
+
+  /** Drops every child of directory `node` (it gets a fresh, empty namespace). */
+  clearChildren(node: number): void {
+    if (this.nodeNs[node]! < 0) throw new NydusError('INTERNAL', 'clearChildren on a non-directory');
+    this.nodeNs[node] = this.nsCount++;
+  }
+
+  private rehash(): void {
+    let live = 0;
+    for (let i = 0; i < this.nodeCount; i++) if (this.nodeParentNs[i]! >= 0) live++;
+    let size = this.slots.length;
+    while (live * 2 > size / 2) size *= 2;
+    const slots = new Int32Array(size);
+    const mask = size - 1;
+    for (let i = 1; i < this.nodeCount; i++) {
+      if (this.nodeParentNs[i]! < 0) continue;
+      let s = this.hashNode(i) & mask;
+      while (slots[s] !== 0) s = (s + 1) & mask;
+      slots[s] = i + 1;
+    }
+    this.slots = slots;
+    this.slotsUsed = live;
+  }
+
+  /** Live nodes grouped by the namespace they belong to (the writer's child lists). */
+  childLists(): ChildLists {
+    const start = new Uint32Array(this.nsCount + 1);
+    for (let i = 1; i < this.nodeCount; i++) {
+      const ns = this.nodeParentNs[i]!;
+      if (ns >= 0) start[ns + 1]!++;
+    }
+    for (let k = 1; k <= this.nsCount; k++) start[k]! += start[k - 1]!;
+    const ids = new Int32Array(start[this.nsCount]!);
+    const fill = start.slice(0, this.nsCount);
+    for (let i = 1; i < this.nodeCount; i++) {
+      const ns = this.nodeParentNs[i]!;
+      if (ns >= 0) ids[fill[ns]!++] = i;
+    }
+    return { start, ids };
+  }
+
+  /** The children of directory `node` with their name keys, sorted byte-wise by name. */
+  sortedChildren(lists: ChildLists, node: number): KeyedNode[] {
+    const ns = this.nodeNs[node]!;
+    if (ns < 0) return [];
+    const from = lists.start[ns]!;
+    const to = lists.start[ns + 1]!;
+    const keyed: KeyedNode[] = new Array<KeyedNode>(to - from);
+    for (let k = from; k < to; k++) {
+      const child = lists.ids[k]!;
+      keyed[k - from] = { key: this.nameOf(child), node: child };
+    }
+    // latin1 keys: string order is byte order (one char per byte).
+    keyed.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+    return keyed;
+  }
+
+  /** Length of a node's name in bytes. */
+  nameLength(node: number): number {
+    return this.nodeNameLen[node]!;
+  }
+
+  /** Copies a node's name bytes into `out` at `at`; returns the length. */
+  copyNameTo(node: number, out: Uint8Array, at: number): number {
+    const off = this.nodeNameOff[node]!;
+    const len = this.nodeNameLen[node]!;
+    const names = this.names;
+    for (let i = 0; i < len; i++) out[at + i] = names[off + i]!;
+    return len;
+  }
+}
+
+/** A child node and its name key. */
+export interface KeyedNode {
+  key: string;
+  node: number;
+}
+
+/** See FsTree.childLists: the nodes of namespace `ns` are ids[start[ns] .. start[ns + 1]). */
+export interface ChildLists {
+  start: Uint32Array;
+  ids: Int32Array;
 }
