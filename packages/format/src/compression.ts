@@ -1,5 +1,5 @@
 import { FormatError, UnsupportedError } from '@nydus-ts/core';
-import { lz4CompressBlockInto, lz4DecompressBlockInto, zstdCompressAsync, zstdCompressInto } from '@nydus-ts/native';
+import { lz4CompressBlockInto, lz4DecompressBlockInto, zstdCompressBatchAsync, zstdCompressInto } from '@nydus-ts/native';
 import zstdBinding from 'zstd-napi/binding.js';
 import { gunzipSync } from 'node:zlib';
 import type { CompressionName } from './layout/constants.js';
@@ -35,19 +35,20 @@ export function compressChunkInto(algo: ChunkCompressor, data: Uint8Array, out: 
   return algo === 'lz4_block' ? lz4CompressBlockInto(data, room) : zstdCompressInto(data, room, ZSTD_LEVEL);
 }
 
-/** True when `compressChunkAsync` runs off this thread (else it is `compressChunkInto` in a promise). */
+/** True when `compressBatchAsync` runs off this thread (else it is `compressChunkInto` in a promise). */
 export function compressesOffThread(algo: ChunkCompressor): boolean {
   return algo === 'zstd';
 }
 
 /**
- * `compressChunkInto` into a buffer of its own (`out`, at least `data.length - 1` bytes), for
- * zstd on the libuv thread pool so that chunks compress in parallel with the caller; `data`
- * and `out` must stay untouched until the promise settles. Same bytes as `compressChunk`.
+ * Compresses a batch of chunks, for zstd in one libuv thread-pool task so that chunks compress
+ * in parallel with the caller: chunk i is `src[bounds[i] .. bounds[i+1])`, compressed into `out`
+ * at the same offset; `results[i]` is its compressed length, 0 when stored raw (as
+ * `compressChunkInto` returns: same bytes). Nothing may touch the arrays until the promise settles.
  */
-export async function compressChunkAsync(algo: ChunkCompressor, data: Uint8Array, out: Uint8Array): Promise<number> {
-  if (algo !== 'zstd' || data.length < 2) return compressChunkInto(algo, data, out, 0);
-  return zstdCompressAsync(data, out.subarray(0, data.length - 1), ZSTD_LEVEL);
+export async function compressBatchAsync(algo: ChunkCompressor, src: Uint8Array, out: Uint8Array, bounds: Uint32Array, results: Int32Array): Promise<void> {
+  if (algo === 'zstd') return zstdCompressBatchAsync(src, out, bounds, results, ZSTD_LEVEL);
+  for (let i = 0; i + 1 < bounds.length; i++) results[i] = compressChunkInto(algo, src.subarray(bounds[i], bounds[i + 1]), out, bounds[i]!);
 }
 
 let zstdContext: InstanceType<typeof zstdBinding.DCtx> | undefined;

@@ -76,56 +76,92 @@ static napi_value compress_sync(napi_env env, napi_callback_info info) {
   return number(env, compress_frame(src, src_len, dst, dst_len, level));
 }
 
+/*
+ * A batch: chunk i is src[bounds[i] .. bounds[i+1]), compressed into dst at the same offset with
+ * room for one byte less than the chunk (so a frame that does not shrink reports 0).
+ */
 typedef struct {
-  void *src, *dst;
+  uint8_t *src, *dst;
   size_t src_len, dst_len;
+  uint32_t *bounds;
+  int32_t *results;
+  size_t count;
   int level;
-  int64_t result;
-  napi_ref src_ref, dst_ref;
+  napi_ref refs[4];
   napi_deferred deferred;
   napi_async_work work;
-} CompressJob;
+} BatchJob;
 
-static void job_execute(napi_env env, void *data) {
+static void batch_execute(napi_env env, void *data) {
   (void)env;
-  CompressJob *j = data;
-  j->result = compress_frame(j->src, j->src_len, j->dst, j->dst_len, j->level);
+  BatchJob *j = data;
+  for (size_t i = 0; i < j->count; i++) {
+    uint32_t off = j->bounds[i], size = j->bounds[i + 1] - off;
+    j->results[i] = size < 2 ? 0 : (int32_t)compress_frame(j->src + off, size, j->dst + off, size - 1, j->level);
+  }
 }
 
-static void job_complete(napi_env env, napi_status status, void *data) {
-  CompressJob *j = data;
+static void batch_complete(napi_env env, napi_status status, void *data) {
+  BatchJob *j = data;
   if (status == napi_ok) {
-    napi_resolve_deferred(env, j->deferred, number(env, j->result));
+    napi_value undefined;
+    napi_get_undefined(env, &undefined);
+    napi_resolve_deferred(env, j->deferred, undefined);
   } else {
     napi_value msg, err;
     napi_create_string_utf8(env, "zstd compression cancelled", NAPI_AUTO_LENGTH, &msg);
     napi_create_error(env, NULL, msg, &err);
     napi_reject_deferred(env, j->deferred, err);
   }
-  napi_delete_reference(env, j->src_ref);
-  napi_delete_reference(env, j->dst_ref);
+  for (int i = 0; i < 4; i++) napi_delete_reference(env, j->refs[i]);
   napi_delete_async_work(env, j->work);
   free(j);
 }
 
-/* zstdCompressAsync(src, dst, level): Promise of what zstdCompressInto returns; the buffers
- * must stay untouched until it settles. */
-static napi_value compress_async(napi_env env, napi_callback_info info) {
-  napi_value argv[3];
-  CompressJob *j = calloc(1, sizeof(CompressJob));
-  if (!j) return throw_error(env, "zstd: out of memory");
+static int typed_arg(napi_env env, napi_value v, napi_typedarray_type want, void **data, size_t *len) {
+  bool is_typed;
+  if (napi_is_typedarray(env, v, &is_typed) != napi_ok || !is_typed) return 0;
+  napi_typedarray_type type;
+  napi_value ab;
+  size_t offset;
+  return napi_get_typedarray_info(env, v, &type, len, data, &ab, &offset) == napi_ok && type == want;
+}
+
+/* zstdCompressBatchAsync(src, dst, bounds: Uint32Array, results: Int32Array, level): Promise<void>;
+ * results[i] as zstdCompressInto returns for chunk i. Every array must stay untouched until the
+ * promise settles. */
+static napi_value batch_async(napi_env env, napi_callback_info info) {
+  size_t argc = 5;
+  napi_value argv[5];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  void *src, *dst, *bounds, *results;
+  size_t src_len, dst_len, bounds_len, results_len;
   int32_t level;
-  if (!compress_args(env, info, argv, &j->src, &j->src_len, &j->dst, &j->dst_len, &level)) {
-    free(j);
-    return throw_error(env, "zstdCompressAsync(src, dst, level): bad arguments");
-  }
+  if (argc < 5 || !typed_arg(env, argv[0], napi_uint8_array, &src, &src_len) || !typed_arg(env, argv[1], napi_uint8_array, &dst, &dst_len) ||
+      !typed_arg(env, argv[2], napi_uint32_array, &bounds, &bounds_len) || !typed_arg(env, argv[3], napi_int32_array, &results, &results_len) ||
+      napi_get_value_int32(env, argv[4], &level) != napi_ok || level < ZSTD_minCLevel() || level > ZSTD_maxCLevel())
+    return throw_error(env, "zstdCompressBatchAsync(src, dst, bounds, results, level): bad arguments");
+  if (bounds_len < 1 || results_len < bounds_len - 1) return throw_error(env, "zstdCompressBatchAsync: results shorter than the batch");
+  const uint32_t *b = bounds;
+  for (size_t i = 0; i + 1 < bounds_len; i++)
+    if (b[i] > b[i + 1]) return throw_error(env, "zstdCompressBatchAsync: bounds must not decrease");
+  /* Each chunk needs one byte less of dst than of src: the last one bounds them all. */
+  if (b[bounds_len - 1] > src_len || (b[bounds_len - 1] > 0 && b[bounds_len - 1] - 1 > dst_len)) return throw_error(env, "zstdCompressBatchAsync: bounds beyond the buffers");
+  BatchJob *j = calloc(1, sizeof(BatchJob));
+  if (!j) return throw_error(env, "zstd: out of memory");
+  j->src = src;
+  j->dst = dst;
+  j->src_len = src_len;
+  j->dst_len = dst_len;
+  j->bounds = bounds;
+  j->results = results;
+  j->count = bounds_len - 1;
   j->level = level;
   napi_value promise, name;
   napi_create_promise(env, &j->deferred, &promise);
-  napi_create_reference(env, argv[0], 1, &j->src_ref);
-  napi_create_reference(env, argv[1], 1, &j->dst_ref);
-  napi_create_string_utf8(env, "nydus:zstdCompress", NAPI_AUTO_LENGTH, &name);
-  napi_create_async_work(env, NULL, name, job_execute, job_complete, j, &j->work);
+  for (int i = 0; i < 4; i++) napi_create_reference(env, argv[i], 1, &j->refs[i]);
+  napi_create_string_utf8(env, "nydus:zstdCompressBatch", NAPI_AUTO_LENGTH, &name);
+  napi_create_async_work(env, NULL, name, batch_execute, batch_complete, j, &j->work);
   napi_queue_async_work(env, j->work);
   return promise;
 }
@@ -134,6 +170,6 @@ void register_zstd_chunk(napi_env env, napi_value exports) {
   napi_value fn;
   napi_create_function(env, "zstdCompressInto", NAPI_AUTO_LENGTH, compress_sync, NULL, &fn);
   napi_set_named_property(env, exports, "zstdCompressInto", fn);
-  napi_create_function(env, "zstdCompressAsync", NAPI_AUTO_LENGTH, compress_async, NULL, &fn);
-  napi_set_named_property(env, exports, "zstdCompressAsync", fn);
+  napi_create_function(env, "zstdCompressBatchAsync", NAPI_AUTO_LENGTH, batch_async, NULL, &fn);
+  napi_set_named_property(env, exports, "zstdCompressBatchAsync", fn);
 }

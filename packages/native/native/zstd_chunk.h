@@ -2,7 +2,7 @@
 #define NYDUS_ZSTD_CHUNK_H
 #include <node_api.h>
 
-/* Adds zstdCompressInto/zstdCompressAsync to the module's exports. */
+/* Adds zstdCompressInto/zstdCompressBatchAsync to the module's exports. */
 void register_zstd_chunk(napi_env env, napi_value exports);
 
 #endif

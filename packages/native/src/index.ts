@@ -7,7 +7,7 @@ interface Lz4Binding {
   compressBound(size: number): number;
   crc32c(data: Uint8Array, initial?: number): number;
   zstdCompressInto(src: Uint8Array, dst: Uint8Array, level: number): number;
-  zstdCompressAsync(src: Uint8Array, dst: Uint8Array, level: number): Promise<number>;
+  zstdCompressBatchAsync(src: Uint8Array, dst: Uint8Array, bounds: Uint32Array, results: Int32Array, level: number): Promise<void>;
   gzipInflaterCreate(): GzipInflaterHandle;
   gzipInflaterReset(handle: GzipInflaterHandle): void;
   gzipInflateStep(handle: GzipInflaterHandle, input: Uint8Array, output: Uint8Array): StepResult;
@@ -70,8 +70,23 @@ export function zstdCompressInto(src: Uint8Array, dst: Uint8Array, level: number
  * thread goes on. `src` and `dst` must stay untouched until the promise settles.
  */
 export async function zstdCompressAsync(src: Uint8Array, dst: Uint8Array, level: number): Promise<number> {
+  if (dst.length < src.length - 1) throw new InvalidArgumentError('zstdCompressAsync: dst needs src.length - 1 bytes');
+  const results = new Int32Array(1);
+  await zstdCompressBatchAsync(src, dst, Uint32Array.of(0, src.length), results, level);
+  return results[0]!;
+}
+
+/**
+ * Compresses a batch of chunks (one frame each) in one thread-pool task, so that small chunks
+ * cost one round trip per batch: chunk i is `src[bounds[i] .. bounds[i+1])` and is compressed
+ * into `dst` at the same offset with room for one byte less than the chunk; `results[i]` is its
+ * frame's length, or 0 when it does not shrink. No array may be touched until the promise
+ * settles.
+ */
+export async function zstdCompressBatchAsync(src: Uint8Array, dst: Uint8Array, bounds: Uint32Array, results: Int32Array, level: number): Promise<void> {
   checkLevel(level);
-  return zstdResult(await binding.zstdCompressAsync(src, dst, level));
+  await binding.zstdCompressBatchAsync(src, dst, bounds, results, level);
+  for (let i = 0; i < bounds.length - 1; i++) zstdResult(results[i]!);
 }
 
 /** CRC-32C (Castagnoli) of `data`, continuing from `initial` (the CRC of earlier bytes). */

@@ -7,7 +7,7 @@ import { isNydusError } from '@nydus-ts/core';
 import { describe, expect, it } from 'vitest';
 import { gzipSync } from 'node:zlib';
 import { decompress as zstdDecompress } from 'zstd-napi';
-import { GzipInflater, crc32c, zstdCompressAsync, zstdCompressInto, lz4CompressBlockInto, lz4CompressBound, lz4DecompressBlockInto } from '../src/index.js';
+import { GzipInflater, crc32c, zstdCompressAsync, zstdCompressBatchAsync, zstdCompressInto, lz4CompressBlockInto, lz4CompressBound, lz4DecompressBlockInto } from '../src/index.js';
 
 describe('lz4 block', () => {
   it('round-trips compressible and random data', () => {
@@ -159,5 +159,23 @@ describe('zstd chunk compression', () => {
     const outs = chunks.map((c) => Buffer.alloc(c.length));
     const sizes = await Promise.all(chunks.map((c, i) => zstdCompressAsync(c, outs[i]!, 3)));
     sizes.forEach((n, i) => expect(outs[i]!.subarray(0, n).equals(inline[i]!)).toBe(true));
+  });
+
+  it('compresses a batch chunk by chunk into the same offsets, 0 for chunks that do not shrink', async () => {
+    const chunks = [Buffer.alloc(0), Buffer.from('x'), randomBytes(5000), Buffer.alloc(200_000, 7), Buffer.alloc(3, 1)];
+    const src = Buffer.concat(chunks);
+    const bounds = Uint32Array.from([0, ...chunks.map((_, i) => chunks.slice(0, i + 1).reduce((a, c) => a + c.length, 0))]);
+    const dst = Buffer.alloc(src.length);
+    const results = new Int32Array(chunks.length);
+    await zstdCompressBatchAsync(src, dst, bounds, results, 3);
+    chunks.forEach((c, i) => {
+      const alone = Buffer.alloc(Math.max(c.length - 1, 0));
+      const n = c.length < 2 ? 0 : zstdCompressInto(c, alone, 3);
+      expect(results[i], `chunk ${i}`).toBe(n);
+      expect(dst.subarray(bounds[i], bounds[i]! + n).equals(alone.subarray(0, n))).toBe(true);
+    });
+    expect(results[2]).toBe(0); // random bytes do not shrink
+    await expect(zstdCompressBatchAsync(src, Buffer.alloc(10), bounds, results, 3)).rejects.toThrow(/beyond the buffers/);
+    await expect(zstdCompressBatchAsync(src, dst, Uint32Array.of(5, 2), results, 3)).rejects.toThrow(/must not decrease/);
   });
 });

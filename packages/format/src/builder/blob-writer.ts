@@ -1,7 +1,7 @@
 import { NydusError } from '@nydus-ts/core';
 import { crc32c } from '@nydus-ts/native';
 import { createHash, type Hash } from 'node:crypto';
-import { compressChunk, compressChunkAsync, compressChunkInto, compressesOffThread, type ChunkCompressor } from '../compression.js';
+import { compressBatchAsync, compressChunk, compressChunkInto, compressesOffThread, type ChunkCompressor } from '../compression.js';
 import { digestChunkInto, type ChunkDigester } from '../chunk-digest.js';
 import {
   BlobFeatures,
@@ -91,24 +91,29 @@ class ByteTable {
   }
 }
 
-/** A chunk being compressed off-thread, placed in the blob in the order chunks were added. */
+/**
+ * Chunks compressed together off-thread (one thread-pool task), placed in the blob in the order
+ * they were added. Chunk i's bytes are `src[bounds[i] .. bounds[i+1])` (copies the job owns),
+ * its compressed frame sits at the same offset of `out`.
+ */
 interface CompressJob {
-  index: number;
-  size: number;
-  crc: number;
-  /** The chunk's bytes (a copy the job owns) and its compressed bytes. */
+  indices: number[];
+  crcs: number[];
+  bounds: number[];
   src: Buffer;
   out: Buffer;
-  /** Compressed length (0: store raw) once settled. */
-  packed: number | undefined;
+  /** Compressed length per chunk (0: store raw), valid once `done`. */
+  results: Int32Array | undefined;
+  /** Undefined while the job still takes chunks. */
+  settled: Promise<void> | undefined;
+  done: boolean;
   failure: unknown;
-  settled: Promise<void>;
 }
 
-/** Chunks compressing off-thread at once (the thread pool runs a few; more only queue). */
+/** Jobs compressing off-thread at once (the thread pool runs a few; more only queue). */
 const MAX_JOBS = 6;
-/** Chunks smaller than this compress inline: a thread-pool round trip costs more. */
-const MIN_OFF_THREAD = 32 << 10;
+/** Chunks per job at most (small files: one thread-pool round trip for many of them). */
+const MAX_JOB_CHUNKS = 512;
 
 export interface BlobTail {
   /** The own blob's table entry, final (real id, ToC digest/size). */
@@ -170,6 +175,8 @@ export class BlobWriter {
   private failure: unknown;
   /** Chunks not yet placed in the blob, oldest first (compressors that run off-thread only). */
   private readonly jobs: CompressJob[] = [];
+  /** The last job while it still takes chunks. */
+  private openJob: CompressJob | undefined;
   private readonly spareJobBuffers: Array<{ src: Buffer; out: Buffer }> = [];
   private readonly offThread: boolean;
 
@@ -216,7 +223,7 @@ export class BlobWriter {
 
   /** True when full slabs or compressing chunks wait for `flush()` (call it before the next addChunk). */
   get mustFlush(): boolean {
-    return this.pending.length > 0 || this.jobs.length >= MAX_JOBS || (this.jobs.length > 0 && this.jobs[0]!.packed !== undefined);
+    return this.pending.length > 0 || this.jobs.length > MAX_JOBS || (this.jobs.length > 0 && this.jobs[0]!.done);
   }
 
   /**
@@ -233,8 +240,9 @@ export class BlobWriter {
     const jobs = this.jobs;
     while (jobs.length > 0) {
       const job = jobs[0]!;
-      if (job.packed === undefined) {
+      if (!job.done) {
         if (jobs.length <= keep) return;
+        if (job === this.openJob) this.submit(job);
         await job.settled;
       }
       jobs.shift();
@@ -319,7 +327,7 @@ export class BlobWriter {
     }
     const aligned = alignUp(size, EROFS_BLOCK_SIZE);
     const crc = crc32c(data);
-    if (this.offThread && (this.jobs.length > 0 || size >= MIN_OFF_THREAD)) return this.queueChunk(data, fileOffset, first < 0, crc);
+    if (this.offThread) return this.queueChunk(data, fileOffset, first < 0, crc);
     // Room for the chunk stored raw (plus, for 'none', its padding to the next block).
     if (this.slabUsed + aligned > this.slabSize) this.seal();
     const at = this.slabUsed;
@@ -372,49 +380,69 @@ export class BlobWriter {
   }
 
   /**
-   * Queues a chunk for compression off-thread (small ones compress here, but still wait their
-   * turn): its place in the blob is known once every earlier chunk is placed, so output bytes
-   * are the same as compressing inline. The chunk's bytes are copied: the caller may reuse `data`.
+   * Adds a chunk to the open compression job (starting one, or submitting a full one first): its
+   * place in the blob is known once every earlier chunk is placed, so the output bytes are the
+   * same as compressing inline. The chunk's bytes are copied: the caller may reuse `data`.
    */
   private queueChunk(data: Uint8Array, fileOffset: number, indexForDedup: boolean, crc: number): number {
     const size = data.length;
     const index = this.newChunk(0, 0, size, 0, fileOffset, crc, indexForDedup);
-    const small = size < MIN_OFF_THREAD;
-    const buffers = small ? { src: Buffer.allocUnsafe(size), out: Buffer.allocUnsafe(size) } : (this.spareJobBuffers.pop() ?? { src: Buffer.allocUnsafe(this.chunkSize), out: Buffer.allocUnsafe(this.chunkSize) });
-    buffers.src.set(data);
-    const src = buffers.src.subarray(0, size);
-    const job: CompressJob = { index, size, crc, src: buffers.src, out: buffers.out, packed: undefined, failure: undefined, settled: Promise.resolve() };
-    if (small) {
-      job.packed = compressChunkInto(this.compressor, src, buffers.out, 0);
-    } else {
-      job.settled = compressChunkAsync(this.compressor, src, buffers.out).then(
-        (n) => void (job.packed = n),
-        (err: unknown) => {
-          job.failure = err;
-          job.packed = 0;
-        },
-      );
+    let job = this.openJob;
+    if (job !== undefined && (job.bounds[job.bounds.length - 1]! + size > job.src.length || job.indices.length >= MAX_JOB_CHUNKS)) {
+      this.submit(job);
+      job = undefined;
     }
-    this.jobs.push(job);
+    if (job === undefined) {
+      const buffers = this.spareJobBuffers.pop() ?? { src: Buffer.allocUnsafe(this.chunkSize), out: Buffer.allocUnsafe(this.chunkSize) };
+      job = { indices: [], crcs: [], bounds: [0], ...buffers, results: undefined, settled: undefined, done: false, failure: undefined };
+      this.openJob = job;
+      this.jobs.push(job);
+    }
+    const at = job.bounds[job.bounds.length - 1]!;
+    job.src.set(data, at);
+    job.indices.push(index);
+    job.crcs.push(crc);
+    job.bounds.push(at + size);
+    if (at + size === job.src.length) this.submit(job);
     return index;
   }
 
-  /** Appends a compressed job's chunk to the blob and completes its records. */
+  /** Starts compressing a job's chunks on the thread pool; it takes no more chunks. */
+  private submit(job: CompressJob): void {
+    if (this.openJob === job) this.openJob = undefined;
+    const results = new Int32Array(job.indices.length);
+    job.settled = compressBatchAsync(this.compressor, job.src, job.out, Uint32Array.from(job.bounds), results).then(
+      () => {
+        job.results = results;
+        job.done = true;
+      },
+      (err: unknown) => {
+        job.failure = err;
+        job.done = true;
+      },
+    );
+  }
+
+  /** Appends a compressed job's chunks to the blob and completes their records. */
   private place(job: CompressJob): void {
-    const compressed = job.packed! > 0;
-    const storedSize = compressed ? job.packed! : job.size;
-    if (this.slabUsed + storedSize > this.slabSize) this.seal();
-    this.slab.set((compressed ? job.out : job.src).subarray(0, storedSize), this.slabUsed);
-    const compressedOffset = this.position;
-    this.slabUsed += storedSize;
-    this.position += storedSize;
-    this.store.setStored(job.index, chunkFlags(job.crc, compressed), storedSize, compressedOffset);
-    this.encodeCi(job.index, compressedOffset, storedSize, job.size, compressed);
-    this.stats.compressedBytes += storedSize;
-    if (this.slabUsed === this.slabSize) this.seal();
-    if (job.src.length === this.chunkSize && this.spareJobBuffers.length < MAX_JOBS) {
-      this.spareJobBuffers.push({ src: job.src, out: job.out });
+    for (let k = 0; k < job.indices.length; k++) {
+      const start = job.bounds[k]!;
+      const size = job.bounds[k + 1]! - start;
+      const packed = job.results![k]!;
+      const compressed = packed > 0;
+      const storedSize = compressed ? packed : size;
+      if (this.slabUsed + storedSize > this.slabSize) this.seal();
+      this.slab.set((compressed ? job.out : job.src).subarray(start, start + storedSize), this.slabUsed);
+      const compressedOffset = this.position;
+      this.slabUsed += storedSize;
+      this.position += storedSize;
+      const index = job.indices[k]!;
+      this.store.setStored(index, chunkFlags(job.crcs[k]!, compressed), storedSize, compressedOffset);
+      this.encodeCi(index, compressedOffset, storedSize, size, compressed);
+      this.stats.compressedBytes += storedSize;
+      if (this.slabUsed === this.slabSize) this.seal();
     }
+    if (this.spareJobBuffers.length < MAX_JOBS) this.spareJobBuffers.push({ src: job.src, out: job.out });
   }
 
   /** Writes every stored chunk to the sink; rethrows an earlier sink or compression failure. */
