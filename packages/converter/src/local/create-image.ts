@@ -18,7 +18,7 @@ import { decompressStream, detectCompression } from '../layer/decompress.js';
 import { readFileChunks } from '../layer/file-chunks.js';
 import { readDirectoryEntries } from '../layer/dir-reader.js';
 import { readTarEntries } from '../layer/tar-reader.js';
-import { AtomicFileWriter, writeFileAtomic } from './atomic-file.js';
+import { AtomicFileWriter } from './atomic-file.js';
 
 /** Source types of `image create`, as `nydus-image create --type` names them. */
 export const SOURCE_TYPES = ['dir-rafs', 'tar-rafs', 'targz-rafs'] as const;
@@ -125,6 +125,11 @@ export async function createImage(input: CreateImageOptions): Promise<CreateImag
   await mkdir(path.dirname(path.resolve(options.bootstrap)), { recursive: true });
 
   const blobFile = await AtomicFileWriter.create(options.blobDir, { prefix: 'blob' });
+  // The bootstrap streams to its own temporary file and is renamed into place after the blob.
+  const bootFile = await AtomicFileWriter.create(path.dirname(path.resolve(options.bootstrap)), { prefix: path.basename(options.bootstrap) }).catch(async (err: unknown) => {
+    await blobFile.abort();
+    throw err;
+  });
   let result: LayerBuildResult;
   try {
     result = await buildLayer(entries, blobFile, {
@@ -134,17 +139,19 @@ export async function createImage(input: CreateImageOptions): Promise<CreateImag
       ...(chunkDict && { chunkDict }),
       ...(options.prefetchPatterns && { prefetchPatterns: options.prefetchPatterns }),
       ...(options.signal && { signal: options.signal }),
+      bootstrapSink: bootFile,
     });
     if (result.blob) {
       await blobFile.commit(path.join(options.blobDir, result.blob.id));
     } else {
       await blobFile.abort();
     }
+    await bootFile.commit(options.bootstrap);
   } catch (err) {
     await blobFile.abort();
+    await bootFile.abort();
     throw err;
   }
-  await writeFileAtomic(options.bootstrap, result.bootstrap);
   const durationMs = performance.now() - started;
   logger.info('image created', { bootstrap: options.bootstrap, blob: result.blob?.id, bytesIn: result.stats.bytesIn, ms: Math.round(durationMs) });
   return {

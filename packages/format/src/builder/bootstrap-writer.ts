@@ -40,6 +40,7 @@ import {
   type Dirent,
   type DigestName,
 } from '../layout/index.js';
+import type { BlobSink } from './blob-writer.js';
 import { K_BLK, K_CHR, K_DIR, K_FILE, K_SYMLINK, SECOND_STORE, grow, nameKey, type ChunkStore, type FsTree, type TreeBlob } from './tree.js';
 
 /** Filesystem-wide settings of a bootstrap. */
@@ -179,12 +180,8 @@ class Placements {
   }
 }
 
-/**
- * Serialises a tree as a RAFS v6 bootstrap (spec §1.1–§1.13). Layout follows the reference
- * allocator (§1.10) with one tightening: an inode with its xattrs (and inline tail) never
- * straddles a block boundary when it fits in one. Output depends only on the input.
- */
-export function writeBootstrap(tree: FsTree, settings: BootstrapSettings): Uint8Array {
+/** Pass 1 (numbering and placement) and the fixed tables of a bootstrap. */
+function planBootstrap(tree: FsTree, settings: BootstrapSettings): BootstrapPlan {
   const rootInode = tree.nodeInode[tree.root]!;
   if (tree.kind[rootInode] !== K_DIR || !tree.isDir(tree.root)) throw new NydusError('INTERNAL', 'bootstrap root must be a directory');
   const blobs = settings.blobs;
@@ -193,7 +190,6 @@ export function writeBootstrap(tree: FsTree, settings: BootstrapSettings): Uint8
   blobs.forEach((b, i) => blobIndex.set(b, i));
   // Blob-table index of each store's blobs (-1: not in the table).
   const tableIndex = tree.stores.map((s) => Int16Array.from(s.blobs, (b) => blobIndex.get(b) ?? -1));
-  const chunkFormat = CHUNK_FORMAT_INDEXES | (Math.log2(settings.chunkSize) - EROFS_BLOCK_BITS);
 
   // ---- Pass 1: numbering and placement (reference order: a directory numbers all its
   // children, then descends into its child directories in name order).
@@ -355,8 +351,10 @@ export function writeBootstrap(tree: FsTree, settings: BootstrapSettings): Uint8
   const metaBase = n > 0 ? alignUp(prefetchOffset + 4 * prefetch.length, BS) : 0;
   const chunkTableOffset = metaBase + metaSize;
   const total = alignUp(chunkTableOffset + CHUNK_INFO_SIZE * chunkCount, BS);
-  const out = new Uint8Array(total);
-  const view = new DataView(out.buffer);
+  // Everything before the first inode (meta offsets start at one block): superblocks, device
+  // slots, blob table, prefetch table.
+  const head = new Uint8Array(metaBase + BS);
+  const headView = new DataView(head.buffer);
 
   let flags = superFlagForCompression(settings.compressor) | superFlagForDigest(settings.digester) | RafsSuperFlags.ENCRYPTION_NONE;
   if (settings.explicitUidGid) flags |= RafsSuperFlags.EXPLICIT_UID_GID;
@@ -368,7 +366,7 @@ export function writeBootstrap(tree: FsTree, settings: BootstrapSettings): Uint8
     if (b.uncompressedSize % BS !== 0) throw new NydusError('INTERNAL', `blob ${b.blobId} uncompressed size ${b.uncompressedSize} is not block aligned`);
     totalBlocks += b.uncompressedSize / BS;
   }
-  out.set(
+  head.set(
     encodeErofsSuperblock({
       magic: EROFS_SUPER_MAGIC,
       checksum: 0,
@@ -391,7 +389,7 @@ export function writeBootstrap(tree: FsTree, settings: BootstrapSettings): Uint8
     }),
     EROFS_SUPER_OFFSET,
   );
-  out.set(
+  head.set(
     encodeRafsExtSuperblock({
       flags,
       blobTableOffset,
@@ -409,93 +407,205 @@ export function writeBootstrap(tree: FsTree, settings: BootstrapSettings): Uint8
   blobs.forEach((b, i) => {
     mapped = alignUp(mapped, MAPPED_BLKADDR_ALIGN_BLOCKS);
     const blocks = b.uncompressedSize / BS;
-    out.set(encodeDeviceSlot({ blobId: b.blobId, blocks, mappedBlkaddr: mapped }), DEVICE_TABLE_OFFSET + DEVICE_SLOT_SIZE * i);
+    head.set(encodeDeviceSlot({ blobId: b.blobId, blocks, mappedBlkaddr: mapped }), DEVICE_TABLE_OFFSET + DEVICE_SLOT_SIZE * i);
     mapped += blocks;
-    out.set(encodeBlobEntry({ ...b, blobIndex: i }), blobTableOffset + BLOB_ENTRY_SIZE * i);
+    head.set(encodeBlobEntry({ ...b, blobIndex: i }), blobTableOffset + BLOB_ENTRY_SIZE * i);
   });
-  prefetch.forEach((nid, i) => view.setUint32(prefetchOffset + 4 * i, nid, true));
+  prefetch.forEach((nid, i) => headView.setUint32(prefetchOffset + 4 * i, nid, true));
 
-  // ---- Pass 2: inodes and their data.
-  const dirs = new DirentEncoder(tree, P, nidOfInode);
-  const stores = tree.stores;
-  const refs = tree.chunkRefs;
-  for (let p = 0; p < P.count; p++) {
-    const inode = P.inode[p]!;
-    const kind = tree.kind[inode]!;
-    const abs = metaBase + P.off[p]!;
-    const isz = P.isz[p]!;
-    const layout = P.layout[p]!;
-    let u = 0;
-    let body: Uint8Array | null = null;
-    switch (kind) {
-      case K_FILE:
-        u = chunkFormat;
-        break;
-      case K_DIR:
-        body = dirs.encode(p);
-        break;
-      case K_SYMLINK:
-        body = tree.linkTarget(inode);
-        break;
-      case K_CHR:
-      case K_BLK:
-        u = tree.data[inode]!;
-        break;
-      default:
-        break;
-    }
-    if (body !== null) {
-      const full = layout === DataLayout.FLAT_INLINE ? body.length - (body.length % BS) : body.length;
-      if (full > 0) {
-        const blocksAt = metaBase + P.blocksOff[p]!;
-        out.set(body.subarray(0, full), blocksAt);
-        u = blocksAt / BS;
+  return new BootstrapPlan(tree, settings, P, tableIndex, table, head, metaBase, chunkTableOffset, total, nidOfInode);
+}
+
+/**
+ * A laid-out bootstrap: `render` writes any byte range of it, so that the whole never has to
+ * be in memory at once (pass 2: inodes, their data, the chunk table).
+ */
+class BootstrapPlan {
+  private readonly dirs: DirentEncoder;
+  private readonly chunkFormat: number;
+  private readonly scratch = new Uint8Array(CHUNK_INFO_SIZE + EXTENDED_INODE_SIZE);
+  private readonly scratchView = new DataView(this.scratch.buffer);
+
+  constructor(
+    private readonly tree: FsTree,
+    private readonly settings: BootstrapSettings,
+    private readonly P: Placements,
+    private readonly tableIndex: readonly Int16Array[],
+    private readonly table: ChunkTable,
+    private readonly head: Uint8Array,
+    private readonly metaBase: number,
+    private readonly chunkTableOffset: number,
+    /** Size of the bootstrap in bytes. */
+    readonly total: number,
+    nidOfInode: (inode: number) => number,
+  ) {
+    this.dirs = new DirentEncoder(tree, P, nidOfInode);
+    this.chunkFormat = CHUNK_FORMAT_INDEXES | (Math.log2(settings.chunkSize) - EROFS_BLOCK_BITS);
+  }
+
+  /** Writes bootstrap bytes [from, from + out.length) into `out`, which must be zero-filled. */
+  render(out: Uint8Array, from: number): void {
+    const to = from + out.length;
+    const view = new DataView(out.buffer, out.byteOffset, out.byteLength);
+    if (from < this.head.length) put(out, from, this.head, 0);
+    if (to > this.metaBase + BS && from < this.chunkTableOffset) this.renderInodes(out, view, from, to);
+    if (to > this.chunkTableOffset) this.renderChunkTable(out, view, from, to);
+  }
+
+  private renderInodes(out: Uint8Array, view: DataView, from: number, to: number): void {
+    const { tree, P, metaBase, settings } = this;
+    const stores = tree.stores;
+    const refs = tree.chunkRefs;
+    const sv = this.scratchView;
+    const header = this.scratch.subarray(0, EXTENDED_INODE_SIZE);
+    for (let p = 0; p < P.count; p++) {
+      const inode = P.inode[p]!;
+      const kind = tree.kind[inode]!;
+      const abs = metaBase + P.off[p]!;
+      const isz = P.isz[p]!;
+      const layout = P.layout[p]!;
+      const dataSize = P.dataSize[p]!;
+      const blocksAt = P.blocksOff[p]! < 0 ? -1 : metaBase + P.blocksOff[p]!;
+      // Bytes this placement writes: [abs, inodeEnd) and, for FLAT_* data, [blocksAt, +full).
+      let inodeEnd = abs + isz;
+      let full = 0;
+      if (kind === K_FILE) inodeEnd = alignUp(abs + isz, 8) + CHUNK_ADDRESS_SIZE * tree.chunkCount[inode]!;
+      else if (kind === K_DIR || kind === K_SYMLINK) {
+        full = layout === DataLayout.FLAT_INLINE ? dataSize - (dataSize % BS) : dataSize;
+        if (layout === DataLayout.FLAT_INLINE) inodeEnd += dataSize - full;
       }
-      if (layout === DataLayout.FLAT_INLINE && full < body.length) out.set(body.subarray(full), abs + isz);
-    }
-    // Extended inode (spec §1.4), written in place: format, xattr count, mode, size, u, ino,
-    // uid, gid, mtime, mtime_nsec, nlink (same bytes as layout's encodeInode).
-    view.setUint16(abs, InodeVersion.EXTENDED | (layout << 1), true);
-    view.setUint16(abs + 2, P.xattrCount[p]!, true);
-    view.setUint16(abs + 4, tree.mode[inode]!, true);
-    setU64(view, abs + 8, P.dataSize[p]!);
-    view.setUint32(abs + 16, u, true);
-    view.setUint32(abs + 20, P.ino[p]!, true);
-    view.setUint32(abs + 24, settings.explicitUidGid ? tree.uid[inode]! : 0, true);
-    view.setUint32(abs + 28, settings.explicitUidGid ? tree.gid[inode]! : 0, true);
-    setU64(view, abs + 32, tree.mtime[inode]!);
-    view.setUint32(abs + 40, tree.mtimeNsec[inode]!, true);
-    view.setUint32(abs + 44, P.nlink[p]!, true);
-    const xattrBytes = P.xattrBytes.get(p);
-    if (xattrBytes !== undefined) out.set(xattrBytes, abs + EXTENDED_INODE_SIZE);
-    if (kind === K_FILE) {
-      // Chunk addresses (spec §1.7): ci index low 16 bits, device = blob index + 1, ci index
-      // high 8 bits, blkaddr of the uncompressed data.
-      let at = alignUp(abs + isz, 8);
-      const first = tree.data[inode]!;
-      const end = first + tree.chunkCount[inode]!;
-      for (let k = first; k < end; k++) {
-        const ref = refs[k]!;
-        const s = ref >= SECOND_STORE ? 1 : 0;
-        const i = s === 1 ? ref - SECOND_STORE : ref;
-        const store = stores[s]!;
-        const ci = store.ciIndexOf(i);
-        view.setUint16(at, ci & 0xffff, true);
-        out[at + 2] = tableIndex[s]![store.blobIndexOf(i)]! + 1;
-        out[at + 3] = (ci >>> 16) & 0xff;
-        view.setUint32(at + 4, store.uncompressedOffsetOf(i) / BS, true);
-        at += CHUNK_ADDRESS_SIZE;
+      const inodeHit = abs < to && inodeEnd > from;
+      const blocksHit = full > 0 && blocksAt < to && blocksAt + full > from;
+      if (!inodeHit && !blocksHit) continue;
+
+      let u = 0;
+      let body: Uint8Array | null = null;
+      switch (kind) {
+        case K_FILE:
+          u = this.chunkFormat;
+          break;
+        case K_DIR:
+          body = this.dirs.encode(p);
+          break;
+        case K_SYMLINK:
+          body = tree.linkTarget(inode);
+          break;
+        case K_CHR:
+        case K_BLK:
+          u = tree.data[inode]!;
+          break;
+        default:
+          break;
+      }
+      if (body !== null) {
+        if (full > 0) {
+          if (blocksHit) put(out, from, body.subarray(0, full), blocksAt);
+          u = blocksAt / BS;
+        }
+        if (layout === DataLayout.FLAT_INLINE && full < body.length && inodeHit) put(out, from, body.subarray(full), abs + isz);
+      }
+      if (!inodeHit) continue;
+      // Extended inode (spec §1.4): format, xattr count, mode, size, u, ino, uid, gid, mtime,
+      // mtime_nsec, nlink (same bytes as layout's encodeInode).
+      header.fill(0);
+      sv.setUint16(0, InodeVersion.EXTENDED | (layout << 1), true);
+      sv.setUint16(2, P.xattrCount[p]!, true);
+      sv.setUint16(4, tree.mode[inode]!, true);
+      setU64(sv, 8, dataSize);
+      sv.setUint32(16, u, true);
+      sv.setUint32(20, P.ino[p]!, true);
+      sv.setUint32(24, settings.explicitUidGid ? tree.uid[inode]! : 0, true);
+      sv.setUint32(28, settings.explicitUidGid ? tree.gid[inode]! : 0, true);
+      setU64(sv, 32, tree.mtime[inode]!);
+      sv.setUint32(40, tree.mtimeNsec[inode]!, true);
+      sv.setUint32(44, P.nlink[p]!, true);
+      put(out, from, header, abs);
+      const xattrBytes = P.xattrBytes.get(p);
+      if (xattrBytes !== undefined) put(out, from, xattrBytes, abs + EXTENDED_INODE_SIZE);
+      if (kind === K_FILE) {
+        // Chunk addresses (spec §1.7): ci index low 16 bits, device = blob index + 1, ci index
+        // high 8 bits, blkaddr of the uncompressed data. 8-byte aligned: never cut by a
+        // (block-aligned) range boundary.
+        let at = alignUp(abs + isz, 8);
+        const first = tree.data[inode]!;
+        const end = first + tree.chunkCount[inode]!;
+        for (let k = first; k < end; k++, at += CHUNK_ADDRESS_SIZE) {
+          if (at < from || at >= to) continue;
+          const ref = refs[k]!;
+          const s = ref >= SECOND_STORE ? 1 : 0;
+          const i = s === 1 ? ref - SECOND_STORE : ref;
+          const store = stores[s]!;
+          const ci = store.ciIndexOf(i);
+          const rel = at - from;
+          view.setUint16(rel, ci & 0xffff, true);
+          out[rel + 2] = this.tableIndex[s]![store.blobIndexOf(i)]! + 1;
+          out[rel + 3] = (ci >>> 16) & 0xff;
+          view.setUint32(rel + 4, store.uncompressedOffsetOf(i) / BS, true);
+        }
       }
     }
   }
 
-  for (let k = 0; k < chunkCount; k++) {
-    const i = table.order[k]!;
-    const ref = table.refs[i]!;
-    const s = ref >= SECOND_STORE ? 1 : 0;
-    writeChunkInfo(stores[s]!, s === 1 ? ref - SECOND_STORE : ref, table.digests, i, table.blobOf[i]!, out, view, chunkTableOffset + CHUNK_INFO_SIZE * k);
+  private renderChunkTable(out: Uint8Array, view: DataView, from: number, to: number): void {
+    const { tree, table } = this;
+    const cto = this.chunkTableOffset;
+    const count = table.order.length;
+    const firstK = Math.max(0, Math.floor((from - cto) / CHUNK_INFO_SIZE));
+    const endK = Math.min(count, Math.ceil((to - cto) / CHUNK_INFO_SIZE));
+    const entry = this.scratch.subarray(0, CHUNK_INFO_SIZE);
+    for (let k = firstK; k < endK; k++) {
+      const i = table.order[k]!;
+      const ref = table.refs[i]!;
+      const s = ref >= SECOND_STORE ? 1 : 0;
+      const store = tree.stores[s]!;
+      const j = s === 1 ? ref - SECOND_STORE : ref;
+      const at = cto + CHUNK_INFO_SIZE * k;
+      if (at >= from && at + CHUNK_INFO_SIZE <= to) {
+        writeChunkInfo(store, j, table.blobOf[i]!, out, view, at - from);
+      } else {
+        writeChunkInfo(store, j, table.blobOf[i]!, entry, this.scratchView, 0);
+        put(out, from, entry, at);
+      }
+    }
   }
+}
+
+/** Copies the part of `bytes` (meant for bootstrap offset `at`) that falls into `out` (bootstrap bytes from `from`). */
+function put(out: Uint8Array, from: number, bytes: Uint8Array, at: number): void {
+  const start = Math.max(at, from);
+  const end = Math.min(at + bytes.length, from + out.length);
+  if (start >= end) return;
+  out.set(bytes.subarray(start - at, end - at), start - from);
+}
+
+/**
+ * Serialises a tree as a RAFS v6 bootstrap (spec §1.1–§1.13). Layout follows the reference
+ * allocator (§1.10) with one tightening: an inode with its xattrs (and inline tail) never
+ * straddles a block boundary when it fits in one. Output depends only on the input.
+ */
+export function writeBootstrap(tree: FsTree, settings: BootstrapSettings): Uint8Array {
+  const plan = planBootstrap(tree, settings);
+  const out = new Uint8Array(plan.total);
+  plan.render(out, 0);
   return out;
+}
+
+/**
+ * `writeBootstrap` streamed to `sink` in pieces of `pieceSize` bytes (rounded to whole
+ * blocks), so the bootstrap is never in memory whole. Same bytes. Returns its size.
+ */
+export async function writeBootstrapTo(tree: FsTree, settings: BootstrapSettings, sink: BlobSink, pieceSize = 4 << 20): Promise<number> {
+  const plan = planBootstrap(tree, settings);
+  const size = Math.max(BS, alignUp(pieceSize, BS));
+  let piece: Uint8Array | undefined;
+  for (let from = 0; from < plan.total; from += size) {
+    if (piece === undefined || sink.releasesOnResolve !== true) piece = new Uint8Array(size);
+    else piece.fill(0);
+    const part = piece.subarray(0, Math.min(size, plan.total - from));
+    plan.render(part, from);
+    await sink.write(part);
+  }
+  return plan.total;
 }
 
 /** Directory data (spec §1.9) of placements, encoded into one reused buffer. */
@@ -579,9 +689,9 @@ function setU64(view: DataView, off: number, v: number): void {
   view.setUint32(off + 4, Math.floor(v / 0x1_0000_0000), true);
 }
 
-/** `encodeChunkInfo` (spec §1.8) straight from the store's columns. */
-function writeChunkInfo(store: ChunkStore, i: number, digests: Buffer, d: number, blobIndex: number, out: Uint8Array, view: DataView, off: number): void {
-  digests.copy(out, off, d * 32, d * 32 + 32);
+/** `encodeChunkInfo` (spec §1.8) straight from the store's columns, at `off` of `out`. */
+function writeChunkInfo(store: ChunkStore, i: number, blobIndex: number, out: Uint8Array, view: DataView, off: number): void {
+  out.set(store.digests.subarray(i * 32, i * 32 + 32), off);
   view.setUint32(off + 32, blobIndex, true);
   view.setUint32(off + 36, store.flagsOf(i), true);
   view.setUint32(off + 40, store.compressedSizeOf(i), true);
@@ -601,15 +711,21 @@ function placeAppendInode(alloc: MetaAllocator, isz: number, total: number): num
   return at;
 }
 
+/** Entry k of the chunk table is chunk ref `refs[order[k]]`, blob-table index `blobOf[order[k]]`. */
+interface ChunkTable {
+  refs: Uint32Array;
+  order: Uint32Array;
+  blobOf: Uint8Array;
+}
+
 /**
  * Chunk table: one entry per distinct (digest, blob index), sorted by digest then blob index;
  * among chunks with equal keys the first in placement order wins. Repeated refs to one stored
- * chunk are dropped by a bit per chunk; the rest are sorted as indexes over one buffer of raw
- * digests (a 48-bit numeric prefix decides almost every comparison), ties broken by first-seen
- * order, and equal keys collapse. Entry k is ref `refs[order[k]]` with digest
- * `digests[order[k]]` and blob-table index `blobOf[order[k]]`.
+ * chunk are dropped by a bit per chunk; the rest are sorted as indexes (a 48-bit numeric digest
+ * prefix decides almost every comparison), ties broken by first-seen order, and equal keys
+ * collapse.
  */
-function collectChunks(tree: FsTree, P: Placements, tableIndex: readonly Int16Array[]): { refs: Uint32Array; order: Uint32Array; digests: Buffer; blobOf: Uint8Array } {
+function collectChunks(tree: FsTree, P: Placements, tableIndex: readonly Int16Array[]): ChunkTable {
   const stores = tree.stores;
   const seen = stores.map((s) => new Uint8Array((s.count + 7) >>> 3));
   let refs = new Uint32Array(1024);
@@ -636,20 +752,22 @@ function collectChunks(tree: FsTree, P: Placements, tableIndex: readonly Int16Ar
       refs[count++] = ref;
     }
   }
-  const raw = Buffer.allocUnsafe(count * 32);
   const prefix = new Float64Array(count);
   const blobOf = new Uint8Array(count); // at most MAX_BLOBS (254) blobs
+  const digestsOf: Buffer[] = new Array<Buffer>(count);
+  const digestAt = new Uint32Array(count);
   for (let i = 0; i < count; i++) {
     const ref = refs[i]!;
     const s = ref >= SECOND_STORE ? 1 : 0;
     const j = s === 1 ? ref - SECOND_STORE : ref;
     const store = stores[s]!;
-    store.digests.copy(raw, i * 32, j * 32, j * 32 + 32);
-    prefix[i] = raw.readUIntBE(i * 32, 6);
+    digestsOf[i] = store.digests;
+    digestAt[i] = j * 32;
+    prefix[i] = store.digests.readUIntBE(j * 32, 6);
     blobOf[i] = tableIndex[s]![store.blobIndexOf(j)]!;
   }
   const sameKey = (a: number, b: number): number =>
-    prefix[a]! - prefix[b]! || raw.compare(raw, b * 32 + 6, b * 32 + 32, a * 32 + 6, a * 32 + 32) || blobOf[a]! - blobOf[b]!;
+    prefix[a]! - prefix[b]! || digestsOf[a]!.compare(digestsOf[b]!, digestAt[b]! + 6, digestAt[b]! + 32, digestAt[a]! + 6, digestAt[a]! + 32) || blobOf[a]! - blobOf[b]!;
   const idx = new Uint32Array(count);
   for (let i = 0; i < count; i++) idx[i] = i;
   idx.sort((a, b) => sameKey(a, b) || a - b);
@@ -659,7 +777,7 @@ function collectChunks(tree: FsTree, P: Placements, tableIndex: readonly Int16Ar
     if (n > 0 && sameKey(idx[n - 1]!, i) === 0) continue;
     idx[n++] = i;
   }
-  return { refs: refs.subarray(0, count), order: idx.subarray(0, n), digests: raw, blobOf };
+  return { refs: refs.subarray(0, count), order: idx.subarray(0, n), blobOf };
 }
 
 /**

@@ -14,7 +14,7 @@ import {
   isPowerOfTwo,
   splitXattrName,
 } from '../layout/index.js';
-import { writeBootstrap } from './bootstrap-writer.js';
+import { writeBootstrap, writeBootstrapTo } from './bootstrap-writer.js';
 import { BlobWriter, type BlobSink, type LayerBuildStats } from './blob-writer.js';
 import { ChunkDict } from './chunk-dict.js';
 import { FsTree, KINDS, KIND_CODE, K_DIR, K_FILE, TYPE_BITS, nameKey, type NodeKind, type TreeBlob } from './tree.js';
@@ -32,6 +32,12 @@ export interface BuildLayerOptions {
   inlineBootstrap?: boolean;
   /** Absolute paths for the prefetch table (`['/']` = everything). Default none. */
   prefetchPatterns?: string[];
+  /**
+   * Stream the layer's bootstrap to this sink (in pieces of a few MiB) instead of returning it,
+   * so that a large layer's bootstrap is never in memory whole; `bootstrap` of the result is
+   * then empty. Default: returned.
+   */
+  bootstrapSink?: BlobSink;
   signal?: AbortSignal;
 }
 
@@ -42,6 +48,7 @@ export interface ResolvedBuildLayerOptions {
   chunkDict: ChunkDict | undefined;
   inlineBootstrap: boolean;
   prefetchPatterns: string[];
+  bootstrapSink: BlobSink | undefined;
   signal: AbortSignal | undefined;
 }
 
@@ -62,6 +69,7 @@ export interface LayerBuildResult {
   /**
    * The layer's bootstrap, naming the own blob by its real id with its ToC digest and size
    * (with `inlineBootstrap` the copy inside the blob names it `"x"×64` instead, spec §2).
+   * Empty when it was streamed to `bootstrapSink`.
    */
   bootstrap: Uint8Array;
   /**
@@ -101,7 +109,11 @@ export function resolveBuildLayerOptions(options: BuildLayerOptions = {}): Resol
   if (typeof inlineBootstrap !== 'boolean') throw new InvalidArgumentError(`inlineBootstrap: ${String(inlineBootstrap)} is not a boolean`);
   const prefetchPatterns = validatePrefetchPatterns(options.prefetchPatterns);
   if (options.signal !== undefined && !(options.signal instanceof AbortSignal)) throw new InvalidArgumentError('signal: not an AbortSignal');
-  return { chunkSize, compressor, digester, chunkDict, inlineBootstrap, prefetchPatterns, signal: options.signal };
+  const bootstrapSink = options.bootstrapSink;
+  if (bootstrapSink !== undefined && (bootstrapSink === null || typeof bootstrapSink !== 'object' || typeof bootstrapSink.write !== 'function')) {
+    throw new InvalidArgumentError('bootstrapSink: needs a write(bytes) method');
+  }
+  return { chunkSize, compressor, digester, chunkDict, inlineBootstrap, prefetchPatterns, bootstrapSink, signal: options.signal };
 }
 
 export function validatePrefetchPatterns(patterns: unknown): string[] {
@@ -171,10 +183,14 @@ export async function buildLayer(entries: AsyncIterable<LayerEntry>, sink: BlobS
   });
   const dictBlobs = writer.usedDictBlobs;
   if (!writer.hasData) {
-    const bootstrap = writeBootstrap(tree, settings([...dictBlobs]));
+    let bootstrap = writeBootstrap(tree, settings([...dictBlobs]));
     // With an inlined bootstrap the layer still gets a blob (bootstrap and ToC only), so that
     // an image lists one Nydus blob per source layer as the reference converter does.
     const blob = opts.inlineBootstrap ? await writer.finishBootstrapOnly(bootstrap) : null;
+    if (opts.bootstrapSink !== undefined) {
+      await opts.bootstrapSink.write(bootstrap);
+      bootstrap = new Uint8Array(0);
+    }
     return {
       bootstrap,
       blob: blob && { id: blob.id, size: blob.size, chunkCount: 0, uncompressedSize: 0, compressedDataSize: 0 },
@@ -185,7 +201,13 @@ export async function buildLayer(entries: AsyncIterable<LayerEntry>, sink: BlobS
   }
   const dataSize = writer.dataSize;
   const tail = await writer.finish(() => writeBootstrap(tree, settings([writer.blob, ...dictBlobs])));
-  const bootstrap = writeBootstrap(tree, settings([tail.blob, ...dictBlobs]));
+  let bootstrap: Uint8Array;
+  if (opts.bootstrapSink !== undefined) {
+    await writeBootstrapTo(tree, settings([tail.blob, ...dictBlobs]), opts.bootstrapSink);
+    bootstrap = new Uint8Array(0);
+  } else {
+    bootstrap = writeBootstrap(tree, settings([tail.blob, ...dictBlobs]));
+  }
   return {
     bootstrap,
     blob: { id: tail.blob.blobId, size: tail.size, chunkCount: tail.blob.chunkCount, uncompressedSize: tail.blob.uncompressedSize, compressedDataSize: dataSize },

@@ -6,7 +6,7 @@ export { INLINED_BLOB_ID } from './blob-writer.js';
 export type { BlobSink, LayerBuildStats } from './blob-writer.js';
 export { ChunkDict } from './chunk-dict.js';
 export type { ChunkDictSource } from './chunk-dict.js';
-export { writeBootstrap } from './bootstrap-writer.js';
+export { writeBootstrap, writeBootstrapTo } from './bootstrap-writer.js';
 export type { BootstrapSettings } from './bootstrap-writer.js';
 export { ChunkStore, FsTree } from './tree.js';
 export type { NodeKind, TreeBlob, TreeChunk } from './tree.js';
