@@ -1,54 +1,23 @@
-import { Command, CommanderError } from 'commander';
-import { exitCodeFor, isNydusError } from '@nydus-ts/core';
+import type { Command } from 'commander';
 import type { CliIo } from './io.js';
-import { writeLine } from './io.js';
 import { registerImageCommands } from './commands/image.js';
 import { registerCopyCommand } from './commands/copy.js';
 import { registerCheckCommand } from './commands/check.js';
 import { registerConvertCommand } from './commands/convert.js';
+import { createNydusifyProgram, runNydusifyProgram } from './program-core.js';
+import type { CommandRegistrar } from './program-core.js';
 
-/** A command module adds its subcommand(s) to the program. */
-export type CommandRegistrar = (program: Command, io: CliIo) => void;
+export type { CommandRegistrar } from './program-core.js';
+export { reportError } from './program-core.js';
 
 // One entry per command module (src/commands/*.ts), in help order.
 const registrars: CommandRegistrar[] = [registerImageCommands, registerCopyCommand, registerConvertCommand, registerCheckCommand];
 
 export function buildNydusifyProgram(io: CliIo): Command {
-  const program = new Command('nydusify-ts')
-    .description('Build, inspect, convert, check and copy Nydus (RAFS v6) images')
-    .version('0.1.0')
-    .exitOverride()
-    .configureOutput({
-      writeOut: (s) => io.stdout.write(s),
-      writeErr: (s) => io.stderr.write(s),
-    })
-    .showHelpAfterError();
-  for (const register of registrars) register(program, io);
-  return program;
+  return createNydusifyProgram(io, registrars);
 }
 
 /** Runs nydusify-ts with `argv` (without node and script) and returns the exit code. */
-export async function runNydusify(argv: string[], io: CliIo): Promise<number> {
-  const program = buildNydusifyProgram(io);
-  try {
-    await program.parseAsync(argv, { from: 'user' });
-    return 0;
-  } catch (err) {
-    return reportError(err, io);
-  }
+export function runNydusify(argv: string[], io: CliIo): Promise<number> {
+  return runNydusifyProgram(argv, io, registrars);
 }
-
-export function reportError(err: unknown, io: CliIo): number {
-  if (err instanceof CommanderError) {
-    // commander already printed the message (and help) for usage errors
-    return err.exitCode === 0 ? 0 : 2;
-  }
-  if (isNydusError(err)) {
-    writeLine(io.stderr, `error: ${err.message}`);
-    return exitCodeFor(err);
-  }
-  const message = err instanceof Error ? (err.stack ?? err.message) : String(err);
-  writeLine(io.stderr, `error: ${message}`);
-  return 1;
-}
-

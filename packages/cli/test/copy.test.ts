@@ -106,6 +106,31 @@ describe('nydusify-ts copy (in process)', () => {
 });
 
 describe('nydusify-ts copy (separate process)', () => {
+  it('starts copy without loading the other commands\' libraries, with the same help', async () => {
+    expect(existsSync(bin), `${bin} missing: run npm run build`).toBe(true);
+    // A resolve hook (in the loader thread) appends every module URL to a file.
+    const log = join(tmp, 'modules.log');
+    const hooks = `import { appendFileSync } from 'node:fs'; export async function resolve(s, c, next) { const r = await next(s, c); appendFileSync(${JSON.stringify(log)}, r.url + '\\n'); return r; }`;
+    const register = `import { register } from 'node:module'; register(${JSON.stringify(`data:text/javascript,${encodeURIComponent(hooks)}`)});`;
+    const loaded = async (argv: string[]): Promise<{ stdout: string; modules: string[] }> => {
+      await writeFile(log, '');
+      const m = await measureProcess(process.execPath, [`--import=data:text/javascript,${encodeURIComponent(register)}`, bin, ...argv], {});
+      expect(m.code, m.stderr).toBe(0);
+      return { stdout: m.stdout, modules: (await readFile(log, 'utf8')).split('\n').filter(Boolean) };
+    };
+    const copy = await loaded(['copy', '--help']);
+    expect(copy.modules.some((u) => u.includes('/packages/registry/'))).toBe(true);
+    expect(copy.modules.filter((u) => /\/packages\/(converter|format|native)\//.test(u))).toEqual([]);
+    // The full command table (any other command) does load them.
+    const full = await loaded(['--help']);
+    expect(full.modules.some((u) => u.includes('/packages/converter/'))).toBe(true);
+    // Same help as the full program gives for copy.
+    const inProcess = await run(['copy', '--help']);
+    expect(inProcess.code).toBe(0);
+    expect(copy.stdout.replace(/\s+/g, ' ')).toBe(inProcess.stdout.replace(/\s+/g, ' '));
+    expect(full.stdout).toMatch(/^ {2}copy \[options\]/m);
+  });
+
   it('streams ≥ 1 GiB without writing blob bytes to disk and with flat RSS', async () => {
     expect(existsSync(bin), `${bin} missing: run npm run build`).toBe(true);
     const big = 1024 * 1024 * 1024 + 12345;

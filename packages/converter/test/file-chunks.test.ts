@@ -129,3 +129,46 @@ describe('readFileChunks', () => {
     expect(await readCopying(readFileChunks(tar, { chunkSize: 1000 }))).toEqual(await readCopying(createReadStream(tar)));
   });
 });
+
+describe('headerChecksum', () => {
+  it('sums the same on word-aligned (four bytes a step) and unaligned blocks', async () => {
+    const { headerChecksum } = await import('../src/layer/tar-header.js');
+    const naive = (b: Buffer): number => {
+      let sum = 8 * 0x20;
+      for (let i = 0; i < 512; i++) if (i < 148 || i >= 156) sum += b[i]!;
+      return sum;
+    };
+    for (let seed = 0; seed < 50; seed++) {
+      const raw = Buffer.alloc(516);
+      for (let i = 0; i < raw.length; i++) raw[i] = seed === 0 ? 0xff : (i * 131 + seed * 7919) & 0xff;
+      const aligned = raw.subarray(0, 512);
+      const unaligned = Buffer.from(raw.subarray(3, 515));
+      const odd = raw.subarray(1, 513);
+      expect(headerChecksum(aligned)).toBe(naive(aligned));
+      expect(headerChecksum(odd)).toBe(naive(odd));
+      expect(headerChecksum(unaligned)).toBe(naive(unaligned));
+    }
+  });
+});
+
+describe('AtomicFileWriter.end', () => {
+  it('starts the sync early; writes after it still land; commit renames', async () => {
+    const { AtomicFileWriter } = await import('../src/local/atomic-file.js');
+    const work = await mkdtemp(join(tmpdir(), 'nydus-atomic-'));
+    try {
+      const w = await AtomicFileWriter.create(work);
+      await w.write(Buffer.from('hello '));
+      await w.write(Buffer.alloc(2 << 20, 0x61)); // large: written without the buffer
+      await w.end();
+      await w.write(Buffer.from('late'));
+      await w.commit(join(work, 'final'));
+      const got = readFileSync(join(work, 'final'));
+      expect(got.length).toBe(6 + (2 << 20) + 4);
+      expect(got.subarray(0, 6).toString()).toBe('hello ');
+      expect(got.subarray(-4).toString()).toBe('late');
+      expect((await readdir(work)).sort()).toEqual(['final']);
+    } finally {
+      await rm(work, { recursive: true, force: true });
+    }
+  });
+});

@@ -161,6 +161,10 @@ export async function copyImage(options: CopyImageOptions): Promise<CopyImageRes
   }
   const source = src.store;
   const signal = options.signal;
+  // Warm the target up (scheme probe, auth challenge, a connection) while the source manifest is
+  // fetched; a failure here is left to the requests that follow.
+  const warmUp = new AbortController();
+  void targetClient?.ping({ signal: signal ? AbortSignal.any([signal, warmUp.signal]) : warmUp.signal }).catch(() => undefined);
   const emit = options.onProgress ?? (() => undefined);
   const limiter = new Limiter(concurrency);
   const blobs = new Map<string, Promise<void>>();
@@ -286,6 +290,7 @@ export async function copyImage(options: CopyImageOptions): Promise<CopyImageRes
       durationMs: Date.now() - started,
     };
   } finally {
+    warmUp.abort();
     await Promise.all([src.client?.close(), targetClient?.close(), source.close?.(), target.close?.()]);
   }
 }

@@ -91,6 +91,11 @@ export class RegistryClient implements Fetcher, Pusher, ManifestStore {
     return this.transport.close();
   }
 
+  /** Warms up the registry: see {@link RegistryTransport.ping}. */
+  ping(options: SignalOptions = {}): Promise<void> {
+    return this.transport.ping(options.signal);
+  }
+
   // ---------------------------------------------------------------- manifests
 
   /** Fetches a manifest or index by tag or digest; a digest reference is verified. */
@@ -337,25 +342,29 @@ export class RegistryClient implements Fetcher, Pusher, ManifestStore {
       source.destroy();
       throw new InvalidArgumentError(`push chunk size must be a non-negative integer, got ${chunkSize}`);
     }
-    let started: { mounted: true } | { mounted: false; location: URL };
+    // Start reading now, so the source's first round trip (the GET of a blob being copied)
+    // overlaps the upload POST; it buffers up to its highWaterMark until the upload takes it.
+    let sourceError: unknown;
+    source.once('error', (err) => (sourceError = err));
+    source.read(0);
+    let location: URL;
     try {
-      started = await this.#startUpload(repository, { signal: options.signal });
+      const started = await this.#startUpload(repository, { signal: options.signal });
+      if (started.mounted) throw new RegistryProtocolError('POST', repository, 'registry answered 201 to a plain upload request');
+      location = started.location;
     } catch (err) {
       source.destroy();
       throw err;
     }
-    if (started.mounted) throw new RegistryProtocolError('POST', repository, 'registry answered 201 to a plain upload request');
     if (chunkSize > 0) {
-      const upload = new BlobUpload(this.transport, repository, started.location, { chunkSize, signal: options.signal });
+      const upload = new BlobUpload(this.transport, repository, location, { chunkSize, signal: options.signal });
       await pipeline(source, upload);
       return upload.commit({ digest: descriptor.digest, size: descriptor.size });
     }
-    let sourceError: unknown;
-    source.once('error', (err) => (sourceError = err));
     try {
       const reply = await this.transport.request({
         method: 'PUT',
-        path: started.location,
+        path: location,
         query: { digest: descriptor.digest },
         headers: { 'content-type': 'application/octet-stream', 'content-length': String(descriptor.size) },
         body: source,

@@ -6,7 +6,7 @@ import type { Logger } from '@nydus-ts/core';
 import { Authorizer } from './authorizer.js';
 import type { Credentials, CredentialsProvider } from './docker-config.js';
 import { RegistryConnectionError, RegistryResponseError, redactUrl } from './errors.js';
-import { readErrorBody } from './http-body.js';
+import { discardBody, readErrorBody } from './http-body.js';
 import { registryEndpointHost } from './reference.js';
 import { isRetryableStatus, parseRetryAfter, resolveRetryOptions, withRetry } from './retry.js';
 import type { ResolvedRetryOptions, RetryOptions } from './retry.js';
@@ -202,6 +202,28 @@ export class RegistryTransport {
     } catch (err) {
       this.#originProbe = undefined;
       throw err;
+    }
+  }
+
+  /**
+   * `GET /v2/` on the origin: settles the scheme of an insecure registry and records its auth
+   * challenge, so that later requests carry credentials (or fetch a token) at once instead of
+   * each learning it from a 401 first. One attempt; callers use it to warm up a registry while
+   * they wait for something else, so failures are left to the requests that follow.
+   */
+  async ping(signal?: AbortSignal): Promise<void> {
+    const url = new URL(`${await this.originBase(signal)}/v2/`);
+    let res: Dispatcher.ResponseData;
+    try {
+      res = await lazyUndici().request(url, { method: 'GET', headers: { 'user-agent': this.#options.userAgent ?? 'nydus-ts' }, dispatcher: this.dispatcher(this.#origin.insecure), signal });
+    } catch (err) {
+      if (signal?.aborted) throw new CancelledError('operation cancelled', { cause: signal.reason });
+      throw new RegistryConnectionError('GET', redactUrl(url), err);
+    }
+    await discardBody(res.body);
+    if (res.statusCode === 401) {
+      const challenges = parseWwwAuthenticate(header(res.headers, 'www-authenticate') ?? '');
+      await this.authorizer.challenge(this.#origin.host, this.registry, challenges, []);
     }
   }
 

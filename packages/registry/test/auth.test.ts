@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isNydusError } from '@nydus-ts/core';
 import { RegistryClient, RegistryResponseError, copyImage } from '../src/index.js';
-import { pushGeneratedImage, startRegistry } from '../src/testing/index.js';
+import { pushGeneratedImage, startFaultProxy, startRegistry } from '../src/testing/index.js';
 import type { TestRegistry } from '../src/testing/index.js';
 
 describe('htpasswd basic auth', () => {
@@ -32,6 +32,26 @@ describe('htpasswd basic auth', () => {
     await writeFile(join(configDir, 'config.json'), JSON.stringify({ auths: { [reg.host]: { auth: Buffer.from('alice:s3cret:with:colons').toString('base64') } } }));
     const r = await copyImage({ source: `${reg.host}/auth/app:v1`, target: `${reg.host}/auth/cfg:v1`, sourceOptions: { insecure: true }, targetOptions: { insecure: true }, env: { DOCKER_CONFIG: configDir } });
     expect(r.blobs.total).toBe(3);
+  });
+
+  it('learns the challenge from a ping, so requests carry credentials without a 401 first', async () => {
+    const proxy = await startFaultProxy(reg.url);
+    const creds = { username: 'alice', password: 's3cret:with:colons' };
+    const digest = `sha256:${'1'.repeat(64)}` as const;
+    try {
+      const cold = new RegistryClient({ registry: proxy.host, insecure: true, credentials: creds });
+      expect(await cold.headBlob('auth/app', digest)).toBeUndefined();
+      await cold.close();
+      expect(proxy.requests.filter((q) => q.method === 'HEAD').map((q) => q.status)).toEqual([401, 404]);
+      proxy.requests.length = 0;
+      const warm = new RegistryClient({ registry: proxy.host, insecure: true, credentials: creds });
+      await warm.ping();
+      expect(await warm.headBlob('auth/app', digest)).toBeUndefined();
+      await warm.close();
+      expect(proxy.requests.map((q) => `${q.method} ${q.path} ${q.status}`)).toEqual(['GET /v2/ 401', `HEAD /v2/auth/app/blobs/${digest} 404`]);
+    } finally {
+      await proxy.stop();
+    }
   });
 
   it('reports wrong or missing credentials as UNAUTHENTICATED with the registry URL', async () => {

@@ -1,4 +1,6 @@
 import { createHash } from 'node:crypto';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -111,6 +113,63 @@ describe('RegistryClient against docker-registry', () => {
       await via.close();
       await proxy.stop();
     }
+  });
+
+  it('opens the source of a push while the upload POST is under way', async () => {
+    // A registry stand-in that answers the POST only once the source has been read from (or
+    // after 2 s): the push overlaps its first source round trip with the upload session.
+    const data = Buffer.from('bytes read while the upload session is created');
+    let readStarted = false;
+    let readBeforeAnswer: boolean | undefined;
+    let received = Buffer.alloc(0);
+    const server = createServer((req, res) => {
+      if (req.method === 'POST') {
+        req.resume();
+        const deadline = Date.now() + 2000;
+        const answer = (): void => {
+          if (!readStarted && Date.now() < deadline) return void setTimeout(answer, 5);
+          readBeforeAnswer = readStarted;
+          res.writeHead(202, { location: '/v2/o/v/blobs/uploads/1', 'content-length': '0' }).end();
+        };
+        answer();
+        return;
+      }
+      const parts: Buffer[] = [];
+      req.on('data', (c: Buffer) => parts.push(c));
+      req.on('end', () => {
+        received = Buffer.concat(parts);
+        res.writeHead(req.method === 'PUT' ? 201 : 404, { 'content-length': '0' }).end();
+      });
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const stand = new RegistryClient({ registry: `127.0.0.1:${(server.address() as AddressInfo).port}`, insecure: true });
+    try {
+      const source = new Readable({
+        read() {
+          readStarted = true;
+          this.push(data);
+          this.push(null);
+        },
+      });
+      await stand.pushBlob('o/v', { digest: sha(data), size: data.length }, source);
+      expect(readBeforeAnswer).toBe(true);
+      expect(received.equals(data)).toBe(true);
+    } finally {
+      await stand.close();
+      await new Promise((r) => server.close(r));
+    }
+  });
+
+  it('reports a source that fails while the upload starts, and commits nothing', async () => {
+    const data = Buffer.from('never sent');
+    const failing = new Readable({
+      read() {
+        this.destroy(new Error('source broke'));
+      },
+    });
+    const err = await client.pushBlob('x/failing', { digest: sha(data), size: data.length }, failing).catch((e: unknown) => e);
+    expect((err as Error).message).toBe('source broke');
+    expect(await client.headBlob('x/failing', sha(data))).toBeUndefined();
   });
 
   it('refuses to commit an upload whose bytes do not match, leaving nothing behind', async () => {

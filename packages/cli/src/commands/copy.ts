@@ -8,7 +8,7 @@ import type { CliIo } from '../io.js';
 import { addRegistrySideOptions, writeJsonFile } from '../shared-options.js';
 import { writeLine } from '../io.js';
 import { parseByteSize, parsePositiveInt } from '../parse.js';
-import type { CommandRegistrar } from '../program.js';
+import type { CommandRegistrar } from '../program-core.js';
 
 /** The raw flags of `nydusify-ts copy`, as commander hands them over. */
 export interface CopyFlags {
@@ -133,8 +133,10 @@ const collect = (value: string, previous: string[] = []): string[] => [...previo
 /**
  * Keeps RSS flat while gigabytes stream through. Every socket read is a fresh 64 KiB Buffer and
  * V8 lets tens of MiB of dead ones pile up before it collects them; a young-generation GC after
- * every few MiB of blob data frees them early (well under a millisecond each: the young
- * generation holds little else).
+ * every few MiB of blob data frees them early. Each one costs about 1-2 ms here (the young
+ * generation is small, but the ArrayBuffers are swept with it), so the interval trades CPU for
+ * memory: every 4 MiB cost ~0.15 s of CPU per 300 MiB (peak RSS ~70 MiB), every 16 MiB ~0.04 s
+ * (~85 MiB); without any, ~100 MiB, bounded only by V8's heuristics.
  */
 function youngGcEvery(bytes: number): ((event: CopyProgressEvent) => void) | undefined {
   let gc: ((options?: { type?: 'minor' | 'major' }) => void) | undefined;
@@ -161,6 +163,22 @@ function youngGcEvery(bytes: number): ((event: CopyProgressEvent) => void) | und
   };
 }
 
+/**
+ * undici parses HTTP with llhttp compiled to WebAssembly. V8 first compiles it with its baseline
+ * compiler (Liftoff) and, once the parser runs hot, again with TurboFan on a background thread:
+ * about 0.1 s of CPU competing with the transfer, and the process cannot exit before that
+ * compilation finishes (70-230 ms after the summary line under load). Here the parser only frames
+ * a few dozen messages and hands body bytes on as slices, so baseline code costs nothing
+ * measurable. Must run before undici compiles llhttp (its first request).
+ */
+function baselineWasmOnly(): void {
+  try {
+    setFlagsFromString('--liftoff-only');
+  } catch {
+    // not settable on this runtime: only slower
+  }
+}
+
 export const registerCopyCommand: CommandRegistrar = (program: Command, io: CliIo) => {
   addRegistrySideOptions(program.command('copy'))
     .description('Copy an image (OCI or Nydus) between registries / OCI layouts, streaming every blob without touching disk')
@@ -176,7 +194,8 @@ export const registerCopyCommand: CommandRegistrar = (program: Command, io: CliI
       const options = parseCopyFlags(flags);
       const tty = io.stderr.isTTY === true;
       const view = tty ? new ProgressView(io.stderr) : undefined;
-      const release = youngGcEvery(4 * 2 ** 20);
+      baselineWasmOnly();
+      const release = youngGcEvery(16 * 2 ** 20);
       const listeners = [view?.onEvent, release].filter((f): f is (e: CopyProgressEvent) => void => f !== undefined);
       const result = await copyImage({
         ...options,

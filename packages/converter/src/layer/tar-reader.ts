@@ -47,238 +47,296 @@ export async function* readTarEntries(
   source: AsyncIterable<Uint8Array>,
   options: ReadTarEntriesOptions = {},
 ): AsyncGenerator<LayerEntry, void, undefined> {
+  // The per-header work is synchronous, in HeaderParser: this generator only reads, skips and
+  // yields (a small generator compiles and optimises far faster than one holding it all).
   const maxMetadata = options.maxMetadataSize ?? DEFAULT_MAX_METADATA;
   const reader = new ChunkReader(source);
-  const globalPax: PaxRecords = new Map();
-  let pax: PaxRecords | null = null;
-  let longName: string | null = null;
-  let longLink: string | null = null;
-
-  /** Skips `n` bytes that the archive must contain. */
-  const skipExactly = async (n: number, what: string, at: number): Promise<void> => {
-    if (reader.trySkip(n)) return;
-    const got = await reader.skip(n);
-    if (got < n) {
-      throw new FormatError('tar.entry.data', `${what}: archive truncated: ${got} of ${n} bytes present`, {
-        offset: at,
-      });
-    }
-  };
-
-  /** Reads an extended header's payload (PAX or GNU long name) plus its padding. */
-  /** readPayload without a promise when the payload and its padding are in the current chunk. */
-  const payloadNow = (size: number): Buffer | null => {
-    const pad = padding(size);
-    if (size > maxMetadata || size === 0 || reader.available < size + pad) return null;
-    const data = Buffer.from(reader.tryReadExact(size)!); // copied: kept past later reads
-    reader.trySkip(pad);
-    return data;
-  };
-
-  const readPayload = async (size: number, what: string, at: number): Promise<Buffer> => {
-    if (size > maxMetadata) {
-      throw new FormatError('tar.header.size', `${what}: ${size}-byte extended header exceeds the ${maxMetadata}-byte limit`, {
-        offset: at,
-        value: size,
-      });
-    }
-    const data = Buffer.from(reader.tryReadExact(size) ?? (await reader.readExact(size))); // copied: kept past later reads
-    if (data.length < size) {
-      throw new FormatError('tar.entry.data', `${what}: archive truncated: ${data.length} of ${size} bytes present`, {
-        offset: at,
-      });
-    }
-    const pad = padding(size);
-    if (!reader.trySkip(pad)) await skipExactly(pad, what, at + size);
-    return data;
-  };
-
+  const parser = new HeaderParser();
   try {
     for (;;) {
       throwIfAborted(options.signal);
       const headerOffset = reader.offset;
       const block = reader.tryReadExact(BLOCK_SIZE) ?? (await reader.readExact(BLOCK_SIZE));
       if (block.length === 0 || (block.length === BLOCK_SIZE && isZeroBlock(block))) {
-        if (pax !== null || longName !== null || longLink !== null) {
-          throw new FormatError('tar.header', 'archive ends after an extended header without the entry it describes', {
-            offset: headerOffset,
-          });
-        }
+        parser.checkNothingPending(headerOffset);
         // End of archive. What follows the first zero block (the second one, record padding)
         // is read but ignored, so that digests computed on the source stream see it all.
         if (block.length !== 0) await reader.drain();
         return;
       }
-      if (block.length < BLOCK_SIZE) {
-        throw new FormatError('tar.header', `archive truncated inside a header: ${block.length} of ${BLOCK_SIZE} bytes present`, {
-          offset: headerOffset,
-        });
-      }
-
-      const rawName = readString(block, Field.name);
-      const where = `entry "${rawName}" (header at offset ${headerOffset})`;
-      verifyChecksum(block, where, headerOffset);
-
-      const typeflag = block[Field.typeflag[0]]!;
-      let size = readNumber(block, 'size', where, headerOffset);
+      parser.header(block, headerOffset);
       const dataOffset = headerOffset + BLOCK_SIZE;
-
-      switch (typeflag) {
-        case TypeFlag.paxExtended: {
-          const records = parsePax((payloadNow(size) ?? (await readPayload(size, where, dataOffset))), where, dataOffset);
-          pax = pax === null ? records : new Map([...pax, ...records]);
-          continue;
+      if (parser.extended) {
+        const size = parser.size;
+        if (parser.typeflag === TypeFlag.gnuVolumeLabel) {
+          await skipExactly(reader, size + padding(size), parser.where, dataOffset);
+          parser.reset();
+        } else {
+          parser.absorb(payloadNow(reader, size, maxMetadata) ?? (await readPayload(reader, size, maxMetadata, parser.where, dataOffset)), dataOffset);
         }
-        case TypeFlag.paxGlobal: {
-          for (const [k, v] of parsePax((payloadNow(size) ?? (await readPayload(size, where, dataOffset))), where, dataOffset)) {
-            if (v.length === 0) globalPax.delete(k);
-            else globalPax.set(k, v);
-          }
-          continue;
-        }
-        case TypeFlag.gnuLongName:
-          longName = nulTerminated((payloadNow(size) ?? (await readPayload(size, where, dataOffset))));
-          continue;
-        case TypeFlag.gnuLongLink:
-          longLink = nulTerminated((payloadNow(size) ?? (await readPayload(size, where, dataOffset))));
-          continue;
-        case TypeFlag.gnuVolumeLabel:
-          await skipExactly(size + padding(size), where, dataOffset);
-          pax = null;
-          longName = null;
-          longLink = null;
-          continue;
-        default:
-          break;
+        continue;
       }
-
-      // Effective PAX records: global ones overridden by this entry's; an empty per-entry
-      // value cancels the keyword.
-      let records: ReadonlyMap<string, Buffer> = globalPax.size === 0 ? NO_RECORDS : globalPax;
-      if (pax !== null) {
-        const merged: PaxRecords = new Map(globalPax);
-        for (const [k, v] of pax) {
-          if (v.length === 0 && !k.startsWith('SCHILY.xattr.') && !k.startsWith('LIBARCHIVE.xattr.')) merged.delete(k);
-          else merged.set(k, v);
-        }
-        records = merged;
-      }
-
-      const isPosixUstar = block.toString('latin1', 257, 263) === 'ustar\0';
-      let name: string;
-      const paxPath = records.get('path');
-      if (paxPath !== undefined) name = paxPath.toString('utf8');
-      else if (longName !== null) name = longName;
-      else {
-        name = rawName;
-        if (isPosixUstar) {
-          const prefix = readString(block, Field.prefix);
-          if (prefix.length > 0) name = `${prefix}/${name}`;
-        }
-      }
-      const paxLink = records.get('linkpath');
-      const linkName = paxLink !== undefined ? paxLink.toString('utf8') : (longLink ?? readString(block, Field.linkname));
-      const entryWhere = `entry "${name}" (header at offset ${headerOffset})`;
-
-      if (records.size > 0) for (const key of records.keys()) {
-        if (key.startsWith('GNU.sparse.')) {
-          throw new UnsupportedError(`tar ${entryWhere}: GNU sparse files (PAX ${key}) are not supported`);
-        }
-      }
-
-      let type: LayerEntryType;
-      switch (typeflag) {
-        case TypeFlag.regular:
-        case TypeFlag.contiguous:
-          type = 'file';
-          break;
-        case TypeFlag.regularOld:
-          // Pre-POSIX archives mark directories by a trailing slash only.
-          type = name.endsWith('/') ? 'directory' : 'file';
-          break;
-        case TypeFlag.hardlink:
-          type = 'hardlink';
-          break;
-        case TypeFlag.symlink:
-          type = 'symlink';
-          break;
-        case TypeFlag.charDevice:
-          type = 'char-device';
-          break;
-        case TypeFlag.blockDevice:
-          type = 'block-device';
-          break;
-        case TypeFlag.directory:
-        case TypeFlag.gnuDumpDir:
-          type = 'directory';
-          break;
-        case TypeFlag.fifo:
-          type = 'fifo';
-          break;
-        case TypeFlag.gnuSparse:
-          throw new UnsupportedError(`tar ${entryWhere}: GNU old-style sparse files (type 'S') are not supported`);
-        default:
-          throw new UnsupportedError(
-            `tar ${entryWhere}: unsupported entry type ${JSON.stringify(String.fromCharCode(typeflag))} (0x${typeflag.toString(16)})`,
-          );
-      }
-
-      const paxSize = records.get('size');
-      if (paxSize !== undefined) size = paxInteger(paxSize, 'size', entryWhere, dataOffset);
-      const paxUid = records.get('uid');
-      const paxGid = records.get('gid');
-      const paxMtime = records.get('mtime');
-
-      const entry: LayerEntry = {
-        path: normalizeTarPath(name, `"${name}" (header at offset ${headerOffset})`),
-        type,
-        mode: readNumber(block, 'mode', entryWhere, headerOffset) & 0o7777,
-        uid: paxUid !== undefined ? paxInteger(paxUid, 'uid', entryWhere, dataOffset) : readNumber(block, 'uid', entryWhere, headerOffset),
-        gid: paxGid !== undefined ? paxInteger(paxGid, 'gid', entryWhere, dataOffset) : readNumber(block, 'gid', entryWhere, headerOffset),
-        mtime: paxMtime !== undefined ? paxSeconds(paxMtime, entryWhere, dataOffset) : readNumber(block, 'mtime', entryWhere, headerOffset),
-        size: type === 'file' ? size : 0,
-      };
-      if (type === 'symlink') {
-        entry.linkTarget = linkName;
-      } else if (type === 'hardlink') {
-        const target = normalizeTarPath(linkName, `"${name}" (hard link target, header at offset ${headerOffset})`);
-        if (target === '') {
-          throw new InvalidArgumentError(`tar ${entryWhere}: hard link to the root directory ("${linkName}")`);
-        }
-        entry.linkTarget = target;
-      } else if (type === 'char-device' || type === 'block-device') {
-        entry.devMajor = readNumber(block, 'devmajor', entryWhere, headerOffset);
-        entry.devMinor = readNumber(block, 'devminor', entryWhere, headerOffset);
-      }
-      const xattrs = collectXattrs(records, entryWhere);
-      if (xattrs !== undefined) entry.xattrs = xattrs;
-      pax = null;
-      longName = null;
-      longLink = null;
+      const entry = parser.entry(block, headerOffset);
+      const where = parser.where;
+      const size = parser.size;
 
       // Types without data records (POSIX; as Go's archive/tar does): their size field is
       // informational. Regular files and GNU dump directories carry `size` bytes.
-      const dataSize = type === 'file' || typeflag === TypeFlag.gnuDumpDir ? size : 0;
-      if (type !== 'file') {
+      if (entry.type !== 'file') {
+        const dataSize = parser.typeflag === TypeFlag.gnuDumpDir ? size : 0;
         const skip = dataSize + padding(dataSize);
-        if (!reader.trySkip(skip)) await skipExactly(skip, entryWhere, dataOffset);
+        if (!reader.trySkip(skip)) await skipExactly(reader, skip, where, dataOffset);
         yield entry;
         continue;
       }
 
-      const state: BodyState = { remaining: size, current: true };
-      entry.content = new TarBody(reader, state, entryWhere, size, dataOffset);
+      const fileSize = size;
+      const state: BodyState = { remaining: fileSize, current: true };
+      entry.content = new TarBody(reader, state, where, fileSize, dataOffset);
       try {
         yield entry;
       } finally {
         state.current = false;
       }
-      const rest = state.remaining + padding(size);
-      if (!reader.trySkip(rest)) await skipExactly(rest, entryWhere, dataOffset + size - state.remaining);
+      const rest = state.remaining + padding(fileSize);
+      if (!reader.trySkip(rest)) await skipExactly(reader, rest, where, dataOffset + fileSize - state.remaining);
       state.remaining = 0;
     }
   } finally {
     await reader.close();
+  }
+}
+
+/** Skips `n` bytes that the archive must contain. */
+async function skipExactly(reader: ChunkReader, n: number, what: string, at: number): Promise<void> {
+  if (reader.trySkip(n)) return;
+  const got = await reader.skip(n);
+  if (got < n) {
+    throw new FormatError('tar.entry.data', `${what}: archive truncated: ${got} of ${n} bytes present`, {
+      offset: at,
+    });
+  }
+}
+
+/** readPayload without a promise when the payload and its padding are in the current chunk. */
+function payloadNow(reader: ChunkReader, size: number, maxMetadata: number): Buffer | null {
+  const pad = padding(size);
+  if (size > maxMetadata || size === 0 || reader.available < size + pad) return null;
+  const data = Buffer.from(reader.tryReadExact(size)!); // copied: kept past later reads
+  reader.trySkip(pad);
+  return data;
+}
+
+/** Reads an extended header's payload (PAX or GNU long name) plus its padding. */
+async function readPayload(reader: ChunkReader, size: number, maxMetadata: number, what: string, at: number): Promise<Buffer> {
+  if (size > maxMetadata) {
+    throw new FormatError('tar.header.size', `${what}: ${size}-byte extended header exceeds the ${maxMetadata}-byte limit`, {
+      offset: at,
+      value: size,
+    });
+  }
+  const data = Buffer.from(reader.tryReadExact(size) ?? (await reader.readExact(size))); // copied: kept past later reads
+  if (data.length < size) {
+    throw new FormatError('tar.entry.data', `${what}: archive truncated: ${data.length} of ${size} bytes present`, {
+      offset: at,
+    });
+  }
+  const pad = padding(size);
+  if (!reader.trySkip(pad)) await skipExactly(reader, pad, what, at + size);
+  return data;
+}
+
+/**
+ * The synchronous side of the tar reader: one header at a time, the extended headers (PAX
+ * records, GNU long names) that apply to the next entry, and the entry they describe.
+ */
+class HeaderParser {
+  private readonly globalPax: PaxRecords = new Map();
+  private pax: PaxRecords | null = null;
+  private longName: string | null = null;
+  private longLink: string | null = null;
+  /** Fields of the last header read. */
+  typeflag = 0;
+  size = 0;
+  /** The header describes the next entry (PAX, GNU long name/link, volume label). */
+  extended = false;
+  where = '';
+  private rawName = '';
+
+  /** Reads and checks a (non-zero, complete or truncated) header block. */
+  header(block: Buffer, headerOffset: number): void {
+    if (block.length < BLOCK_SIZE) {
+      throw new FormatError('tar.header', `archive truncated inside a header: ${block.length} of ${BLOCK_SIZE} bytes present`, {
+        offset: headerOffset,
+      });
+    }
+    const rawName = readString(block, Field.name);
+    const where = `entry "${rawName}" (header at offset ${headerOffset})`;
+    verifyChecksum(block, where, headerOffset);
+    this.rawName = rawName;
+    this.where = where;
+    const typeflag = block[Field.typeflag[0]]!;
+    this.typeflag = typeflag;
+    this.size = readNumber(block, 'size', where, headerOffset);
+    this.extended =
+      typeflag === TypeFlag.paxExtended || typeflag === TypeFlag.paxGlobal || typeflag === TypeFlag.gnuLongName || typeflag === TypeFlag.gnuLongLink || typeflag === TypeFlag.gnuVolumeLabel;
+  }
+
+  /** Takes in the payload of the extended header just read. */
+  absorb(payload: Buffer, dataOffset: number): void {
+    const where = this.where;
+    switch (this.typeflag) {
+      case TypeFlag.paxExtended: {
+        const records = parsePax(payload, where, dataOffset);
+        this.pax = this.pax === null ? records : new Map([...this.pax, ...records]);
+        break;
+      }
+      case TypeFlag.paxGlobal:
+        for (const [k, v] of parsePax(payload, where, dataOffset)) {
+          if (v.length === 0) this.globalPax.delete(k);
+          else this.globalPax.set(k, v);
+        }
+        break;
+      case TypeFlag.gnuLongName:
+        this.longName = nulTerminated(payload);
+        break;
+      case TypeFlag.gnuLongLink:
+        this.longLink = nulTerminated(payload);
+        break;
+      default:
+        throw new NydusError('INTERNAL', `tar: absorb of type ${this.typeflag}`);
+    }
+  }
+
+  /** Forgets per-entry extended headers. */
+  reset(): void {
+    this.pax = null;
+    this.longName = null;
+    this.longLink = null;
+  }
+
+  checkNothingPending(offset: number): void {
+    if (this.pax !== null || this.longName !== null || this.longLink !== null) {
+      throw new FormatError('tar.header', 'archive ends after an extended header without the entry it describes', { offset });
+    }
+  }
+
+  /**
+   * The entry of the (non-extended) header just read, with the pending extended headers
+   * applied; `where` then names it. Regular files get `size`, without content yet.
+   */
+  entry(block: Buffer, headerOffset: number): LayerEntry {
+    const typeflag = this.typeflag;
+    let size = this.size;
+    const dataOffset = headerOffset + BLOCK_SIZE;
+    const rawName = this.rawName;
+    // Effective PAX records: global ones overridden by this entry's; an empty per-entry
+    // value cancels the keyword.
+    let records: ReadonlyMap<string, Buffer> = this.globalPax.size === 0 ? NO_RECORDS : this.globalPax;
+    if (this.pax !== null && this.globalPax.size === 0 && !cancelsAny(this.pax)) {
+      records = this.pax;
+    } else if (this.pax !== null) {
+      const merged: PaxRecords = new Map(this.globalPax);
+      for (const [k, v] of this.pax!) {
+        if (v.length === 0 && !k.startsWith('SCHILY.xattr.') && !k.startsWith('LIBARCHIVE.xattr.')) merged.delete(k);
+        else merged.set(k, v);
+      }
+      records = merged;
+    }
+
+    // magic "ustar\0" (POSIX; GNU writes "ustar  ")
+    const isPosixUstar = block[257] === 0x75 && block[258] === 0x73 && block[259] === 0x74 && block[260] === 0x61 && block[261] === 0x72 && block[262] === 0;
+    let name: string;
+    const paxPath = records.get('path');
+    if (paxPath !== undefined) name = paxPath.toString('utf8');
+    else if (this.longName !== null) name = this.longName;
+    else {
+      name = rawName;
+      if (isPosixUstar) {
+        const prefix = readString(block, Field.prefix);
+        if (prefix.length > 0) name = `${prefix}/${name}`;
+      }
+    }
+    const paxLink = records.get('linkpath');
+    const linkName = paxLink !== undefined ? paxLink.toString('utf8') : (this.longLink ?? readString(block, Field.linkname));
+    const entryWhere = `entry "${name}" (header at offset ${headerOffset})`;
+
+    if (records.size > 0) for (const key of records.keys()) {
+      if (key.startsWith('GNU.sparse.')) {
+        throw new UnsupportedError(`tar ${entryWhere}: GNU sparse files (PAX ${key}) are not supported`);
+      }
+    }
+
+    let type: LayerEntryType;
+    switch (typeflag) {
+      case TypeFlag.regular:
+      case TypeFlag.contiguous:
+        type = 'file';
+        break;
+      case TypeFlag.regularOld:
+        // Pre-POSIX archives mark directories by a trailing slash only.
+        type = name.endsWith('/') ? 'directory' : 'file';
+        break;
+      case TypeFlag.hardlink:
+        type = 'hardlink';
+        break;
+      case TypeFlag.symlink:
+        type = 'symlink';
+        break;
+      case TypeFlag.charDevice:
+        type = 'char-device';
+        break;
+      case TypeFlag.blockDevice:
+        type = 'block-device';
+        break;
+      case TypeFlag.directory:
+      case TypeFlag.gnuDumpDir:
+        type = 'directory';
+        break;
+      case TypeFlag.fifo:
+        type = 'fifo';
+        break;
+      case TypeFlag.gnuSparse:
+        throw new UnsupportedError(`tar ${entryWhere}: GNU old-style sparse files (type 'S') are not supported`);
+      default:
+        throw new UnsupportedError(
+          `tar ${entryWhere}: unsupported entry type ${JSON.stringify(String.fromCharCode(typeflag))} (0x${typeflag.toString(16)})`,
+        );
+    }
+
+    const paxSize = records.get('size');
+    if (paxSize !== undefined) size = paxInteger(paxSize, 'size', entryWhere, dataOffset);
+    const paxUid = records.get('uid');
+    const paxGid = records.get('gid');
+    const paxMtime = records.get('mtime');
+
+    const entry: LayerEntry = {
+      path: normalizeTarPath(name, `"${name}" (header at offset ${headerOffset})`),
+      type,
+      mode: readNumber(block, 'mode', entryWhere, headerOffset) & 0o7777,
+      uid: paxUid !== undefined ? paxInteger(paxUid, 'uid', entryWhere, dataOffset) : readNumber(block, 'uid', entryWhere, headerOffset),
+      gid: paxGid !== undefined ? paxInteger(paxGid, 'gid', entryWhere, dataOffset) : readNumber(block, 'gid', entryWhere, headerOffset),
+      mtime: paxMtime !== undefined ? paxSeconds(paxMtime, entryWhere, dataOffset) : readNumber(block, 'mtime', entryWhere, headerOffset),
+      size: type === 'file' ? size : 0,
+    };
+    if (type === 'symlink') {
+      entry.linkTarget = linkName;
+    } else if (type === 'hardlink') {
+      const target = normalizeTarPath(linkName, `"${name}" (hard link target, header at offset ${headerOffset})`);
+      if (target === '') {
+        throw new InvalidArgumentError(`tar ${entryWhere}: hard link to the root directory ("${linkName}")`);
+      }
+      entry.linkTarget = target;
+    } else if (type === 'char-device' || type === 'block-device') {
+      entry.devMajor = readNumber(block, 'devmajor', entryWhere, headerOffset);
+      entry.devMinor = readNumber(block, 'devminor', entryWhere, headerOffset);
+    }
+    const xattrs = collectXattrs(records, entryWhere);
+    if (xattrs !== undefined) entry.xattrs = xattrs;
+    this.reset();
+    this.where = entryWhere;
+    this.size = size; // with a PAX size applied
+    return entry;
   }
 }
 
@@ -384,9 +442,11 @@ function parsePax(data: Buffer, where: string, offset: number): PaxRecords {
   let pos = 0;
   while (pos < data.length) {
     if (data[pos] === 0) break; // some writers pad the payload with NULs
-    const space = data.indexOf(0x20, pos);
-    const lenText = space < 0 ? '' : data.toString('latin1', pos, space);
-    const len = /^[0-9]{1,12}$/.test(lenText) ? Number(lenText) : NaN;
+    // The decimal length: 1 to 12 digits, then a space.
+    let space = pos;
+    let len = 0;
+    while (space < data.length && space - pos < 12 && data[space]! >= 0x30 && data[space]! <= 0x39) len = len * 10 + (data[space++]! - 0x30);
+    if (space === pos || data[space] !== 0x20) len = NaN;
     if (!(len > 0) || pos + len > data.length || data[pos + len - 1] !== 0x0a) {
       throw new FormatError('tar.pax.record', `${where}: malformed PAX record at byte ${pos} of the extended header`, {
         offset: offset + pos,
@@ -411,8 +471,27 @@ function paxInteger(value: Buffer, key: string, where: string, offset: number): 
   return Number(text);
 }
 
+/** True if a record of this extended header cancels a keyword (an empty value, xattrs excepted). */
+function cancelsAny(pax: PaxRecords): boolean {
+  for (const [k, v] of pax) if (v.length === 0 && !k.startsWith('SCHILY.xattr.') && !k.startsWith('LIBARCHIVE.xattr.')) return true;
+  return false;
+}
+
 /** PAX mtime: decimal seconds with an optional fraction; whole seconds (floor) are kept. */
 function paxSeconds(value: Buffer, where: string, offset: number): number {
+  // Fast path for the common form: 1 to 15 digits, optionally "." and digits.
+  let i = 0;
+  let whole = 0;
+  while (i < value.length && i < 15 && value[i]! >= 0x30 && value[i]! <= 0x39) whole = whole * 10 + (value[i++]! - 0x30);
+  if (i > 0 && (i === value.length || value[i] === 0x2e)) {
+    let j = i + 1;
+    while (j < value.length && value[j]! >= 0x30 && value[j]! <= 0x39) j++;
+    if (i === value.length || j === value.length) return whole;
+  }
+  return paxSecondsSlow(value, where, offset);
+}
+
+function paxSecondsSlow(value: Buffer, where: string, offset: number): number {
   const text = value.toString('latin1');
   const m = /^(-?)([0-9]{1,16})(?:\.([0-9]*))?$/.exec(text);
   if (!m) throw new FormatError('tar.pax.mtime', `${where}: invalid PAX mtime "${text}"`, { offset, value: text });

@@ -16,6 +16,7 @@ export class AtomicFileWriter {
   #used = 0;
   #size = 0;
   #done = false;
+  #syncing: Promise<void> | undefined;
   /** `bytes` passed to `write` are written or copied when it resolves: callers may reuse them. */
   readonly releasesOnResolve = true;
 
@@ -36,6 +37,7 @@ export class AtomicFileWriter {
   }
 
   async write(bytes: Uint8Array): Promise<void> {
+    this.#syncing = undefined; // written after end(): commit syncs again
     this.#size += bytes.length;
     // Large pieces go to the file as they are, without a copy into the buffer.
     if (bytes.length >= this.#buffer.length / 4) {
@@ -63,10 +65,23 @@ export class AtomicFileWriter {
     }
   }
 
+  /**
+   * No more writes: flushes the buffer and starts the fsync in the background (commit waits for
+   * it), so that the disk works while the caller goes on.
+   */
+  async end(): Promise<void> {
+    await this.#flush();
+    if (this.#syncing === undefined) {
+      const syncing = this.#handle!.sync();
+      syncing.catch(() => undefined); // reported by commit()
+      this.#syncing = syncing;
+    }
+  }
+
   /** Flushes, fsyncs and renames the file to `finalPath` (replacing what is there). */
   async commit(finalPath: string): Promise<void> {
     await this.#flush();
-    await this.#handle!.sync();
+    await (this.#syncing ?? this.#handle!.sync());
     await this.#handle!.close();
     this.#handle = undefined;
     this.#done = true;
@@ -77,6 +92,7 @@ export class AtomicFileWriter {
   async abort(): Promise<void> {
     if (this.#done) return;
     this.#done = true;
+    await this.#syncing?.catch(() => {});
     await this.#handle?.close().catch(() => {});
     this.#handle = undefined;
     await rm(this.tempPath, { force: true });

@@ -39,6 +39,12 @@ export interface BlobSink {
    * garbage, lower peak memory). Default false: the sink may keep what it was given.
    */
   readonly releasesOnResolve?: boolean;
+  /**
+   * Called once after the last byte of a complete blob was written (not when the build fails),
+   * so that the sink can start finishing it, e.g. flushing and syncing a file, while the builder
+   * goes on with the bootstrap.
+   */
+  end?(): Promise<void>;
 }
 
 /** Counters of one layer build. */

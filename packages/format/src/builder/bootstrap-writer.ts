@@ -71,31 +71,44 @@ class MetaAllocator {
   off = BS;
   private readonly free: number[][] = Array.from({ length: BS / 32 }, () => []);
   private readonly heads = new Int32Array(BS / 32);
+  /** Bit d set: size class d has an unused entry (so takeFree finds one without a scan). */
+  private readonly avail = new Uint32Array(BS / 32 / 32);
 
   /** Records the rest of the block containing `p` as free (nothing if `p` is aligned). */
   recordRemainder(p: number): void {
     const used = p % BS;
     if (used === 0) return;
     const units = Math.floor((BS - used) / 32);
-    if (units > 0) this.free[units]!.push(p - used);
+    if (units > 0) {
+      this.free[units]!.push(p - used);
+      this.avail[units >>> 5]! |= 1 << (units & 31);
+    }
+  }
+
+  /** The first size class ≥ `from` with an unused entry, or -1. */
+  private firstAvailable(from: number): number {
+    for (let w = from >>> 5; w < this.avail.length; w++) {
+      let bits = this.avail[w]!;
+      if (w === from >>> 5) bits &= -1 << (from & 31);
+      if (bits !== 0) return (w << 5) + 31 - Math.clz32(bits & -bits);
+    }
+    return -1;
   }
 
   /** Takes `size` (< one block) bytes from a partially used block, or undefined. */
   takeFree(size: number): number | undefined {
     if (size >= BS) return undefined;
     const need = Math.ceil(size / 32);
-    for (let d = Math.max(need, 1); d < this.free.length; d++) {
-      const list = this.free[d]!;
-      const head = this.heads[d]!;
-      if (head < list.length) {
-        const blockStart = list[head]!;
-        this.heads[d] = head + 1;
-        const addr = blockStart + BS - 32 * d;
-        this.recordRemainder(addr + 32 * need);
-        return addr;
-      }
-    }
-    return undefined;
+    const d = this.firstAvailable(Math.max(need, 1));
+    if (d < 0) return undefined;
+    const list = this.free[d]!;
+    const head = this.heads[d]!;
+    const blockStart = list[head]!;
+    this.heads[d] = head + 1;
+    if (head + 1 === list.length) this.avail[d >>> 5]! &= ~(1 << (d & 31));
+    const addr = blockStart + BS - 32 * d;
+    this.recordRemainder(addr + 32 * need);
+    return addr;
   }
 
   /** Appends `size` bytes at the cursor; a piece that fits a block never straddles one. */

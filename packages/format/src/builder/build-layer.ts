@@ -201,6 +201,8 @@ export async function buildLayer(entries: AsyncIterable<LayerEntry>, sink: BlobS
   }
   const dataSize = writer.dataSize;
   const tail = await writer.finish(() => writeBootstrap(tree, settings([writer.blob, ...dictBlobs])));
+  // The blob is complete: its sink may finish it (e.g. fsync) while the bootstrap is laid out.
+  await sink.end?.();
   let bootstrap: Uint8Array;
   if (opts.bootstrapSink !== undefined) {
     await writeBootstrapTo(tree, settings([tail.blob, ...dictBlobs]), opts.bootstrapSink);

@@ -1,0 +1,50 @@
+import { Command, CommanderError } from 'commander';
+import { exitCodeFor, isNydusError } from '@nydus-ts/core';
+import type { CliIo } from './io.js';
+import { writeLine } from './io.js';
+
+/** A command module adds its subcommand(s) to the program. */
+export type CommandRegistrar = (program: Command, io: CliIo) => void;
+
+/**
+ * The `nydusify-ts` program with the given command modules. Kept apart from the command table
+ * (program.ts) so an entry point can load a single command without the libraries of the others.
+ */
+export function createNydusifyProgram(io: CliIo, registrars: readonly CommandRegistrar[]): Command {
+  const program = new Command('nydusify-ts')
+    .description('Build, inspect, convert, check and copy Nydus (RAFS v6) images')
+    .version('0.1.0')
+    .exitOverride()
+    .configureOutput({
+      writeOut: (s) => io.stdout.write(s),
+      writeErr: (s) => io.stderr.write(s),
+    })
+    .showHelpAfterError();
+  for (const register of registrars) register(program, io);
+  return program;
+}
+
+/** Parses `argv` (without node and script) with the given commands and returns the exit code. */
+export async function runNydusifyProgram(argv: string[], io: CliIo, registrars: readonly CommandRegistrar[]): Promise<number> {
+  const program = createNydusifyProgram(io, registrars);
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+    return 0;
+  } catch (err) {
+    return reportError(err, io);
+  }
+}
+
+export function reportError(err: unknown, io: CliIo): number {
+  if (err instanceof CommanderError) {
+    // commander already printed the message (and help) for usage errors
+    return err.exitCode === 0 ? 0 : 2;
+  }
+  if (isNydusError(err)) {
+    writeLine(io.stderr, `error: ${err.message}`);
+    return exitCodeFor(err);
+  }
+  const message = err instanceof Error ? (err.stack ?? err.message) : String(err);
+  writeLine(io.stderr, `error: ${message}`);
+  return 1;
+}
