@@ -1,3 +1,5 @@
+import { availableParallelism } from 'node:os';
+
 // Output piped into a reader that closes early (`| head`) is not an error of ours.
 for (const stream of [process.stdout, process.stderr]) {
   stream.on('error', (err: NodeJS.ErrnoException) => {
@@ -5,6 +7,10 @@ for (const stream of [process.stdout, process.stderr]) {
     throw err;
   });
 }
+
+// Gzip inflate and zstd compression run on the libuv thread pool (4 threads by default): give it
+// one thread per core on larger machines. Read when the pool starts, i.e. after this line.
+process.env.UV_THREADPOOL_SIZE ??= String(Math.max(4, availableParallelism()));
 
 const argv = process.argv.slice(2);
 // `copy` needs only the registry client: its own entry skips loading the converter and format
