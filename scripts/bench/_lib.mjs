@@ -10,14 +10,14 @@ export const cacheDir = process.env.NYDUS_TS_CACHE ?? '/var/cache/nydus-ts';
 
 /** Runs a command under GNU time (optionally pinned to one CPU); returns wall seconds and peak RSS. */
 export function measure(cmd, args, options = {}) {
-  const fmt = '%e %M';
+  const fmt = '%e %M %U %S';
   const full = options.cpu !== undefined ? ['taskset', '-c', String(options.cpu), cmd, ...args] : [cmd, ...args];
   const r = spawnSync('/usr/bin/time', ['-f', fmt, ...full], { encoding: 'utf8', stdio: ['ignore', options.stdout ?? 'ignore', 'pipe'], cwd: options.cwd ?? repoRoot, env: { ...process.env, ...options.env } });
   const lines = (r.stderr ?? '').trim().split('\n');
   const last = lines[lines.length - 1] ?? '';
-  const m = /^([\d.]+) (\d+)$/.exec(last);
+  const m = /^([\d.]+) (\d+) ([\d.]+) ([\d.]+)$/.exec(last);
   if (r.status !== 0 || !m) throw new Error(`${full.join(' ')} failed (exit ${r.status}): ${r.stderr}`);
-  return { seconds: Number(m[1]), peakRssBytes: Number(m[2]) * 1024 };
+  return { seconds: Number(m[1]), peakRssBytes: Number(m[2]) * 1024, cpuSeconds: Number(m[3]) + Number(m[4]) };
 }
 
 export function sh(cmd, options = {}) {

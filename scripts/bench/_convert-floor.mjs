@@ -1,0 +1,41 @@
+// Compute floor of the convert benchmark: what any converter of these layers must at least do on
+// this machine with the format's defaults, without tar parsing, digests, bookkeeping or upload:
+// inflate each gzip layer (ISA-L, thread pool) and compress it in 1 MiB chunks with zstd level 3
+// (thread pool, as the builder does), all layers at once, output discarded.
+// Usage: node _convert-floor.mjs FILE...
+import { createReadStream } from 'node:fs';
+import { decompressStream } from '@nydus-ts/converter';
+import { zstdCompressBatchAsync } from '@nydus-ts/native';
+
+const CHUNK = 1 << 20;
+const MAX_JOBS = 6;
+
+async function floor(file) {
+  const jobs = [];
+  const spare = [];
+  let buf = Buffer.allocUnsafe(CHUNK);
+  let fill = 0;
+  const submit = async () => {
+    const src = buf.subarray(0, fill);
+    const out = spare.pop() ?? Buffer.allocUnsafe(CHUNK);
+    jobs.push(zstdCompressBatchAsync(src, out, Uint32Array.of(0, fill), new Int32Array(1), 3).then(() => spare.push(out)));
+    buf = Buffer.allocUnsafe(CHUNK);
+    fill = 0;
+    if (jobs.length >= MAX_JOBS) await jobs.shift();
+  };
+  for await (const piece of decompressStream(createReadStream(file, { highWaterMark: CHUNK }), { reuseOutputBuffers: 4 })) {
+    let pos = 0;
+    while (pos < piece.length) {
+      const n = Math.min(CHUNK - fill, piece.length - pos);
+      piece.copy(buf, fill, pos, pos + n);
+      fill += n;
+      pos += n;
+      if (fill === CHUNK) await submit();
+    }
+  }
+  if (fill > 0) await submit();
+  await Promise.all(jobs);
+}
+
+process.env.UV_THREADPOOL_SIZE ??= '4';
+await Promise.all(process.argv.slice(2).map(floor));
