@@ -6,7 +6,7 @@
 // piped into a monolithic PUT, every blob at once, no digest check, no retries, no start-up
 // beyond node itself). Prints a Markdown section (## Copy) on stdout; progress goes to stderr.
 //
-// Env: BENCH_COPY_RUNS (default 3), BENCH_COPY_BIG_MIB (default 1100), NYDUSIFY_TS_BIN.
+// Env: BENCH_COPY_RUNS (default 5), BENCH_COPY_BIG_MIB (default 1100), NYDUSIFY_TS_BIN.
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import os from 'node:os';
@@ -18,7 +18,7 @@ import { measureProcess, pushGeneratedImage, startRegistry } from '@nydus-ts/reg
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const bin = process.env.NYDUSIFY_TS_BIN ?? join(root, 'apps/nydusify-ts/bin/nydusify-ts.js');
 const binShown = bin.startsWith(root) ? bin.slice(root.length + 1) : bin;
-const runs = Number(process.env.BENCH_COPY_RUNS ?? 3);
+const runs = Number(process.env.BENCH_COPY_RUNS ?? 5);
 const bigMiB = Number(process.env.BENCH_COPY_BIG_MIB ?? 1100);
 const MiB = 1024 * 1024;
 const log = (s) => process.stderr.write(`[bench copy] ${s}\n`);
