@@ -132,7 +132,7 @@ describe('readFileChunks', () => {
 
 describe('headerChecksum', () => {
   it('sums the same on word-aligned (four bytes a step) and unaligned blocks', async () => {
-    const { headerChecksum } = await import('../src/layer/tar-header.js');
+    const { WordViews, headerChecksum } = await import('../src/layer/tar-header.js');
     const naive = (b: Buffer): number => {
       let sum = 8 * 0x20;
       for (let i = 0; i < 512; i++) if (i < 148 || i >= 156) sum += b[i]!;
@@ -147,6 +147,10 @@ describe('headerChecksum', () => {
       expect(headerChecksum(aligned)).toBe(naive(aligned));
       expect(headerChecksum(odd)).toBe(naive(odd));
       expect(headerChecksum(unaligned)).toBe(naive(unaligned));
+      const views = new WordViews();
+      expect(headerChecksum(aligned, views)).toBe(naive(aligned));
+      expect(headerChecksum(Buffer.from(raw).subarray(4, 516), views)).toBe(naive(raw.subarray(4, 516)));
+      expect(headerChecksum(aligned, views)).toBe(naive(aligned));
     }
   });
 });

@@ -1,5 +1,4 @@
 import { readFile } from 'node:fs/promises';
-import { spawn } from 'node:child_process';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { InvalidArgumentError, NydusError } from '@nydus-ts/core';
@@ -46,6 +45,8 @@ export function dockerConfigPath(env: NodeJS.ProcessEnv): string {
 async function runCredentialHelper(helper: string, registry: string): Promise<Credentials | undefined> {
   if (!/^[A-Za-z0-9_.-]+$/.test(helper)) throw new InvalidArgumentError(`docker config: invalid credential helper name "${helper}"`);
   const serverUrl = registry === dockerHubRegistry ? 'https://index.docker.io/v1/' : registry;
+  // Loaded here: only helpers need it, and every copy would otherwise pay for it at start-up.
+  const { spawn } = await import('node:child_process');
   return new Promise((resolve, reject) => {
     const child = spawn(`docker-credential-${helper}`, ['get'], { stdio: ['pipe', 'pipe', 'ignore'] });
     let out = '';

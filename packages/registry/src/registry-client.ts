@@ -320,13 +320,16 @@ export class RegistryClient implements Fetcher, Pusher, ManifestStore {
     checkRepository(fromRepository);
     parseDigest(digest);
     const started = await this.#startUpload(repository, { mount: digest, from: fromRepository, signal: options.signal });
-    if (!started.mounted) {
-      // The registry opened an upload instead; drop it.
-      await this.transport
-        .request({ method: 'DELETE', path: started.location, scopes: [`repository:${repository}:pull,push`], expect: [204, 404], what: 'upload cancel', attempts: 1 })
-        .then((r) => discardBody(r.body), () => undefined);
-    }
+    // The registry opened an upload instead; drop it.
+    if (!started.mounted) await this.#cancelUpload(repository, started.location);
     return started.mounted;
+  }
+
+  /** Drops an upload session (best effort: one attempt, failures ignored). */
+  async #cancelUpload(repository: string, location: URL): Promise<void> {
+    await this.transport
+      .request({ method: 'DELETE', path: location, scopes: [`repository:${repository}:pull,push`], expect: [204, 404], what: 'upload cancel', attempts: 1 })
+      .then((r) => discardBody(r.body), () => undefined);
   }
 
   /**
@@ -355,6 +358,11 @@ export class RegistryClient implements Fetcher, Pusher, ManifestStore {
     } catch (err) {
       source.destroy();
       throw err;
+    }
+    if (sourceError !== undefined) {
+      // The source failed while the session was being created: nothing to send.
+      await this.#cancelUpload(repository, location);
+      throw sourceError;
     }
     if (chunkSize > 0) {
       const upload = new BlobUpload(this.transport, repository, location, { chunkSize, signal: options.signal });

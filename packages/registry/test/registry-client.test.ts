@@ -160,16 +160,24 @@ describe('RegistryClient against docker-registry', () => {
     }
   });
 
-  it('reports a source that fails while the upload starts, and commits nothing', async () => {
+  it('reports a source that fails while the upload starts, sends nothing and drops the session', async () => {
     const data = Buffer.from('never sent');
     const failing = new Readable({
       read() {
         this.destroy(new Error('source broke'));
       },
     });
-    const err = await client.pushBlob('x/failing', { digest: sha(data), size: data.length }, failing).catch((e: unknown) => e);
-    expect((err as Error).message).toBe('source broke');
-    expect(await client.headBlob('x/failing', sha(data))).toBeUndefined();
+    const proxy = await startFaultProxy(reg.url);
+    const viaProxy = new RegistryClient({ registry: proxy.host, insecure: true });
+    try {
+      const err = await viaProxy.pushBlob('x/failing', { digest: sha(data), size: data.length }, failing).catch((e: unknown) => e);
+      expect((err as Error).message).toBe('source broke');
+      expect(proxy.requests.map((q) => `${q.method} ${q.status}`)).toEqual(['POST 202', 'DELETE 204']);
+      expect(await client.headBlob('x/failing', sha(data))).toBeUndefined();
+    } finally {
+      await viaProxy.close();
+      await proxy.stop();
+    }
   });
 
   it('refuses to commit an upload whose bytes do not match, leaving nothing behind', async () => {

@@ -53,18 +53,19 @@ export function maxOctal(width: number): number {
   return 8 ** (width - 1) - 1;
 }
 
-/** Unsigned checksum of a header: byte sum with the chksum field counted as 8 spaces. */
-export function headerChecksum(block: Buffer): number {
+/** Unsigned checksum of a header: byte sum with the chksum field counted as 8 spaces (`views`: a reader's word views). */
+export function headerChecksum(block: Buffer, views?: WordViews): number {
   if ((block.byteOffset & 3) === 0 && block.length >= BLOCK_SIZE) {
     // Four bytes per step: each 32-bit word adds its bytes into two 16-bit lanes (at most
     // 126 × 510 per lane, so no carries between them).
-    const words = new Uint32Array(block.buffer, block.byteOffset, BLOCK_SIZE / 4);
+    const words = views !== undefined ? views.of(block.buffer) : new Uint32Array(block.buffer, block.byteOffset, BLOCK_SIZE / 4);
+    const base = views !== undefined ? block.byteOffset >>> 2 : 0;
     let lanes = 0;
-    for (let i = 0; i < 148 / 4; i++) {
+    for (let i = base; i < base + 148 / 4; i++) {
       const v = words[i]!;
       lanes += (v & 0x00ff00ff) + ((v >>> 8) & 0x00ff00ff);
     }
-    for (let i = 156 / 4; i < BLOCK_SIZE / 4; i++) {
+    for (let i = base + 156 / 4; i < base + BLOCK_SIZE / 4; i++) {
       const v = words[i]!;
       lanes += (v & 0x00ff00ff) + ((v >>> 8) & 0x00ff00ff);
     }
@@ -74,6 +75,31 @@ export function headerChecksum(block: Buffer): number {
   for (let i = 0; i < 148; i++) sum += block[i]!;
   for (let i = 156; i < BLOCK_SIZE; i++) sum += block[i]!;
   return sum;
+}
+
+/**
+ * Word views of the last two buffers seen (sources alternate between a few), so that a header
+ * costs no view of its own. One per reader: it keeps those buffers alive.
+ */
+export class WordViews {
+  private lastBuffer: ArrayBufferLike | undefined;
+  private lastWords: Uint32Array = new Uint32Array(0);
+  private prevBuffer: ArrayBufferLike | undefined;
+  private prevWords: Uint32Array = new Uint32Array(0);
+
+  of(buffer: ArrayBufferLike): Uint32Array {
+    if (buffer === this.lastBuffer) return this.lastWords;
+    if (buffer === this.prevBuffer) {
+      [this.prevBuffer, this.lastBuffer] = [this.lastBuffer, this.prevBuffer];
+      [this.prevWords, this.lastWords] = [this.lastWords, this.prevWords];
+      return this.lastWords;
+    }
+    this.prevBuffer = this.lastBuffer;
+    this.prevWords = this.lastWords;
+    this.lastBuffer = buffer;
+    this.lastWords = new Uint32Array(buffer, 0, buffer.byteLength >>> 2);
+    return this.lastWords;
+  }
 }
 
 /** The historic signed variant (bytes as int8), which some old writers produced. */

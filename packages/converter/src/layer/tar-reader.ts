@@ -5,6 +5,7 @@ import {
   BLOCK_SIZE,
   Field,
   TypeFlag,
+  WordViews,
   headerChecksum,
   headerChecksumSigned,
   isZeroBlock,
@@ -162,6 +163,7 @@ class HeaderParser {
   extended = false;
   where = '';
   private rawName = '';
+  private readonly views = new WordViews();
 
   /** Reads and checks a (non-zero, complete or truncated) header block. */
   header(block: Buffer, headerOffset: number): void {
@@ -172,7 +174,7 @@ class HeaderParser {
     }
     const rawName = readString(block, Field.name);
     const where = `entry "${rawName}" (header at offset ${headerOffset})`;
-    verifyChecksum(block, where, headerOffset);
+    verifyChecksum(block, where, headerOffset, this.views);
     this.rawName = rawName;
     this.where = where;
     const typeflag = block[Field.typeflag[0]]!;
@@ -419,9 +421,9 @@ function padding(size: number): number {
   return r === 0 ? 0 : BLOCK_SIZE - r;
 }
 
-function verifyChecksum(block: Buffer, where: string, offset: number): void {
+function verifyChecksum(block: Buffer, where: string, offset: number, views?: WordViews): void {
   const stored = readNumber(block, 'chksum', where, offset);
-  const unsigned = headerChecksum(block);
+  const unsigned = headerChecksum(block, views);
   if (stored !== unsigned && stored !== headerChecksumSigned(block)) {
     throw new FormatError(
       'tar.header.chksum',

@@ -18,7 +18,7 @@ import {
   TocNames,
   ZERO_DIGEST_HEX,
   alignUp,
-  encodeChunkInfoV1,
+  writeChunkInfoV1,
   encodeCompressionContextHeader,
   encodeTailTarHeader,
   encodeTocEntry,
@@ -377,12 +377,13 @@ export class BlobWriter {
     return index;
   }
 
-  private encodeCi(index: number, compressedOffset: number, storedSize: number, size: number, compressed: boolean): void {
-    encodeChunkInfoV1(
-      { compressedOffset, compressedSize: storedSize, uncompressedOffset: this.store.uncompressedOffsetOf(index), uncompressedSize: size, compressed, flags: 0, contextIndex: 0, contextOffset: 0 },
-      this.ci.bytes,
-      index * CI_V1_SIZE,
-    );
+  private ciView: DataView | undefined;
+
+  private encodeCi(index: number, compressedOffset: number, storedSize: number, size: number, _compressed: boolean): void {
+    // (v1 entries tell compression by the sizes.) One DataView while the table keeps its memory.
+    const bytes = this.ci.bytes;
+    if (this.ciView === undefined || this.ciView.buffer !== bytes.buffer) this.ciView = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    writeChunkInfoV1(this.ciView, index * CI_V1_SIZE, compressedOffset, storedSize, this.store.uncompressedOffsetOf(index), size);
   }
 
   /**

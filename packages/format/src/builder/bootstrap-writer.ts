@@ -58,6 +58,8 @@ export interface BootstrapSettings {
 }
 
 const BS = EROFS_BLOCK_SIZE;
+/** Little-endian host: fields go straight into word views of the output (else through DataViews). */
+const LE = new Uint8Array(Uint32Array.of(1).buffer)[0] === 1;
 /** On-disk file type by inode kind code (tree.ts K_*). */
 const FILE_TYPE_OF_KIND = Uint8Array.of(FileType.REG, FileType.DIR, FileType.SYMLINK, FileType.CHRDEV, FileType.BLKDEV, FileType.FIFO, FileType.SOCK);
 
@@ -460,12 +462,16 @@ class BootstrapPlan {
   render(out: Uint8Array, from: number): void {
     const to = from + out.length;
     const view = new DataView(out.buffer, out.byteOffset, out.byteLength);
+    // Word views when the host is little-endian and `out` word-aligned (fewer, cheaper stores).
+    const words = LE && (out.byteOffset & 3) === 0 && (out.length & 3) === 0 && (from & 3) === 0;
+    const w32 = words ? new Uint32Array(out.buffer, out.byteOffset, out.length >>> 2) : null;
+    const w16 = words ? new Uint16Array(out.buffer, out.byteOffset, out.length >>> 1) : null;
     if (from < this.head.length) put(out, from, this.head, 0);
-    if (to > this.metaBase + BS && from < this.chunkTableOffset) this.renderInodes(out, view, from, to);
-    if (to > this.chunkTableOffset) this.renderChunkTable(out, view, from, to);
+    if (to > this.metaBase + BS && from < this.chunkTableOffset) this.renderInodes(out, view, w32, w16, from, to);
+    if (to > this.chunkTableOffset) this.renderChunkTable(out, view, w32, from, to);
   }
 
-  private renderInodes(out: Uint8Array, view: DataView, from: number, to: number): void {
+  private renderInodes(out: Uint8Array, view: DataView, w32: Uint32Array | null, w16: Uint16Array | null, from: number, to: number): void {
     const { tree, P, metaBase, settings } = this;
     const stores = tree.stores;
     const refs = tree.chunkRefs;
@@ -520,21 +526,28 @@ class BootstrapPlan {
       if (!inodeHit) continue;
       // Extended inode (spec §1.4): format, xattr count, mode, size, u, ino, uid, gid, mtime,
       // mtime_nsec, nlink (same bytes as layout's encodeInode).
-      header.fill(0);
-      sv.setUint16(0, InodeVersion.EXTENDED | (layout << 1), true);
-      sv.setUint16(2, P.xattrCount[p]!, true);
-      sv.setUint16(4, tree.mode[inode]!, true);
-      setU64(sv, 8, dataSize);
-      sv.setUint32(16, u, true);
-      sv.setUint32(20, P.ino[p]!, true);
-      sv.setUint32(24, settings.explicitUidGid ? tree.uid[inode]! : 0, true);
-      sv.setUint32(28, settings.explicitUidGid ? tree.gid[inode]! : 0, true);
-      setU64(sv, 32, tree.mtime[inode]!);
-      sv.setUint32(40, tree.mtimeNsec[inode]!, true);
-      sv.setUint32(44, P.nlink[p]!, true);
-      put(out, from, header, abs);
-      const xattrBytes = P.xattrBytes.get(p);
-      if (xattrBytes !== undefined) put(out, from, xattrBytes, abs + EXTENDED_INODE_SIZE);
+      if (w32 !== null && w16 !== null && abs >= from && abs + EXTENDED_INODE_SIZE <= to) {
+        const q = (abs - from) >>> 2; // abs is 32-aligned
+        const mtime = tree.mtime[inode]!;
+        if (!Number.isSafeInteger(dataSize) || !Number.isSafeInteger(mtime) || mtime < 0) throw new RangeError(`inode ${inode}: size ${dataSize} or mtime ${mtime} is not a u64`);
+        w16[2 * q] = InodeVersion.EXTENDED | (layout << 1);
+        w16[2 * q + 1] = P.xattrCount[p]!;
+        w16[2 * q + 2] = tree.mode[inode]!;
+        w32[q + 2] = dataSize;
+        w32[q + 3] = dataSize / 0x1_0000_0000;
+        w32[q + 4] = u;
+        w32[q + 5] = P.ino[p]!;
+        w32[q + 6] = settings.explicitUidGid ? tree.uid[inode]! : 0;
+        w32[q + 7] = settings.explicitUidGid ? tree.gid[inode]! : 0;
+        w32[q + 8] = mtime;
+        w32[q + 9] = mtime / 0x1_0000_0000;
+        w32[q + 10] = tree.mtimeNsec[inode]!;
+        w32[q + 11] = P.nlink[p]!;
+      } else {
+        this.headerSlow(header, sv, p, inode, layout, u, dataSize);
+        put(out, from, header, abs);
+      }
+      if (P.xattrCount[p] !== 0) put(out, from, P.xattrBytes.get(p)!, abs + EXTENDED_INODE_SIZE);
       if (kind === K_FILE) {
         // Chunk addresses (spec §1.7): ci index low 16 bits, device = blob index + 1, ci index
         // high 8 bits, blkaddr of the uncompressed data. 8-byte aligned: never cut by a
@@ -550,16 +563,41 @@ class BootstrapPlan {
           const store = stores[s]!;
           const ci = store.ciIndexOf(i);
           const rel = at - from;
-          view.setUint16(rel, ci & 0xffff, true);
+          const blkaddr = store.uncompressedOffsetOf(i) / BS;
+          if (w32 !== null && w16 !== null) {
+            w16[rel >>> 1] = ci;
+            w32[(rel >>> 2) + 1] = blkaddr;
+          } else {
+            view.setUint16(rel, ci & 0xffff, true);
+            view.setUint32(rel + 4, blkaddr, true);
+          }
           out[rel + 2] = this.tableIndex[s]![store.blobIndexOf(i)]! + 1;
           out[rel + 3] = (ci >>> 16) & 0xff;
-          view.setUint32(rel + 4, store.uncompressedOffsetOf(i) / BS, true);
         }
       }
     }
   }
 
-  private renderChunkTable(out: Uint8Array, view: DataView, from: number, to: number): void {
+  /** The extended inode header of placement `p` into `header` through a DataView. */
+  private headerSlow(header: Uint8Array, sv: DataView, p: number, inode: number, layout: number, u: number, dataSize: number): void {
+    const { tree, P, settings } = this;
+    {
+      header.fill(0);
+      sv.setUint16(0, InodeVersion.EXTENDED | (layout << 1), true);
+      sv.setUint16(2, P.xattrCount[p]!, true);
+      sv.setUint16(4, tree.mode[inode]!, true);
+      setU64(sv, 8, dataSize);
+      sv.setUint32(16, u, true);
+      sv.setUint32(20, P.ino[p]!, true);
+      sv.setUint32(24, settings.explicitUidGid ? tree.uid[inode]! : 0, true);
+      sv.setUint32(28, settings.explicitUidGid ? tree.gid[inode]! : 0, true);
+      setU64(sv, 32, tree.mtime[inode]!);
+      sv.setUint32(40, tree.mtimeNsec[inode]!, true);
+      sv.setUint32(44, P.nlink[p]!, true);
+    }
+  }
+
+  private renderChunkTable(out: Uint8Array, view: DataView, w32: Uint32Array | null, from: number, to: number): void {
     const { tree, table } = this;
     const cto = this.chunkTableOffset;
     const count = table.order.length;
@@ -574,7 +612,8 @@ class BootstrapPlan {
       const j = s === 1 ? ref - SECOND_STORE : ref;
       const at = cto + CHUNK_INFO_SIZE * k;
       if (at >= from && at + CHUNK_INFO_SIZE <= to) {
-        writeChunkInfo(store, j, table.blobOf[i]!, out, view, at - from);
+        if (w32 !== null) store.writeInfoWords(j, table.blobOf[i]!, w32, (at - from) >>> 2);
+        else writeChunkInfo(store, j, table.blobOf[i]!, out, view, at - from);
       } else {
         writeChunkInfo(store, j, table.blobOf[i]!, entry, this.scratchView, 0);
         put(out, from, entry, at);
@@ -625,6 +664,8 @@ export async function writeBootstrapTo(tree: FsTree, settings: BootstrapSettings
 class DirentEncoder {
   private buf = new Uint8Array(BS);
   private view = new DataView(this.buf.buffer);
+  private w32 = new Uint32Array(this.buf.buffer);
+  private w16 = new Uint16Array(this.buf.buffer);
 
   constructor(
     private readonly tree: FsTree,
@@ -639,6 +680,8 @@ class DirentEncoder {
     if (this.buf.length < size) {
       this.buf = new Uint8Array(alignUp(size, BS));
       this.view = new DataView(this.buf.buffer);
+      this.w32 = new Uint32Array(this.buf.buffer);
+      this.w16 = new Uint16Array(this.buf.buffer);
     } else {
       this.buf.fill(0, 0, size);
     }
@@ -683,8 +726,15 @@ class DirentEncoder {
           len = tree.copyNameTo(v, buf, base + nameoff);
           if (len === 0) throw new NydusError('INTERNAL', 'empty directory entry name');
         }
-        setU64(view, off, nid);
-        view.setUint16(off + 8, nameoff, true);
+        if (LE) {
+          // off = 12 × entry: word-aligned.
+          this.w32[off >>> 2] = nid;
+          this.w32[(off >>> 2) + 1] = nid / 0x1_0000_0000;
+          this.w16[(off + 8) >>> 1] = nameoff;
+        } else {
+          setU64(view, off, nid);
+          view.setUint16(off + 8, nameoff, true);
+        }
         buf[off + 10] = fileType;
         nameoff += len;
       }

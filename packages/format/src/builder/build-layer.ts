@@ -309,17 +309,18 @@ class ContentReader {
 
 /** The layer's names while entries arrive (any order; later entries replace earlier ones). */
 class LayerPaths {
-  /** The parent directory path of the last entry and its namespace (entries come grouped by directory). */
-  private lastParent = '';
-  private lastParentNs = -1;
+  /** Namespaces of directories by path (entries come grouped by directory, in any order of them). */
+  private readonly dirs = new Map<string, number>();
 
   constructor(private readonly tree: FsTree) {}
 
   /** The namespace of the parent directory of `parts`, creating missing ones (040755, root, mtime 0). */
   parentNs(parts: readonly string[], path: string): number {
-    const parent = parts.length > 1 ? path.slice(0, path.lastIndexOf('/')) : '';
-    if (this.lastParentNs >= 0 && parent === this.lastParent) return this.lastParentNs;
     const tree = this.tree;
+    if (parts.length === 1) return tree.nodeNs[tree.root]!;
+    const parent = path.slice(0, path.lastIndexOf('/'));
+    const known = this.dirs.get(parent);
+    if (known !== undefined) return known;
     let dir = tree.root;
     for (let i = 0; i < parts.length - 1; i++) {
       const key = parts[i]!;
@@ -332,17 +333,17 @@ class LayerPaths {
       }
       dir = next;
     }
-    this.lastParent = parent;
-    this.lastParentNs = tree.nodeNs[dir]!;
-    return this.lastParentNs;
+    const ns = tree.nodeNs[dir]!;
+    this.dirs.set(parent, ns);
+    return ns;
   }
 
   /** Adds or replaces a name; a directory over a directory keeps the children. */
   put(ns: number, key: string, inode: number): void {
     const tree = this.tree;
     const existing = tree.lookup(ns, key);
-    // Replacing a directory name may orphan the cached parent namespace.
-    if (existing >= 0 && tree.isDir(existing)) this.lastParentNs = -1;
+    // A directory name replaced by anything but a directory loses its namespace (and those below).
+    if (existing >= 0 && tree.isDir(existing) && tree.kind[inode] !== K_DIR) this.dirs.clear();
     tree.put(ns, key, inode);
   }
 
@@ -381,16 +382,21 @@ function splitEntryPath(entry: LayerEntry): string[] {
   if (typeof path !== 'string') throw new InvalidArgumentError(`entry path ${String(path)} is not a string`);
   if (path === '') return [];
   const parts = path.split('/');
+  // Whole-path checks first: most paths are ASCII (each name its own key) without NULs.
+  const ascii = ASCII_PATH.test(path);
+  const nul = path.includes('\0');
   for (let i = 0; i < parts.length; i++) {
     const c = parts[i]!;
     if (c === '' || c === '.' || c === '..') throw new InvalidArgumentError(`entry '${path}': path has an empty, '.' or '..' component`);
-    if (c.includes('\0')) throw new InvalidArgumentError(`entry '${path}': path contains a NUL byte`);
-    const key = nameKey(c);
+    if (nul && c.includes('\0')) throw new InvalidArgumentError(`entry '${path}': path contains a NUL byte`);
+    const key = ascii ? c : nameKey(c);
     if (key.length > EROFS_NAME_LEN) throw new InvalidArgumentError(`entry '${path}': name '${c.slice(0, 32)}…' is ${key.length} bytes, longer than ${EROFS_NAME_LEN}`);
     parts[i] = key;
   }
   return parts;
 }
+
+const ASCII_PATH = /^[\x00-\x7f]*$/;
 
 const ENTRY_TYPES: ReadonlySet<string> = new Set(['file', 'directory', 'symlink', 'hardlink', 'char-device', 'block-device', 'fifo', 'socket']);
 

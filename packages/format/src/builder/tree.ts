@@ -256,6 +256,36 @@ export class ChunkStore {
   ciIndexOf(i: number): number {
     return this.ciIndex === null ? i : this.ciIndex[i]!;
   }
+  private words: Uint32Array | null = null;
+
+  /**
+   * Writes chunk i's chunk-table entry (spec §1.8, 80 bytes: digest, blob index, flags, sizes,
+   * offsets, CI index, CRC) at word `q` of `w`, as little-endian words: callers check that the
+   * host is little-endian and the entry word-aligned.
+   */
+  writeInfoWords(i: number, blobIndex: number, w: Uint32Array, q: number): void {
+    if (this.words === null || this.words.buffer !== this.digests.buffer) this.words = new Uint32Array(this.digests.buffer, this.digests.byteOffset, this.digests.length >>> 2);
+    const d = this.words;
+    const s = i * 8;
+    for (let k = 0; k < 8; k++) w[q + k] = d[s + k]!;
+    w[q + 8] = blobIndex;
+    w[q + 9] = this.flags[i]!;
+    w[q + 10] = this.compressedSize[i]!;
+    w[q + 11] = this.uncompressedSize[i]!;
+    // u64s as low and high words (typed-array stores take them modulo 2^32).
+    const co = this.compressedOffset[i]!;
+    w[q + 12] = co;
+    w[q + 13] = co / 0x1_0000_0000;
+    const uo = this.uncompressedOffset[i]!;
+    w[q + 14] = uo;
+    w[q + 15] = uo / 0x1_0000_0000;
+    const fo = this.fileOffset[i]!;
+    w[q + 16] = fo;
+    w[q + 17] = fo / 0x1_0000_0000;
+    w[q + 18] = this.ciIndex === null ? i : this.ciIndex[i]!;
+    w[q + 19] = this.crc32[i]!;
+  }
+
   /** Chunk i as an object (tests, diagnostics). */
   chunk(i: number): TreeChunk {
     return {
@@ -317,7 +347,7 @@ export class FsTree {
   nodeNs = new Int32Array(256);
   private nodeNameOff = new Uint32Array(256);
   private nodeNameLen = new Uint8Array(256);
-  private names = new Uint8Array(4096);
+  private names: Buffer = Buffer.alloc(4096);
   private namesUsed = 0;
   nsCount = 0;
   private slots = new Int32Array(1024);
@@ -448,7 +478,7 @@ export class FsTree {
   /** The name key (latin1) of a node. */
   nameOf(node: number): string {
     const off = this.nodeNameOff[node]!;
-    return Buffer.from(this.names.buffer, this.names.byteOffset + off, this.nodeNameLen[node]!).toString('latin1');
+    return this.names.toString('latin1', off, off + this.nodeNameLen[node]!);
   }
 
   /** The name bytes of a node (a view into the arena). */
@@ -485,7 +515,11 @@ export class FsTree {
       this.nodeNameLen = grow(this.nodeNameLen, n);
     }
     if (key.length > 255) throw new NydusError('INTERNAL', `name of ${key.length} bytes`);
-    this.names = grow(this.names, this.namesUsed + key.length);
+    if (this.namesUsed + key.length > this.names.length) {
+      const next = Buffer.alloc(Math.max(this.names.length * 2, this.namesUsed + key.length));
+      this.names.copy(next, 0, 0, this.namesUsed);
+      this.names = next;
+    }
     const names = this.names;
     const off = this.namesUsed;
     for (let i = 0; i < key.length; i++) names[off + i] = key.charCodeAt(i);

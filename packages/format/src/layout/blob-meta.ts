@@ -23,16 +23,22 @@ const TWO32 = 0x1_0000_0000;
 
 /** CI v1 (16 B): packed offsets with (size − 1) split over two nibble/20-bit fields. */
 export function encodeChunkInfoV1(c: BlobChunkInfo, out: Uint8Array, off: number): void {
-  if (c.uncompressedOffset % 4096 !== 0) throw new RangeError(`CI v1 uncompressed offset ${c.uncompressedOffset} is not 4 KiB aligned`);
-  const usz = c.uncompressedSize - 1;
-  const csz = c.compressedSize - 1;
-  const uLo = c.uncompressedOffset % TWO32;
-  const uHi = Math.floor(c.uncompressedOffset / TWO32);
-  const cLo = c.compressedOffset % TWO32;
-  const cHi = Math.floor(c.compressedOffset / TWO32);
-  new LeWriter(out.subarray(off, off + CI_V1_SIZE))
-    .u64Parts(0, (uLo & 0xfffff000) | (((usz >>> 20) & 0xf) << 8), (uHi & 0xfff) | ((usz & 0xfffff) << 12))
-    .u64Parts(8, cLo, (cHi & 0xff) | (((csz >>> 20) & 0xf) << 8) | ((csz & 0xfffff) << 12));
+  writeChunkInfoV1(new DataView(out.buffer, out.byteOffset, out.byteLength), off, c.compressedOffset, c.compressedSize, c.uncompressedOffset, c.uncompressedSize);
+}
+
+/** `encodeChunkInfoV1` from its four fields into a DataView (no allocation: the builder's per-chunk path). */
+export function writeChunkInfoV1(view: DataView, off: number, compressedOffset: number, compressedSize: number, uncompressedOffset: number, uncompressedSize: number): void {
+  if (uncompressedOffset % 4096 !== 0) throw new RangeError(`CI v1 uncompressed offset ${uncompressedOffset} is not 4 KiB aligned`);
+  const usz = uncompressedSize - 1;
+  const csz = compressedSize - 1;
+  const uLo = uncompressedOffset % TWO32;
+  const uHi = Math.floor(uncompressedOffset / TWO32);
+  const cLo = compressedOffset % TWO32;
+  const cHi = Math.floor(compressedOffset / TWO32);
+  view.setUint32(off, ((uLo & 0xfffff000) | (((usz >>> 20) & 0xf) << 8)) >>> 0, true);
+  view.setUint32(off + 4, ((uHi & 0xfff) | ((usz & 0xfffff) << 12)) >>> 0, true);
+  view.setUint32(off + 8, cLo >>> 0, true);
+  view.setUint32(off + 12, ((cHi & 0xff) | (((csz >>> 20) & 0xf) << 8) | ((csz & 0xfffff) << 12)) >>> 0, true);
 }
 
 export function decodeChunkInfoV1(bytes: Uint8Array, off: number, absOffset: number): BlobChunkInfo {

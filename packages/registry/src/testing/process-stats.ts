@@ -13,6 +13,12 @@ export interface MeasuredRun {
   /** Peak resident set size (VmHWM), bytes. */
   peakRssBytes: number;
   wallMs: number;
+  /**
+   * CPU time (user + system), ms. For `node`, from the child's own `process.cpuUsage()`;
+   * otherwise the growth of this process's reaped-children times (`cutime`+`cstime`, 10 ms
+   * ticks), so it is only right when no other child of this process exits meanwhile.
+   */
+  cpuMs: number;
 }
 
 export interface MeasureOptions {
@@ -33,9 +39,19 @@ function parseProc(io: string, status: string): { writeBytes: number; peakRssByt
 
 const exitHook = [
   "import { readFileSync, writeFileSync } from 'node:fs';",
-  "process.on('exit', () => { try { const io = readFileSync('/proc/self/io', 'utf8'); const st = readFileSync('/proc/self/status', 'utf8');",
-  'writeFileSync(process.env.NYDUS_TS_PROC_REPORT, io + "\\n----\\n" + st); } catch {} });',
+  "process.on('exit', () => { try { const io = readFileSync('/proc/self/io', 'utf8'); const st = readFileSync('/proc/self/status', 'utf8'); const cpu = process.cpuUsage();",
+  'writeFileSync(process.env.NYDUS_TS_PROC_REPORT, io + "\\n----\\n" + st + "\\n----\\n" + (cpu.user + cpu.system) / 1000); } catch {} });',
 ].join('\n');
+
+/** utime+stime of this process's reaped children, ms (Linux USER_HZ is 100). */
+function childrenCpuMs(): number {
+  try {
+    const fields = readFileSync('/proc/self/stat', 'utf8').split(') ')[1]!.split(' ');
+    return (Number(fields[13]) + Number(fields[14])) * 10;
+  } catch {
+    return 0;
+  }
+}
 
 /** Runs a command and reports its written bytes (/proc/<pid>/io) and peak RSS. */
 export async function measureProcess(command: string, args: string[], options: MeasureOptions = {}): Promise<MeasuredRun> {
@@ -43,6 +59,7 @@ export async function measureProcess(command: string, args: string[], options: M
   const report = join(dir, 'proc-report');
   const env = { ...(options.env ?? process.env), NYDUS_TS_PROC_REPORT: report };
   const fullArgs = options.node ? [`--import=data:text/javascript,${encodeURIComponent(exitHook)}`, ...args] : args;
+  const childrenCpuBefore = childrenCpuMs();
   const started = process.hrtime.bigint();
   const child = spawn(command, fullArgs, { env, cwd: options.cwd, stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
@@ -65,15 +82,17 @@ export async function measureProcess(command: string, args: string[], options: M
   }).finally(() => clearInterval(timer));
   const wallMs = Number(process.hrtime.bigint() - started) / 1e6;
   let final = sampled;
+  let cpuMs = childrenCpuMs() - childrenCpuBefore;
   if (options.node) {
     try {
-      const [io, status] = (await readFile(report, 'utf8')).split('\n----\n');
+      const [io, status, cpu] = (await readFile(report, 'utf8')).split('\n----\n');
       const r = parseProc(io ?? '', status ?? '');
       final = { writeBytes: Math.max(r.writeBytes, sampled.writeBytes), peakRssBytes: Math.max(r.peakRssBytes, sampled.peakRssBytes) };
+      if (cpu !== undefined && Number.isFinite(Number(cpu))) cpuMs = Number(cpu);
     } catch {
       // the child died before its exit hook ran; keep the samples
     }
   }
   await rm(dir, { recursive: true, force: true });
-  return { code, stdout, stderr, wallMs, ...final };
+  return { code, stdout, stderr, wallMs, cpuMs, ...final };
 }
