@@ -18,6 +18,10 @@ const argv = process.argv.slice(2);
 if (argv[0] === 'copy') {
   const { processIo, runNydusifyCopy } = await import('@nydus-ts/cli/copy');
   process.exitCode = await runNydusifyCopy(argv, processIo());
+} else if (argv[0] === 'image') {
+  // Likewise `image` needs only the local part of the converter, not the registry client.
+  const { processIo, runNydusifyImage } = await import('@nydus-ts/cli/image');
+  process.exitCode = await runNydusifyImage(argv, processIo());
 } else {
   const { processIo, runNydusify } = await import('@nydus-ts/cli');
   process.exitCode = await runNydusify(argv, processIo());

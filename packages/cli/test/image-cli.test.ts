@@ -84,6 +84,24 @@ describe('nydusify-ts image', () => {
     expect(listing).toEqual(['big', 'etc/', 'etc/hello']);
   });
 
+  it('the binary runs image commands through its own entry, with the same output as the full table', async () => {
+    // `nydusify-ts image ...` loads @nydus-ts/cli/image (no registry client, no conversion code).
+    const bin = path.resolve(import.meta.dirname, '../../../apps/nydusify-ts/bin/nydusify-ts.js');
+    const tarFile = path.join(work, 'bin/src.tar');
+    await mkdir(path.dirname(tarFile), { recursive: true });
+    execFileSync('tar', ['-C', src, '-cf', tarFile, '.']);
+    const args = (dir: string) => ['image', 'create', '--type', 'tar-rafs', tarFile, '--bootstrap', path.join(dir, 'boot'), '--blob-dir', path.join(dir, 'blobs'), '--compressor', 'lz4_block'];
+    const viaBin = path.join(work, 'bin/a');
+    const out = execFileSync(process.execPath, [bin, ...args(viaBin)], { encoding: 'utf8' });
+    expect(out).toMatch(/^bootstrap: /);
+    const inProcess = path.join(work, 'bin/b');
+    expect((await run(...args(inProcess))).code).toBe(0);
+    expect(await readFile(path.join(viaBin, 'boot'))).toEqual(await readFile(path.join(inProcess, 'boot')));
+    expect(await readdir(path.join(viaBin, 'blobs'))).toEqual(await readdir(path.join(inProcess, 'blobs')));
+    // Other commands still come from the full table.
+    expect(execFileSync(process.execPath, [bin, '--help'], { encoding: 'utf8' })).toMatch(/convert/);
+  });
+
   it('rejects bad flags with exit code 2 and a message naming the flag', async () => {
     const boot = path.join(work, 'bad/boot');
     const blobs = path.join(work, 'bad/blobs');

@@ -9,7 +9,7 @@ import {
   unpackImage,
   type ImageInspection,
   type SourceType,
-} from '@nydus-ts/converter';
+} from '@nydus-ts/converter/local';
 import { CHUNK_COMPRESSORS, CHUNK_DIGESTERS, type ChunkCompressor, type ChunkDigester } from '@nydus-ts/format';
 import { readFile } from 'node:fs/promises';
 import { setFlagsFromString } from 'node:v8';

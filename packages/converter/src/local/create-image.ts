@@ -14,9 +14,8 @@ import {
 import { createReadStream } from 'node:fs';
 import { mkdir, open, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { decompressStream, detectCompression } from '../layer/decompress.js';
 import { readFileChunks } from '../layer/file-chunks.js';
-import { readDirectoryEntries } from '../layer/dir-reader.js';
+import { BLOCK_SIZE, headerChecksum, readNumber } from '../layer/tar-header.js';
 import { readTarEntries } from '../layer/tar-reader.js';
 import { AtomicFileWriter } from './atomic-file.js';
 
@@ -82,22 +81,31 @@ export async function openLayerSource(type: SourceType, source: string): Promise
   });
   if (type === 'dir-rafs') {
     if (!st.isDirectory()) throw new InvalidArgumentError(`source ${source} is not a directory (--type dir-rafs)`);
+    // Loaded on demand (like the decompressor below): a tar build needs neither.
+    const { readDirectoryEntries } = await import('../layer/dir-reader.js');
     return readDirectoryEntries(source);
   }
   if (!st.isFile()) throw new InvalidArgumentError(`source ${source} is not a file (--type ${type})`);
   // tar-rafs takes a plain tar; compressed tars are detected either way, as users mix them up.
-  // A plain tar is read straight into two reused buffers (the tar reader and the builder keep
-  // no source bytes across reads); a compressed one streams through the decompressor.
-  if ((await sniffCompression(source)) === 'none') return readTarEntries(readFileChunks(source));
+  // A plain tar (a first header with a valid checksum) is read straight into two reused buffers
+  // (the tar reader and the builder keep no source bytes across reads); anything else streams
+  // through the decompressor, which tells gzip, zstd and plain apart.
+  if (await startsWithTarHeader(source)) return readTarEntries(readFileChunks(source));
+  const { decompressStream } = await import('../layer/decompress.js');
   return readTarEntries(decompressStream(createReadStream(source, { highWaterMark: 1 << 20 })));
 }
 
-async function sniffCompression(file: string): Promise<ReturnType<typeof detectCompression>> {
+async function startsWithTarHeader(file: string): Promise<boolean> {
   const handle = await open(file, 'r');
   try {
-    const head = Buffer.alloc(4);
-    const { bytesRead } = await handle.read(head, 0, 4, 0);
-    return detectCompression(head.subarray(0, bytesRead));
+    const head = Buffer.alloc(BLOCK_SIZE);
+    const { bytesRead } = await handle.read(head, 0, BLOCK_SIZE, 0);
+    if (bytesRead < BLOCK_SIZE) return false;
+    try {
+      return readNumber(head, 'chksum', 'first header', 0) === headerChecksum(head);
+    } catch {
+      return false; // not an octal checksum field: not a tar header
+    }
   } finally {
     await handle.close();
   }
