@@ -8,6 +8,7 @@ import { addRegistrySideOptions, writeJsonFile } from '../shared-options.js';
 import { writeLine } from '../io.js';
 import { parsePositiveInt } from '../parse.js';
 import type { CommandRegistrar } from '../program.js';
+import { baselineWasmOnly } from '../v8-flags.js';
 
 /** The raw flags of `nydusify-ts check`, as commander hands them over. */
 export interface CheckFlags {
@@ -67,6 +68,7 @@ export const registerCheckCommand: CommandRegistrar = (program: Command, io: Cli
     .option('--concurrency <n>', 'files read from the target at once', '8')
     .option('-J, --output-json <file>', 'write the report as JSON here')
     .action(async (flags: CheckFlags) => {
+      baselineWasmOnly();
       const options = parseCheckFlags(flags);
       const report = await checkConvertedImage({
         ...options,

@@ -10,6 +10,7 @@ import { addRegistrySideOptions, writeJsonFile } from '../shared-options.js';
 import { writeLine } from '../io.js';
 import { parseByteSize, parseChoice, parsePositiveInt } from '../parse.js';
 import type { CommandRegistrar } from '../program.js';
+import { baselineWasmOnly } from '../v8-flags.js';
 
 /** The raw flags of `nydusify-ts convert`, as commander hands them over. */
 export interface ConvertFlags {
@@ -124,6 +125,7 @@ export const registerConvertCommand: CommandRegistrar = (program: Command, io: C
     .option('--no-workers', 'convert every layer on the main thread (NYDUS_TS_CONVERT_WORKERS=0)')
     .option('-J, --output-json <file>', 'write a JSON report here')
     .action(async (flags: ConvertFlags) => {
+      baselineWasmOnly();
       const options = await parseConvertFlags(flags, io.cwd);
       const result = await convertImage({
         ...options,

@@ -1,4 +1,5 @@
 import { setFlagsFromString } from 'node:v8';
+import { baselineWasmOnly } from '../v8-flags.js';
 import { runInNewContext } from 'node:vm';
 import type { Command } from 'commander';
 import { InvalidArgumentError, createConsoleLogger, noopLogger } from '@nydus-ts/core';
@@ -161,22 +162,6 @@ function youngGcEvery(bytes: number): ((event: CopyProgressEvent) => void) | und
       seen.delete(e.digest);
     }
   };
-}
-
-/**
- * undici parses HTTP with llhttp compiled to WebAssembly. V8 first compiles it with its baseline
- * compiler (Liftoff) and, once the parser runs hot, again with TurboFan on a background thread:
- * about 0.1 s of CPU competing with the transfer, and the process cannot exit before that
- * compilation finishes (70-230 ms after the summary line under load). Here the parser only frames
- * a few dozen messages and hands body bytes on as slices, so baseline code costs nothing
- * measurable. Must run before undici compiles llhttp (its first request).
- */
-function baselineWasmOnly(): void {
-  try {
-    setFlagsFromString('--liftoff-only');
-  } catch {
-    // not settable on this runtime: only slower
-  }
 }
 
 export const registerCopyCommand: CommandRegistrar = (program: Command, io: CliIo) => {
