@@ -4,7 +4,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { isNydusError } from '@nydus-ts/core';
-import type { LayerEntry } from '@nydus-ts/format';
+import { WHOLE_CONTENT, type LayerEntry, type WholeContentSource } from '@nydus-ts/format';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readDirectoryEntries } from '../src/index.js';
 import { splitDev } from '../src/layer/dir-reader.js';
@@ -152,6 +152,29 @@ describe('readDirectoryEntries edge cases', () => {
       truncateSync(join(dir, 'f'), 100);
       const err = await errorOf(collect(e.content!));
       expect(isNydusError(err, 'DATA_LOSS')).toBe(true);
+    }
+  });
+
+  it('hands files of at most 1 MiB over whole (WHOLE_CONTENT), with the iterated bytes; DATA_LOSS when one shrank', async () => {
+    const dir = join(work, 'whole');
+    mkdirSync(dir);
+    const sizes = { empty: 0, small: 5000, exact: 1 << 20, big: (1 << 20) + 1, shrinks: 9000 };
+    for (const [name, size] of Object.entries(sizes)) writeFileSync(join(dir, name), Buffer.alloc(size, name.charCodeAt(0)));
+    for await (const e of readDirectoryEntries(dir)) {
+      if (e.type !== 'file') continue;
+      const whole = (e.content as unknown as WholeContentSource)[WHOLE_CONTENT];
+      if (e.path === 'shrinks') {
+        truncateSync(join(dir, 'shrinks'), 10);
+        expect(() => whole()).toThrow(expect.objectContaining({ code: 'DATA_LOSS' }));
+        continue;
+      }
+      const got = whole();
+      if (e.path === 'big') {
+        expect(got).toBeNull();
+        continue;
+      }
+      expect(Buffer.from(got!).equals(Buffer.alloc(e.size, e.path.charCodeAt(0)))).toBe(true);
+      expect((await collect(e.content!)).equals(Buffer.from(got!))).toBe(true);
     }
   });
 
