@@ -26,18 +26,13 @@ import {
   RafsSuperFlags,
   alignUp,
   encodeBlobEntry,
-  encodeChunkAddress,
   encodeDeviceSlot,
-  encodeDirentBlocks,
   encodeErofsSuperblock,
   encodeRafsExtSuperblock,
   encodeXattrs,
-  planDirentBlocks,
   superFlagForCompression,
   superFlagForDigest,
   type CompressionName,
-  type DataLayoutValue,
-  type Dirent,
   type DigestName,
 } from '../layout/index.js';
 import type { BlobSink } from './blob-writer.js';
