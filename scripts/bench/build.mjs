@@ -45,6 +45,7 @@ const baselines = [
   { name: 'floor: the native work alone (read, blake3, CRC-32C, lz4, sha256, write, fsync)', input: 'tar', cmd: process.execPath, args: () => [floorScript, minbase.tar, path.join(work, 'floor.blob')] },
 ];
 
+const loadBefore = os.loadavg()[0];
 const results = new Map();
 for (let run = 0; run < RUNS; run++) {
   // Alternate ours and the baselines so that machine noise spreads over both.
@@ -106,6 +107,8 @@ ${rows.join('\n')}
 
 Target: lz4_block + blake3 ≥ 200 MB/s of uncompressed input on one core: **${rate(minbase.tarBytes, lz4)} MB/s** for the whole process, **${rate(minbase.tarBytes, lz4Build)} MB/s** in the build phase (tar-rafs).
 The floor alone reaches ${rate(minbase.tarBytes, floor)} MB/s as a whole process (Node start-up ${nodeStart.toFixed(2)} s of it): 200 MB/s leaves ${Math.max(0, minbase.tarBytes / 200e6 - floor).toFixed(2)} s for everything that is not native work (module loading, tar and PAX parsing, the tree, the bootstrap, GC).
+
+Machine load (1-minute load average, other work on the same 2 cores) ${loadBefore.toFixed(1)} at the start of the runs and ${os.loadavg()[0].toFixed(1)} at the end: wall times above include waiting for the CPU, CPU times do not.
 
 Memory bound: a synthetic ${mib(bigBytes)} MiB tar with 200,000 entries (10 large half-random files, the rest small), tar-rafs lz4_block + blake3 on one core:
 ${big.seconds.toFixed(1)} s (${rate(bigBytes, big.seconds)} MB/s, CPU ${big.cpuSeconds.toFixed(1)} s), **peak RSS ${mib(big.peakRssBytes)} MiB** (target ≤ 200 MB), bootstrap ${mib(bigBoot)} MiB.`);
