@@ -74,7 +74,12 @@ export function resolveCreateImageOptions(options: CreateImageOptions): Required
   return { ...options, compressor, digester };
 }
 
-/** Opens the entries of a local source, checking that it is of the declared type. */
+/**
+ * Opens the entries of a local source, checking that it is of the declared type. File content
+ * pieces (and WHOLE_CONTENT bodies) are valid only until the next piece or entry is requested:
+ * a plain tar is read into two buffers that take turns, so a consumer copies what it keeps (as
+ * the builder does).
+ */
 export async function openLayerSource(type: SourceType, source: string): Promise<AsyncIterable<LayerEntry>> {
   const st = await stat(source).catch((err: NodeJS.ErrnoException) => {
     throw new NotFoundError(`source ${source}: ${err.code === 'ENOENT' ? 'no such file or directory' : err.message}`, { cause: err });
