@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "gzip_inflate.h"
+#include "napi_util.h"
 
 /* Step outcomes (>= 0) besides ISA-L's negative error codes. */
 #define STEP_NEED_INPUT 0
@@ -40,23 +41,6 @@ typedef struct {
   napi_deferred deferred;
   napi_async_work work;
 } StepJob;
-
-static napi_value throw_error(napi_env env, const char *msg) {
-  napi_throw_error(env, NULL, msg);
-  return NULL;
-}
-
-static int u8_arg(napi_env env, napi_value v, uint8_t **data, size_t *len) {
-  bool is_typed;
-  if (napi_is_typedarray(env, v, &is_typed) != napi_ok || !is_typed) return 0;
-  napi_typedarray_type type;
-  napi_value ab;
-  size_t offset;
-  void *p;
-  if (napi_get_typedarray_info(env, v, &type, len, &p, &ab, &offset) != napi_ok || type != napi_uint8_array) return 0;
-  *data = p;
-  return 1;
-}
 
 static void inflater_reset(Inflater *z) {
   isal_inflate_reset(&z->state);
@@ -145,7 +129,7 @@ static napi_value reset(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-static int step_args(napi_env env, napi_callback_info info, napi_value *argv, Inflater **z, uint8_t **in, size_t *in_len, uint8_t **out, size_t *out_len) {
+static int step_args(napi_env env, napi_callback_info info, napi_value *argv, Inflater **z, void **in, size_t *in_len, void **out, size_t *out_len) {
   size_t argc = 3;
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
   if (argc < 3) return 0;
@@ -158,7 +142,7 @@ static int step_args(napi_env env, napi_callback_info info, napi_value *argv, In
 static napi_value step_sync(napi_env env, napi_callback_info info) {
   napi_value argv[3];
   Inflater *z;
-  uint8_t *in, *out;
+  void *in, *out;
   size_t in_len, out_len;
   if (!step_args(env, info, argv, &z, &in, &in_len, &out, &out_len)) return throw_error(env, "gzipInflateStep(handle, input, output): bad arguments");
   if (z->busy) return throw_error(env, "gzipInflateStep: a step is already running");
@@ -180,10 +164,7 @@ static void job_complete(napi_env env, napi_status status, void *data) {
   if (status == napi_ok) {
     napi_resolve_deferred(env, j->deferred, step_result(env, j->consumed, j->produced, j->status));
   } else {
-    napi_value msg, err;
-    napi_create_string_utf8(env, "gzip inflate step cancelled", NAPI_AUTO_LENGTH, &msg);
-    napi_create_error(env, NULL, msg, &err);
-    napi_reject_deferred(env, j->deferred, err);
+    reject_cancelled(env, j->deferred, "gzip inflate step cancelled");
   }
   napi_delete_reference(env, j->in_ref);
   napi_delete_reference(env, j->out_ref);
@@ -197,7 +178,7 @@ static void job_complete(napi_env env, napi_status status, void *data) {
 static napi_value step_async(napi_env env, napi_callback_info info) {
   napi_value argv[3];
   Inflater *z;
-  uint8_t *in, *out;
+  void *in, *out;
   size_t in_len, out_len;
   if (!step_args(env, info, argv, &z, &in, &in_len, &out, &out_len)) return throw_error(env, "gzipInflateStepAsync(handle, input, output): bad arguments");
   if (z->busy) return throw_error(env, "gzipInflateStepAsync: a step is already running");

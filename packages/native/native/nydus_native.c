@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "gzip_inflate.h"
+#include "napi_util.h"
 #include "zstd_chunk.h"
 #if defined(__x86_64__)
 #include <nmmintrin.h>
@@ -13,22 +14,6 @@
 /* Per thread: worker threads load this same module and compress at the same time. */
 static __thread void *state;
 
-static napi_value fail(napi_env env, const char *msg) {
-  napi_throw_error(env, NULL, msg);
-  return NULL;
-}
-
-static int buffer_arg(napi_env env, napi_value v, void **data, size_t *len) {
-  bool is_typed;
-  napi_is_typedarray(env, v, &is_typed);
-  if (!is_typed) return 0;
-  napi_typedarray_type type;
-  napi_value ab;
-  size_t offset;
-  if (napi_get_typedarray_info(env, v, &type, len, data, &ab, &offset) != napi_ok || type != napi_uint8_array) return 0;
-  return 1;
-}
-
 /* compressInto(src: Uint8Array, dst: Uint8Array): number (0 when dst is too small) */
 static napi_value compress_into(napi_env env, napi_callback_info info) {
   size_t argc = 2;
@@ -36,8 +21,8 @@ static napi_value compress_into(napi_env env, napi_callback_info info) {
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
   void *src, *dst;
   size_t src_len, dst_len;
-  if (argc < 2 || !buffer_arg(env, argv[0], &src, &src_len) || !buffer_arg(env, argv[1], &dst, &dst_len)) return fail(env, "compressInto(src, dst) takes two Uint8Arrays");
-  if (src_len > LZ4_MAX_INPUT_SIZE || dst_len > 0x7fffffff) return fail(env, "compressInto: input too large");
+  if (argc < 2 || !u8_arg(env, argv[0], &src, &src_len) || !u8_arg(env, argv[1], &dst, &dst_len)) return throw_error(env, "compressInto(src, dst) takes two Uint8Arrays");
+  if (src_len > LZ4_MAX_INPUT_SIZE || dst_len > 0x7fffffff) return throw_error(env, "compressInto: input too large");
   if (!state) state = malloc(LZ4_sizeofState());
   int n = LZ4_compress_fast_extState(state, src, dst, (int)src_len, (int)dst_len, 1);
   napi_value out;
@@ -52,8 +37,8 @@ static napi_value decompress_into(napi_env env, napi_callback_info info) {
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
   void *src, *dst;
   size_t src_len, dst_len;
-  if (argc < 2 || !buffer_arg(env, argv[0], &src, &src_len) || !buffer_arg(env, argv[1], &dst, &dst_len)) return fail(env, "decompressInto(src, dst) takes two Uint8Arrays");
-  if (src_len > 0x7fffffff || dst_len > 0x7fffffff) return fail(env, "decompressInto: buffer too large");
+  if (argc < 2 || !u8_arg(env, argv[0], &src, &src_len) || !u8_arg(env, argv[1], &dst, &dst_len)) return throw_error(env, "decompressInto(src, dst) takes two Uint8Arrays");
+  if (src_len > 0x7fffffff || dst_len > 0x7fffffff) return throw_error(env, "decompressInto: buffer too large");
   int n = LZ4_decompress_safe(src, dst, (int)src_len, (int)dst_len);
   napi_value out;
   napi_create_int32(env, n < 0 ? -1 : n, &out);
@@ -123,7 +108,7 @@ static napi_value crc32c(napi_env env, napi_callback_info info) {
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
   void *data;
   size_t len;
-  if (argc < 1 || !buffer_arg(env, argv[0], &data, &len)) return fail(env, "crc32c(data) takes a Uint8Array");
+  if (argc < 1 || !u8_arg(env, argv[0], &data, &len)) return throw_error(env, "crc32c(data) takes a Uint8Array");
   uint32_t crc = 0;
   if (argc > 1) napi_get_value_uint32(env, argv[1], &crc);
   crc = ~crc;

@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 
+#include "napi_util.h"
 #include "zstd_chunk.h"
 
 /* The context of each thread, freed when the thread exits (worker threads come and go). */
@@ -36,20 +37,6 @@ static int64_t compress_frame(const void *src, size_t src_len, void *dst, size_t
   size_t n = ZSTD_compressCCtx(cctx, dst, dst_len, src, src_len, level);
   if (ZSTD_isError(n)) return ZSTD_getErrorCode(n) == ZSTD_error_dstSize_tooSmall ? 0 : -1;
   return (int64_t)n;
-}
-
-static napi_value throw_error(napi_env env, const char *msg) {
-  napi_throw_error(env, NULL, msg);
-  return NULL;
-}
-
-static int u8_arg(napi_env env, napi_value v, void **data, size_t *len) {
-  bool is_typed;
-  if (napi_is_typedarray(env, v, &is_typed) != napi_ok || !is_typed) return 0;
-  napi_typedarray_type type;
-  napi_value ab;
-  size_t offset;
-  return napi_get_typedarray_info(env, v, &type, len, data, &ab, &offset) == napi_ok && type == napi_uint8_array;
 }
 
 static int compress_args(napi_env env, napi_callback_info info, napi_value *argv, void **src, size_t *src_len, void **dst, size_t *dst_len, int32_t *level) {
@@ -108,23 +95,11 @@ static void batch_complete(napi_env env, napi_status status, void *data) {
     napi_get_undefined(env, &undefined);
     napi_resolve_deferred(env, j->deferred, undefined);
   } else {
-    napi_value msg, err;
-    napi_create_string_utf8(env, "zstd compression cancelled", NAPI_AUTO_LENGTH, &msg);
-    napi_create_error(env, NULL, msg, &err);
-    napi_reject_deferred(env, j->deferred, err);
+    reject_cancelled(env, j->deferred, "zstd compression cancelled");
   }
   for (int i = 0; i < 4; i++) napi_delete_reference(env, j->refs[i]);
   napi_delete_async_work(env, j->work);
   free(j);
-}
-
-static int typed_arg(napi_env env, napi_value v, napi_typedarray_type want, void **data, size_t *len) {
-  bool is_typed;
-  if (napi_is_typedarray(env, v, &is_typed) != napi_ok || !is_typed) return 0;
-  napi_typedarray_type type;
-  napi_value ab;
-  size_t offset;
-  return napi_get_typedarray_info(env, v, &type, len, data, &ab, &offset) == napi_ok && type == want;
 }
 
 /* zstdCompressBatchAsync(src, dst, bounds: Uint32Array, results: Int32Array, level): Promise<void>;
