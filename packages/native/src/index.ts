@@ -66,17 +66,6 @@ export function zstdCompressInto(src: Uint8Array, dst: Uint8Array, level: number
 }
 
 /**
- * `zstdCompressInto` on the libuv thread pool: several chunks compress in parallel while this
- * thread goes on. `src` and `dst` must stay untouched until the promise settles.
- */
-export async function zstdCompressAsync(src: Uint8Array, dst: Uint8Array, level: number): Promise<number> {
-  if (dst.length < src.length - 1) throw new InvalidArgumentError('zstdCompressAsync: dst needs src.length - 1 bytes');
-  const results = new Int32Array(1);
-  await zstdCompressBatchAsync(src, dst, Uint32Array.of(0, src.length), results, level);
-  return results[0]!;
-}
-
-/**
  * Compresses a batch of chunks (one frame each) in one thread-pool task, so that small chunks
  * cost one round trip per batch: chunk i is `src[bounds[i] .. bounds[i+1])` and is compressed
  * into `dst` at the same offset with room for one byte less than the chunk; `results[i]` is its
