@@ -108,12 +108,10 @@ interface CompressJob {
   bounds: number[];
   src: Buffer;
   out: Buffer;
-  /** Compressed length per chunk (0: store raw), valid once `done`. */
-  results: Int32Array | undefined;
   /** Undefined while the job still takes chunks. */
   settled: Promise<void> | undefined;
-  done: boolean;
-  failure: unknown;
+  /** Set once compressed: the length per chunk (0: store raw), or why it failed. */
+  outcome: { results: Int32Array } | { failure: unknown } | undefined;
 }
 
 /** Jobs compressing off-thread at once (the thread pool runs a few; more only queue). */
@@ -229,7 +227,7 @@ export class BlobWriter {
 
   /** True when full slabs or compressing chunks wait for `flush()` (call it before the next addChunk). */
   get mustFlush(): boolean {
-    return this.pending.length > 0 || this.jobs.length > MAX_JOBS || (this.jobs.length > 0 && this.jobs[0]!.done);
+    return this.pending.length > 0 || this.jobs.length > MAX_JOBS || (this.jobs.length > 0 && this.jobs[0]!.outcome !== undefined);
   }
 
   /**
@@ -246,17 +244,18 @@ export class BlobWriter {
     const jobs = this.jobs;
     while (jobs.length > 0) {
       const job = jobs[0]!;
-      if (!job.done) {
+      if (job.outcome === undefined) {
         if (jobs.length <= keep) return;
         if (job === this.openJob) this.submit(job);
         await job.settled;
       }
       jobs.shift();
-      if (job.failure !== undefined) {
-        this.failure ??= job.failure;
-        throw job.failure;
+      const outcome = job.outcome!;
+      if ('failure' in outcome) {
+        this.failure ??= outcome.failure;
+        throw outcome.failure;
       }
-      this.place(job);
+      this.place(job, outcome.results);
     }
   }
 
@@ -401,7 +400,7 @@ export class BlobWriter {
     }
     if (job === undefined) {
       const buffers = this.spareJobBuffers.pop() ?? { src: Buffer.allocUnsafe(this.chunkSize), out: Buffer.allocUnsafe(this.chunkSize) };
-      job = { indices: [], crcs: [], bounds: [0], ...buffers, results: undefined, settled: undefined, done: false, failure: undefined };
+      job = { indices: [], crcs: [], bounds: [0], ...buffers, settled: undefined, outcome: undefined };
       this.openJob = job;
       this.jobs.push(job);
     }
@@ -419,23 +418,17 @@ export class BlobWriter {
     if (this.openJob === job) this.openJob = undefined;
     const results = new Int32Array(job.indices.length);
     job.settled = compressBatchAsync(this.compressor, job.src, job.out, Uint32Array.from(job.bounds), results).then(
-      () => {
-        job.results = results;
-        job.done = true;
-      },
-      (err: unknown) => {
-        job.failure = err;
-        job.done = true;
-      },
+      () => void (job.outcome = { results }),
+      (failure: unknown) => void (job.outcome = { failure }),
     );
   }
 
   /** Appends a compressed job's chunks to the blob and completes their records. */
-  private place(job: CompressJob): void {
+  private place(job: CompressJob, results: Int32Array): void {
     for (let k = 0; k < job.indices.length; k++) {
       const start = job.bounds[k]!;
       const size = job.bounds[k + 1]! - start;
-      const packed = job.results![k]!;
+      const packed = results[k]!;
       const compressed = packed > 0;
       const storedSize = compressed ? packed : size;
       if (this.slabUsed + storedSize > this.slabSize) this.seal();
