@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHash, type Hash } from 'node:crypto';
 import { PassThrough, Writable } from 'node:stream';
 import { CancelledError, DigestMismatchError, InvalidArgumentError, NydusError, parseDigest } from '@nydus-ts/core';
 import type { Digest } from '@nydus-ts/core';
@@ -18,6 +18,11 @@ export interface BlobUploadOptions {
    * bytes (each retried on its own after a 5xx/429/reset).
    */
   chunkSize: number;
+  /**
+   * false: the bytes are not hashed on the way, for callers that hash what they write anyway;
+   * commit() then needs the expected digest, and the registry is what checks it. Default true.
+   */
+  verifyDigest?: boolean;
   signal?: AbortSignal;
 }
 
@@ -39,7 +44,7 @@ export class BlobUpload extends Writable {
   readonly #transport: RegistryTransport;
   readonly #chunkSize: number;
   readonly #signal: AbortSignal | undefined;
-  readonly #hash = createHash('sha256');
+  readonly #hash: Hash | undefined;
   #location: URL;
   /** Bytes written by the caller. */
   #size = 0;
@@ -59,6 +64,7 @@ export class BlobUpload extends Writable {
     this.repository = repository;
     this.#location = location;
     this.#chunkSize = options.chunkSize;
+    this.#hash = options.verifyDigest === false ? undefined : createHash('sha256');
     this.#signal = options.signal;
   }
 
@@ -72,7 +78,7 @@ export class BlobUpload extends Writable {
   }
 
   override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
-    this.#hash.update(chunk);
+    this.#hash?.update(chunk);
     this.#size += chunk.length;
     if (this.#chunkSize === 0) {
       this.#writeStreaming(chunk).then(() => cb(), cb);
@@ -225,35 +231,47 @@ export class BlobUpload extends Writable {
         if (!this.writableEnded) this.end();
       });
     }
-    const actual = `sha256:${this.#hash.copy().digest('hex')}` as Digest;
     if (expected.size !== undefined && expected.size !== this.#size) {
       this.#cancel();
       throw new NydusError('DATA_LOSS', `${this.#what()}: wrote ${this.#size} bytes, expected ${expected.size}`);
     }
-    let digest = actual;
-    if (expected.digest) {
-      const { algorithm } = parseDigest(expected.digest);
-      if (algorithm !== 'sha256') {
-        this.#cancel();
-        throw new InvalidArgumentError(`${this.#what()}: only sha256 uploads are supported, got ${expected.digest}`);
-      }
-      if (expected.digest !== actual) {
+    if (expected.digest !== undefined && parseDigest(expected.digest).algorithm !== 'sha256') {
+      this.#cancel();
+      throw new InvalidArgumentError(`${this.#what()}: only sha256 uploads are supported, got ${expected.digest}`);
+    }
+    let digest: Digest;
+    if (this.#hash) {
+      const actual = `sha256:${this.#hash.copy().digest('hex')}` as Digest;
+      if (expected.digest !== undefined && expected.digest !== actual) {
         this.#cancel();
         throw new DigestMismatchError(this.#what(), expected.digest, actual);
       }
+      digest = actual;
+    } else {
+      if (expected.digest === undefined) {
+        this.#cancel();
+        throw new InvalidArgumentError(`${this.#what()}: an upload opened without digest verification needs the expected digest to commit`);
+      }
       digest = expected.digest;
     }
-    const reply = await this.#transport.request({
-      method: 'PUT',
-      path: this.#location,
-      query: { digest },
-      headers: { 'content-length': '0', 'content-type': 'application/octet-stream' },
-      body: Buffer.alloc(0),
-      scopes: [`repository:${this.repository}:pull,push`],
-      expect: [201, 204],
-      what: `commit of ${digest} to ${this.repository}`,
-      signal: this.#signal,
-    });
+    let reply: RegistryReply;
+    try {
+      reply = await this.#transport.request({
+        method: 'PUT',
+        path: this.#location,
+        query: { digest },
+        headers: { 'content-length': '0', 'content-type': 'application/octet-stream' },
+        body: Buffer.alloc(0),
+        scopes: [`repository:${this.repository}:pull,push`],
+        expect: [201, 204],
+        what: `commit of ${digest} to ${this.repository}`,
+        signal: this.#signal,
+      });
+    } catch (err) {
+      // a refused digest (the registry's own check) or a failed PUT: drop the session
+      this.#cancel();
+      throw err;
+    }
     await discardBody(reply.body);
     this.#committed = true;
     return { digest, size: this.#size };

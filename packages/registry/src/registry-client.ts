@@ -47,6 +47,11 @@ export interface PushBlobOptions extends SignalOptions {
 export interface UploadOptions extends SignalOptions {
   /** 0 (default): one streaming PATCH as bytes arrive; > 0: buffered PATCH chunks of this size. */
   chunkSize?: number;
+  /**
+   * false: the upload does not hash the bytes itself (for a caller that hashes what it writes);
+   * `commit()` must then be given the digest, which the registry checks. Default true.
+   */
+  verifyDigest?: boolean;
 }
 
 function one(headers: RegistryReply['headers'], name: string): string | undefined {
@@ -399,7 +404,7 @@ export class RegistryClient implements Fetcher, Pusher, ManifestStore {
     checkRepository(repository);
     const started = await this.#startUpload(repository, { signal: options.signal });
     if (started.mounted) throw new RegistryProtocolError('POST', repository, 'registry answered 201 to a plain upload request');
-    return new BlobUpload(this.transport, repository, started.location, { chunkSize: options.chunkSize ?? 0, signal: options.signal });
+    return new BlobUpload(this.transport, repository, started.location, { chunkSize: options.chunkSize ?? 0, ...(options.verifyDigest === false && { verifyDigest: false }), signal: options.signal });
   }
 }
 

@@ -3,7 +3,7 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { MediaType, isNydusError } from '@nydus-ts/core';
 import type { Digest } from '@nydus-ts/core';
 import { RegistryClient, RegistryResponseError } from '../src/index.js';
@@ -191,6 +191,33 @@ describe('RegistryClient against docker-registry', () => {
     const err2 = await client.pushBlob('c/bad', { digest: promised, size: 21 }, Readable.from([Buffer.from('not what was promised')])).catch((e: unknown) => e);
     expect((err2 as RegistryResponseError).status).toBe(400);
     expect(await client.headBlob('c/bad', promised)).toBeUndefined();
+  });
+
+  it('commits an upload that does not hash under the caller\'s digest, which the registry checks', async () => {
+    const data = Buffer.from('hashed by the caller, checked by the registry');
+    const noDigest = await client.createUpload('c/nohash', { verifyDigest: false });
+    noDigest.end(data);
+    expect(isNydusError(await noDigest.commit().catch((e: unknown) => e), 'INVALID_ARGUMENT')).toBe(true);
+
+    const proxy = await startFaultProxy(reg.url);
+    const via = new RegistryClient({ registry: proxy.host, insecure: true });
+    try {
+      const wrong = sha(Buffer.from('other bytes'));
+      const refused = await via.createUpload('c/nohash', { verifyDigest: false });
+      refused.end(data);
+      const err = await refused.commit({ digest: wrong, size: data.length }).catch((e: unknown) => e);
+      expect((err as RegistryResponseError).status).toBe(400);
+      await vi.waitFor(() => expect(proxy.requests.map((q) => q.method)).toContain('DELETE'));
+      expect(await client.headBlob('c/nohash', wrong)).toBeUndefined();
+
+      const upload = await via.createUpload('c/nohash', { verifyDigest: false });
+      upload.end(data);
+      expect(await upload.commit({ digest: sha(data), size: data.length })).toEqual({ digest: sha(data), size: data.length });
+      expect((await collect(client.fetchBlob('c/nohash', { digest: sha(data), size: data.length }))).equals(data)).toBe(true);
+    } finally {
+      await via.close();
+      await proxy.stop();
+    }
   });
 
   it('mounts blobs across repositories of one registry', async () => {
