@@ -1,11 +1,11 @@
 import { FormatError, InvalidArgumentError, NydusError, UnsupportedError, throwIfAborted } from '@nydus-ts/core';
 import { BlobFeatures, RafsSuperFlags, type DirentList } from '../layout/index.js';
 import { BootstrapReader } from '../reader/index.js';
-import { writeBootstrap } from './bootstrap-writer.js';
+import { writeBootstrapOfReferencedBlobs } from './bootstrap-writer.js';
 import { validatePrefetchPatterns } from './build-layer.js';
 import { INLINED_BLOB_ID } from './blob-writer.js';
 import { ChunkDict } from './chunk-dict.js';
-import { ChunkStore, FsTree, KIND_CODE, K_DIR, K_FILE, type TreeBlob } from './tree.js';
+import { ChunkStore, FsTree, KIND_CODE, K_DIR, type TreeBlob } from './tree.js';
 
 export interface MergeLayer {
   /** The layer's bootstrap (e.g. `buildLayer`'s result, or `image.boot` from its blob). */
@@ -98,14 +98,13 @@ export async function mergeBootstraps(layers: ReadonlyArray<MergeLayer>, options
     await inLayer(i, async () => new LayerMerger(reader, tree, blobIndexes, i > 0).mergeInto());
   }
 
-  const blobs = blobsInTreeOrder(tree);
+  // The blob table: blobs numbered by first chunk reference (unreferenced ones vanish).
   const last = readers[readers.length - 1]!;
-  const bootstrap = writeBootstrap(tree, {
+  const { bootstrap, blobs } = writeBootstrapOfReferencedBlobs(tree, {
     chunkSize: first.chunkSize,
     compressor: last.compressor,
     digester: first.digester,
     explicitUidGid: explicit(first),
-    blobs,
     prefetchPatterns,
   });
   return { bootstrap, blobIds: blobs.map((b) => b.blobId) };
@@ -140,36 +139,6 @@ function ownBlobIndex(i: number, reader: BootstrapReader, blobId: string | undef
   const placeholders = candidates.filter(({ b }) => b.blobId === INLINED_BLOB_ID);
   if (placeholders.length === 1) return placeholders[0]!.j;
   throw new InvalidArgumentError(`layer ${i}: ${candidates.length} blobs could be the layer's own blob for blobId ${blobId}; pass the chunk dict the layer was built with`);
-}
-
-/** Blob table order: blobs numbered by first chunk reference in the writer's tree order. */
-function blobsInTreeOrder(tree: FsTree): TreeBlob[] {
-  const out: TreeBlob[] = [];
-  const seen = new Set<TreeBlob>();
-  const lists = tree.childLists();
-  const stack: number[] = [tree.root];
-  while (stack.length > 0) {
-    const dir = stack.pop()!;
-    const dirs: number[] = [];
-    for (const { node: child } of tree.sortedChildren(lists, dir)) {
-      if (tree.isDir(child)) dirs.push(child);
-      const inode = tree.nodeInode[child]!;
-      if (tree.kind[inode] !== K_FILE) continue;
-      const first = tree.data[inode]!;
-      const end = first + tree.chunkCount[inode]!;
-      for (let k = first; k < end; k++) {
-        const ref = tree.chunkRefs[k]!;
-        const store = tree.storeOf(ref);
-        const blob = store.blobs[store.blobIndexOf(ref)]!;
-        if (!seen.has(blob)) {
-          seen.add(blob);
-          out.push(blob);
-        }
-      }
-    }
-    for (let i = dirs.length - 1; i >= 0; i--) stack.push(dirs[i]!);
-  }
-  return out;
 }
 
 /** True if entry i's name starts with `prefix`. */
