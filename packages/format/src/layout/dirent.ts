@@ -120,6 +120,11 @@ export function decodeDirentBlocks(data: Uint8Array, blockSize: number, absOffse
   return Array.from({ length: list.count }, (_, i) => ({ name: list.name(i), nid: list.nid(i), fileType: list.fileType(i) }));
 }
 
+/** An LeReader of the block at `base` (error paths: its messages and offsets). */
+function blockReader(data: Uint8Array, base: number, end: number, blockSize: number, absOffsetOf: (blockIndex: number) => number, nid: number): LeReader {
+  return new LeReader(data.subarray(base, end), `dir[nid ${nid}].block[${base / blockSize}]`, absOffsetOf(base / blockSize));
+}
+
 /** `decodeDirentBlocks` as a DirentList (names point into `data`). */
 export function decodeDirentList(data: Uint8Array, blockSize: number, absOffsetOf: (blockIndex: number) => number, nid: number): DirentList {
   const out = new DirentList(data);
@@ -127,12 +132,10 @@ export function decodeDirentList(data: Uint8Array, blockSize: number, absOffsetO
   for (let base = 0; base < data.length; base += blockSize) {
     const end = Math.min(base + blockSize, data.length);
     const len = end - base;
-    // Error paths go through an LeReader of the block for its messages and offsets.
-    const reader = (): LeReader => new LeReader(data.subarray(base, end), `dir[nid ${nid}].block[${base / blockSize}]`, absOffsetOf(base / blockSize));
-    if (len < DIRENT.nameoff + 2) reader().u16(DIRENT.nameoff, 'nameoff');
+    if (len < DIRENT.nameoff + 2) blockReader(data, base, end, blockSize, absOffsetOf, nid).u16(DIRENT.nameoff, 'nameoff');
     const first = view.getUint16(base + DIRENT.nameoff, true);
     if (first < DIRENT_SIZE || first % DIRENT_SIZE !== 0 || first >= len) {
-      const r = reader();
+      const r = blockReader(data, base, end, blockSize, absOffsetOf, nid);
       throw new FormatError(`${r.what}.nameoff`, `first nameoff ${first} is invalid for a block of ${len} bytes`, { offset: r.base + DIRENT.nameoff, value: first });
     }
     const count = first / DIRENT_SIZE;
@@ -141,18 +144,18 @@ export function decodeDirentList(data: Uint8Array, blockSize: number, absOffsetO
       const nameoff = view.getUint16(off + DIRENT.nameoff, true);
       const nameEnd = i + 1 < count ? view.getUint16(off + DIRENT_SIZE + DIRENT.nameoff, true) : len;
       if (nameoff < first || nameEnd > len || nameEnd < nameoff) {
-        const r = reader();
+        const r = blockReader(data, base, end, blockSize, absOffsetOf, nid);
         throw new FormatError(`${r.what}.dirent[${i}].nameoff`, `name range [${nameoff}, ${nameEnd}) is invalid`, { offset: r.base + i * DIRENT_SIZE + DIRENT.nameoff, value: nameoff });
       }
       let stop = base + nameoff;
       while (stop < base + nameEnd && data[stop] !== 0) stop++;
       const nameLen = stop - (base + nameoff);
       if (nameLen === 0 || nameLen > EROFS_NAME_LEN) {
-        const r = reader();
+        const r = blockReader(data, base, end, blockSize, absOffsetOf, nid);
         throw new FormatError(`${r.what}.dirent[${i}]`, `name length ${nameLen} is not 1..255`, { offset: r.base + nameoff });
       }
       const hi = view.getUint32(off + DIRENT.nid + 4, true);
-      if (hi > 0x1fffff) reader().u64(i * DIRENT_SIZE + DIRENT.nid, 'nid');
+      if (hi > 0x1fffff) blockReader(data, base, end, blockSize, absOffsetOf, nid).u64(i * DIRENT_SIZE + DIRENT.nid, 'nid');
       const childNid = hi * 0x1_0000_0000 + view.getUint32(off + DIRENT.nid, true);
       out.push(base + nameoff, stop, childNid, data[off + DIRENT.fileType]!);
     }

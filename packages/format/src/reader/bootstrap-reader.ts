@@ -195,6 +195,11 @@ export class BootstrapReader {
 
   private readonly metaBase: number;
   private readonly view: DataView;
+  /**
+   * `bytes` as a plain Uint8Array (not a Buffer subclass): the views the accessors return all
+   * have one shape, which keeps the code reading them monomorphic.
+   */
+  private readonly plain: Uint8Array;
   private readonly chunkEntries: ChunkTableView;
   private decodedChunkTable: ChunkInfo[] | undefined;
   private readonly inodes = new Map<number, InodeRecord>();
@@ -204,6 +209,7 @@ export class BootstrapReader {
   private constructor(bytes: Uint8Array) {
     this.bytes = bytes;
     this.view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    this.plain = new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     const size = bytes.byteLength;
     if (size < EROFS_BLOCK_SIZE) {
       throw new FormatError('bootstrap', `file of ${size} bytes is smaller than one 4096-byte block`, { value: size });
@@ -453,12 +459,12 @@ export class BootstrapReader {
     if (plainLen > 0 && start + plainLen > fileSize) {
       throw new FormatError(what, `${plainLen} bytes at block ${raw.u} run past the end of the bootstrap`, { offset: start, value: raw.u });
     }
-    if (tailLen === 0) return this.bytes.subarray(start, start + plainLen);
+    if (tailLen === 0) return this.plain.subarray(start, start + plainLen);
     const tailOff = rec.payloadOffset;
     if ((tailOff % bs) + tailLen > bs || tailOff + tailLen > fileSize) {
       throw new FormatError(what, `inline tail of ${tailLen} bytes at ${tailOff} crosses a block boundary`, { offset: tailOff, value: tailLen });
     }
-    const tail = this.bytes.subarray(tailOff, tailOff + tailLen);
+    const tail = this.plain.subarray(tailOff, tailOff + tailLen);
     if (plainLen === 0) return tail;
     const out = new Uint8Array(size);
     out.set(this.bytes.subarray(start, start + plainLen), 0);
@@ -600,8 +606,7 @@ export class BootstrapReader {
   private chunkEntryOf(rec: InodeRecord, arrayOffset: number, i: number): number {
     const { nid, size } = rec.inode;
     const off = arrayOffset + i * CHUNK_ADDRESS_SIZE;
-    const what = (): string => `inode[nid ${nid}].chunk[${i}]`;
-    const bytes = this.bytes;
+    const bytes = this.plain;
     // Chunk address (spec §1.7); decodeChunkAddress raises the error for device id 0.
     const device = bytes[off + 2]!;
     if (device === 0) decodeChunkAddress(bytes.subarray(off, off + CHUNK_ADDRESS_SIZE), off);
@@ -610,26 +615,26 @@ export class BootstrapReader {
     const blkaddr = (bytes[off + 4]! | (bytes[off + 5]! << 8) | (bytes[off + 6]! << 16) | (bytes[off + 7]! << 24)) >>> 0;
     const blob = this.blobs[blobIndex];
     if (blob === undefined) {
-      throw new FormatError(`${what()}.device_id`, `blob index ${blobIndex} but the bootstrap has ${this.blobs.length} blobs`, { offset: off + 2, value: blobIndex });
+      throw new FormatError(`${chunkWhat(nid, i)}.device_id`, `blob index ${blobIndex} but the bootstrap has ${this.blobs.length} blobs`, { offset: off + 2, value: blobIndex });
     }
     const t = this.chunkEntries;
     const k = t.find(blobIndex, ciIndex, blkaddr * this.blockSize);
     if (k < 0) {
-      throw new FormatError(what(), `no chunk table entry for blob ${blobIndex}, CI index ${ciIndex}, block ${blkaddr}`, { offset: off, value: ciIndex });
+      throw new FormatError(chunkWhat(nid, i), `no chunk table entry for blob ${blobIndex}, CI index ${ciIndex}, block ${blkaddr}`, { offset: off, value: ciIndex });
     }
     const expected = Math.min(this.chunkSize, size - i * this.chunkSize);
     const uncompressedSize = t.uncompressedSize(k);
     if (uncompressedSize !== expected) {
-      throw new FormatError(what(), `chunk holds ${uncompressedSize} bytes but covers ${expected} bytes of the file`, { offset: off, value: uncompressedSize });
+      throw new FormatError(chunkWhat(nid, i), `chunk holds ${uncompressedSize} bytes but covers ${expected} bytes of the file`, { offset: off, value: uncompressedSize });
     }
     const meta = this.blobMetas.size === 0 ? undefined : this.blobMetas.get(blobIndex);
     if (meta !== undefined) {
       const ci = meta.chunks[ciIndex];
       if (ci === undefined) {
-        throw new FormatError(what(), `CI index ${ciIndex} but blob ${blob.blobId} has ${meta.chunks.length} CI entries`, { offset: off, value: ciIndex });
+        throw new FormatError(chunkWhat(nid, i), `CI index ${ciIndex} but blob ${blob.blobId} has ${meta.chunks.length} CI entries`, { offset: off, value: ciIndex });
       }
       if (ci.uncompressedOffset !== t.uncompressedOffset(k) || ci.uncompressedSize !== uncompressedSize || ci.compressedOffset !== t.compressedOffset(k)) {
-        throw new FormatError(what(), `chunk table entry disagrees with CI entry ${ciIndex} of blob ${blob.blobId}`, { offset: off, value: ciIndex });
+        throw new FormatError(chunkWhat(nid, i), `chunk table entry disagrees with CI entry ${ciIndex} of blob ${blob.blobId}`, { offset: off, value: ciIndex });
       }
     }
     return k;
@@ -790,6 +795,11 @@ function checkDirents(list: DirentList, nid: number): void {
     }
   }
   if (!dot || !dotdot) throw new FormatError(what, `directory lacks its "${dot ? '..' : '.'}" entry`);
+}
+
+/** The name of chunk `i` of inode `nid` in error messages. */
+function chunkWhat(nid: number, i: number): string {
+  return `inode[nid ${nid}].chunk[${i}]`;
 }
 
 /** The name of inode `nid` in error messages. */
