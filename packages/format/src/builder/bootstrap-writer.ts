@@ -190,16 +190,24 @@ class Placements {
   }
 }
 
-/** Pass 1 (numbering and placement) and the fixed tables of a bootstrap. */
-function planBootstrap(tree: FsTree, settings: BootstrapSettings): BootstrapPlan {
+/**
+ * Pass 1 (numbering and placement) and the fixed tables of a bootstrap. Without `settings.blobs`
+ * the blob table is the blobs the chunks reference, in order of first reference.
+ */
+function planBootstrap(tree: FsTree, settings: BootstrapSettings | ReferencedBlobsSettings): BootstrapPlan {
   const rootInode = tree.nodeInode[tree.root]!;
   if (tree.kind[rootInode] !== K_DIR || !tree.isDir(tree.root)) throw new NydusError('INTERNAL', 'bootstrap root must be a directory');
-  const blobs = settings.blobs;
-  if (blobs.length > MAX_BLOBS) throw new InvalidArgumentError(`a bootstrap can reference at most ${MAX_BLOBS} blobs, got ${blobs.length}`);
-  const blobIndex = new Map<TreeBlob, number>();
-  blobs.forEach((b, i) => blobIndex.set(b, i));
-  // Blob-table index of each store's blobs (-1: not in the table).
-  const tableIndex = tree.stores.map((s) => Int16Array.from(s.blobs, (b) => blobIndex.get(b) ?? -1));
+  const given = 'blobs' in settings ? settings.blobs : undefined;
+  // Blob-table index of each store's blobs (-1: not in the table, or not numbered yet).
+  let tableIndex: Int16Array[];
+  if (given !== undefined) {
+    checkBlobCount(given.length);
+    const blobIndex = new Map<TreeBlob, number>();
+    given.forEach((b, i) => blobIndex.set(b, i));
+    tableIndex = tree.stores.map((s) => Int16Array.from(s.blobs, (b) => blobIndex.get(b) ?? -1));
+  } else {
+    tableIndex = tree.stores.map((s) => new Int16Array(s.blobs.length).fill(-1));
+  }
 
   // ---- Pass 1: numbering and placement (reference order: a directory numbers all its
   // children, then descends into its child directories in name order).
@@ -350,9 +358,12 @@ function planBootstrap(tree: FsTree, settings: BootstrapSettings): BootstrapPlan
   const metaSize = alignUp(alloc.off, BS);
   const nidOfInode = (inode: number): number => P.off[placementOf[inode]!]! / 32;
 
-  // ---- Prefetch table, chunk table, fixed tables.
+  // ---- Chunk table, prefetch table, fixed tables.
+  const referenced: TreeBlob[] | null = given === undefined ? [] : null;
+  const table = collectChunks(tree, P, tableIndex, referenced);
+  const blobs = given ?? referenced!;
+  checkBlobCount(blobs.length);
   const prefetch = blobs.length > 0 ? resolvePrefetch(tree, nidOfInode, settings.prefetchPatterns ?? []) : [];
-  const table = collectChunks(tree, P, tableIndex);
   const chunkCount = table.order.length;
 
   const n = blobs.length;
@@ -423,7 +434,11 @@ function planBootstrap(tree: FsTree, settings: BootstrapSettings): BootstrapPlan
   });
   prefetch.forEach((nid, i) => headView.setUint32(prefetchOffset + 4 * i, nid, true));
 
-  return new BootstrapPlan(tree, settings, P, tableIndex, table, head, metaBase, chunkTableOffset, total, nidOfInode);
+  return new BootstrapPlan(tree, { ...settings, blobs }, P, tableIndex, table, head, metaBase, chunkTableOffset, total, nidOfInode);
+}
+
+function checkBlobCount(n: number): void {
+  if (n > MAX_BLOBS) throw new InvalidArgumentError(`a bootstrap can reference at most ${MAX_BLOBS} blobs, got ${n}`);
 }
 
 /**
@@ -451,6 +466,11 @@ class BootstrapPlan {
   ) {
     this.dirs = new DirentEncoder(tree, P, nidOfInode);
     this.chunkFormat = CHUNK_FORMAT_INDEXES | (Math.log2(settings.chunkSize) - EROFS_BLOCK_BITS);
+  }
+
+  /** The blob table. */
+  get blobs(): readonly TreeBlob[] {
+    return this.settings.blobs;
   }
 
   /** Writes bootstrap bytes [from, from + out.length) into `out`, which must be zero-filled. */
@@ -637,6 +657,20 @@ export function writeBootstrap(tree: FsTree, settings: BootstrapSettings): Uint8
   return out;
 }
 
+/** Bootstrap settings without a blob table: see `writeBootstrapOfReferencedBlobs`. */
+export type ReferencedBlobsSettings = Omit<BootstrapSettings, 'blobs'>;
+
+/**
+ * `writeBootstrap` with a blob table of the blobs that the tree's chunks reference, numbered in
+ * order of first reference in inode (placement) order; returns the bootstrap and that table.
+ */
+export function writeBootstrapOfReferencedBlobs(tree: FsTree, settings: ReferencedBlobsSettings): { bootstrap: Uint8Array; blobs: readonly TreeBlob[] } {
+  const plan = planBootstrap(tree, settings);
+  const out = new Uint8Array(plan.total);
+  plan.render(out, 0);
+  return { bootstrap: out, blobs: plan.blobs };
+}
+
 /**
  * `writeBootstrap` streamed to `sink` in pieces of `pieceSize` bytes (rounded to whole
  * blocks), so the bootstrap is never in memory whole. Same bytes. Returns its size.
@@ -783,7 +817,7 @@ interface ChunkTable {
  * prefix decides almost every comparison), ties broken by first-seen order, and equal keys
  * collapse.
  */
-function collectChunks(tree: FsTree, P: Placements, tableIndex: readonly Int16Array[]): ChunkTable {
+function collectChunks(tree: FsTree, P: Placements, tableIndex: readonly Int16Array[], referenced: TreeBlob[] | null): ChunkTable {
   const stores = tree.stores;
   const seen = stores.map((s) => new Uint8Array((s.count + 7) >>> 3));
   let refs = new Uint32Array(1024);
@@ -803,9 +837,7 @@ function collectChunks(tree: FsTree, P: Placements, tableIndex: readonly Int16Ar
       if ((bits[i >>> 3]! & bit) !== 0) continue;
       bits[i >>> 3]! |= bit;
       const store = stores[s]!;
-      if (tableIndex[s]![store.blobIndexOf(i)]! < 0) {
-        throw new NydusError('INTERNAL', `chunk ${store.digestHex(i)} references blob ${store.blobs[store.blobIndexOf(i)]!.blobId}, which is not in the blob table`);
-      }
+      if (tableIndex[s]![store.blobIndexOf(i)]! < 0) numberBlob(store, i, tableIndex[s]!, referenced);
       if (count === refs.length) refs = grow(refs, count + 1);
       refs[count++] = ref;
     }
@@ -836,6 +868,18 @@ function collectChunks(tree: FsTree, P: Placements, tableIndex: readonly Int16Ar
     idx[n++] = i;
   }
   return { refs: refs.subarray(0, count), order: idx.subarray(0, n), blobOf };
+}
+
+/**
+ * Gives the blob of chunk `i` of `store` the next blob-table index (`referenced`: the table so
+ * far), or fails when the table is fixed (null).
+ */
+function numberBlob(store: ChunkStore, i: number, tableIndex: Int16Array, referenced: TreeBlob[] | null): void {
+  const blob = store.blobs[store.blobIndexOf(i)]!;
+  if (referenced === null) throw new NydusError('INTERNAL', `chunk ${store.digestHex(i)} references blob ${blob.blobId}, which is not in the blob table`);
+  let t = referenced.indexOf(blob);
+  if (t < 0) t = referenced.push(blob) - 1;
+  tableIndex[store.blobIndexOf(i)] = t;
 }
 
 /**

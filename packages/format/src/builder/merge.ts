@@ -1,11 +1,11 @@
 import { FormatError, InvalidArgumentError, NydusError, UnsupportedError, throwIfAborted } from '@nydus-ts/core';
-import { BlobFeatures, RafsSuperFlags } from '../layout/index.js';
+import { BlobFeatures, RafsSuperFlags, type DirentList } from '../layout/index.js';
 import { BootstrapReader } from '../reader/index.js';
-import { writeBootstrap } from './bootstrap-writer.js';
+import { writeBootstrapOfReferencedBlobs } from './bootstrap-writer.js';
 import { validatePrefetchPatterns } from './build-layer.js';
 import { INLINED_BLOB_ID } from './blob-writer.js';
 import { ChunkDict } from './chunk-dict.js';
-import { ChunkStore, FsTree, KIND_CODE, K_DIR, K_FILE, type TreeBlob } from './tree.js';
+import { ChunkStore, FsTree, KIND_CODE, K_DIR, type TreeBlob } from './tree.js';
 
 export interface MergeLayer {
   /** The layer's bootstrap (e.g. `buildLayer`'s result, or `image.boot` from its blob). */
@@ -34,8 +34,8 @@ export interface MergeResult {
   blobIds: string[];
 }
 
-const WHITEOUT_PREFIX = '.wh.';
-const OPAQUE = '.wh..wh..opq';
+const WHITEOUT_PREFIX = Buffer.from('.wh.');
+const OPAQUE = Buffer.from('.wh..wh..opq');
 const MAX_DEPTH = 2048;
 
 /**
@@ -98,14 +98,13 @@ export async function mergeBootstraps(layers: ReadonlyArray<MergeLayer>, options
     await inLayer(i, async () => new LayerMerger(reader, tree, blobIndexes, i > 0).mergeInto());
   }
 
-  const blobs = blobsInTreeOrder(tree);
+  // The blob table: blobs numbered by first chunk reference (unreferenced ones vanish).
   const last = readers[readers.length - 1]!;
-  const bootstrap = writeBootstrap(tree, {
+  const { bootstrap, blobs } = writeBootstrapOfReferencedBlobs(tree, {
     chunkSize: first.chunkSize,
     compressor: last.compressor,
     digester: first.digester,
     explicitUidGid: explicit(first),
-    blobs,
     prefetchPatterns,
   });
   return { bootstrap, blobIds: blobs.map((b) => b.blobId) };
@@ -142,34 +141,17 @@ function ownBlobIndex(i: number, reader: BootstrapReader, blobId: string | undef
   throw new InvalidArgumentError(`layer ${i}: ${candidates.length} blobs could be the layer's own blob for blobId ${blobId}; pass the chunk dict the layer was built with`);
 }
 
-/** Blob table order: blobs numbered by first chunk reference in the writer's tree order. */
-function blobsInTreeOrder(tree: FsTree): TreeBlob[] {
-  const out: TreeBlob[] = [];
-  const seen = new Set<TreeBlob>();
-  const lists = tree.childLists();
-  const stack: number[] = [tree.root];
-  while (stack.length > 0) {
-    const dir = stack.pop()!;
-    const dirs: number[] = [];
-    for (const { node: child } of tree.sortedChildren(lists, dir)) {
-      if (tree.isDir(child)) dirs.push(child);
-      const inode = tree.nodeInode[child]!;
-      if (tree.kind[inode] !== K_FILE) continue;
-      const first = tree.data[inode]!;
-      const end = first + tree.chunkCount[inode]!;
-      for (let k = first; k < end; k++) {
-        const ref = tree.chunkRefs[k]!;
-        const store = tree.storeOf(ref);
-        const blob = store.blobs[store.blobIndexOf(ref)]!;
-        if (!seen.has(blob)) {
-          seen.add(blob);
-          out.push(blob);
-        }
-      }
-    }
-    for (let i = dirs.length - 1; i >= 0; i--) stack.push(dirs[i]!);
-  }
-  return out;
+/** True if entry i's name starts with `prefix`. */
+function startsWith(list: DirentList, i: number, prefix: Uint8Array): boolean {
+  const at = list.nameStart(i);
+  if (list.nameEnd(i) - at < prefix.length) return false;
+  for (let k = 0; k < prefix.length; k++) if (list.names[at + k] !== prefix[k]) return false;
+  return true;
+}
+
+/** True if entry i's name is `name`. */
+function isName(list: DirentList, i: number, name: Uint8Array): boolean {
+  return list.nameEnd(i) - list.nameStart(i) === name.length && startsWith(list, i, name);
 }
 
 /** Applies one layer's tree onto the merged tree. */
@@ -194,29 +176,40 @@ class LayerMerger {
   private mergeDir(target: number, nid: number, visiting: Set<number>, depth: number): void {
     if (depth > MAX_DEPTH) throw new FormatError(`dir[nid ${nid}]`, `directory nesting exceeds ${MAX_DEPTH} levels`);
     const tree = this.tree;
-    const entries = this.reader.readdir(nid).map((d) => ({ key: Buffer.from(d.nameBytes).toString('latin1'), nid: d.nid }));
-    const upper: typeof entries = [];
-    if (this.applyWhiteouts && entries.some((e) => e.key === OPAQUE)) tree.clearChildren(target);
+    const list = this.reader.direntList(nid);
+    const names = list.names;
+    if (this.applyWhiteouts) this.applyWhiteoutsOf(list, target);
     const ns = tree.nodeNs[target]!;
-    for (const e of entries) {
-      if (this.applyWhiteouts && e.key.startsWith(WHITEOUT_PREFIX)) {
-        if (e.key !== OPAQUE) tree.remove(ns, e.key.slice(WHITEOUT_PREFIX.length));
-        continue;
-      }
-      upper.push(e);
-    }
-    for (const e of upper) {
-      const inode = this.inodeOf(e.nid);
+    for (let i = 0; i < list.count; i++) {
+      if (list.isDots(i, 1) || list.isDots(i, 2) || (this.applyWhiteouts && startsWith(list, i, WHITEOUT_PREFIX))) continue;
+      const child = list.nid(i);
+      const inode = this.inodeOf(child);
       if (tree.kind[inode] !== K_DIR) {
-        tree.put(ns, e.key, inode);
+        tree.putBytes(ns, names, list.nameStart(i), list.nameEnd(i), inode);
         continue;
       }
-      if (visiting.has(e.nid)) throw new FormatError(`dir[nid ${nid}]`, `directory nid ${e.nid} is reached twice (cycle or hard-linked directory)`, { value: e.nid });
+      if (visiting.has(child)) throw new FormatError(`dir[nid ${nid}]`, `directory nid ${child} is reached twice (cycle or hard-linked directory)`, { value: child });
       // A directory over a directory keeps (merges) the lower children.
-      const node = tree.put(ns, e.key, inode);
-      visiting.add(e.nid);
-      this.mergeDir(node, e.nid, visiting, depth + 1);
-      visiting.delete(e.nid);
+      const node = tree.putBytes(ns, names, list.nameStart(i), list.nameEnd(i), inode);
+      visiting.add(child);
+      this.mergeDir(node, child, visiting, depth + 1);
+      visiting.delete(child);
+    }
+  }
+
+  /** An opaque marker drops the lower children of `target`; other whiteouts remove one name each. */
+  private applyWhiteoutsOf(list: DirentList, target: number): void {
+    const tree = this.tree;
+    for (let i = 0; i < list.count; i++) {
+      if (isName(list, i, OPAQUE)) {
+        tree.clearChildren(target);
+        break;
+      }
+    }
+    const ns = tree.nodeNs[target]!;
+    for (let i = 0; i < list.count; i++) {
+      if (!startsWith(list, i, WHITEOUT_PREFIX) || isName(list, i, OPAQUE)) continue;
+      tree.removeBytes(ns, list.names, list.nameStart(i) + WHITEOUT_PREFIX.length, list.nameEnd(i));
     }
   }
 
@@ -241,7 +234,10 @@ class LayerMerger {
     if (ino.type === 'file') {
       const store = tree.stores[0]!;
       tree.beginChunks(inode);
-      for (const c of r.chunks(nid)) tree.pushChunkRef(inode, store.addForeign(c, this.blobIndexes[c.blobIndex]!, c.ciIndex));
+      const entries = r.chunkEntryIndexes(nid);
+      for (let i = 0; i < entries.length; i++) {
+        tree.pushChunkRef(inode, store.addForeignEntry(r.bytes, r.chunkEntryOffset(entries[i]!), i * r.chunkSize, this.blobIndexes));
+      }
       this.files.set(nid, inode);
     }
     return inode;

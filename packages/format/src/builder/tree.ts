@@ -1,6 +1,6 @@
 import { NydusError } from '@nydus-ts/core';
 import type { BlobEntry, ChunkInfo } from '../layout/index.js';
-import { S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFREG, S_IFSOCK } from '../layout/index.js';
+import { ChunkFlags, S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFREG, S_IFSOCK } from '../layout/index.js';
 
 /**
  * The in-memory filesystem tree that `buildLayer` and `mergeBootstraps` assemble and
@@ -216,6 +216,37 @@ export class ChunkStore {
     this.blobOf[i] = blobIndex;
     this.ciIndex[i] = ciIndex;
     return i;
+  }
+
+  /**
+   * A foreign store's chunk copied from a bootstrap's chunk-table entry (spec §1.8) at `at` of
+   * `table` (the chunk's digest, flags, sizes, offsets, CI index and CRC, the latter only with
+   * HAS_CRC32), as `addForeign` of that entry would. `blobIndexes` maps the entry's blob index
+   * to one in `blobs`. Not indexed for dedup.
+   */
+  addForeignEntry(table: Uint8Array, at: number, fileOffset: number, blobIndexes: readonly number[]): number {
+    if (this.blobOf === null || this.ciIndex === null) throw new NydusError('INTERNAL', 'addForeignEntry on a blob-own chunk store');
+    const slot = this.stagingSlot();
+    const digests = this.digests;
+    for (let k = 0; k < 32; k++) digests[slot + k] = table[at + k]!;
+    const v = this.viewOf(table.buffer);
+    const p = table.byteOffset + at;
+    const flags = v.getUint32(p + 36, true);
+    const crc32 = (flags & ChunkFlags.HAS_CRC32) !== 0 ? v.getUint32(p + 76, true) : 0;
+    const compressedOffset = v.getUint32(p + 52, true) * 0x1_0000_0000 + v.getUint32(p + 48, true);
+    const uncompressedOffset = v.getUint32(p + 60, true) * 0x1_0000_0000 + v.getUint32(p + 56, true);
+    const i = this.add(flags, v.getUint32(p + 40, true), v.getUint32(p + 44, true), compressedOffset, uncompressedOffset, fileOffset, crc32, false);
+    this.blobOf[i] = blobIndexes[v.getUint32(p + 32, true)]!;
+    this.ciIndex[i] = v.getUint32(p + 72, true);
+    return i;
+  }
+
+  private sourceView: DataView | null = null;
+
+  /** A DataView of `buffer`, kept while chunks come from the same buffer. */
+  private viewOf(buffer: ArrayBufferLike): DataView {
+    if (this.sourceView === null || this.sourceView.buffer !== buffer) this.sourceView = new DataView(buffer);
+    return this.sourceView;
   }
 
   private rehash(): void {
@@ -465,6 +496,31 @@ export class FsTree {
     }
   }
 
+  private static hashBytes(ns: number, name: Uint8Array, start: number, end: number): number {
+    let h = Math.imul(ns + 0x3c6ef372, 0x9e3779b1);
+    for (let i = start; i < end; i++) h = Math.imul(h ^ name[i]!, 0x01000193);
+    return (h ^ (h >>> 16)) >>> 0;
+  }
+
+  private matchesBytes(node: number, ns: number, name: Uint8Array, start: number, end: number): boolean {
+    if (this.nodeParentNs[node] !== ns || this.nodeNameLen[node] !== end - start) return false;
+    const names = this.names;
+    const off = this.nodeNameOff[node]! - start;
+    for (let i = start; i < end; i++) if (names[off + i] !== name[i]) return false;
+    return true;
+  }
+
+  /** `slotFor` with the name as bytes `name[start, end)`. */
+  private slotForBytes(ns: number, name: Uint8Array, start: number, end: number): number {
+    const mask = this.slots.length - 1;
+    let s = FsTree.hashBytes(ns, name, start, end) & mask;
+    for (;;) {
+      const v = this.slots[s]!;
+      if (v === 0 || this.matchesBytes(v - 1, ns, name, start, end)) return s;
+      s = (s + 1) & mask;
+    }
+  }
+
   /** The live node named `key` (a latin1 name key) in namespace `ns`, or -1. */
   lookup(ns: number, key: string): number {
     return this.slots[this.slotFor(ns, key)]! - 1;
@@ -497,14 +553,47 @@ export class FsTree {
    * directory keeps the children; any other replacement starts without children.
    */
   put(ns: number, key: string, inode: number): number {
-    const isDir = this.kind[inode] === K_DIR;
     const s = this.slotFor(ns, key);
-    const existing = this.slots[s]! - 1;
-    if (existing >= 0) {
-      this.nodeInode[existing] = inode;
-      if (!(isDir && this.nodeNs[existing]! >= 0)) this.nodeNs[existing] = isDir ? this.nsCount++ : -1;
-      return existing;
+    if (this.slots[s] !== 0) return this.replace(this.slots[s]! - 1, inode);
+    const off = this.reserveName(key.length);
+    const names = this.names;
+    for (let i = 0; i < key.length; i++) names[off + i] = key.charCodeAt(i);
+    return this.addNode(s, ns, inode, off, key.length);
+  }
+
+  /** `put` with the name as bytes `name[start, end)`. */
+  putBytes(ns: number, name: Uint8Array, start: number, end: number, inode: number): number {
+    const s = this.slotForBytes(ns, name, start, end);
+    if (this.slots[s] !== 0) return this.replace(this.slots[s]! - 1, inode);
+    const len = end - start;
+    const off = this.reserveName(len);
+    const names = this.names;
+    for (let i = 0; i < len; i++) names[off + i] = name[start + i]!;
+    return this.addNode(s, ns, inode, off, len);
+  }
+
+  private replace(node: number, inode: number): number {
+    const isDir = this.kind[inode] === K_DIR;
+    this.nodeInode[node] = inode;
+    if (!(isDir && this.nodeNs[node]! >= 0)) this.nodeNs[node] = isDir ? this.nsCount++ : -1;
+    return node;
+  }
+
+  /** Room for a name of `len` bytes at the end of the arena; returns its offset. */
+  private reserveName(len: number): number {
+    if (len > 255) throw new NydusError('INTERNAL', `name of ${len} bytes`);
+    if (this.namesUsed + len > this.names.length) {
+      const next = Buffer.alloc(Math.max(this.names.length * 2, this.namesUsed + len));
+      this.names.copy(next, 0, 0, this.namesUsed);
+      this.names = next;
     }
+    const off = this.namesUsed;
+    this.namesUsed = off + len;
+    return off;
+  }
+
+  /** A new node in empty slot `s` whose name is at `off` of the arena. */
+  private addNode(s: number, ns: number, inode: number, off: number, len: number): number {
     const node = this.nodeCount;
     if (node === this.nodeParentNs.length) {
       const n = node + 1;
@@ -514,21 +603,11 @@ export class FsTree {
       this.nodeNameOff = grow(this.nodeNameOff, n);
       this.nodeNameLen = grow(this.nodeNameLen, n);
     }
-    if (key.length > 255) throw new NydusError('INTERNAL', `name of ${key.length} bytes`);
-    if (this.namesUsed + key.length > this.names.length) {
-      const next = Buffer.alloc(Math.max(this.names.length * 2, this.namesUsed + key.length));
-      this.names.copy(next, 0, 0, this.namesUsed);
-      this.names = next;
-    }
-    const names = this.names;
-    const off = this.namesUsed;
-    for (let i = 0; i < key.length; i++) names[off + i] = key.charCodeAt(i);
-    this.namesUsed = off + key.length;
     this.nodeNameOff[node] = off;
-    this.nodeNameLen[node] = key.length;
+    this.nodeNameLen[node] = len;
     this.nodeParentNs[node] = ns;
     this.nodeInode[node] = inode;
-    this.nodeNs[node] = isDir ? this.nsCount++ : -1;
+    this.nodeNs[node] = this.kind[inode] === K_DIR ? this.nsCount++ : -1;
     this.nodeCount = node + 1;
     this.slots[s] = node + 1;
     if (++this.slotsUsed * 2 > this.slots.length) this.rehash();
@@ -537,7 +616,15 @@ export class FsTree {
 
   /** Removes the name `key` from namespace `ns` (and with it any subtree); false if absent. */
   remove(ns: number, key: string): boolean {
-    const node = this.lookup(ns, key);
+    return this.kill(this.lookup(ns, key));
+  }
+
+  /** `remove` with the name as bytes `name[start, end)`. */
+  removeBytes(ns: number, name: Uint8Array, start: number, end: number): boolean {
+    return this.kill(this.slots[this.slotForBytes(ns, name, start, end)]! - 1);
+  }
+
+  private kill(node: number): boolean {
     if (node < 0) return false;
     // Its slot stays as a tombstone: a dead node matches no lookup.
     this.nodeParentNs[node] = DEAD;

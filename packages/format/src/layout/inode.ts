@@ -71,6 +71,51 @@ export function decodeInode(bytes: Uint8Array, absOffset: number, nid: number): 
   };
 }
 
+/**
+ * `decodeInode` of the inode at offset `at` of `view` (a view of the whole file, so `at` is also
+ * its absolute offset), with 64 bytes available from `at`. Without a reader object: the
+ * bootstrap reader decodes every inode it touches.
+ */
+export function decodeInodeAt(view: DataView, at: number, nid: number): ErofsInode {
+  const format = view.getUint16(at, true);
+  const layout = (format >> 1) & 0x7;
+  const extended = (format & 1) === InodeVersion.EXTENDED;
+  const badLayout = layout !== DataLayout.FLAT_PLAIN && layout !== DataLayout.FLAT_INLINE && layout !== DataLayout.CHUNK_BASED;
+  const hugeU64 = extended && (view.getUint32(at + EXTENDED.size + 4, true) > 0x1fffff || view.getUint32(at + EXTENDED.mtime + 4, true) > 0x1fffff);
+  // decodeInode raises the FormatError of a bad inode.
+  if (format >> 4 !== 0 || badLayout || hugeU64) return decodeInode(new Uint8Array(view.buffer, view.byteOffset + at, 64), at, nid);
+  if (extended) {
+    return {
+      extended,
+      dataLayout: layout as DataLayoutValue,
+      xattrCount: view.getUint16(at + EXTENDED.xattrCount, true),
+      mode: view.getUint16(at + EXTENDED.mode, true),
+      nlink: view.getUint32(at + EXTENDED.nlink, true),
+      size: view.getUint32(at + EXTENDED.size + 4, true) * 0x1_0000_0000 + view.getUint32(at + EXTENDED.size, true),
+      u: view.getUint32(at + EXTENDED.u, true),
+      ino: view.getUint32(at + EXTENDED.ino, true),
+      uid: view.getUint32(at + EXTENDED.uid, true),
+      gid: view.getUint32(at + EXTENDED.gid, true),
+      mtime: view.getUint32(at + EXTENDED.mtime + 4, true) * 0x1_0000_0000 + view.getUint32(at + EXTENDED.mtime, true),
+      mtimeNsec: view.getUint32(at + EXTENDED.mtimeNsec, true),
+    };
+  }
+  return {
+    extended,
+    dataLayout: layout as DataLayoutValue,
+    xattrCount: view.getUint16(at + COMPACT.xattrCount, true),
+    mode: view.getUint16(at + COMPACT.mode, true),
+    nlink: view.getUint16(at + COMPACT.nlink, true),
+    size: view.getUint32(at + COMPACT.size, true),
+    u: view.getUint32(at + COMPACT.u, true),
+    ino: view.getUint32(at + COMPACT.ino, true),
+    uid: view.getUint16(at + COMPACT.uid, true),
+    gid: view.getUint16(at + COMPACT.gid, true),
+    mtime: 0,
+    mtimeNsec: 0,
+  };
+}
+
 export function encodeInode(inode: ErofsInode): Uint8Array {
   const format = (inode.extended ? InodeVersion.EXTENDED : InodeVersion.COMPACT) | (inode.dataLayout << 1);
   if (inode.extended) {

@@ -2,7 +2,7 @@ import { FormatError, InvalidArgumentError, NydusError, throwIfAborted } from '@
 import { LeReader } from '../layout/bytes.js';
 import type { BlobChunkInfo } from '../layout/blob-meta.js';
 import { decodeBlobEntry, validateBlobEntry, type BlobEntry, decodeDeviceSlot, type DeviceSlot } from '../layout/blob-table.js';
-import { decodeChunkAddress, decodeChunkInfo, type ChunkInfo } from '../layout/chunk.js';
+import { decodeChunkAddress, type ChunkInfo } from '../layout/chunk.js';
 import {
   BLOB_ENTRY_SIZE,
   CHUNK_ADDRESS_SIZE,
@@ -33,12 +33,13 @@ import {
   type CompressionName,
   type DigestName,
 } from '../layout/constants.js';
-import { decodeDirentBlocks } from '../layout/dirent.js';
-import { decodeInode, inodeSize, xattrAreaSize, type ErofsInode } from '../layout/inode.js';
+import { decodeDirentList, type DirentList } from '../layout/dirent.js';
+import { decodeInode, decodeInodeAt, inodeSize, xattrAreaSize, type ErofsInode } from '../layout/inode.js';
 import { decodeErofsSuperblock, decodeRafsExtSuperblock, validateErofsSuperblock, validateRafsExtSuperblock, type ErofsSuperblock, type RafsExtSuperblock } from '../layout/superblock.js';
 import { decodeXattrs } from '../layout/xattr.js';
 import { checkBlobMetaAgainstEntry, type BlobMeta } from './blob-meta.js';
 import { readExact, type ByteSource } from './byte-source.js';
+import { ChunkTableView } from './chunk-table.js';
 
 /** Default cap on the bootstrap size: it is metadata and is held in memory whole. */
 export const DEFAULT_MAX_BOOTSTRAP_SIZE = 1024 * 1024 * 1024;
@@ -172,15 +173,7 @@ const COMPRESSION_FLAGS: ReadonlyArray<readonly [number, CompressionName]> = [
   [RafsSuperFlags.COMPRESSION_ZSTD, 'zstd'],
 ];
 
-const DOT = 0x2e;
 const SLASH = 0x2f;
-
-function isDot(name: Uint8Array): boolean {
-  return name.length === 1 && name[0] === DOT;
-}
-function isDotDot(name: Uint8Array): boolean {
-  return name.length === 2 && name[0] === DOT && name[1] === DOT;
-}
 
 /**
  * Reads a RAFS v6 bootstrap held in memory. `open` validates the superblocks and every table
@@ -194,7 +187,6 @@ export class BootstrapReader {
   readonly superblock: ErofsSuperblock;
   readonly extSuperblock: RafsExtSuperblock;
   readonly blobs: readonly BlobInfo[];
-  readonly chunkTable: readonly ChunkInfo[];
   /** Prefetch table nids (up to the first 0). */
   readonly prefetchNids: readonly number[];
   readonly blockSize: number;
@@ -202,13 +194,22 @@ export class BootstrapReader {
   readonly digester: DigestName;
 
   private readonly metaBase: number;
-  private readonly chunkIndex = new Map<string, ChunkInfo>();
+  private readonly view: DataView;
+  /**
+   * `bytes` as a plain Uint8Array (not a Buffer subclass): the views the accessors return all
+   * have one shape, which keeps the code reading them monomorphic.
+   */
+  private readonly plain: Uint8Array;
+  private readonly chunkEntries: ChunkTableView;
+  private decodedChunkTable: ChunkInfo[] | undefined;
   private readonly inodes = new Map<number, InodeRecord>();
-  private readonly dirents = new Map<number, RafsDirent[]>();
+  private readonly dirents = new Map<number, DirentList>();
   private readonly blobMetas = new Map<number, BlobMeta>();
 
   private constructor(bytes: Uint8Array) {
     this.bytes = bytes;
+    this.view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    this.plain = new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     const size = bytes.byteLength;
     if (size < EROFS_BLOCK_SIZE) {
       throw new FormatError('bootstrap', `file of ${size} bytes is smaller than one 4096-byte block`, { value: size });
@@ -236,7 +237,7 @@ export class BootstrapReader {
     }
 
     this.blobs = this.loadBlobs(sb, ext, tarfs);
-    this.chunkTable = this.loadChunkTable(ext);
+    this.chunkEntries = this.loadChunkTable(ext);
     this.prefetchNids = this.loadPrefetchTable(ext);
 
     const root = this.inode(sb.rootNid);
@@ -271,6 +272,14 @@ export class BootstrapReader {
   /** RafsSuperFlags. */
   get flags(): number {
     return this.extSuperblock.flags;
+  }
+  /** The chunk table, decoded on first use. */
+  get chunkTable(): readonly ChunkInfo[] {
+    if (this.decodedChunkTable === undefined) {
+      const t = this.chunkEntries;
+      this.decodedChunkTable = Array.from({ length: t.count }, (_, k) => t.decode(k));
+    }
+    return this.decodedChunkTable;
   }
 
   // ------------------------------------------------------------------ tables
@@ -327,34 +336,32 @@ export class BootstrapReader {
     return blobs;
   }
 
-  private loadChunkTable(ext: RafsExtSuperblock): ChunkInfo[] {
-    const count = ext.chunkTableSize / CHUNK_INFO_SIZE;
-    const out: ChunkInfo[] = [];
-    for (let i = 0; i < count; i++) {
-      const off = ext.chunkTableOffset + CHUNK_INFO_SIZE * i;
-      const c = decodeChunkInfo(this.bytes.subarray(off, off + CHUNK_INFO_SIZE), off, i);
-      const fail = (field: string, msg: string, value: unknown): never => {
-        throw new FormatError(`chunk_table[${i}].${field}`, msg, { offset: off, value });
-      };
-      if (c.blobIndex >= this.blobs.length) fail('blob_index', `blob index ${c.blobIndex} but the blob table has ${this.blobs.length} entries`, c.blobIndex);
-      if (c.uncompressedSize === 0 || c.uncompressedSize > ext.chunkSize) {
-        fail('uncompressed_size', `${c.uncompressedSize} is not in 1..${ext.chunkSize} (the chunk size)`, c.uncompressedSize);
+  private loadChunkTable(ext: RafsExtSuperblock): ChunkTableView {
+    const t = new ChunkTableView(this.bytes, ext.chunkTableOffset, ext.chunkTableSize / CHUNK_INFO_SIZE);
+    for (let i = 0; i < t.count; i++) {
+      t.checkU64s(i);
+      const blobIndex = t.blobIndex(i);
+      const uncompressedSize = t.uncompressedSize(i);
+      const compressedSize = t.compressedSize(i);
+      const flags = t.flags(i);
+      const ciIndex = t.ciIndex(i);
+      if (blobIndex >= this.blobs.length) chunkTableError(t, i, 'blob_index', `blob index ${blobIndex} but the blob table has ${this.blobs.length} entries`, blobIndex);
+      if (uncompressedSize === 0 || uncompressedSize > ext.chunkSize) {
+        chunkTableError(t, i, 'uncompressed_size', `${uncompressedSize} is not in 1..${ext.chunkSize} (the chunk size)`, uncompressedSize);
       }
-      const batch = (c.flags & ChunkFlags.BATCH) !== 0;
-      if (c.compressedSize === 0 && !batch) fail('compressed_size', 'compressed size is 0', 0);
-      if ((c.flags & (ChunkFlags.COMPRESSED | ChunkFlags.ENCRYPTED | ChunkFlags.BATCH)) === 0 && c.compressedSize !== c.uncompressedSize) {
-        fail('compressed_size', `uncompressed chunk has compressed size ${c.compressedSize} != uncompressed size ${c.uncompressedSize}`, c.compressedSize);
+      const batch = (flags & ChunkFlags.BATCH) !== 0;
+      if (compressedSize === 0 && !batch) chunkTableError(t, i, 'compressed_size', 'compressed size is 0', 0);
+      if ((flags & (ChunkFlags.COMPRESSED | ChunkFlags.ENCRYPTED | ChunkFlags.BATCH)) === 0 && compressedSize !== uncompressedSize) {
+        chunkTableError(t, i, 'compressed_size', `uncompressed chunk has compressed size ${compressedSize} != uncompressed size ${uncompressedSize}`, compressedSize);
       }
-      if (c.index > 0xffffff) fail('index', `CI index ${c.index} exceeds 24 bits`, c.index);
-      const blob = this.blobs[c.blobIndex]!;
-      if (blob.entry.chunkCount !== 0 && c.index >= blob.entry.chunkCount) {
-        fail('index', `CI index ${c.index} but blob ${c.blobIndex} has ${blob.entry.chunkCount} chunks`, c.index);
+      if (ciIndex > 0xffffff) chunkTableError(t, i, 'index', `CI index ${ciIndex} exceeds 24 bits`, ciIndex);
+      const blob = this.blobs[blobIndex]!;
+      if (blob.entry.chunkCount !== 0 && ciIndex >= blob.entry.chunkCount) {
+        chunkTableError(t, i, 'index', `CI index ${ciIndex} but blob ${blobIndex} has ${blob.entry.chunkCount} chunks`, ciIndex);
       }
-      const key = chunkKey(c.blobIndex, c.index, c.uncompressedOffset);
-      if (!this.chunkIndex.has(key)) this.chunkIndex.set(key, c);
-      out.push(c);
     }
-    return out;
+    t.buildIndex();
+    return t;
   }
 
   private loadPrefetchTable(ext: RafsExtSuperblock): number[] {
@@ -375,41 +382,43 @@ export class BootstrapReader {
     const cached = this.inodes.get(nid);
     if (cached) return cached;
     if (!Number.isSafeInteger(nid) || nid < 0) throw new InvalidArgumentError(`invalid nid ${nid}`);
-    const what = `inode[nid ${nid}]`;
     const offset = this.metaBase + nid * INODE_SLOT_SIZE;
     if (offset + INODE_SLOT_SIZE > this.bytes.byteLength) {
-      throw new FormatError(what, `inode at ${offset} lies beyond the end of the bootstrap (${this.bytes.byteLength} bytes)`, { offset, value: nid });
+      throw new FormatError(inodeWhat(nid), `inode at ${offset} lies beyond the end of the bootstrap (${this.bytes.byteLength} bytes)`, { offset, value: nid });
     }
-    const raw = decodeInode(this.bytes.subarray(offset, Math.min(offset + 64, this.bytes.byteLength)), offset, nid);
+    const raw =
+      offset + 64 <= this.bytes.byteLength
+        ? decodeInodeAt(this.view, offset, nid)
+        : decodeInode(this.bytes.subarray(offset, Math.min(offset + 64, this.bytes.byteLength)), offset, nid);
     const type = TYPE_BY_FMT.get(raw.mode & S_IFMT);
-    if (type === undefined) throw new FormatError(`${what}.i_mode`, `unknown file type in mode 0o${raw.mode.toString(8)}`, { offset: offset + 4, value: raw.mode });
+    if (type === undefined) throw new FormatError(`${inodeWhat(nid)}.i_mode`, `unknown file type in mode 0o${raw.mode.toString(8)}`, { offset: offset + 4, value: raw.mode });
     const xattrSize = xattrAreaSize(raw.xattrCount);
     const payloadOffset = offset + inodeSize(raw) + xattrSize;
     if (payloadOffset > this.bytes.byteLength) {
-      throw new FormatError(`${what}.i_xattr_icount`, `inline xattrs (${xattrSize} bytes) run past the end of the bootstrap`, { offset: offset + 2, value: raw.xattrCount });
+      throw new FormatError(`${inodeWhat(nid)}.i_xattr_icount`, `inline xattrs (${xattrSize} bytes) run past the end of the bootstrap`, { offset: offset + 2, value: raw.xattrCount });
     }
     switch (type) {
       case 'file':
         if (raw.dataLayout !== DataLayout.CHUNK_BASED && raw.size !== 0) {
-          throw new FormatError(`${what}.i_format`, `regular file with data layout ${raw.dataLayout} (want chunk based)`, { offset, value: raw.dataLayout });
+          throw new FormatError(`${inodeWhat(nid)}.i_format`, `regular file with data layout ${raw.dataLayout} (want chunk based)`, { offset, value: raw.dataLayout });
         }
         if (raw.dataLayout === DataLayout.CHUNK_BASED && raw.size !== 0 && ((raw.u & CHUNK_FORMAT_INDEXES) === 0 || (raw.u & ~0x3f) !== 0)) {
-          throw new FormatError(`${what}.i_u`, `unsupported chunk format 0x${raw.u.toString(16)} (want chunk indexes)`, { offset: offset + 16, value: raw.u });
+          throw new FormatError(`${inodeWhat(nid)}.i_u`, `unsupported chunk format 0x${raw.u.toString(16)} (want chunk indexes)`, { offset: offset + 16, value: raw.u });
         }
         break;
       case 'directory':
       case 'symlink':
         if (raw.dataLayout === DataLayout.CHUNK_BASED) {
-          throw new FormatError(`${what}.i_format`, `${type} with chunk-based data layout`, { offset, value: raw.dataLayout });
+          throw new FormatError(`${inodeWhat(nid)}.i_format`, `${type} with chunk-based data layout`, { offset, value: raw.dataLayout });
         }
-        if (type === 'directory' && raw.size === 0) throw new FormatError(`${what}.i_size`, 'directory without entries', { offset: offset + 8, value: 0 });
+        if (type === 'directory' && raw.size === 0) throw new FormatError(`${inodeWhat(nid)}.i_size`, 'directory without entries', { offset: offset + 8, value: 0 });
         if (type === 'symlink' && raw.size > MAX_SYMLINK_SIZE) {
-          throw new FormatError(`${what}.i_size`, `symlink target of ${raw.size} bytes exceeds ${MAX_SYMLINK_SIZE}`, { offset: offset + 8, value: raw.size });
+          throw new FormatError(`${inodeWhat(nid)}.i_size`, `symlink target of ${raw.size} bytes exceeds ${MAX_SYMLINK_SIZE}`, { offset: offset + 8, value: raw.size });
         }
         break;
       default:
         if (raw.dataLayout === DataLayout.CHUNK_BASED) {
-          throw new FormatError(`${what}.i_format`, `${type} with chunk-based data layout`, { offset, value: raw.dataLayout });
+          throw new FormatError(`${inodeWhat(nid)}.i_format`, `${type} with chunk-based data layout`, { offset, value: raw.dataLayout });
         }
     }
     const inode: RafsInode = {
@@ -450,12 +459,12 @@ export class BootstrapReader {
     if (plainLen > 0 && start + plainLen > fileSize) {
       throw new FormatError(what, `${plainLen} bytes at block ${raw.u} run past the end of the bootstrap`, { offset: start, value: raw.u });
     }
-    if (tailLen === 0) return this.bytes.subarray(start, start + plainLen);
+    if (tailLen === 0) return this.plain.subarray(start, start + plainLen);
     const tailOff = rec.payloadOffset;
     if ((tailOff % bs) + tailLen > bs || tailOff + tailLen > fileSize) {
       throw new FormatError(what, `inline tail of ${tailLen} bytes at ${tailOff} crosses a block boundary`, { offset: tailOff, value: tailLen });
     }
-    const tail = this.bytes.subarray(tailOff, tailOff + tailLen);
+    const tail = this.plain.subarray(tailOff, tailOff + tailLen);
     if (plainLen === 0) return tail;
     const out = new Uint8Array(size);
     out.set(this.bytes.subarray(start, start + plainLen), 0);
@@ -467,8 +476,12 @@ export class BootstrapReader {
     if (rec.inode.type !== type) throw new InvalidArgumentError(`nid ${rec.inode.nid} is a ${rec.inode.type}, not a ${type}`);
   }
 
-  /** All entries of a directory in on-disk order (`.` and `..` included), validated. */
-  private entries(nid: number): RafsDirent[] {
+  /**
+   * All entries of a directory in on-disk (byte-wise sorted) order, `.` and `..` included,
+   * validated, without an object per entry (names point into the bootstrap or a copy of the
+   * directory data).
+   */
+  direntList(nid: number): DirentList {
     const cached = this.dirents.get(nid);
     if (cached) return cached;
     const rec = this.record(nid);
@@ -479,37 +492,27 @@ export class BootstrapReader {
     const nblocks = Math.ceil(data.length / bs);
     const absOf = (block: number): number =>
       raw.dataLayout === DataLayout.FLAT_INLINE && block === nblocks - 1 ? rec.payloadOffset : raw.u * bs + block * bs;
-    const decoded = decodeDirentBlocks(data, bs, absOf, nid);
-    const what = `dir[nid ${nid}]`;
+    const list = decodeDirentList(data, bs, absOf, nid);
+    checkDirents(list, nid);
+    this.dirents.set(nid, list);
+    return list;
+  }
+
+  /** All entries of a directory in on-disk order (`.` and `..` included), validated. */
+  private entries(nid: number, withDots: boolean): RafsDirent[] {
+    const list = this.direntList(nid);
     const out: RafsDirent[] = [];
-    let dot = false;
-    let dotdot = false;
-    for (let i = 0; i < decoded.length; i++) {
-      const d = decoded[i]!;
-      if (i > 0 && Buffer.compare(decoded[i - 1]!.name, d.name) >= 0) {
-        throw new FormatError(`${what}.dirent[${i}]`, `entries are not strictly sorted ("${Buffer.from(decoded[i - 1]!.name).toString()}" before "${Buffer.from(d.name).toString()}")`, {
-          value: Buffer.from(d.name).toString(),
-        });
-      }
-      if (d.name.includes(SLASH)) throw new FormatError(`${what}.dirent[${i}]`, 'name contains "/"', { value: Buffer.from(d.name).toString() });
-      if (d.fileType > 7) throw new FormatError(`${what}.dirent[${i}].file_type`, `unknown file type ${d.fileType}`, { value: d.fileType });
-      if (isDot(d.name)) {
-        if (d.nid !== nid) throw new FormatError(`${what}.dirent[${i}]`, `"." points to nid ${d.nid}, not to the directory itself`, { value: d.nid });
-        dot = true;
-      } else if (isDotDot(d.name)) {
-        dotdot = true;
-      }
-      out.push({ name: Buffer.from(d.name).toString('utf8'), nameBytes: d.name, nid: d.nid, fileType: d.fileType });
+    for (let i = 0; i < list.count; i++) {
+      if (!withDots && (list.isDots(i, 1) || list.isDots(i, 2))) continue;
+      const nameBytes = list.name(i);
+      out.push({ name: Buffer.from(nameBytes).toString('utf8'), nameBytes, nid: list.nid(i), fileType: list.fileType(i) });
     }
-    if (!dot || !dotdot) throw new FormatError(what, `directory lacks its "${dot ? '..' : '.'}" entry`);
-    this.dirents.set(nid, out);
     return out;
   }
 
   /** Entries of a directory in on-disk (byte-wise sorted) order, without `.`/`..` unless asked. */
   readdir(nid: number, options: ReaddirOptions = {}): RafsDirent[] {
-    const all = this.entries(nid);
-    return options.includeDots ? all.slice() : all.filter((d) => !isDot(d.nameBytes) && !isDotDot(d.nameBytes));
+    return this.entries(nid, options.includeDots === true);
   }
 
   /**
@@ -523,15 +526,15 @@ export class BootstrapReader {
       if (component === '') continue;
       if (this.record(nid).inode.type !== 'directory') return undefined;
       const name = Buffer.from(component, 'utf8');
-      const entries = this.entries(nid);
+      const entries = this.direntList(nid);
       let lo = 0;
-      let hi = entries.length - 1;
+      let hi = entries.count - 1;
       let found: number | undefined;
       while (lo <= hi) {
         const mid = (lo + hi) >>> 1;
-        const c = Buffer.compare(entries[mid]!.nameBytes, name);
+        const c = Buffer.compare(entries.name(mid), name);
         if (c === 0) {
-          found = entries[mid]!.nid;
+          found = entries.nid(mid);
           break;
         }
         if (c < 0) lo = mid + 1;
@@ -596,48 +599,69 @@ export class BootstrapReader {
     return { count, arrayOffset };
   }
 
-  private resolveChunk(rec: InodeRecord, arrayOffset: number, i: number): ChunkRef {
+  /**
+   * The chunk-table entry of chunk `i` of a file, checked against the file (and against the CI
+   * array of its blob, when attached).
+   */
+  private chunkEntryOf(rec: InodeRecord, arrayOffset: number, i: number): number {
     const { nid, size } = rec.inode;
     const off = arrayOffset + i * CHUNK_ADDRESS_SIZE;
-    const what = `inode[nid ${nid}].chunk[${i}]`;
-    const addr = decodeChunkAddress(this.bytes.subarray(off, off + CHUNK_ADDRESS_SIZE), off);
-    const blob = this.blobs[addr.blobIndex];
+    const bytes = this.plain;
+    // Chunk address (spec §1.7); decodeChunkAddress raises the error for device id 0.
+    const device = bytes[off + 2]!;
+    if (device === 0) decodeChunkAddress(bytes.subarray(off, off + CHUNK_ADDRESS_SIZE), off);
+    const blobIndex = device - 1;
+    const ciIndex = (bytes[off]! | (bytes[off + 1]! << 8)) | (bytes[off + 3]! << 16);
+    const blkaddr = (bytes[off + 4]! | (bytes[off + 5]! << 8) | (bytes[off + 6]! << 16) | (bytes[off + 7]! << 24)) >>> 0;
+    const blob = this.blobs[blobIndex];
     if (blob === undefined) {
-      throw new FormatError(`${what}.device_id`, `blob index ${addr.blobIndex} but the bootstrap has ${this.blobs.length} blobs`, { offset: off + 2, value: addr.blobIndex });
+      throw new FormatError(`${chunkWhat(nid, i)}.device_id`, `blob index ${blobIndex} but the bootstrap has ${this.blobs.length} blobs`, { offset: off + 2, value: blobIndex });
     }
-    const uncompressedOffset = addr.blkaddr * this.blockSize;
-    const info = this.chunkIndex.get(chunkKey(addr.blobIndex, addr.ciIndex, uncompressedOffset));
-    if (info === undefined) {
-      throw new FormatError(what, `no chunk table entry for blob ${addr.blobIndex}, CI index ${addr.ciIndex}, block ${addr.blkaddr}`, { offset: off, value: addr.ciIndex });
+    const t = this.chunkEntries;
+    const k = t.find(blobIndex, ciIndex, blkaddr * this.blockSize);
+    if (k < 0) {
+      throw new FormatError(chunkWhat(nid, i), `no chunk table entry for blob ${blobIndex}, CI index ${ciIndex}, block ${blkaddr}`, { offset: off, value: ciIndex });
     }
-    const fileOffset = i * this.chunkSize;
-    const expected = Math.min(this.chunkSize, size - fileOffset);
-    if (info.uncompressedSize !== expected) {
-      throw new FormatError(what, `chunk holds ${info.uncompressedSize} bytes but covers ${expected} bytes of the file`, { offset: off, value: info.uncompressedSize });
+    const expected = Math.min(this.chunkSize, size - i * this.chunkSize);
+    const uncompressedSize = t.uncompressedSize(k);
+    if (uncompressedSize !== expected) {
+      throw new FormatError(chunkWhat(nid, i), `chunk holds ${uncompressedSize} bytes but covers ${expected} bytes of the file`, { offset: off, value: uncompressedSize });
     }
-    const ref: ChunkRef = {
-      fileOffset,
-      blobIndex: addr.blobIndex,
-      blobId: blob.blobId,
-      ciIndex: addr.ciIndex,
-      digest: info.digest,
-      compressedOffset: info.compressedOffset,
-      compressedSize: info.compressedSize,
-      uncompressedOffset: info.uncompressedOffset,
-      uncompressedSize: info.uncompressedSize,
-      compressed: (info.flags & ChunkFlags.COMPRESSED) !== 0,
-      flags: info.flags,
-      crc32: (info.flags & ChunkFlags.HAS_CRC32) !== 0 ? info.crc32 : 0,
-    };
-    const meta = this.blobMetas.get(addr.blobIndex);
+    const meta = this.blobMetas.size === 0 ? undefined : this.blobMetas.get(blobIndex);
     if (meta !== undefined) {
-      const ci = meta.chunks[addr.ciIndex];
+      const ci = meta.chunks[ciIndex];
       if (ci === undefined) {
-        throw new FormatError(what, `CI index ${addr.ciIndex} but blob ${blob.blobId} has ${meta.chunks.length} CI entries`, { offset: off, value: addr.ciIndex });
+        throw new FormatError(chunkWhat(nid, i), `CI index ${ciIndex} but blob ${blob.blobId} has ${meta.chunks.length} CI entries`, { offset: off, value: ciIndex });
       }
-      if (ci.uncompressedOffset !== info.uncompressedOffset || ci.uncompressedSize !== info.uncompressedSize || ci.compressedOffset !== info.compressedOffset) {
-        throw new FormatError(what, `chunk table entry disagrees with CI entry ${addr.ciIndex} of blob ${blob.blobId}`, { offset: off, value: addr.ciIndex });
+      if (ci.uncompressedOffset !== t.uncompressedOffset(k) || ci.uncompressedSize !== uncompressedSize || ci.compressedOffset !== t.compressedOffset(k)) {
+        throw new FormatError(chunkWhat(nid, i), `chunk table entry disagrees with CI entry ${ciIndex} of blob ${blob.blobId}`, { offset: off, value: ciIndex });
       }
+    }
+    return k;
+  }
+
+  private resolveChunk(rec: InodeRecord, arrayOffset: number, i: number): ChunkRef {
+    const t = this.chunkEntries;
+    const k = this.chunkEntryOf(rec, arrayOffset, i);
+    const blobIndex = t.blobIndex(k);
+    const ciIndex = t.ciIndex(k);
+    const flags = t.flags(k);
+    const ref: ChunkRef = {
+      fileOffset: i * this.chunkSize,
+      blobIndex,
+      blobId: this.blobs[blobIndex]!.blobId,
+      ciIndex,
+      digest: t.digestHex(k),
+      compressedOffset: t.compressedOffset(k),
+      compressedSize: t.compressedSize(k),
+      uncompressedOffset: t.uncompressedOffset(k),
+      uncompressedSize: t.uncompressedSize(k),
+      compressed: (flags & ChunkFlags.COMPRESSED) !== 0,
+      flags,
+      crc32: (flags & ChunkFlags.HAS_CRC32) !== 0 ? t.crc32(k) : 0,
+    };
+    const ci = this.blobMetas.get(blobIndex)?.chunks[ciIndex];
+    if (ci !== undefined) {
       ref.ci = ci;
       if ((ci.flags & ChunkInfoV2Flags.ZRAN) !== 0) {
         ref.zranContextIndex = ci.contextIndex;
@@ -648,6 +672,24 @@ export class BootstrapReader {
       }
     }
     return ref;
+  }
+
+  /**
+   * The chunk-table entry index of each chunk of a regular file, in file order, checked as
+   * `chunks()` checks them: for copying chunk-table entries (see `chunkEntryOffset`) without
+   * an object per chunk. The entry's blob index and CI index are the chunk address's.
+   */
+  chunkEntryIndexes(nid: number): Uint32Array {
+    const rec = this.record(nid);
+    const { count, arrayOffset } = this.chunkCount(rec);
+    const out = new Uint32Array(count);
+    for (let i = 0; i < count; i++) out[i] = this.chunkEntryOf(rec, arrayOffset, i);
+    return out;
+  }
+
+  /** Byte offset in `bytes` of chunk-table entry `k` (80 bytes, spec §1.8). */
+  chunkEntryOffset(k: number): number {
+    return this.chunkEntries.offsetOf(k);
   }
 
   /** Every chunk of a regular file, in file order. */
@@ -721,15 +763,55 @@ export class BootstrapReader {
   }
 
   private childEntries(nid: number, parent: number): RafsDirent[] {
-    const all = this.entries(nid);
-    const dotdot = all.find((d) => isDotDot(d.nameBytes))!;
-    if (dotdot.nid !== parent) {
-      throw new FormatError(`dir[nid ${nid}]`, `".." points to nid ${dotdot.nid}, not to the parent ${parent}`, { value: dotdot.nid });
+    const list = this.direntList(nid);
+    let dotdot = 0;
+    while (!list.isDots(dotdot, 2)) dotdot++;
+    if (list.nid(dotdot) !== parent) {
+      throw new FormatError(`dir[nid ${nid}]`, `".." points to nid ${list.nid(dotdot)}, not to the parent ${parent}`, { value: list.nid(dotdot) });
     }
-    return all.filter((d) => !isDot(d.nameBytes) && !isDotDot(d.nameBytes));
+    return this.entries(nid, false);
   }
 }
 
-function chunkKey(blobIndex: number, ciIndex: number, uncompressedOffset: number): string {
-  return `${blobIndex}/${ciIndex}/${uncompressedOffset}`;
+/** Checks decoded directory entries: strictly sorted names without "/", known file types, `.` (pointing to the directory) and `..`. */
+function checkDirents(list: DirentList, nid: number): void {
+  const what = `dir[nid ${nid}]`;
+  const names = list.names;
+  const text = (i: number): string => Buffer.from(list.name(i)).toString();
+  let dot = false;
+  let dotdot = false;
+  for (let i = 0; i < list.count; i++) {
+    if (i > 0 && list.compareNames(i - 1, i) >= 0) {
+      throw new FormatError(`${what}.dirent[${i}]`, `entries are not strictly sorted ("${text(i - 1)}" before "${text(i)}")`, { value: text(i) });
+    }
+    if (hasSlash(names, list.nameStart(i), list.nameEnd(i))) throw new FormatError(`${what}.dirent[${i}]`, 'name contains "/"', { value: text(i) });
+    const fileType = list.fileType(i);
+    if (fileType > 7) throw new FormatError(`${what}.dirent[${i}].file_type`, `unknown file type ${fileType}`, { value: fileType });
+    if (list.isDots(i, 1)) {
+      if (list.nid(i) !== nid) throw new FormatError(`${what}.dirent[${i}]`, `"." points to nid ${list.nid(i)}, not to the directory itself`, { value: list.nid(i) });
+      dot = true;
+    } else if (list.isDots(i, 2)) {
+      dotdot = true;
+    }
+  }
+  if (!dot || !dotdot) throw new FormatError(what, `directory lacks its "${dot ? '..' : '.'}" entry`);
+}
+
+/** The name of chunk `i` of inode `nid` in error messages. */
+function chunkWhat(nid: number, i: number): string {
+  return `inode[nid ${nid}].chunk[${i}]`;
+}
+
+/** The name of inode `nid` in error messages. */
+function inodeWhat(nid: number): string {
+  return `inode[nid ${nid}]`;
+}
+
+function hasSlash(bytes: Uint8Array, start: number, end: number): boolean {
+  for (let k = start; k < end; k++) if (bytes[k] === SLASH) return true;
+  return false;
+}
+
+function chunkTableError(t: ChunkTableView, i: number, field: string, msg: string, value: unknown): never {
+  throw new FormatError(`chunk_table[${i}].${field}`, msg, { offset: t.offsetOf(i), value });
 }
