@@ -1,2 +1,3 @@
 #!/usr/bin/env node
-import '../dist/main.js';
+// bundle/ is built by `npm run build` (tsc, then scripts/bundle.mjs).
+import '../bundle/main.js';

@@ -14,10 +14,10 @@ import { runNydusify } from '../src/index.js';
 import type { CliIo } from '../src/index.js';
 import { busyboxImage, nodeImage } from '../../converter/test/support/images.js';
 import type { TestImage } from '../../converter/test/support/images.js';
+import { nydusifyBin } from './support/bin.js';
 
-const root = resolve(import.meta.dirname, '../../..');
 /** The built CLI (`npm run build` first; `npm test` does). */
-const bin = process.env.NYDUSIFY_TS_BIN ?? join(root, 'apps/nydusify-ts/bin/nydusify-ts.js');
+const bin = nydusifyBin();
 
 async function run(argv: string[], cwd = process.cwd()): Promise<{ code: number; stdout: string; stderr: string }> {
   const stdout = new PassThrough();

@@ -9,10 +9,10 @@ import { measureProcess, pushGeneratedImage, startFaultProxy, startRegistry } fr
 import type { PushedImage, TestRegistry } from '@nydus-ts/registry/testing';
 import { runNydusify } from '../src/index.js';
 import type { CliIo } from '../src/index.js';
+import { nydusifyBin } from './support/bin.js';
 
-const root = resolve(import.meta.dirname, '../../..');
 /** The built CLI (`npm run build` first; `npm test` does). */
-const bin = process.env.NYDUSIFY_TS_BIN ?? join(root, 'apps/nydusify-ts/bin/nydusify-ts.js');
+const bin = nydusifyBin();
 
 async function run(argv: string[], options: { tty?: boolean; env?: NodeJS.ProcessEnv } = {}): Promise<{ code: number; stdout: string; stderr: string }> {
   const stdout = new PassThrough();
@@ -105,6 +105,17 @@ describe('nydusify-ts copy (in process)', () => {
   });
 });
 
+/** The source modules inside the loaded files of the app's bundle (from esbuild's metafile). */
+async function bundledModules(urls: string[]): Promise<string[]> {
+  const marker = '/apps/nydusify-ts/bundle/';
+  const loaded = urls.filter((u) => u.includes(marker));
+  if (loaded.length === 0) return [];
+  const bundleDir = loaded[0]!.slice(0, loaded[0]!.indexOf(marker) + marker.length);
+  const meta = JSON.parse(await readFile(new URL('meta.json', bundleDir), 'utf8')) as { outputs: Record<string, { inputs: Record<string, unknown> }> };
+  const byFile = new Map(Object.entries(meta.outputs).map(([out, o]) => [out.slice(out.lastIndexOf('/') + 1), Object.keys(o.inputs)]));
+  return loaded.flatMap((u) => (byFile.get(u.slice(u.lastIndexOf('/') + 1)) ?? []).map((input) => `/${input}`));
+}
+
 describe('nydusify-ts copy (separate process)', () => {
   it('starts copy without loading the other commands\' libraries, with the same help', async () => {
     expect(existsSync(bin), `${bin} missing: run npm run build`).toBe(true);
@@ -116,7 +127,8 @@ describe('nydusify-ts copy (separate process)', () => {
       await writeFile(log, '');
       const m = await measureProcess(process.execPath, [`--import=data:text/javascript,${encodeURIComponent(register)}`, bin, ...argv], {});
       expect(m.code, m.stderr).toBe(0);
-      return { stdout: m.stdout, modules: (await readFile(log, 'utf8')).split('\n').filter(Boolean) };
+      const urls = (await readFile(log, 'utf8')).split('\n').filter(Boolean);
+      return { stdout: m.stdout, modules: [...urls, ...(await bundledModules(urls))] };
     };
     const copy = await loaded(['copy', '--help']);
     expect(copy.modules.some((u) => u.includes('/packages/registry/'))).toBe(true);

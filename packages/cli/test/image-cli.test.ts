@@ -5,6 +5,7 @@ import path from 'node:path';
 import { PassThrough } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runNydusify, type CliIo } from '../src/index.js';
+import { nydusifyBin } from './support/bin.js';
 
 async function run(...argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   const stdout = new PassThrough();
@@ -86,7 +87,7 @@ describe('nydusify-ts image', () => {
 
   it('the binary runs image commands through its own entry, with the same output as the full table', async () => {
     // `nydusify-ts image ...` loads @nydus-ts/cli/image (no registry client, no conversion code).
-    const bin = path.resolve(import.meta.dirname, '../../../apps/nydusify-ts/bin/nydusify-ts.js');
+    const bin = nydusifyBin();
     const tarFile = path.join(work, 'bin/src.tar');
     await mkdir(path.dirname(tarFile), { recursive: true });
     execFileSync('tar', ['-C', src, '-cf', tarFile, '.']);
