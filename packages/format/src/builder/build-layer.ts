@@ -299,6 +299,7 @@ class ContentReader {
     let fileOffset = 0;
     let fill = 0;
     let received = 0;
+    let assembly: Buffer | undefined;
     for await (const piece of entry.content) {
       if (!(piece instanceof Uint8Array)) throw new InvalidArgumentError(`entry '${entry.path}': content yielded a ${typeof piece}, not a Uint8Array`);
       received += piece.length;
@@ -312,7 +313,9 @@ class ContentReader {
           data = pos === 0 && want === piece.length ? piece : piece.subarray(pos, pos + want);
           pos += want;
         } else {
-          const buffer = (this.buffer ??= Buffer.allocUnsafe(this.chunkSize));
+          // Assembled where the writer will compress it from, if it can say (saves a copy).
+          if (fill === 0) assembly = writer.chunkSpace(want) ?? (this.buffer ??= Buffer.allocUnsafe(this.chunkSize));
+          const buffer = assembly!;
           const take = Math.min(want - fill, piece.length - pos);
           buffer.set(piece.subarray(pos, pos + take), fill);
           fill += take;
