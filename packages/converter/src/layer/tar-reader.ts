@@ -518,11 +518,26 @@ function parsePax(data: Buffer, where: string, offset: number): PaxRecords {
     if (eq < 0 || eq >= pos + len - 1) {
       throw new FormatError('tar.pax.record', `${where}: PAX record at byte ${pos} has no "="`, { offset: offset + pos });
     }
-    const key = data.toString('utf8', space + 1, eq);
-    records.set(key, data.subarray(eq + 1, pos + len - 1));
+    if (!isIgnoredTime(data, space + 1, eq)) records.set(data.toString('utf8', space + 1, eq), data.subarray(eq + 1, pos + len - 1));
     pos += len;
   }
   return records;
+}
+
+/**
+ * True for the keywords `atime` and `ctime`, which GNU tar writes for every entry and layers
+ * do not keep: left out of the records, they cost no strings or map entries.
+ */
+function isIgnoredTime(data: Buffer, start: number, end: number): boolean {
+  const first = data[start];
+  return (
+    end - start === 5 &&
+    (first === 0x61 || first === 0x63) &&
+    data[start + 1] === 0x74 &&
+    data[start + 2] === 0x69 &&
+    data[start + 3] === 0x6d &&
+    data[start + 4] === 0x65
+  );
 }
 
 function paxInteger(value: Buffer, key: string, where: string, offset: number): number {
