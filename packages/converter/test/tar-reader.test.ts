@@ -313,6 +313,23 @@ describe('readTarEntries: entry types and fields', () => {
     expect(entries[2]).toMatchObject({ path: 'neg', mtime: -2, uid: 4242 });
   });
 
+  it('skips PAX atime and ctime records but still checks them and the header they are in', async () => {
+    const times = paxHeader([['atime', '1700000001.5'], ['ctime', '1700000002.25'], ['mtime', '1700000003.5']]);
+    const tar = Buffer.concat([times, fileMember('t', 'x'), paxHeader([['ctime', '1'], ['atime', '']]), rawHeader({ name: 'd', typeflag: '5', mtime: 9 }), END]);
+    const entries = await readAll(chunked(tar, 100));
+    expect(entries).toMatchObject([
+      { path: 't', mtime: 1_700_000_003, data: 'x' },
+      { path: 'd', type: 'directory', mtime: 9 },
+    ]);
+    expect(entries[0]!.xattrs).toBeUndefined();
+    // A header of atime/ctime only still describes an entry, which must follow it.
+    const dangling = await errorOf(readAll(chunked(Buffer.concat([fileMember('a', ''), paxHeader([['atime', '1']]), END]))));
+    expect(isNydusError(dangling, 'INVALID_FORMAT')).toBe(true);
+    expect((dangling as Error).message).toMatch(/extended header without the entry/);
+    const noEquals = Buffer.concat([rawHeader({ name: 'p', typeflag: 'x', size: 9 }), Buffer.from('9 atime1\n'), Buffer.alloc(503), fileMember('f', ''), END]);
+    expect(isNydusError(await errorOf(readAll(chunked(noEquals))), 'INVALID_FORMAT')).toBe(true);
+  });
+
   it('rejects malformed PAX records and oversized extended headers', async () => {
     const bad = Buffer.concat([rawHeader({ name: 'p', typeflag: 'x', size: 9 }), Buffer.from('99 path=x'), Buffer.alloc(503), fileMember('f', ''), END]);
     const err = await errorOf(readAll(chunked(bad)));

@@ -137,3 +137,25 @@ describe('output slabs', () => {
     expect(new Set(slabs.map((p) => p.buffer)).size).toBe(slabs.length);
   });
 });
+
+describe('chunks assembled from pieces', () => {
+  it('give the same blob as whole pieces, deduplicated ones included (zstd: assembled in the compression job)', async () => {
+    const chunkSize = 0x10000;
+    const block = prng(chunkSize, 7, true);
+    const repeated = Buffer.concat([block, prng(chunkSize, 8), block, block, prng(5000, 9)]);
+    const entries = (pieceSize?: number) => (): LayerEntry[] => [
+      E.file('a', prng(3 * chunkSize + 123, 1, true), { pieceSize }),
+      E.file('small', 'tiny', { pieceSize }),
+      E.file('b', prng(3 * chunkSize + 123, 1, true), { pieceSize }),
+      E.file('c', repeated, { pieceSize }),
+      E.file('d', prng(2 * chunkSize, 2), { pieceSize }),
+    ];
+    for (const compressor of ['zstd', 'lz4_block'] as const) {
+      const whole = await build(entries(), { compressor, chunkSize });
+      const assembled = await build(entries(7_001), { compressor, chunkSize });
+      expect(assembled.blobBytes.equals(whole.blobBytes)).toBe(true);
+      expect(Buffer.from(assembled.bootstrap).equals(Buffer.from(whole.bootstrap))).toBe(true);
+      expect(assembled.stats.dedupChunks).toBe(6);
+    }
+  });
+});

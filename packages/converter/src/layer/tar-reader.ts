@@ -29,11 +29,12 @@ const NO_RECORDS: ReadonlyMap<string, Buffer> = new Map();
 /** PAX records of one extended header, by keyword; values are raw bytes. */
 type PaxRecords = Map<string, Buffer>;
 
-/** What the consumer may still read of the current entry's body. */
-interface BodyState {
-  remaining: number;
-  current: boolean;
-}
+/** `TarEntries.next()` at the end of the archive. */
+const END: unique symbol = Symbol('end of archive');
+/** `TarEntries.afterHeader()`: an extended header was taken in, read the next header. */
+const MORE: unique symbol = Symbol('next header');
+
+type NextEntry = LayerEntry | typeof END;
 
 /**
  * Parses a tar stream (ustar, GNU, PAX) into layer entries, one at a time and without
@@ -48,63 +49,123 @@ export async function* readTarEntries(
   source: AsyncIterable<Uint8Array>,
   options: ReadTarEntriesOptions = {},
 ): AsyncGenerator<LayerEntry, void, undefined> {
-  // The per-header work is synchronous, in HeaderParser: this generator only reads, skips and
-  // yields (a small generator compiles and optimises far faster than one holding it all).
-  const maxMetadata = options.maxMetadataSize ?? DEFAULT_MAX_METADATA;
-  const reader = new ChunkReader(source);
-  const parser = new HeaderParser();
+  // The work is in TarEntries, synchronous while the source chunk holds the bytes: this
+  // generator only waits and yields (a small generator compiles and optimises far faster).
+  const tar = new TarEntries(new ChunkReader(source), options.maxMetadataSize ?? DEFAULT_MAX_METADATA, options.signal);
   try {
     for (;;) {
-      throwIfAborted(options.signal);
-      const headerOffset = reader.offset;
-      const block = reader.tryReadExact(BLOCK_SIZE) ?? (await reader.readExact(BLOCK_SIZE));
-      if (block.length === 0 || (block.length === BLOCK_SIZE && isZeroBlock(block))) {
-        parser.checkNothingPending(headerOffset);
-        // End of archive. What follows the first zero block (the second one, record padding)
-        // is read but ignored, so that digests computed on the source stream see it all.
-        if (block.length !== 0) await reader.drain();
-        return;
-      }
-      parser.header(block, headerOffset);
-      const dataOffset = headerOffset + BLOCK_SIZE;
-      if (parser.extended) {
-        const size = parser.size;
-        if (parser.typeflag === TypeFlag.gnuVolumeLabel) {
-          await skipExactly(reader, size + padding(size), parser.where, dataOffset);
-          parser.reset();
-        } else {
-          parser.absorb(payloadNow(reader, size, maxMetadata) ?? (await readPayload(reader, size, maxMetadata, parser.where, dataOffset)), dataOffset);
-        }
-        continue;
-      }
-      const entry = parser.entry(block, headerOffset);
-      const where = parser.where;
-      const size = parser.size;
-
-      // Types without data records (POSIX; as Go's archive/tar does): their size field is
-      // informational. Regular files and GNU dump directories carry `size` bytes.
-      if (entry.type !== 'file') {
-        const dataSize = parser.typeflag === TypeFlag.gnuDumpDir ? size : 0;
-        const skip = dataSize + padding(dataSize);
-        if (!reader.trySkip(skip)) await skipExactly(reader, skip, where, dataOffset);
-        yield entry;
-        continue;
-      }
-
-      const fileSize = size;
-      const state: BodyState = { remaining: fileSize, current: true };
-      entry.content = new TarBody(reader, state, where, fileSize, dataOffset);
+      const next = tar.next();
+      const entry = next instanceof Promise ? await next : next;
+      if (entry === END) return;
       try {
         yield entry;
       } finally {
-        state.current = false;
+        tar.leaveEntry();
       }
-      const rest = state.remaining + padding(fileSize);
-      if (!reader.trySkip(rest)) await skipExactly(reader, rest, where, dataOffset + fileSize - state.remaining);
-      state.remaining = 0;
     }
   } finally {
-    await reader.close();
+    await tar.close();
+  }
+}
+
+/**
+ * The reading side of the tar parser: headers, extended-header payloads and skipped bytes,
+ * taken synchronously while the current source chunk holds them, with an async fallback for
+ * the rest. Each step consumes its bytes whole or not at all, so a step that must wait is
+ * finished asynchronously and parsing then goes on synchronously.
+ */
+class TarEntries {
+  private readonly parser = new HeaderParser();
+  /** The last regular file yielded, whose unread content and padding precede the next header. */
+  private body: TarBody | null = null;
+
+  constructor(
+    private readonly reader: ChunkReader,
+    private readonly maxMetadata: number,
+    private readonly signal: AbortSignal | undefined,
+  ) {}
+
+  /** The next entry (END after the last), or a promise of it when bytes must be waited for. */
+  next(): NextEntry | Promise<NextEntry> {
+    const body = this.body;
+    if (body !== null) {
+      this.body = null;
+      const rest = body.remaining + padding(body.size);
+      if (!this.reader.trySkip(rest)) return this.continueAfter(skipExactly(this.reader, rest, body.where, body.dataOffset + body.size - body.remaining));
+    }
+    for (;;) {
+      throwIfAborted(this.signal);
+      const headerOffset = this.reader.offset;
+      const block = this.reader.tryReadExact(BLOCK_SIZE);
+      const next = block !== null ? this.afterHeader(block, headerOffset) : this.afterHeaderAsync(headerOffset);
+      if (next !== MORE) return next;
+    }
+  }
+
+  /** Marks the entry last yielded as left: its content can no longer be read. */
+  leaveEntry(): void {
+    if (this.body !== null) this.body.current = false;
+  }
+
+  close(): Promise<void> {
+    return this.reader.close();
+  }
+
+  private async continueAfter(wait: Promise<void>): Promise<NextEntry> {
+    await wait;
+    return this.next();
+  }
+
+  private async afterHeaderAsync(headerOffset: number): Promise<NextEntry> {
+    const next = this.afterHeader(await this.reader.readExact(BLOCK_SIZE), headerOffset);
+    return next === MORE ? this.next() : next;
+  }
+
+  /** Takes in a header block (empty or short at the end of input) and what follows it up to the entry. */
+  private afterHeader(block: Buffer, headerOffset: number): NextEntry | typeof MORE | Promise<NextEntry> {
+    const parser = this.parser;
+    const reader = this.reader;
+    if (block.length === 0 || (block.length === BLOCK_SIZE && isZeroBlock(block))) {
+      parser.checkNothingPending(headerOffset);
+      // End of archive. What follows the first zero block (the second one, record padding)
+      // is read but ignored, so that digests computed on the source stream see it all.
+      return block.length !== 0 ? reader.drain().then(() => END) : END;
+    }
+    parser.header(block, headerOffset);
+    const dataOffset = headerOffset + BLOCK_SIZE;
+    if (parser.extended) return this.afterExtendedHeader(dataOffset);
+    const entry = parser.entry(block, headerOffset);
+    const size = parser.size;
+    if (entry.type === 'file') {
+      const body = new TarBody(reader, parser.where, size, dataOffset);
+      entry.content = body;
+      this.body = body;
+      return entry;
+    }
+    // Types without data records (POSIX; as Go's archive/tar does): their size field is
+    // informational. Regular files and GNU dump directories carry `size` bytes.
+    const dataSize = parser.typeflag === TypeFlag.gnuDumpDir ? size : 0;
+    const skip = dataSize + padding(dataSize);
+    if (reader.trySkip(skip)) return entry;
+    return skipExactly(reader, skip, parser.where, dataOffset).then(() => entry);
+  }
+
+  private afterExtendedHeader(dataOffset: number): typeof MORE | Promise<NextEntry> {
+    const parser = this.parser;
+    const reader = this.reader;
+    const size = parser.size;
+    if (parser.typeflag === TypeFlag.gnuVolumeLabel) {
+      const skip = size + padding(size);
+      if (!reader.trySkip(skip)) return this.continueAfter(skipExactly(reader, skip, parser.where, dataOffset).then(() => parser.reset()));
+      parser.reset();
+      return MORE;
+    }
+    const payload = payloadNow(reader, size, this.maxMetadata);
+    if (payload === null) {
+      return this.continueAfter(readPayload(reader, size, this.maxMetadata, parser.where, dataOffset).then((data) => parser.absorb(data, dataOffset)));
+    }
+    parser.absorb(payload, dataOffset);
+    return MORE;
   }
 }
 
@@ -350,24 +411,29 @@ const NO_BYTES = new Uint8Array(0);
  * entry is requested, like the iterated pieces).
  */
 class TarBody implements AsyncIterable<Uint8Array>, WholeContentSource {
+  /** Bytes the consumer has not read yet. */
+  remaining: number;
+  /** False once the next entry was asked for: the content can no longer be read. */
+  current = true;
+
   constructor(
-    private readonly reader: ChunkReader,
-    private readonly state: BodyState,
-    private readonly where: string,
-    private readonly size: number,
-    private readonly dataOffset: number,
-  ) {}
+    readonly reader: ChunkReader,
+    readonly where: string,
+    readonly size: number,
+    readonly dataOffset: number,
+  ) {
+    this.remaining = size;
+  }
 
   [Symbol.asyncIterator](): AsyncIterator<Uint8Array, undefined> {
-    return new BodyIterator(this.reader, this.state, this.where, this.size, this.dataOffset);
+    return new BodyIterator(this);
   }
 
   [WHOLE_CONTENT](): Uint8Array | null {
-    const state = this.state;
-    if (!state.current || state.remaining !== this.size) return null;
+    if (!this.current || this.remaining !== this.size) return null;
     if (this.size === 0) return NO_BYTES;
     const body = this.reader.tryReadExact(this.size);
-    if (body !== null) state.remaining = 0;
+    if (body !== null) this.remaining = 0;
     return body;
   }
 }
@@ -377,37 +443,31 @@ class TarBody implements AsyncIterable<Uint8Array>, WholeContentSource {
  * generator: a piece already in the current source chunk costs one resolved promise.
  */
 class BodyIterator implements AsyncIterator<Uint8Array, undefined> {
-  constructor(
-    private readonly reader: ChunkReader,
-    private readonly state: BodyState,
-    private readonly where: string,
-    private readonly size: number,
-    private readonly dataOffset: number,
-  ) {}
+  constructor(private readonly body: TarBody) {}
 
   next(): Promise<IteratorResult<Uint8Array, undefined>> {
-    const state = this.state;
-    if (!state.current) {
-      return Promise.reject(new NydusError('FAILED_PRECONDITION', `tar ${this.where}: content read after the next entry was requested`));
+    const body = this.body;
+    if (!body.current) {
+      return Promise.reject(new NydusError('FAILED_PRECONDITION', `tar ${body.where}: content read after the next entry was requested`));
     }
-    if (state.remaining === 0) return Promise.resolve({ done: true, value: undefined });
-    const piece = this.reader.trySome(state.remaining);
+    if (body.remaining === 0) return Promise.resolve({ done: true, value: undefined });
+    const piece = body.reader.trySome(body.remaining);
     if (piece !== null) {
-      state.remaining -= piece.length;
+      body.remaining -= piece.length;
       return Promise.resolve({ done: false, value: piece });
     }
     return this.nextAsync();
   }
 
   private async nextAsync(): Promise<IteratorResult<Uint8Array, undefined>> {
-    const state = this.state;
-    const chunk = await this.reader.readSome(state.remaining);
+    const body = this.body;
+    const chunk = await body.reader.readSome(body.remaining);
     if (chunk === null) {
-      throw new FormatError('tar.entry.data', `${this.where}: archive truncated: ${this.size - state.remaining} of ${this.size} content bytes present`, {
-        offset: this.dataOffset + this.size - state.remaining,
+      throw new FormatError('tar.entry.data', `${body.where}: archive truncated: ${body.size - body.remaining} of ${body.size} content bytes present`, {
+        offset: body.dataOffset + body.size - body.remaining,
       });
     }
-    state.remaining -= chunk.length;
+    body.remaining -= chunk.length;
     return { done: false, value: chunk };
   }
 
@@ -458,11 +518,26 @@ function parsePax(data: Buffer, where: string, offset: number): PaxRecords {
     if (eq < 0 || eq >= pos + len - 1) {
       throw new FormatError('tar.pax.record', `${where}: PAX record at byte ${pos} has no "="`, { offset: offset + pos });
     }
-    const key = data.toString('utf8', space + 1, eq);
-    records.set(key, data.subarray(eq + 1, pos + len - 1));
+    if (!isIgnoredTime(data, space + 1, eq)) records.set(data.toString('utf8', space + 1, eq), data.subarray(eq + 1, pos + len - 1));
     pos += len;
   }
   return records;
+}
+
+/**
+ * True for the keywords `atime` and `ctime`, which GNU tar writes for every entry and layers
+ * do not keep: left out of the records, they cost no strings or map entries.
+ */
+function isIgnoredTime(data: Buffer, start: number, end: number): boolean {
+  const first = data[start];
+  return (
+    end - start === 5 &&
+    (first === 0x61 || first === 0x63) &&
+    data[start + 1] === 0x74 &&
+    data[start + 2] === 0x69 &&
+    data[start + 3] === 0x6d &&
+    data[start + 4] === 0x65
+  );
 }
 
 function paxInteger(value: Buffer, key: string, where: string, offset: number): number {

@@ -393,6 +393,35 @@ export class BlobWriter {
   private queueChunk(data: Uint8Array, fileOffset: number, indexForDedup: boolean, crc: number): number {
     const size = data.length;
     const index = this.newChunk(0, 0, size, 0, fileOffset, crc, indexForDedup);
+    const job = this.openJobFor(size);
+    if (job.indices.length === 0) this.jobs.push(job);
+    const at = job.bounds[job.bounds.length - 1]!;
+    // A chunk assembled in `chunkSpace` is in place already.
+    if (data.buffer !== job.src.buffer || data.byteOffset !== job.src.byteOffset + at) job.src.set(data, at);
+    job.indices.push(index);
+    job.crcs.push(crc);
+    job.bounds.push(at + size);
+    if (at + size === job.src.length) this.submit(job);
+    return index;
+  }
+
+  /**
+   * Memory in which the caller may assemble the next chunk of `size` bytes before passing it to
+   * `addChunk` (which then need not copy it into a compression job); undefined when the
+   * compressor runs inline. Valid until the next `addChunk` or `flush`.
+   */
+  chunkSpace(size: number): Buffer | undefined {
+    if (!this.offThread) return undefined;
+    const job = this.openJobFor(size);
+    const at = job.bounds[job.bounds.length - 1]!;
+    return job.src.subarray(at, at + size);
+  }
+
+  /**
+   * The open job if it has room for a chunk of `size` bytes (a full one is submitted first), or
+   * a new one, which joins `jobs` with its first chunk.
+   */
+  private openJobFor(size: number): CompressJob {
     let job = this.openJob;
     if (job !== undefined && (job.bounds[job.bounds.length - 1]! + size > job.src.length || job.indices.length >= MAX_JOB_CHUNKS)) {
       this.submit(job);
@@ -402,15 +431,8 @@ export class BlobWriter {
       const buffers = this.spareJobBuffers.pop() ?? { src: Buffer.allocUnsafe(this.chunkSize), out: Buffer.allocUnsafe(this.chunkSize) };
       job = { indices: [], crcs: [], bounds: [0], ...buffers, settled: undefined, outcome: undefined };
       this.openJob = job;
-      this.jobs.push(job);
     }
-    const at = job.bounds[job.bounds.length - 1]!;
-    job.src.set(data, at);
-    job.indices.push(index);
-    job.crcs.push(crc);
-    job.bounds.push(at + size);
-    if (at + size === job.src.length) this.submit(job);
-    return index;
+    return job;
   }
 
   /** Starts compressing a job's chunks on the thread pool; it takes no more chunks. */

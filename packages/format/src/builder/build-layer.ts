@@ -138,37 +138,11 @@ export async function buildLayer(entries: AsyncIterable<LayerEntry>, sink: BlobS
   throwIfAborted(opts.signal);
   const writer = new BlobWriter(sink, opts.chunkSize, opts.compressor, opts.digester, opts.chunkDict, opts.inlineBootstrap);
   const tree = new FsTree(writer.stores);
-  const paths = new LayerPaths(tree);
-  const reader = new ContentReader(writer, tree, opts.chunkSize, opts.signal);
-
+  const layer = new LayerEntries(writer, tree, opts.chunkSize, opts.signal);
   for await (const entry of entries) {
-    throwIfAborted(opts.signal);
-    writer.stats.entries++;
-    const parts = splitEntryPath(entry);
-    if (entry.type === 'hardlink') {
-      validateEntry(entry);
-      paths.link(parts, entry);
-      continue;
-    }
-    const inode = addEntryInode(tree, entry);
-    if (parts.length === 0) {
-      if (tree.kind[inode] !== K_DIR) throw new InvalidArgumentError(`entry '': the root must be a directory, not a ${entry.type}`);
-      tree.setRootInode(inode);
-      continue;
-    }
-    const parentNs = paths.parentNs(parts, entry.path);
-    if (tree.kind[inode] === K_FILE) {
-      writer.stats.files++;
-      const whole = entry.size <= opts.chunkSize ? takeWholeContent(entry) : null;
-      if (whole !== null) {
-        // A one-chunk body the source already holds: no async iteration at all.
-        reader.readWhole(entry, inode, whole);
-        if (writer.mustFlush) await writer.flush();
-      } else {
-        await reader.read(entry, inode);
-      }
-    }
-    paths.put(parentNs, parts[parts.length - 1]!, inode);
+    // Most entries need no await of their own (no content, or a body the source already holds).
+    const wait = layer.add(entry);
+    if (wait !== undefined) await wait;
   }
   await writer.drain();
   throwIfAborted(opts.signal);
@@ -237,6 +211,58 @@ function takeWholeContent(entry: LayerEntry): Uint8Array | null {
   return content[WHOLE_CONTENT]();
 }
 
+/**
+ * Adds entries to the tree one at a time, synchronously where it can: the per-entry work lives
+ * here rather than in `buildLayer`'s loop, which stays small (an async function's body is
+ * recompiled whole whenever any part of it deoptimises).
+ */
+class LayerEntries {
+  private readonly paths: LayerPaths;
+  private readonly reader: ContentReader;
+
+  constructor(
+    private readonly writer: BlobWriter,
+    private readonly tree: FsTree,
+    private readonly chunkSize: number,
+    private readonly signal: AbortSignal | undefined,
+  ) {
+    this.paths = new LayerPaths(tree);
+    this.reader = new ContentReader(writer, tree, chunkSize, signal);
+  }
+
+  /** Adds one entry; returns a promise when its content or the writer must be waited for. */
+  add(entry: LayerEntry): Promise<void> | undefined {
+    throwIfAborted(this.signal);
+    this.writer.stats.entries++;
+    const parts = splitEntryPath(entry);
+    if (entry.type === 'hardlink') {
+      validateEntry(entry);
+      this.paths.link(parts, entry);
+      return undefined;
+    }
+    const tree = this.tree;
+    const inode = addEntryInode(tree, entry);
+    if (parts.length === 0) {
+      if (tree.kind[inode] !== K_DIR) throw new InvalidArgumentError(`entry '': the root must be a directory, not a ${entry.type}`);
+      tree.setRootInode(inode);
+      return undefined;
+    }
+    // Naming the inode before its content is read changes nothing: content only adds chunk refs.
+    this.paths.put(this.paths.parentNs(parts, entry.path), parts[parts.length - 1]!, inode);
+    return tree.kind[inode] === K_FILE ? this.addContent(entry, inode) : undefined;
+  }
+
+  private addContent(entry: LayerEntry, inode: number): Promise<void> | undefined {
+    const writer = this.writer;
+    writer.stats.files++;
+    const whole = entry.size <= this.chunkSize ? takeWholeContent(entry) : null;
+    if (whole === null) return this.reader.read(entry, inode);
+    // A one-chunk body the source already holds: no async iteration at all.
+    this.reader.readWhole(entry, inode, whole);
+    return writer.mustFlush ? writer.flush() : undefined;
+  }
+}
+
 /** Cuts file content into chunk-size pieces without holding more than one chunk. */
 class ContentReader {
   /** Assembly buffer for chunks that span pieces (the writer never keeps chunk memory). */
@@ -273,6 +299,7 @@ class ContentReader {
     let fileOffset = 0;
     let fill = 0;
     let received = 0;
+    let assembly: Buffer | undefined;
     for await (const piece of entry.content) {
       if (!(piece instanceof Uint8Array)) throw new InvalidArgumentError(`entry '${entry.path}': content yielded a ${typeof piece}, not a Uint8Array`);
       received += piece.length;
@@ -286,7 +313,9 @@ class ContentReader {
           data = pos === 0 && want === piece.length ? piece : piece.subarray(pos, pos + want);
           pos += want;
         } else {
-          const buffer = (this.buffer ??= Buffer.allocUnsafe(this.chunkSize));
+          // Assembled where the writer will compress it from, if it can say (saves a copy).
+          if (fill === 0) assembly = writer.chunkSpace(want) ?? (this.buffer ??= Buffer.allocUnsafe(this.chunkSize));
+          const buffer = assembly!;
           const take = Math.min(want - fill, piece.length - pos);
           buffer.set(piece.subarray(pos, pos + take), fill);
           fill += take;
