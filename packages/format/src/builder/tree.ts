@@ -673,18 +673,27 @@ export class FsTree {
 
   /** The children of directory `node` with their name keys, sorted byte-wise by name. */
   sortedChildren(lists: ChildLists, node: number): KeyedNode[] {
-    const ns = this.nodeNs[node]!;
-    if (ns < 0) return [];
-    const from = lists.start[ns]!;
-    const to = lists.start[ns + 1]!;
-    const keyed: KeyedNode[] = new Array<KeyedNode>(to - from);
-    for (let k = from; k < to; k++) {
-      const child = lists.ids[k]!;
-      keyed[k - from] = { key: this.nameOf(child), node: child };
-    }
-    // latin1 keys: string order is byte order (one char per byte).
-    keyed.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+    const sorter = new ChildSorter();
+    const n = sorter.sort(this, lists, node);
+    const keyed: KeyedNode[] = new Array<KeyedNode>(n);
+    for (let k = 0; k < n; k++) keyed[k] = { key: this.nameOf(sorter.nodes[k]!), node: sorter.nodes[k]! };
     return keyed;
+  }
+
+  /** Bytes `at`..`at + 3` of a node's name as a big-endian word (0 past its end). */
+  nameWord(node: number, at: number): number {
+    const off = this.nodeNameOff[node]! + at;
+    const left = this.nodeNameLen[node]! - at;
+    const names = this.names;
+    if (left >= 4) return ((names[off]! << 24) | (names[off + 1]! << 16) | (names[off + 2]! << 8) | names[off + 3]!) >>> 0;
+    let w = 0;
+    for (let i = 0; i < 4; i++) w = (w << 8) | (i < left ? names[off + i]! : 0);
+    return w >>> 0;
+  }
+
+  /** Byte `at` of a node's name, -1 past its end. */
+  nameByte(node: number, at: number): number {
+    return at < this.nodeNameLen[node]! ? this.names[this.nodeNameOff[node]! + at]! : -1;
   }
 
   /** Length of a node's name in bytes. */
@@ -712,4 +721,75 @@ export interface KeyedNode {
 export interface ChildLists {
   start: Uint32Array;
   ids: Int32Array;
+}
+
+/** Little-endian host: the high word of a 64-bit element is its second 32-bit word. */
+const HI = new Uint8Array(Uint32Array.of(1).buffer)[0] === 1 ? 1 : 0;
+const LO = 1 - HI;
+
+/**
+ * Sorts the children of a directory byte-wise by name with no string, object or JS comparator
+ * per name: each child gets a 64-bit key (4 name bytes, big-endian, over its position) and the
+ * keys sort natively; a run of children whose 4 bytes agree is re-keyed with the next 4 and
+ * sorted again. Names never hold a NUL, so zero padding orders a name before its extensions.
+ */
+export class ChildSorter {
+  /** The children sorted by the last `sort`, in [0, its count). */
+  nodes = new Int32Array(64);
+  private keys = new BigUint64Array(64);
+  private words = new Uint32Array(this.keys.buffer);
+
+  /** Sorts the children of directory `node` into `nodes`; returns their count. */
+  sort(tree: FsTree, lists: ChildLists, node: number): number {
+    const ns = tree.nodeNs[node]!;
+    if (ns < 0) return 0;
+    const from = lists.start[ns]!;
+    const n = lists.start[ns + 1]! - from;
+    if (n > this.nodes.length) this.reserve(n);
+    const ids = lists.ids;
+    const nodes = this.nodes;
+    const w = this.words;
+    for (let k = 0; k < n; k++) {
+      const child = ids[from + k]!;
+      nodes[k] = child;
+      w[2 * k + HI] = tree.nameWord(child, 0);
+      w[2 * k + LO] = k;
+    }
+    if (n > 1) this.sortRange(tree, 0, n);
+    // `nodes` still holds the children in list order: map positions to nodes through `ids`.
+    for (let k = 0; k < n; k++) nodes[k] = ids[from + w[2 * k + LO]!]!;
+    return n;
+  }
+
+  private reserve(n: number): void {
+    const size = Math.max(n, this.nodes.length * 2);
+    this.nodes = new Int32Array(size);
+    this.keys = new BigUint64Array(size);
+    this.words = new Uint32Array(this.keys.buffer);
+  }
+
+  /**
+   * Sorts keys [a, b), whose high words hold name bytes 0..3, then each run of equal words by
+   * the next 4 bytes, and so on (ranges to do on a stack: [start, end, byte offset] triples).
+   */
+  private sortRange(tree: FsTree, a: number, b: number): void {
+    const w = this.words;
+    const nodes = this.nodes;
+    const todo: number[] = [a, b, 0];
+    while (todo.length > 0) {
+      const at = todo.pop()!;
+      const end = todo.pop()!;
+      const start = todo.pop()!;
+      if (at > 0) for (let i = start; i < end; i++) w[2 * i + HI] = tree.nameWord(nodes[w[2 * i + LO]!]!, at);
+      this.keys.subarray(start, end).sort();
+      for (let i = start; i < end; ) {
+        const word = w[2 * i + HI]!;
+        let j = i + 1;
+        while (j < end && w[2 * j + HI] === word) j++;
+        // Equal words ending in a NUL are equal names (not in one directory): nothing to order.
+        if (j - i > 1 && (word & 0xff) !== 0) todo.push(i, j, at + 4);
+        i = j;
+      }
+    }
+  }
 }
