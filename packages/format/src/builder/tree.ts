@@ -588,7 +588,9 @@ export class FsTree {
       this.names = next;
     }
     const off = this.namesUsed;
-    this.namesUsed = off + len;
+    // `len | 0` (≤ 255): lengths computed from doubles (e.g. a reader's offsets) would otherwise
+    // turn this field into a double and deprecate the tree's map, deoptimising the writer.
+    this.namesUsed = off + (len | 0);
     return off;
   }
 
