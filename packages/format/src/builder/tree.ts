@@ -97,8 +97,10 @@ export class ChunkStore {
   private compressedOffset = new Float64Array(64);
   private uncompressedOffset = new Float64Array(64);
   private fileOffset = new Float64Array(64);
-  private blobOf: Uint16Array | null;
-  private ciIndex: Uint32Array | null;
+  /** Index into `blobs` of each chunk's blob (all 0 in a blob's own store). */
+  private blobOf = new Uint16Array(64);
+  /** CI index of each chunk (chunk i at i in a blob's own store). */
+  private ciIndex = new Uint32Array(64);
   /** Dedup table: chunk index + 1 per slot (0 = empty), keyed by digest. */
   private slots = new Int32Array(256);
   private used = 0;
@@ -110,10 +112,7 @@ export class ChunkStore {
   constructor(
     readonly blobs: TreeBlob[],
     readonly foreign = false,
-  ) {
-    this.blobOf = foreign ? new Uint16Array(64) : null;
-    this.ciIndex = foreign ? new Uint32Array(64) : null;
-  }
+  ) {}
 
   /** The blob of a store's own chunks (non-foreign stores). */
   get blob(): TreeBlob {
@@ -173,8 +172,8 @@ export class ChunkStore {
     this.compressedOffset = grow(this.compressedOffset, n);
     this.uncompressedOffset = grow(this.uncompressedOffset, n);
     this.fileOffset = grow(this.fileOffset, n);
-    if (this.blobOf !== null) this.blobOf = grow(this.blobOf, n);
-    if (this.ciIndex !== null) this.ciIndex = grow(this.ciIndex, n);
+    this.blobOf = grow(this.blobOf, n);
+    this.ciIndex = grow(this.ciIndex, n);
   }
 
   /** Turns the staged digest into chunk `count` with these fields; `index` it for dedup or not. */
@@ -189,6 +188,7 @@ export class ChunkStore {
     this.compressedOffset[i] = compressedOffset;
     this.uncompressedOffset[i] = uncompressedOffset;
     this.fileOffset[i] = fileOffset;
+    this.ciIndex[i] = i;
     if (index) {
       // The table is unchanged since findStaged() for this chunk: its slot is still the one.
       this.slots[this.stagedFor === i ? this.stagedSlot : this.slotOf(i * 32)] = i + 1;
@@ -210,7 +210,7 @@ export class ChunkStore {
    * index, `blobIndex` its blob in `blobs`. Not indexed for dedup.
    */
   addForeign(c: ForeignChunk, blobIndex: number, ciIndex: number): number {
-    if (this.blobOf === null || this.ciIndex === null) throw new NydusError('INTERNAL', 'addForeign on a blob-own chunk store');
+    if (!this.foreign) throw new NydusError('INTERNAL', 'addForeign on a blob-own chunk store');
     this.stageDigest(c.digest);
     const i = this.add(c.flags, c.compressedSize, c.uncompressedSize, c.compressedOffset, c.uncompressedOffset, c.fileOffset, c.crc32, false);
     this.blobOf[i] = blobIndex;
@@ -225,7 +225,7 @@ export class ChunkStore {
    * to one in `blobs`. Not indexed for dedup.
    */
   addForeignEntry(table: Uint8Array, at: number, fileOffset: number, blobIndexes: readonly number[]): number {
-    if (this.blobOf === null || this.ciIndex === null) throw new NydusError('INTERNAL', 'addForeignEntry on a blob-own chunk store');
+    if (!this.foreign) throw new NydusError('INTERNAL', 'addForeignEntry on a blob-own chunk store');
     const slot = this.stagingSlot();
     const digests = this.digests;
     for (let k = 0; k < 32; k++) digests[slot + k] = table[at + k]!;
@@ -281,11 +281,11 @@ export class ChunkStore {
   }
   /** Index into `blobs` of chunk i's blob. */
   blobIndexOf(i: number): number {
-    return this.blobOf === null ? 0 : this.blobOf[i]!;
+    return this.blobOf[i]!;
   }
   /** Chunk i's index in its blob's chunk-info array. */
   ciIndexOf(i: number): number {
-    return this.ciIndex === null ? i : this.ciIndex[i]!;
+    return this.ciIndex[i]!;
   }
   private words: Uint32Array | null = null;
 
@@ -313,7 +313,7 @@ export class ChunkStore {
     const fo = this.fileOffset[i]!;
     w[q + 16] = fo;
     w[q + 17] = fo / 0x1_0000_0000;
-    w[q + 18] = this.ciIndex === null ? i : this.ciIndex[i]!;
+    w[q + 18] = this.ciIndex[i]!;
     w[q + 19] = this.crc32[i]!;
   }
 
