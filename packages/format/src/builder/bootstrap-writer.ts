@@ -930,13 +930,14 @@ interface ChunkTable {
  * runs of equal first bytes are put in full order, and equal keys collapse.
  */
 function collectChunks(tree: FsTree, P: Placements, tableIndex: readonly Int16Array[], referenced: TreeBlob[] | null): ChunkTable {
-  const refs = distinctChunkRefs(tree, P, tableIndex, referenced);
-  const count = refs.length;
-  const chunks = new ChunkKeys(tree, refs, tableIndex);
+  const chunks = new ChunkKeys(tree, tableIndex, referenced);
+  chunks.collect(P);
+  const count = chunks.count;
   const keys = new BigUint64Array(count);
   const words = new Uint32Array(keys.buffer);
+  const prefix = chunks.prefix;
   for (let i = 0; i < count; i++) {
-    words[2 * i + HI] = chunks.prefix[i]!;
+    words[2 * i + HI] = prefix[i]!;
     words[2 * i + LO] = i;
   }
   keys.sort();
@@ -953,76 +954,84 @@ function collectChunks(tree: FsTree, P: Placements, tableIndex: readonly Int16Ar
     if (n > 0 && chunks.compare(order[n - 1]!, i) === 0) continue;
     order[n++] = i;
   }
-  return { refs, order: order.subarray(0, n), blobOf: chunks.blobOf };
+  return { refs: chunks.refs.subarray(0, count), order: order.subarray(0, n), blobOf: chunks.blobOf.subarray(0, count) };
 }
 
 /**
- * Refs of the chunks of the placed files in placement order, each stored chunk once (at its
- * first reference); numbers the blobs of a referenced-blobs table on the way.
+ * The distinct chunks of the placed files in placement order (each stored chunk once, at its
+ * first reference) with their sort keys: digest, then blob-table index, then position.
  */
-function distinctChunkRefs(tree: FsTree, P: Placements, tableIndex: readonly Int16Array[], referenced: TreeBlob[] | null): Uint32Array {
-  const stores = tree.stores;
-  const seen = stores.map((s) => new Uint8Array((s.count + 7) >>> 3));
-  let refs = new Uint32Array(1024);
-  let count = 0;
-  const treeRefs = tree.chunkRefs;
-  for (let p = 0; p < P.count; p++) {
-    const inode = P.inode[p]!;
-    if (tree.kind[inode] !== K_FILE) continue;
-    const first = tree.data[inode]!;
-    const end = first + tree.chunkCount[inode]!;
-    for (let k = first; k < end; k++) {
-      const ref = treeRefs[k]!;
-      const s = ref >= SECOND_STORE ? 1 : 0;
-      const i = s === 1 ? ref - SECOND_STORE : ref;
-      const bits = seen[s]!;
-      const bit = 1 << (i & 7);
-      if ((bits[i >>> 3]! & bit) !== 0) continue;
-      bits[i >>> 3]! |= bit;
-      const store = stores[s]!;
-      if (tableIndex[s]![store.blobIndexOf(i)]! < 0) numberBlob(store, i, tableIndex[s]!, referenced);
-      if (count === refs.length) refs = grow(refs, count + 1);
-      refs[count++] = ref;
+class ChunkKeys {
+  count = 0;
+  /** Chunk refs (see SECOND_STORE). */
+  refs: Uint32Array;
+  /** First 4 digest bytes, big-endian. */
+  prefix: Uint32Array;
+  blobOf: Uint8Array; // at most MAX_BLOBS (254) blobs
+
+  constructor(
+    private readonly tree: FsTree,
+    private readonly tableIndex: readonly Int16Array[],
+    /** The referenced-blobs table so far, or null for a given table. */
+    private readonly referenced: TreeBlob[] | null,
+  ) {
+    const capacity = Math.max(16, tree.chunkRefUsed);
+    this.refs = new Uint32Array(capacity);
+    this.prefix = new Uint32Array(capacity);
+    this.blobOf = new Uint8Array(capacity);
+  }
+
+  /** Collects the chunks of the placed files; numbers the blobs of a referenced-blobs table on the way. */
+  collect(P: Placements): void {
+    const tree = this.tree;
+    const seen = tree.stores.map((s) => new Uint8Array((s.count + 7) >>> 3));
+    const treeRefs = tree.chunkRefs;
+    for (let p = 0; p < P.count; p++) {
+      const inode = P.inode[p]!;
+      if (tree.kind[inode] !== K_FILE) continue;
+      const first = tree.data[inode]!;
+      const end = first + tree.chunkCount[inode]!;
+      for (let k = first; k < end; k++) {
+        const ref = treeRefs[k]!;
+        const s = ref >= SECOND_STORE ? 1 : 0;
+        const i = s === 1 ? ref - SECOND_STORE : ref;
+        const bits = seen[s]!;
+        const bit = 1 << (i & 7);
+        if ((bits[i >>> 3]! & bit) !== 0) continue;
+        bits[i >>> 3]! |= bit;
+        this.add(ref, s, i);
+      }
     }
   }
-  return refs.subarray(0, count);
-}
 
-/** Sort keys of distinct chunks (by position in `refs`): digest, then blob-table index, then position. */
-class ChunkKeys {
-  /** First 4 digest bytes, big-endian. */
-  readonly prefix: Uint32Array;
-  readonly blobOf: Uint8Array; // at most MAX_BLOBS (254) blobs
-  private readonly digests: Uint8Array[];
-  private readonly digestAt: Uint32Array;
+  private add(ref: number, s: number, i: number): void {
+    const store = this.tree.stores[s]!;
+    const table = this.tableIndex[s]!;
+    if (table[store.blobIndexOf(i)]! < 0) numberBlob(store, i, table, this.referenced);
+    const c = this.count++;
+    if (c === this.refs.length) this.reserve(c + 1);
+    const d = store.digests;
+    const at = i * 32;
+    this.refs[c] = ref;
+    this.prefix[c] = ((d[at]! << 24) | (d[at + 1]! << 16) | (d[at + 2]! << 8) | d[at + 3]!) >>> 0;
+    this.blobOf[c] = table[store.blobIndexOf(i)]!;
+  }
 
-  constructor(tree: FsTree, refs: Uint32Array, tableIndex: readonly Int16Array[]) {
-    const count = refs.length;
-    this.prefix = new Uint32Array(count);
-    this.blobOf = new Uint8Array(count);
-    this.digests = new Array<Uint8Array>(count);
-    this.digestAt = new Uint32Array(count);
-    for (let i = 0; i < count; i++) {
-      const ref = refs[i]!;
-      const s = ref >= SECOND_STORE ? 1 : 0;
-      const j = s === 1 ? ref - SECOND_STORE : ref;
-      const store = tree.stores[s]!;
-      const d = store.digests;
-      const at = j * 32;
-      this.digests[i] = d;
-      this.digestAt[i] = at;
-      this.prefix[i] = ((d[at]! << 24) | (d[at + 1]! << 16) | (d[at + 2]! << 8) | d[at + 3]!) >>> 0;
-      this.blobOf[i] = tableIndex[s]![store.blobIndexOf(j)]!;
-    }
+  private reserve(n: number): void {
+    this.refs = grow(this.refs, n);
+    this.prefix = grow(this.prefix, n);
+    this.blobOf = grow(this.blobOf, n);
   }
 
   /** Digest, then blob-table index (0: the same chunk-table entry). */
   compare(a: number, b: number): number {
     if (this.prefix[a] !== this.prefix[b]) return this.prefix[a]! < this.prefix[b]! ? -1 : 1;
-    const da = this.digests[a]!;
-    const db = this.digests[b]!;
-    const oa = this.digestAt[a]!;
-    const ob = this.digestAt[b]!;
+    const ra = this.refs[a]!;
+    const rb = this.refs[b]!;
+    const da = this.tree.storeOf(ra).digests;
+    const db = this.tree.storeOf(rb).digests;
+    const oa = (ra >= SECOND_STORE ? ra - SECOND_STORE : ra) * 32;
+    const ob = (rb >= SECOND_STORE ? rb - SECOND_STORE : rb) * 32;
     for (let k = 4; k < 32; k++) {
       if (da[oa + k] !== db[ob + k]) return da[oa + k]! - db[ob + k]!;
     }

@@ -226,9 +226,8 @@ export class ChunkStore {
    */
   addForeignEntry(table: Uint8Array, at: number, fileOffset: number, blobIndexes: readonly number[]): number {
     if (!this.foreign) throw new NydusError('INTERNAL', 'addForeignEntry on a blob-own chunk store');
-    const slot = this.stagingSlot();
-    const digests = this.digests;
-    for (let k = 0; k < 32; k++) digests[slot + k] = table[at + k]!;
+    const slot = this.stagingSlot(); // may replace `digests`
+    this.digests.set(table.subarray(at, at + 32), slot);
     const v = this.viewOf(table.buffer);
     const p = table.byteOffset + at;
     const flags = v.getUint32(p + 36, true);
