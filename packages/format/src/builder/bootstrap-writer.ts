@@ -933,41 +933,34 @@ function collectChunks(tree: FsTree, P: Placements, tableIndex: readonly Int16Ar
   const chunks = new ChunkKeys(tree, tableIndex, referenced);
   chunks.collect(P);
   const count = chunks.count;
-  const keys = new BigUint64Array(count);
-  const words = new Uint32Array(keys.buffer);
-  const prefix = chunks.prefix;
-  for (let i = 0; i < count; i++) {
-    words[2 * i + HI] = prefix[i]!;
-    words[2 * i + LO] = i;
-  }
-  keys.sort();
+  const words = chunks.words;
+  chunks.keys.subarray(0, count).sort();
+  // Entry k is chunk order[k]; only chunks with equal first digest bytes need a closer look.
   const order = new Uint32Array(count);
-  for (let k = 0; k < count; k++) order[k] = words[2 * k + LO]!;
-  for (let k = 0; k < count; ) {
-    const end = chunks.prefixRunEnd(order, k);
-    if (end - k > 1) chunks.orderRun(order, k, end);
-    k = end;
-  }
   let n = 0;
-  for (let k = 0; k < count; k++) {
-    const i = order[k]!;
-    if (n > 0 && chunks.compare(order[n - 1]!, i) === 0) continue;
-    order[n++] = i;
+  for (let k = 0; k < count; ) {
+    const prefix = words[2 * k + HI]!;
+    let e = k + 1;
+    while (e < count && words[2 * e + HI] === prefix) e++;
+    if (e - k === 1) order[n++] = words[2 * k + LO]!;
+    else n = chunks.appendRun(k, e, order, n);
+    k = e;
   }
   return { refs: chunks.refs.subarray(0, count), order: order.subarray(0, n), blobOf: chunks.blobOf.subarray(0, count) };
 }
 
 /**
  * The distinct chunks of the placed files in placement order (each stored chunk once, at its
- * first reference) with their sort keys: digest, then blob-table index, then position.
+ * first reference) with their sort keys: digest, then blob-table index, then position. `keys`
+ * are 64-bit: the first 4 digest bytes (big-endian) over the position.
  */
 class ChunkKeys {
   count = 0;
   /** Chunk refs (see SECOND_STORE). */
-  refs: Uint32Array;
-  /** First 4 digest bytes, big-endian. */
-  prefix: Uint32Array;
-  blobOf: Uint8Array; // at most MAX_BLOBS (254) blobs
+  readonly refs: Uint32Array;
+  readonly blobOf: Uint8Array; // at most MAX_BLOBS (254) blobs
+  readonly keys: BigUint64Array;
+  readonly words: Uint32Array;
 
   constructor(
     private readonly tree: FsTree,
@@ -975,10 +968,12 @@ class ChunkKeys {
     /** The referenced-blobs table so far, or null for a given table. */
     private readonly referenced: TreeBlob[] | null,
   ) {
-    const capacity = Math.max(16, tree.chunkRefUsed);
+    // Every distinct chunk is referenced at least once.
+    const capacity = tree.chunkRefUsed;
     this.refs = new Uint32Array(capacity);
-    this.prefix = new Uint32Array(capacity);
     this.blobOf = new Uint8Array(capacity);
+    this.keys = new BigUint64Array(capacity);
+    this.words = new Uint32Array(this.keys.buffer);
   }
 
   /** Collects the chunks of the placed files; numbers the blobs of a referenced-blobs table on the way. */
@@ -1007,57 +1002,45 @@ class ChunkKeys {
   private add(ref: number, s: number, i: number): void {
     const store = this.tree.stores[s]!;
     const table = this.tableIndex[s]!;
-    if (table[store.blobIndexOf(i)]! < 0) numberBlob(store, i, table, this.referenced);
+    const blob = store.blobIndexOf(i);
+    if (table[blob]! < 0) numberBlob(store, i, table, this.referenced);
     const c = this.count++;
-    if (c === this.refs.length) this.reserve(c + 1);
     const d = store.digests;
     const at = i * 32;
     this.refs[c] = ref;
-    this.prefix[c] = ((d[at]! << 24) | (d[at + 1]! << 16) | (d[at + 2]! << 8) | d[at + 3]!) >>> 0;
-    this.blobOf[c] = table[store.blobIndexOf(i)]!;
+    this.blobOf[c] = table[blob]!;
+    this.words[2 * c + HI] = ((d[at]! << 24) | (d[at + 1]! << 16) | (d[at + 2]! << 8) | d[at + 3]!) >>> 0;
+    this.words[2 * c + LO] = c;
   }
 
-  private reserve(n: number): void {
-    this.refs = grow(this.refs, n);
-    this.prefix = grow(this.prefix, n);
-    this.blobOf = grow(this.blobOf, n);
+  /**
+   * Appends to `order` at `n` the chunk-table entries of sorted keys [a, b), whose digests share
+   * their first 4 bytes: in full key order, one per key. Returns the new end of `order`.
+   */
+  appendRun(a: number, b: number, order: Uint32Array, n: number): number {
+    const run: number[] = [];
+    for (let k = a; k < b; k++) run.push(this.words[2 * k + LO]!);
+    // Usually one chunk stored more than once: already in order (by position), all one key.
+    if (!run.every((c) => this.compare(run[0]!, c) === 0)) run.sort((x, y) => this.compare(x, y) || x - y);
+    for (let k = 0; k < run.length; k++) {
+      if (k > 0 && this.compare(run[k - 1]!, run[k]!) === 0) continue;
+      order[n++] = run[k]!;
+    }
+    return n;
   }
 
-  /** Digest, then blob-table index (0: the same chunk-table entry). */
-  compare(a: number, b: number): number {
-    if (this.prefix[a] !== this.prefix[b]) return this.prefix[a]! < this.prefix[b]! ? -1 : 1;
+  /** Digest, then blob-table index (0: the same chunk-table entry), of chunks at positions a and b. */
+  private compare(a: number, b: number): number {
     const ra = this.refs[a]!;
     const rb = this.refs[b]!;
     const da = this.tree.storeOf(ra).digests;
     const db = this.tree.storeOf(rb).digests;
     const oa = (ra >= SECOND_STORE ? ra - SECOND_STORE : ra) * 32;
     const ob = (rb >= SECOND_STORE ? rb - SECOND_STORE : rb) * 32;
-    for (let k = 4; k < 32; k++) {
+    for (let k = 0; k < 32; k++) {
       if (da[oa + k] !== db[ob + k]) return da[oa + k]! - db[ob + k]!;
     }
     return this.blobOf[a]! - this.blobOf[b]!;
-  }
-
-  /** The end of the run from `k` of `order` whose digests share the first 4 bytes. */
-  prefixRunEnd(order: Uint32Array, k: number): number {
-    const prefix = this.prefix;
-    const first = prefix[order[k]!]!;
-    let e = k + 1;
-    while (e < order.length && prefix[order[e]!] === first) e++;
-    return e;
-  }
-
-  /**
-   * Puts order[a, b) (first-seen order, equal first digest bytes) in full key order. Usually
-   * they are one chunk stored more than once, already in order.
-   */
-  orderRun(order: Uint32Array, a: number, b: number): void {
-    let same = true;
-    for (let k = a + 1; k < b && same; k++) same = this.compare(order[a]!, order[k]!) === 0;
-    if (same) return;
-    const run = Array.from(order.subarray(a, b));
-    run.sort((x, y) => this.compare(x, y) || x - y);
-    order.set(run, a);
   }
 }
 
