@@ -121,7 +121,7 @@ class MetaAllocator {
   append(size: number): number {
     if (size <= BS && (this.off % BS) + size > BS) this.jumpToNextBlock();
     const at = this.off;
-    this.off += size;
+    this.advance(size);
     return at;
   }
 
@@ -134,8 +134,17 @@ class MetaAllocator {
   appendBlocks(size: number): number {
     this.jumpToNextBlock();
     const at = this.off;
-    this.off += size;
+    this.advance(size);
     return at;
+  }
+
+  /**
+   * Moves the cursor on by `size`. Sizes read from Float64Array columns arrive as heap numbers:
+   * Math.trunc keeps the cursor a small integer, so that the allocator's map (and the code
+   * optimised for it) stays the same from one bootstrap to the next.
+   */
+  advance(size: number): void {
+    this.off = Math.trunc(this.off + size);
   }
 
   align32(): void {
@@ -911,7 +920,7 @@ function writeChunkInfo(store: ChunkStore, i: number, blobIndex: number, out: Ui
 function placeAppendInode(alloc: MetaAllocator, isz: number, total: number): number {
   if (isz <= BS && (alloc.off % BS) + isz > BS) alloc.jumpToNextBlock();
   const at = alloc.off;
-  alloc.off += total;
+  alloc.advance(total);
   return at;
 }
 
