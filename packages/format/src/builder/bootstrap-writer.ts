@@ -323,21 +323,22 @@ class Placer {
     const inode = tree.nodeInode[child]!;
     const kind = tree.kind[inode]!;
     const seen = P.placementOf[inode]!;
-    if (kind === K_DIR) {
-      if (seen >= 0) throw new NydusError('INTERNAL', 'a directory inode appears under two names');
-      this.newPlacement(inode, dirInode);
-      this.push(child);
-    } else if (seen >= 0) {
+    if (seen >= 0) {
+      if (kind === K_DIR) throw new NydusError('INTERNAL', 'a directory inode appears under two names');
       if (kind !== K_FILE) throw new NydusError('INTERNAL', `only regular files can be hardlinked (kind ${kind})`);
       P.nlink[seen]!++;
+      return;
+    }
+    // One call site per helper: each is compiled (and inlined) once.
+    const p = this.newPlacement(inode, kind === K_DIR ? dirInode : -1);
+    if (kind === K_DIR) {
+      this.push(child);
     } else if (kind === K_FILE) {
-      this.placeFile(this.newPlacement(inode, -1), inode);
+      this.placeFile(p, inode);
     } else if (kind === K_SYMLINK) {
-      const p = this.newPlacement(inode, -1);
       P.dataSize[p] = tree.size[inode]!;
       this.placeFlat(p);
     } else {
-      const p = this.newPlacement(inode, -1);
       P.off[p] = this.alloc.append(P.isz[p]!);
       this.alloc.align32();
     }
@@ -390,17 +391,14 @@ class Placer {
     const dataSize = P.dataSize[p]!;
     const isz = P.isz[p]!;
     const tail = dataSize % BS;
-    if (tail !== 0 && isz + tail <= BS) {
-      P.layout[p] = DataLayout.FLAT_INLINE;
-      P.off[p] = alloc.takeOrAppend(isz + tail);
-      if (dataSize > tail) P.blocksOff[p] = alloc.appendBlocks(dataSize - tail);
-    } else {
-      P.layout[p] = DataLayout.FLAT_PLAIN;
-      P.off[p] = alloc.takeOrAppend(isz);
-      if (dataSize > 0) {
-        P.blocksOff[p] = alloc.appendBlocks(dataSize);
-        alloc.jumpToNextBlock();
-      }
+    // Inline: the tail right after the inode, the rest in whole blocks; else all in whole blocks.
+    const inline = tail !== 0 && isz + tail <= BS;
+    P.layout[p] = inline ? DataLayout.FLAT_INLINE : DataLayout.FLAT_PLAIN;
+    P.off[p] = alloc.takeOrAppend(inline ? isz + tail : isz);
+    const blocks = inline ? dataSize - tail : dataSize;
+    if (blocks > 0) {
+      P.blocksOff[p] = alloc.appendBlocks(blocks);
+      if (!inline) alloc.jumpToNextBlock();
     }
     alloc.align32();
   }
@@ -602,24 +600,29 @@ class BootstrapPlan {
   private renderPlacement(p: number): void {
     const inode = this.P.inode[p]!;
     const kind = this.tree.kind[inode]!;
-    if (kind === K_FILE) this.renderFile(p, inode);
-    else if (kind === K_DIR || kind === K_SYMLINK) this.renderFlat(p, inode, kind);
-    else this.renderSpecial(p, inode, kind);
-  }
-
-  /** A regular file: inode, xattrs and chunk-address array. */
-  private renderFile(p: number, inode: number): void {
     const abs = this.metaBase + this.P.off[p]!;
-    const addrs = alignUp(abs + this.P.isz[p]!, 8);
-    if (abs >= this.to || addrs + CHUNK_ADDRESS_SIZE * this.tree.chunkCount[inode]! <= this.from) return;
-    this.writeInode(p, inode, abs, this.chunkFormat);
-    this.writeChunkAddresses(inode, addrs);
+    // The data of the kind, then the inode itself (one call site: compiled and inlined once).
+    let u: number;
+    if (kind === K_FILE) u = this.renderFile(p, inode, abs);
+    else if (kind === K_DIR || kind === K_SYMLINK) u = this.renderFlat(p, inode, kind, abs);
+    else u = this.renderSpecial(p, inode, kind, abs);
+    if (u >= 0) this.writeInode(p, inode, abs, u);
   }
 
-  /** A directory or symlink: inode, xattrs, inline tail and full data blocks. */
-  private renderFlat(p: number, inode: number, kind: number): void {
+  /** A regular file's chunk-address array; its inode's `u`, or -1 when the inode is out of range. */
+  private renderFile(p: number, inode: number, abs: number): number {
+    const addrs = alignUp(abs + this.P.isz[p]!, 8);
+    if (abs >= this.to || addrs + CHUNK_ADDRESS_SIZE * this.tree.chunkCount[inode]! <= this.from) return -1;
+    this.writeChunkAddresses(inode, addrs);
+    return this.chunkFormat;
+  }
+
+  /**
+   * A directory's or symlink's inline tail and full data blocks; its inode's `u`, or -1 when
+   * the inode (with its tail) is out of range.
+   */
+  private renderFlat(p: number, inode: number, kind: number, abs: number): number {
     const { P, from, to } = this;
-    const abs = this.metaBase + P.off[p]!;
     const isz = P.isz[p]!;
     const dataSize = P.dataSize[p]!;
     const inline = P.layout[p] === DataLayout.FLAT_INLINE;
@@ -628,18 +631,17 @@ class BootstrapPlan {
     const blocksAt = full > 0 ? this.metaBase + P.blocksOff[p]! : -1;
     const inodeHit = abs < to && abs + isz + (dataSize - full) > from;
     const blocksHit = full > 0 && blocksAt < to && blocksAt + full > from;
-    if (!inodeHit && !blocksHit) return;
+    if (!inodeHit && !blocksHit) return -1;
     const body = kind === K_DIR ? this.dirs.encode(p) : this.tree.linkTarget(inode);
     if (blocksHit) put(this.out, from, body.subarray(0, full), blocksAt);
     if (full < body.length && inodeHit) put(this.out, from, body.subarray(full), abs + isz);
-    if (inodeHit) this.writeInode(p, inode, abs, full > 0 ? blocksAt / BS : 0);
+    return inodeHit ? (full > 0 ? blocksAt / BS : 0) : -1;
   }
 
-  /** A device, FIFO or socket: the inode alone (devices: rdev in `u`). */
-  private renderSpecial(p: number, inode: number, kind: number): void {
-    const abs = this.metaBase + this.P.off[p]!;
-    if (abs >= this.to || abs + this.P.isz[p]! <= this.from) return;
-    this.writeInode(p, inode, abs, kind === K_CHR || kind === K_BLK ? this.tree.data[inode]! : 0);
+  /** A device, FIFO or socket has no data: its inode's `u` (devices: rdev), or -1 when out of range. */
+  private renderSpecial(p: number, inode: number, kind: number, abs: number): number {
+    if (abs >= this.to || abs + this.P.isz[p]! <= this.from) return -1;
+    return kind === K_CHR || kind === K_BLK ? this.tree.data[inode]! : 0;
   }
 
   /**
