@@ -36,7 +36,7 @@ import {
   type DigestName,
 } from '../layout/index.js';
 import type { BlobSink } from './blob-writer.js';
-import { K_BLK, K_CHR, K_DIR, K_FILE, K_SYMLINK, SECOND_STORE, grow, nameKey, type ChunkStore, type FsTree, type TreeBlob } from './tree.js';
+import { ChildSorter, K_BLK, K_CHR, K_DIR, K_FILE, K_SYMLINK, SECOND_STORE, grow, nameKey, type ChildLists, type ChunkStore, type FsTree, type TreeBlob } from './tree.js';
 
 /** Filesystem-wide settings of a bootstrap. */
 export interface BootstrapSettings {
@@ -55,6 +55,9 @@ export interface BootstrapSettings {
 const BS = EROFS_BLOCK_SIZE;
 /** Little-endian host: fields go straight into word views of the output (else through DataViews). */
 const LE = new Uint8Array(Uint32Array.of(1).buffer)[0] === 1;
+/** Word of a 64-bit sort key (a BigUint64Array element) that holds its high, and its low, half. */
+const HI = LE ? 1 : 0;
+const LO = 1 - HI;
 /** On-disk file type by inode kind code (tree.ts K_*). */
 const FILE_TYPE_OF_KIND = Uint8Array.of(FileType.REG, FileType.DIR, FileType.SYMLINK, FileType.CHRDEV, FileType.BLKDEV, FileType.FIFO, FileType.SOCK);
 
@@ -92,12 +95,12 @@ class MetaAllocator {
     return -1;
   }
 
-  /** Takes `size` (< one block) bytes from a partially used block, or undefined. */
-  takeFree(size: number): number | undefined {
-    if (size >= BS) return undefined;
+  /** Takes `size` (< one block) bytes from a partially used block, or returns -1. */
+  takeFree(size: number): number {
+    if (size >= BS) return -1;
     const need = Math.ceil(size / 32);
     const d = this.firstAvailable(Math.max(need, 1));
-    if (d < 0) return undefined;
+    if (d < 0) return -1;
     const list = this.free[d]!;
     const head = this.heads[d]!;
     const blockStart = list[head]!;
@@ -108,11 +111,17 @@ class MetaAllocator {
     return addr;
   }
 
+  /** `size` bytes from a partially used block if one has room, else appended. */
+  takeOrAppend(size: number): number {
+    const free = this.takeFree(size);
+    return free >= 0 ? free : this.append(size);
+  }
+
   /** Appends `size` bytes at the cursor; a piece that fits a block never straddles one. */
   append(size: number): number {
     if (size <= BS && (this.off % BS) + size > BS) this.jumpToNextBlock();
     const at = this.off;
-    this.off += size;
+    this.advance(size);
     return at;
   }
 
@@ -125,8 +134,17 @@ class MetaAllocator {
   appendBlocks(size: number): number {
     this.jumpToNextBlock();
     const at = this.off;
-    this.off += size;
+    this.advance(size);
     return at;
+  }
+
+  /**
+   * Moves the cursor on by `size`. Sizes read from Float64Array columns arrive as heap numbers:
+   * Math.trunc keeps the cursor a small integer, so that the allocator's map (and the code
+   * optimised for it) stays the same from one bootstrap to the next.
+   */
+  advance(size: number): void {
+    this.off = Math.trunc(this.off + size);
   }
 
   align32(): void {
@@ -162,6 +180,8 @@ class Placements {
   /** Directories: their entries (`.`/`..` included) in on-disk order, in `entries`. */
   readonly dirStart: Float64Array;
   readonly dirLen: Uint32Array;
+  /** Placement of each inode, -1 while unplaced. */
+  readonly placementOf: Int32Array;
   /** Encoded xattrs of the placements that have any. */
   readonly xattrBytes = new Map<number, Uint8Array>();
   /** Directory entries: DOT, DOTDOT or a child node. */
@@ -176,18 +196,222 @@ class Placements {
     this.xattrCount = new Uint16Array(max);
     this.isz = new Uint32Array(max);
     this.dataSize = new Float64Array(max);
-    this.blocksOff = new Float64Array(max);
+    this.blocksOff = new Float64Array(max).fill(-1);
     this.nlink = new Uint32Array(max);
     this.parentInode = new Int32Array(max);
     this.dirStart = new Float64Array(max);
     this.dirLen = new Uint32Array(max);
+    this.placementOf = new Int32Array(max).fill(-1);
     this.entries = new Int32Array(max + 2);
   }
 
-  pushEntry(v: number): void {
-    if (this.entriesUsed === this.entries.length) this.entries = grow(this.entries, this.entriesUsed + 1);
-    this.entries[this.entriesUsed++] = v;
+  /** Room for `n` more directory entries. */
+  reserveEntries(n: number): void {
+    if (this.entriesUsed + n > this.entries.length) this.entries = grow(this.entries, this.entriesUsed + n);
   }
+
+  /** The nid of a placed inode. */
+  nidOf(inode: number): number {
+    return this.off[this.placementOf[inode]!]! / 32;
+  }
+}
+
+/**
+ * Pass 1: numbering and placement in reference order (a directory numbers all its children,
+ * then descends into its child directories in name order). One small method per step, so that
+ * each compiles on its own and the hot loops need no on-stack replacement of a big function.
+ */
+class Placer {
+  readonly alloc = new MetaAllocator();
+  readonly P: Placements;
+  /** Inode numbers handed out so far (the root is 1). */
+  index = 1;
+  hasXattr = false;
+  private readonly lists: ChildLists;
+  private readonly sorter = new ChildSorter();
+  /** Directory nodes still to descend into (the next on top). */
+  private stack = new Int32Array(64);
+  private stackUsed = 0;
+
+  constructor(
+    private readonly tree: FsTree,
+    private readonly chunkSize: number,
+  ) {
+    this.P = new Placements(tree.inodeCount);
+    this.lists = tree.childLists();
+  }
+
+  placeAll(): void {
+    const tree = this.tree;
+    const rootInode = tree.nodeInode[tree.root]!;
+    if (tree.kind[rootInode] !== K_DIR || !tree.isDir(tree.root)) throw new NydusError('INTERNAL', 'bootstrap root must be a directory');
+    this.newPlacement(rootInode, rootInode);
+    this.push(tree.root);
+    while (this.stackUsed > 0) this.placeDirectory(this.stack[--this.stackUsed]!);
+    if (this.P.off[0] !== BS) throw new NydusError('INTERNAL', `root inode placed at ${this.P.off[0]}`);
+  }
+
+  private push(node: number): void {
+    if (this.stackUsed === this.stack.length) this.stack = grow(this.stack, this.stackUsed + 1);
+    this.stack[this.stackUsed++] = node;
+  }
+
+  private placeDirectory(dirNode: number): void {
+    const { tree, P } = this;
+    const dirInode = tree.nodeInode[dirNode]!;
+    const dp = P.placementOf[dirInode]!;
+    const n = this.sorter.sort(tree, this.lists, dirNode);
+    const children = this.sorter.nodes;
+    this.listEntries(dp, children, n);
+    this.placeFlat(dp);
+    const firstDir = this.stackUsed;
+    for (let k = 0; k < n; k++) this.placeChild(children[k]!, dirInode);
+    P.nlink[dp] = 2 + this.stackUsed - firstDir;
+    // Pushed in name order: reverse them so that the first name is descended into first.
+    const stack = this.stack;
+    for (let i = firstDir, j = this.stackUsed - 1; i < j; i++, j--) {
+      const t = stack[i]!;
+      stack[i] = stack[j]!;
+      stack[j] = t;
+    }
+  }
+
+  /**
+   * The on-disk entries of directory placement `dp`: its sorted children with `.` and `..`
+   * sorted in; i_size from the name lengths, block by block (spec §1.9).
+   */
+  private listEntries(dp: number, children: Int32Array, n: number): void {
+    const { tree, P } = this;
+    P.reserveEntries(n + 2);
+    const entries = P.entries;
+    let at = P.entriesUsed;
+    P.dirStart[dp] = at;
+    let blocks = 0;
+    let used = 0;
+    let dots = 0;
+    for (let k = 0; k <= n; k++) {
+      const node = k < n ? children[k]! : -1;
+      // `.` and `..` go before the first name that sorts after them (or at the end).
+      const after = node < 0 ? 2 : dots < 2 ? dotsBefore(tree, node) : 2;
+      while (dots < after) {
+        entries[at++] = dots === 0 ? DOT : DOTDOT;
+        dots++;
+        const need = DIRENT_SIZE + dots;
+        if (used + need > BS) {
+          blocks++;
+          used = 0;
+        }
+        used += need;
+      }
+      if (node < 0) break;
+      entries[at++] = node;
+      const need = DIRENT_SIZE + tree.nameLength(node);
+      if (used + need > BS) {
+        blocks++;
+        used = 0;
+      }
+      used += need;
+    }
+    P.entriesUsed = at;
+    P.dirLen[dp] = at - P.dirStart[dp]!;
+    P.dataSize[dp] = blocks * BS + used;
+  }
+
+  private placeChild(child: number, dirInode: number): void {
+    const { tree, P } = this;
+    this.index++;
+    const inode = tree.nodeInode[child]!;
+    const kind = tree.kind[inode]!;
+    const seen = P.placementOf[inode]!;
+    if (seen >= 0) {
+      if (kind === K_DIR) throw new NydusError('INTERNAL', 'a directory inode appears under two names');
+      if (kind !== K_FILE) throw new NydusError('INTERNAL', `only regular files can be hardlinked (kind ${kind})`);
+      P.nlink[seen]!++;
+      return;
+    }
+    // One call site per helper: each is compiled (and inlined) once.
+    const p = this.newPlacement(inode, kind === K_DIR ? dirInode : -1);
+    if (kind === K_DIR) {
+      this.push(child);
+    } else if (kind === K_FILE) {
+      this.placeFile(p, inode);
+    } else if (kind === K_SYMLINK) {
+      P.dataSize[p] = tree.size[inode]!;
+      this.placeFlat(p);
+    } else {
+      P.off[p] = this.alloc.append(P.isz[p]!);
+      this.alloc.align32();
+    }
+  }
+
+  private newPlacement(inode: number, parentInode: number): number {
+    const P = this.P;
+    const p = P.count++;
+    P.inode[p] = inode;
+    P.ino[p] = this.index;
+    P.layout[p] = DataLayout.FLAT_PLAIN;
+    P.isz[p] = EXTENDED_INODE_SIZE;
+    P.nlink[p] = 1;
+    P.parentInode[p] = parentInode;
+    P.placementOf[inode] = p;
+    if (this.tree.xattrs.size > 0) this.placeXattrs(p, inode);
+    return p;
+  }
+
+  private placeXattrs(p: number, inode: number): void {
+    const xattrs = this.tree.xattrs.get(inode);
+    if (xattrs === undefined || xattrs.size === 0) return;
+    const P = this.P;
+    const { bytes, icount } = encodeXattrs(xattrs);
+    if (icount > 0) this.hasXattr = true;
+    P.xattrCount[p] = icount;
+    if (bytes.length > 0) P.xattrBytes.set(p, bytes);
+    P.isz[p] = EXTENDED_INODE_SIZE + bytes.length;
+  }
+
+  /** A regular file: inode, xattrs and chunk-address array. */
+  private placeFile(p: number, inode: number): void {
+    const { tree, P, alloc } = this;
+    P.layout[p] = DataLayout.CHUNK_BASED;
+    const size = tree.size[inode]!;
+    P.dataSize[p] = size;
+    const count = tree.chunkCount[inode]!;
+    const expected = Math.ceil(size / this.chunkSize);
+    if (count !== expected) throw new NydusError('INTERNAL', `file of ${size} bytes has ${count} chunks, expected ${expected}`);
+    const isz = P.isz[p]!;
+    const total = alignUp(isz, 8) + CHUNK_ADDRESS_SIZE * count;
+    const free = alloc.takeFree(total);
+    P.off[p] = free >= 0 ? free : placeAppendInode(alloc, isz, total);
+    alloc.align32();
+  }
+
+  /** Tail rule for directories and symlinks (spec §1.10). */
+  private placeFlat(p: number): void {
+    const { P, alloc } = this;
+    const dataSize = P.dataSize[p]!;
+    const isz = P.isz[p]!;
+    const tail = dataSize % BS;
+    // Inline: the tail right after the inode, the rest in whole blocks; else all in whole blocks.
+    const inline = tail !== 0 && isz + tail <= BS;
+    P.layout[p] = inline ? DataLayout.FLAT_INLINE : DataLayout.FLAT_PLAIN;
+    P.off[p] = alloc.takeOrAppend(inline ? isz + tail : isz);
+    const blocks = inline ? dataSize - tail : dataSize;
+    if (blocks > 0) {
+      P.blocksOff[p] = alloc.appendBlocks(blocks);
+      if (!inline) alloc.jumpToNextBlock();
+    }
+    alloc.align32();
+  }
+}
+
+/** How many of `.` and `..` sort before the name of `node` (latin1 order is byte order). */
+function dotsBefore(tree: FsTree, node: number): number {
+  const c0 = tree.nameByte(node, 0);
+  if (c0 !== 0x2e) return c0 > 0x2e ? 2 : 0;
+  const c1 = tree.nameByte(node, 1);
+  if (c1 < 0) return 0;
+  if (c1 !== 0x2e) return c1 > 0x2e ? 2 : 1;
+  return tree.nameByte(node, 2) < 0 ? 1 : 2;
 }
 
 /**
@@ -195,175 +419,19 @@ class Placements {
  * the blob table is the blobs the chunks reference, in order of first reference.
  */
 function planBootstrap(tree: FsTree, settings: BootstrapSettings | ReferencedBlobsSettings): BootstrapPlan {
-  const rootInode = tree.nodeInode[tree.root]!;
-  if (tree.kind[rootInode] !== K_DIR || !tree.isDir(tree.root)) throw new NydusError('INTERNAL', 'bootstrap root must be a directory');
   const given = 'blobs' in settings ? settings.blobs : undefined;
-  // Blob-table index of each store's blobs (-1: not in the table, or not numbered yet).
-  let tableIndex: Int16Array[];
-  if (given !== undefined) {
-    checkBlobCount(given.length);
-    const blobIndex = new Map<TreeBlob, number>();
-    given.forEach((b, i) => blobIndex.set(b, i));
-    tableIndex = tree.stores.map((s) => Int16Array.from(s.blobs, (b) => blobIndex.get(b) ?? -1));
-  } else {
-    tableIndex = tree.stores.map((s) => new Int16Array(s.blobs.length).fill(-1));
-  }
-
-  // ---- Pass 1: numbering and placement (reference order: a directory numbers all its
-  // children, then descends into its child directories in name order).
-  const alloc = new MetaAllocator();
-  const P = new Placements(tree.inodeCount);
-  const placementOf = new Int32Array(tree.inodeCount).fill(-1);
-  const lists = tree.childLists();
-  let index = 1;
-  let hasXattr = false;
-
-  const newPlacement = (inode: number, ino: number, parentInode: number): number => {
-    const p = P.count++;
-    P.inode[p] = inode;
-    P.ino[p] = ino;
-    P.layout[p] = DataLayout.FLAT_PLAIN;
-    let isz = EXTENDED_INODE_SIZE;
-    const xattrs = tree.xattrs.get(inode);
-    if (xattrs !== undefined && xattrs.size > 0) {
-      const { bytes, icount } = encodeXattrs(xattrs);
-      if (icount > 0) hasXattr = true;
-      P.xattrCount[p] = icount;
-      if (bytes.length > 0) P.xattrBytes.set(p, bytes);
-      isz += bytes.length;
-    }
-    P.isz[p] = isz;
-    P.blocksOff[p] = -1;
-    P.nlink[p] = 1;
-    P.parentInode[p] = parentInode;
-    placementOf[inode] = p;
-    return p;
-  };
-
-  /** Tail rule for directories and symlinks (spec §1.10). */
-  const placeFlat = (p: number): void => {
-    const dataSize = P.dataSize[p]!;
-    const isz = P.isz[p]!;
-    const tail = dataSize % BS;
-    if (tail !== 0 && isz + tail <= BS) {
-      P.layout[p] = DataLayout.FLAT_INLINE;
-      P.off[p] = alloc.takeFree(isz + tail) ?? alloc.append(isz + tail);
-      if (dataSize > tail) P.blocksOff[p] = alloc.appendBlocks(dataSize - tail);
-    } else {
-      P.layout[p] = DataLayout.FLAT_PLAIN;
-      P.off[p] = alloc.takeFree(isz) ?? alloc.append(isz);
-      if (dataSize > 0) {
-        P.blocksOff[p] = alloc.appendBlocks(dataSize);
-        alloc.jumpToNextBlock();
-      }
-    }
-    alloc.align32();
-  };
-
-  const rootPlacement = newPlacement(rootInode, index, rootInode);
-  const stack: number[] = [tree.root];
-  while (stack.length > 0) {
-    const dirNode = stack.pop()!;
-    const dirInode = tree.nodeInode[dirNode]!;
-    const dp = placementOf[dirInode]!;
-    const children = tree.sortedChildren(lists, dirNode);
-
-    // On-disk entry order: the children with `.` and `..` sorted in; i_size from the name
-    // lengths, block by block (spec §1.9).
-    P.dirStart[dp] = P.entriesUsed;
-    let blocks = 0;
-    let used = 0;
-    const addName = (len: number): void => {
-      const need = DIRENT_SIZE + len;
-      if (used + need > BS) {
-        blocks++;
-        used = 0;
-      }
-      used += need;
-    };
-    let dots = 0;
-    for (const { key, node } of children) {
-      if (dots === 0 && key > '.') {
-        P.pushEntry(DOT);
-        addName(1);
-        dots = 1;
-      }
-      if (dots === 1 && key > '..') {
-        P.pushEntry(DOTDOT);
-        addName(2);
-        dots = 2;
-      }
-      P.pushEntry(node);
-      addName(key.length);
-    }
-    if (dots === 0) {
-      P.pushEntry(DOT);
-      addName(1);
-    }
-    if (dots <= 1) {
-      P.pushEntry(DOTDOT);
-      addName(2);
-    }
-    P.dirLen[dp] = P.entriesUsed - P.dirStart[dp]!;
-    P.dataSize[dp] = blocks * BS + used;
-    placeFlat(dp);
-
-    const childDirs: number[] = [];
-    for (const { node: child } of children) {
-      index++;
-      const inode = tree.nodeInode[child]!;
-      const kind = tree.kind[inode]!;
-      if (kind === K_DIR) {
-        if (placementOf[inode]! >= 0) throw new NydusError('INTERNAL', 'a directory inode appears under two names');
-        newPlacement(inode, index, dirInode);
-        childDirs.push(child);
-        continue;
-      }
-      const seen = placementOf[inode]!;
-      if (seen >= 0) {
-        if (kind !== K_FILE) throw new NydusError('INTERNAL', `only regular files can be hardlinked (kind ${kind})`);
-        P.nlink[seen]!++;
-        continue;
-      }
-      const p = newPlacement(inode, index, -1);
-      switch (kind) {
-        case K_FILE: {
-          P.layout[p] = DataLayout.CHUNK_BASED;
-          const size = tree.size[inode]!;
-          P.dataSize[p] = size;
-          const count = tree.chunkCount[inode]!;
-          const expected = Math.ceil(size / settings.chunkSize);
-          if (count !== expected) throw new NydusError('INTERNAL', `file of ${size} bytes has ${count} chunks, expected ${expected}`);
-          const isz = P.isz[p]!;
-          const total = alignUp(isz, 8) + CHUNK_ADDRESS_SIZE * count;
-          P.off[p] = alloc.takeFree(total) ?? placeAppendInode(alloc, isz, total);
-          alloc.align32();
-          break;
-        }
-        case K_SYMLINK:
-          P.dataSize[p] = tree.size[inode]!;
-          placeFlat(p);
-          break;
-        default:
-          P.layout[p] = DataLayout.FLAT_PLAIN;
-          P.off[p] = alloc.append(P.isz[p]!);
-          alloc.align32();
-      }
-    }
-    P.nlink[dp] = 2 + childDirs.length;
-    for (let i = childDirs.length - 1; i >= 0; i--) stack.push(childDirs[i]!);
-  }
-  if (P.off[rootPlacement] !== BS) throw new NydusError('INTERNAL', `root inode placed at ${P.off[rootPlacement]}`);
-  const inodeCount = index;
-  const metaSize = alignUp(alloc.off, BS);
-  const nidOfInode = (inode: number): number => P.off[placementOf[inode]!]! / 32;
+  const tableIndex = blobTableIndexes(tree, given);
+  const placer = new Placer(tree, settings.chunkSize);
+  placer.placeAll();
+  const P = placer.P;
+  const metaSize = alignUp(placer.alloc.off, BS);
 
   // ---- Chunk table, prefetch table, fixed tables.
   const referenced: TreeBlob[] | null = given === undefined ? [] : null;
   const table = collectChunks(tree, P, tableIndex, referenced);
   const blobs = given ?? referenced!;
   checkBlobCount(blobs.length);
-  const prefetch = blobs.length > 0 ? resolvePrefetch(tree, nidOfInode, settings.prefetchPatterns ?? []) : [];
+  const prefetch = blobs.length > 0 ? resolvePrefetch(tree, P, settings.prefetchPatterns ?? []) : [];
   const chunkCount = table.order.length;
 
   const n = blobs.length;
@@ -372,14 +440,44 @@ function planBootstrap(tree: FsTree, settings: BootstrapSettings | ReferencedBlo
   const metaBase = n > 0 ? alignUp(prefetchOffset + 4 * prefetch.length, BS) : 0;
   const chunkTableOffset = metaBase + metaSize;
   const total = alignUp(chunkTableOffset + CHUNK_INFO_SIZE * chunkCount, BS);
-  // Everything before the first inode (meta offsets start at one block): superblocks, device
-  // slots, blob table, prefetch table.
-  const head = new Uint8Array(metaBase + BS);
+  const layout: HeadLayout = { inodeCount: placer.index, hasXattr: placer.hasXattr, blobTableOffset, prefetchOffset, metaBase, chunkTableOffset, chunkCount, total };
+  const head = encodeHead(settings, blobs, prefetch, layout);
+  return new BootstrapPlan(tree, blobs, settings.chunkSize, settings.explicitUidGid, P, tableIndex, table, head, metaBase, chunkTableOffset, total);
+}
+
+/**
+ * Blob-table index of each store's blobs: from `given` (by identity), or -1 everywhere for a
+ * table numbered by first reference (-1: not in the table, or not numbered yet).
+ */
+function blobTableIndexes(tree: FsTree, given: readonly TreeBlob[] | undefined): Int16Array[] {
+  if (given === undefined) return tree.stores.map((s) => new Int16Array(s.blobs.length).fill(-1));
+  checkBlobCount(given.length);
+  const blobIndex = new Map<TreeBlob, number>();
+  given.forEach((b, i) => blobIndex.set(b, i));
+  return tree.stores.map((s) => Int16Array.from(s.blobs, (b) => blobIndex.get(b) ?? -1));
+}
+
+/** Offsets and counts the head of a bootstrap records. */
+interface HeadLayout {
+  inodeCount: number;
+  hasXattr: boolean;
+  blobTableOffset: number;
+  prefetchOffset: number;
+  metaBase: number;
+  chunkTableOffset: number;
+  chunkCount: number;
+  total: number;
+}
+
+/** Everything before the first inode (meta offsets start at one block): superblocks, device slots, blob table, prefetch table. */
+function encodeHead(settings: BootstrapSettings | ReferencedBlobsSettings, blobs: readonly TreeBlob[], prefetch: readonly number[], L: HeadLayout): Uint8Array {
+  const n = blobs.length;
+  const head = new Uint8Array(L.metaBase + BS);
   const headView = new DataView(head.buffer);
 
   let flags = superFlagForCompression(settings.compressor) | superFlagForDigest(settings.digester) | RafsSuperFlags.ENCRYPTION_NONE;
   if (settings.explicitUidGid) flags |= RafsSuperFlags.EXPLICIT_UID_GID;
-  if (hasXattr) flags |= RafsSuperFlags.HAS_XATTR;
+  if (L.hasXattr) flags |= RafsSuperFlags.HAS_XATTR;
   if (n > 0 && blobs.every((b) => (b.features & BlobFeatures.INLINED_CHUNK_DIGEST) !== 0)) flags |= RafsSuperFlags.INLINED_CHUNK_DIGEST;
 
   let totalBlocks = 0;
@@ -395,11 +493,11 @@ function planBootstrap(tree: FsTree, settings: BootstrapSettings | ReferencedBlo
       blkszbits: EROFS_BLOCK_BITS,
       extslots: 0,
       rootNid: ROOT_NID,
-      inodeCount,
+      inodeCount: L.inodeCount,
       buildTime: 0,
       buildTimeNsec: 0,
       blocks: totalBlocks,
-      metaBlkaddr: metaBase / BS,
+      metaBlkaddr: L.metaBase / BS,
       xattrBlkaddr: 0,
       uuid: new Uint8Array(16),
       volumeName: new Uint8Array(16),
@@ -413,28 +511,27 @@ function planBootstrap(tree: FsTree, settings: BootstrapSettings | ReferencedBlo
   head.set(
     encodeRafsExtSuperblock({
       flags,
-      blobTableOffset,
+      blobTableOffset: L.blobTableOffset,
       blobTableSize: BLOB_ENTRY_SIZE * n,
       chunkSize: settings.chunkSize,
-      chunkTableOffset,
-      chunkTableSize: CHUNK_INFO_SIZE * chunkCount,
-      prefetchTableOffset: prefetch.length > 0 ? prefetchOffset : 0,
+      chunkTableOffset: L.chunkTableOffset,
+      chunkTableSize: CHUNK_INFO_SIZE * L.chunkCount,
+      prefetchTableOffset: prefetch.length > 0 ? L.prefetchOffset : 0,
       prefetchTableSize: 4 * prefetch.length,
     }),
     RAFS_EXT_SUPER_OFFSET,
   );
   // Device slots: blobs mapped after the bootstrap, each start on a 512 KiB boundary.
-  let mapped = total / BS;
+  let mapped = L.total / BS;
   blobs.forEach((b, i) => {
     mapped = alignUp(mapped, MAPPED_BLKADDR_ALIGN_BLOCKS);
     const blocks = b.uncompressedSize / BS;
     head.set(encodeDeviceSlot({ blobId: b.blobId, blocks, mappedBlkaddr: mapped }), DEVICE_TABLE_OFFSET + DEVICE_SLOT_SIZE * i);
     mapped += blocks;
-    head.set(encodeBlobEntry({ ...b, blobIndex: i }), blobTableOffset + BLOB_ENTRY_SIZE * i);
+    head.set(encodeBlobEntry({ ...b, blobIndex: i }), L.blobTableOffset + BLOB_ENTRY_SIZE * i);
   });
-  prefetch.forEach((nid, i) => headView.setUint32(prefetchOffset + 4 * i, nid, true));
-
-  return new BootstrapPlan(tree, { ...settings, blobs }, P, tableIndex, table, head, metaBase, chunkTableOffset, total, nidOfInode);
+  prefetch.forEach((nid, i) => headView.setUint32(L.prefetchOffset + 4 * i, nid, true));
+  return head;
 }
 
 function checkBlobCount(n: number): void {
@@ -450,10 +547,20 @@ class BootstrapPlan {
   private readonly chunkFormat: number;
   private readonly scratch = new Uint8Array(CHUNK_INFO_SIZE + EXTENDED_INODE_SIZE);
   private readonly scratchView = new DataView(this.scratch.buffer);
+  // The range being rendered: bootstrap bytes [from, to) into `out` (and its views).
+  private out: Uint8Array = new Uint8Array(0);
+  private view: DataView = new DataView(this.out.buffer);
+  private w32: Uint32Array | null = null;
+  private w16: Uint16Array | null = null;
+  private from = 0;
+  private to = 0;
 
   constructor(
     private readonly tree: FsTree,
-    private readonly settings: BootstrapSettings,
+    /** The blob table. */
+    readonly blobs: readonly TreeBlob[],
+    chunkSize: number,
+    private readonly explicitUidGid: boolean,
     private readonly P: Placements,
     private readonly tableIndex: readonly Int16Array[],
     private readonly table: ChunkTable,
@@ -462,158 +569,166 @@ class BootstrapPlan {
     private readonly chunkTableOffset: number,
     /** Size of the bootstrap in bytes. */
     readonly total: number,
-    nidOfInode: (inode: number) => number,
   ) {
-    this.dirs = new DirentEncoder(tree, P, nidOfInode);
-    this.chunkFormat = CHUNK_FORMAT_INDEXES | (Math.log2(settings.chunkSize) - EROFS_BLOCK_BITS);
-  }
-
-  /** The blob table. */
-  get blobs(): readonly TreeBlob[] {
-    return this.settings.blobs;
+    this.dirs = new DirentEncoder(tree, P);
+    this.chunkFormat = CHUNK_FORMAT_INDEXES | (Math.log2(chunkSize) - EROFS_BLOCK_BITS);
   }
 
   /** Writes bootstrap bytes [from, from + out.length) into `out`, which must be zero-filled. */
   render(out: Uint8Array, from: number): void {
-    const to = from + out.length;
-    const view = new DataView(out.buffer, out.byteOffset, out.byteLength);
+    this.target(out, from);
+    const to = this.to;
+    if (from < this.head.length) put(out, from, this.head, 0);
+    if (to > this.metaBase + BS && from < this.chunkTableOffset) {
+      for (let p = 0; p < this.P.count; p++) this.renderPlacement(p);
+    }
+    if (to > this.chunkTableOffset) this.renderChunkTable();
+    this.target(new Uint8Array(0), 0);
+  }
+
+  private target(out: Uint8Array, from: number): void {
+    this.out = out;
+    this.from = from;
+    this.to = from + out.length;
+    this.view = new DataView(out.buffer, out.byteOffset, out.byteLength);
     // Word views when the host is little-endian and `out` word-aligned (fewer, cheaper stores).
     const words = LE && (out.byteOffset & 3) === 0 && (out.length & 3) === 0 && (from & 3) === 0;
-    const w32 = words ? new Uint32Array(out.buffer, out.byteOffset, out.length >>> 2) : null;
-    const w16 = words ? new Uint16Array(out.buffer, out.byteOffset, out.length >>> 1) : null;
-    if (from < this.head.length) put(out, from, this.head, 0);
-    if (to > this.metaBase + BS && from < this.chunkTableOffset) this.renderInodes(out, view, w32, w16, from, to);
-    if (to > this.chunkTableOffset) this.renderChunkTable(out, view, w32, from, to);
+    this.w32 = words ? new Uint32Array(out.buffer, out.byteOffset, out.length >>> 2) : null;
+    this.w16 = words ? new Uint16Array(out.buffer, out.byteOffset, out.length >>> 1) : null;
   }
 
-  private renderInodes(out: Uint8Array, view: DataView, w32: Uint32Array | null, w16: Uint16Array | null, from: number, to: number): void {
-    const { tree, P, metaBase, settings } = this;
-    const stores = tree.stores;
-    const refs = tree.chunkRefs;
-    const sv = this.scratchView;
-    const header = this.scratch.subarray(0, EXTENDED_INODE_SIZE);
-    for (let p = 0; p < P.count; p++) {
-      const inode = P.inode[p]!;
-      const kind = tree.kind[inode]!;
-      const abs = metaBase + P.off[p]!;
-      const isz = P.isz[p]!;
-      const layout = P.layout[p]!;
+  private renderPlacement(p: number): void {
+    const inode = this.P.inode[p]!;
+    const kind = this.tree.kind[inode]!;
+    const abs = this.metaBase + this.P.off[p]!;
+    // The data of the kind, then the inode itself (one call site: compiled and inlined once).
+    let u: number;
+    if (kind === K_FILE) u = this.renderFile(p, inode, abs);
+    else if (kind === K_DIR || kind === K_SYMLINK) u = this.renderFlat(p, inode, kind, abs);
+    else u = this.renderSpecial(p, inode, kind, abs);
+    if (u >= 0) this.writeInode(p, inode, abs, u);
+  }
+
+  /** A regular file's chunk-address array; its inode's `u`, or -1 when the inode is out of range. */
+  private renderFile(p: number, inode: number, abs: number): number {
+    const addrs = alignUp(abs + this.P.isz[p]!, 8);
+    if (abs >= this.to || addrs + CHUNK_ADDRESS_SIZE * this.tree.chunkCount[inode]! <= this.from) return -1;
+    this.writeChunkAddresses(inode, addrs);
+    return this.chunkFormat;
+  }
+
+  /**
+   * A directory's or symlink's inline tail and full data blocks; its inode's `u`, or -1 when
+   * the inode (with its tail) is out of range.
+   */
+  private renderFlat(p: number, inode: number, kind: number, abs: number): number {
+    const { P, from, to } = this;
+    const isz = P.isz[p]!;
+    const dataSize = P.dataSize[p]!;
+    const inline = P.layout[p] === DataLayout.FLAT_INLINE;
+    // Data in full blocks at `blocksAt`; an inline tail right after the inode and its xattrs.
+    const full = inline ? dataSize - (dataSize % BS) : dataSize;
+    const blocksAt = full > 0 ? this.metaBase + P.blocksOff[p]! : -1;
+    const inodeHit = abs < to && abs + isz + (dataSize - full) > from;
+    const blocksHit = full > 0 && blocksAt < to && blocksAt + full > from;
+    if (!inodeHit && !blocksHit) return -1;
+    const body = kind === K_DIR ? this.dirs.encode(p) : this.tree.linkTarget(inode);
+    if (blocksHit) put(this.out, from, body.subarray(0, full), blocksAt);
+    if (full < body.length && inodeHit) put(this.out, from, body.subarray(full), abs + isz);
+    return inodeHit ? (full > 0 ? blocksAt / BS : 0) : -1;
+  }
+
+  /** A device, FIFO or socket has no data: its inode's `u` (devices: rdev), or -1 when out of range. */
+  private renderSpecial(p: number, inode: number, kind: number, abs: number): number {
+    if (abs >= this.to || abs + this.P.isz[p]! <= this.from) return -1;
+    return kind === K_CHR || kind === K_BLK ? this.tree.data[inode]! : 0;
+  }
+
+  /**
+   * The extended inode (spec §1.4: format, xattr count, mode, size, u, ino, uid, gid, mtime,
+   * mtime_nsec, nlink; same bytes as layout's encodeInode) and its xattrs.
+   */
+  private writeInode(p: number, inode: number, abs: number, u: number): void {
+    const { tree, P, w32, w16, from } = this;
+    if (w32 !== null && w16 !== null && abs >= from && abs + EXTENDED_INODE_SIZE <= this.to) {
+      const q = (abs - from) >>> 2; // abs is 32-aligned
       const dataSize = P.dataSize[p]!;
-      const blocksAt = P.blocksOff[p]! < 0 ? -1 : metaBase + P.blocksOff[p]!;
-      // Bytes this placement writes: [abs, inodeEnd) and, for FLAT_* data, [blocksAt, +full).
-      let inodeEnd = abs + isz;
-      let full = 0;
-      if (kind === K_FILE) inodeEnd = alignUp(abs + isz, 8) + CHUNK_ADDRESS_SIZE * tree.chunkCount[inode]!;
-      else if (kind === K_DIR || kind === K_SYMLINK) {
-        full = layout === DataLayout.FLAT_INLINE ? dataSize - (dataSize % BS) : dataSize;
-        if (layout === DataLayout.FLAT_INLINE) inodeEnd += dataSize - full;
+      const mtime = tree.mtime[inode]!;
+      if (!Number.isSafeInteger(dataSize) || !Number.isSafeInteger(mtime) || mtime < 0) throw new RangeError(`inode ${inode}: size ${dataSize} or mtime ${mtime} is not a u64`);
+      w16[2 * q] = InodeVersion.EXTENDED | (P.layout[p]! << 1);
+      w16[2 * q + 1] = P.xattrCount[p]!;
+      w16[2 * q + 2] = tree.mode[inode]!;
+      w32[q + 2] = dataSize;
+      w32[q + 3] = dataSize / 0x1_0000_0000;
+      w32[q + 4] = u;
+      w32[q + 5] = P.ino[p]!;
+      if (this.explicitUidGid) {
+        w32[q + 6] = tree.uid[inode]!;
+        w32[q + 7] = tree.gid[inode]!;
       }
-      const inodeHit = abs < to && inodeEnd > from;
-      const blocksHit = full > 0 && blocksAt < to && blocksAt + full > from;
-      if (!inodeHit && !blocksHit) continue;
+      w32[q + 8] = mtime;
+      w32[q + 9] = mtime / 0x1_0000_0000;
+      w32[q + 10] = tree.mtimeNsec[inode]!;
+      w32[q + 11] = P.nlink[p]!;
+    } else {
+      put(this.out, from, this.encodeInodeSlow(p, inode, u), abs);
+    }
+    if (P.xattrCount[p] !== 0) put(this.out, from, P.xattrBytes.get(p)!, abs + EXTENDED_INODE_SIZE);
+  }
 
-      let u = 0;
-      let body: Uint8Array | null = null;
-      switch (kind) {
-        case K_FILE:
-          u = this.chunkFormat;
-          break;
-        case K_DIR:
-          body = this.dirs.encode(p);
-          break;
-        case K_SYMLINK:
-          body = tree.linkTarget(inode);
-          break;
-        case K_CHR:
-        case K_BLK:
-          u = tree.data[inode]!;
-          break;
-        default:
-          break;
-      }
-      if (body !== null) {
-        if (full > 0) {
-          if (blocksHit) put(out, from, body.subarray(0, full), blocksAt);
-          u = blocksAt / BS;
-        }
-        if (layout === DataLayout.FLAT_INLINE && full < body.length && inodeHit) put(out, from, body.subarray(full), abs + isz);
-      }
-      if (!inodeHit) continue;
-      // Extended inode (spec §1.4): format, xattr count, mode, size, u, ino, uid, gid, mtime,
-      // mtime_nsec, nlink (same bytes as layout's encodeInode).
-      if (w32 !== null && w16 !== null && abs >= from && abs + EXTENDED_INODE_SIZE <= to) {
-        const q = (abs - from) >>> 2; // abs is 32-aligned
-        const mtime = tree.mtime[inode]!;
-        if (!Number.isSafeInteger(dataSize) || !Number.isSafeInteger(mtime) || mtime < 0) throw new RangeError(`inode ${inode}: size ${dataSize} or mtime ${mtime} is not a u64`);
-        w16[2 * q] = InodeVersion.EXTENDED | (layout << 1);
-        w16[2 * q + 1] = P.xattrCount[p]!;
-        w16[2 * q + 2] = tree.mode[inode]!;
-        w32[q + 2] = dataSize;
-        w32[q + 3] = dataSize / 0x1_0000_0000;
-        w32[q + 4] = u;
-        w32[q + 5] = P.ino[p]!;
-        w32[q + 6] = settings.explicitUidGid ? tree.uid[inode]! : 0;
-        w32[q + 7] = settings.explicitUidGid ? tree.gid[inode]! : 0;
-        w32[q + 8] = mtime;
-        w32[q + 9] = mtime / 0x1_0000_0000;
-        w32[q + 10] = tree.mtimeNsec[inode]!;
-        w32[q + 11] = P.nlink[p]!;
+  /** The extended inode of placement `p`, encoded through a DataView into the scratch buffer. */
+  private encodeInodeSlow(p: number, inode: number, u: number): Uint8Array {
+    const { tree, P } = this;
+    const header = this.scratch.subarray(0, EXTENDED_INODE_SIZE);
+    const sv = this.scratchView;
+    header.fill(0);
+    sv.setUint16(0, InodeVersion.EXTENDED | (P.layout[p]! << 1), true);
+    sv.setUint16(2, P.xattrCount[p]!, true);
+    sv.setUint16(4, tree.mode[inode]!, true);
+    setU64(sv, 8, P.dataSize[p]!);
+    sv.setUint32(16, u, true);
+    sv.setUint32(20, P.ino[p]!, true);
+    sv.setUint32(24, this.explicitUidGid ? tree.uid[inode]! : 0, true);
+    sv.setUint32(28, this.explicitUidGid ? tree.gid[inode]! : 0, true);
+    setU64(sv, 32, tree.mtime[inode]!);
+    sv.setUint32(40, tree.mtimeNsec[inode]!, true);
+    sv.setUint32(44, P.nlink[p]!, true);
+    return header;
+  }
+
+  /**
+   * Chunk addresses (spec §1.7) of file `inode` from bootstrap offset `at`: ci index low 16
+   * bits, device = blob index + 1, ci index high 8 bits, blkaddr of the uncompressed data.
+   * 8-byte aligned: never cut by a (block-aligned) range boundary.
+   */
+  private writeChunkAddresses(inode: number, at: number): void {
+    const { tree, out, w32, w16, from, to } = this;
+    const refs = tree.chunkRefs;
+    const first = tree.data[inode]!;
+    const end = first + tree.chunkCount[inode]!;
+    for (let k = first; k < end; k++, at += CHUNK_ADDRESS_SIZE) {
+      if (at < from || at >= to) continue;
+      const ref = refs[k]!;
+      const s = ref >= SECOND_STORE ? 1 : 0;
+      const i = s === 1 ? ref - SECOND_STORE : ref;
+      const store = tree.stores[s]!;
+      const ci = store.ciIndexOf(i);
+      const rel = at - from;
+      const blkaddr = store.uncompressedOffsetOf(i) / BS;
+      if (w32 !== null && w16 !== null) {
+        w16[rel >>> 1] = ci;
+        w32[(rel >>> 2) + 1] = blkaddr;
       } else {
-        this.headerSlow(header, sv, p, inode, layout, u, dataSize);
-        put(out, from, header, abs);
+        this.view.setUint16(rel, ci & 0xffff, true);
+        this.view.setUint32(rel + 4, blkaddr, true);
       }
-      if (P.xattrCount[p] !== 0) put(out, from, P.xattrBytes.get(p)!, abs + EXTENDED_INODE_SIZE);
-      if (kind === K_FILE) {
-        // Chunk addresses (spec §1.7): ci index low 16 bits, device = blob index + 1, ci index
-        // high 8 bits, blkaddr of the uncompressed data. 8-byte aligned: never cut by a
-        // (block-aligned) range boundary.
-        let at = alignUp(abs + isz, 8);
-        const first = tree.data[inode]!;
-        const end = first + tree.chunkCount[inode]!;
-        for (let k = first; k < end; k++, at += CHUNK_ADDRESS_SIZE) {
-          if (at < from || at >= to) continue;
-          const ref = refs[k]!;
-          const s = ref >= SECOND_STORE ? 1 : 0;
-          const i = s === 1 ? ref - SECOND_STORE : ref;
-          const store = stores[s]!;
-          const ci = store.ciIndexOf(i);
-          const rel = at - from;
-          const blkaddr = store.uncompressedOffsetOf(i) / BS;
-          if (w32 !== null && w16 !== null) {
-            w16[rel >>> 1] = ci;
-            w32[(rel >>> 2) + 1] = blkaddr;
-          } else {
-            view.setUint16(rel, ci & 0xffff, true);
-            view.setUint32(rel + 4, blkaddr, true);
-          }
-          out[rel + 2] = this.tableIndex[s]![store.blobIndexOf(i)]! + 1;
-          out[rel + 3] = (ci >>> 16) & 0xff;
-        }
-      }
+      out[rel + 2] = this.tableIndex[s]![store.blobIndexOf(i)]! + 1;
+      out[rel + 3] = (ci >>> 16) & 0xff;
     }
   }
 
-  /** The extended inode header of placement `p` into `header` through a DataView. */
-  private headerSlow(header: Uint8Array, sv: DataView, p: number, inode: number, layout: number, u: number, dataSize: number): void {
-    const { tree, P, settings } = this;
-    {
-      header.fill(0);
-      sv.setUint16(0, InodeVersion.EXTENDED | (layout << 1), true);
-      sv.setUint16(2, P.xattrCount[p]!, true);
-      sv.setUint16(4, tree.mode[inode]!, true);
-      setU64(sv, 8, dataSize);
-      sv.setUint32(16, u, true);
-      sv.setUint32(20, P.ino[p]!, true);
-      sv.setUint32(24, settings.explicitUidGid ? tree.uid[inode]! : 0, true);
-      sv.setUint32(28, settings.explicitUidGid ? tree.gid[inode]! : 0, true);
-      setU64(sv, 32, tree.mtime[inode]!);
-      sv.setUint32(40, tree.mtimeNsec[inode]!, true);
-      sv.setUint32(44, P.nlink[p]!, true);
-    }
-  }
-
-  private renderChunkTable(out: Uint8Array, view: DataView, w32: Uint32Array | null, from: number, to: number): void {
-    const { tree, table } = this;
+  private renderChunkTable(): void {
+    const { tree, table, out, w32, from, to } = this;
     const cto = this.chunkTableOffset;
     const count = table.order.length;
     const firstK = Math.max(0, Math.floor((from - cto) / CHUNK_INFO_SIZE));
@@ -628,7 +743,7 @@ class BootstrapPlan {
       const at = cto + CHUNK_INFO_SIZE * k;
       if (at >= from && at + CHUNK_INFO_SIZE <= to) {
         if (w32 !== null) store.writeInfoWords(j, table.blobOf[i]!, w32, (at - from) >>> 2);
-        else writeChunkInfo(store, j, table.blobOf[i]!, out, view, at - from);
+        else writeChunkInfo(store, j, table.blobOf[i]!, out, this.view, at - from);
       } else {
         writeChunkInfo(store, j, table.blobOf[i]!, entry, this.scratchView, 0);
         put(out, from, entry, at);
@@ -699,12 +814,11 @@ class DirentEncoder {
   constructor(
     private readonly tree: FsTree,
     private readonly P: Placements,
-    private readonly nidOfInode: (inode: number) => number,
   ) {}
 
   /** The directory data of placement `p` (valid until the next call). */
   encode(p: number): Uint8Array {
-    const { tree, P } = this;
+    const P = this.P;
     const size = P.dataSize[p]!;
     if (this.buf.length < size) {
       this.buf = new Uint8Array(alignUp(size, BS));
@@ -714,64 +828,73 @@ class DirentEncoder {
     } else {
       this.buf.fill(0, 0, size);
     }
-    const buf = this.buf;
-    const view = this.view;
-    const selfNid = P.off[p]! / 32;
-    const parentNid = this.nidOfInode(P.parentInode[p]!);
-    const entries = P.entries;
     const start = P.dirStart[p]!;
     const end = start + P.dirLen[p]!;
-    const nameLen = (v: number): number => (v === DOT ? 1 : v === DOTDOT ? 2 : tree.nameLength(v));
     let base = 0;
     let used = 0;
     for (let k = start; k < end; ) {
-      // Entries k..e-1 fill this block.
-      let e = k;
-      used = 0;
-      while (e < end) {
-        const need = DIRENT_SIZE + nameLen(entries[e]!);
-        if (used + need > BS) break;
-        used += need;
-        e++;
-      }
-      if (e === k) throw new NydusError('INTERNAL', 'directory entry larger than a block');
-      let nameoff = (e - k) * DIRENT_SIZE;
-      for (let j = k; j < e; j++) {
-        const v = entries[j]!;
-        const off = base + (j - k) * DIRENT_SIZE;
-        let nid: number;
-        let fileType: number;
-        let len: number;
-        if (v === DOT || v === DOTDOT) {
-          nid = v === DOT ? selfNid : parentNid;
-          fileType = FileType.DIR;
-          buf[base + nameoff] = 0x2e;
-          if (v === DOTDOT) buf[base + nameoff + 1] = 0x2e;
-          len = v === DOT ? 1 : 2;
-        } else {
-          const inode = tree.nodeInode[v]!;
-          nid = this.nidOfInode(inode);
-          fileType = FILE_TYPE_OF_KIND[tree.kind[inode]!]!;
-          len = tree.copyNameTo(v, buf, base + nameoff);
-          if (len === 0) throw new NydusError('INTERNAL', 'empty directory entry name');
-        }
-        if (LE) {
-          // off = 12 × entry: word-aligned.
-          this.w32[off >>> 2] = nid;
-          this.w32[(off >>> 2) + 1] = nid / 0x1_0000_0000;
-          this.w16[(off + 8) >>> 1] = nameoff;
-        } else {
-          setU64(view, off, nid);
-          view.setUint16(off + 8, nameoff, true);
-        }
-        buf[off + 10] = fileType;
-        nameoff += len;
-      }
+      const e = this.blockEnd(k, end);
+      used = this.encodeBlock(p, k, e, base);
       k = e;
       if (k < end) base += BS;
     }
     if (base + used !== size) throw new NydusError('INTERNAL', `directory size ${base + used} != planned ${size}`);
-    return buf.subarray(0, size);
+    return this.buf.subarray(0, size);
+  }
+
+  /** The end of the entries from `k` that fill one block. */
+  private blockEnd(k: number, end: number): number {
+    const entries = this.P.entries;
+    let e = k;
+    let used = 0;
+    while (e < end) {
+      const v = entries[e]!;
+      const need = DIRENT_SIZE + (v === DOT ? 1 : v === DOTDOT ? 2 : this.tree.nameLength(v));
+      if (used + need > BS) break;
+      used += need;
+      e++;
+    }
+    if (e === k) throw new NydusError('INTERNAL', 'directory entry larger than a block');
+    return e;
+  }
+
+  /** Entries k..e-1 of placement `p` as the block at `base`: dirents, then names. Returns its bytes. */
+  private encodeBlock(p: number, k: number, e: number, base: number): number {
+    const { tree, P, buf } = this;
+    const entries = P.entries;
+    let nameoff = (e - k) * DIRENT_SIZE;
+    for (let j = k; j < e; j++) {
+      const v = entries[j]!;
+      const off = base + (j - k) * DIRENT_SIZE;
+      let nid: number;
+      let fileType: number;
+      let len: number;
+      if (v < 0) {
+        nid = v === DOT ? P.off[p]! / 32 : P.nidOf(P.parentInode[p]!);
+        fileType = FileType.DIR;
+        len = v === DOT ? 1 : 2;
+        buf[base + nameoff] = 0x2e;
+        if (len === 2) buf[base + nameoff + 1] = 0x2e;
+      } else {
+        const inode = tree.nodeInode[v]!;
+        nid = P.nidOf(inode);
+        fileType = FILE_TYPE_OF_KIND[tree.kind[inode]!]!;
+        len = tree.copyNameTo(v, buf, base + nameoff);
+        if (len === 0) throw new NydusError('INTERNAL', 'empty directory entry name');
+      }
+      if (LE) {
+        // off = 12 × entry: word-aligned.
+        this.w32[off >>> 2] = nid;
+        this.w32[(off >>> 2) + 1] = nid / 0x1_0000_0000;
+        this.w16[(off + 8) >>> 1] = nameoff;
+      } else {
+        setU64(this.view, off, nid);
+        this.view.setUint16(off + 8, nameoff, true);
+      }
+      buf[off + 10] = fileType;
+      nameoff += len;
+    }
+    return nameoff;
   }
 }
 
@@ -799,7 +922,7 @@ function writeChunkInfo(store: ChunkStore, i: number, blobIndex: number, out: Ui
 function placeAppendInode(alloc: MetaAllocator, isz: number, total: number): number {
   if (isz <= BS && (alloc.off % BS) + isz > BS) alloc.jumpToNextBlock();
   const at = alloc.off;
-  alloc.off += total;
+  alloc.advance(total);
   return at;
 }
 
@@ -813,61 +936,123 @@ interface ChunkTable {
 /**
  * Chunk table: one entry per distinct (digest, blob index), sorted by digest then blob index;
  * among chunks with equal keys the first in placement order wins. Repeated refs to one stored
- * chunk are dropped by a bit per chunk; the rest are sorted as indexes (a 48-bit numeric digest
- * prefix decides almost every comparison), ties broken by first-seen order, and equal keys
- * collapse.
+ * chunk are dropped by a bit per chunk; the rest sort natively as 64-bit keys (the first 4
+ * digest bytes over the first-seen position), which settles almost every comparison; the rare
+ * runs of equal first bytes are put in full order, and equal keys collapse.
  */
 function collectChunks(tree: FsTree, P: Placements, tableIndex: readonly Int16Array[], referenced: TreeBlob[] | null): ChunkTable {
-  const stores = tree.stores;
-  const seen = stores.map((s) => new Uint8Array((s.count + 7) >>> 3));
-  let refs = new Uint32Array(1024);
-  let count = 0;
-  const treeRefs = tree.chunkRefs;
-  for (let p = 0; p < P.count; p++) {
-    const inode = P.inode[p]!;
-    if (tree.kind[inode] !== K_FILE) continue;
-    const first = tree.data[inode]!;
-    const end = first + tree.chunkCount[inode]!;
-    for (let k = first; k < end; k++) {
-      const ref = treeRefs[k]!;
-      const s = ref >= SECOND_STORE ? 1 : 0;
-      const i = s === 1 ? ref - SECOND_STORE : ref;
-      const bits = seen[s]!;
-      const bit = 1 << (i & 7);
-      if ((bits[i >>> 3]! & bit) !== 0) continue;
-      bits[i >>> 3]! |= bit;
-      const store = stores[s]!;
-      if (tableIndex[s]![store.blobIndexOf(i)]! < 0) numberBlob(store, i, tableIndex[s]!, referenced);
-      if (count === refs.length) refs = grow(refs, count + 1);
-      refs[count++] = ref;
+  const chunks = new ChunkKeys(tree, tableIndex, referenced);
+  chunks.collect(P);
+  const count = chunks.count;
+  const words = chunks.words;
+  chunks.keys.subarray(0, count).sort();
+  // Entry k is chunk order[k]; only chunks with equal first digest bytes need a closer look.
+  const order = new Uint32Array(count);
+  let n = 0;
+  for (let k = 0; k < count; ) {
+    const prefix = words[2 * k + HI]!;
+    let e = k + 1;
+    while (e < count && words[2 * e + HI] === prefix) e++;
+    if (e - k === 1) order[n++] = words[2 * k + LO]!;
+    else n = chunks.appendRun(k, e, order, n);
+    k = e;
+  }
+  return { refs: chunks.refs.subarray(0, count), order: order.subarray(0, n), blobOf: chunks.blobOf.subarray(0, count) };
+}
+
+/**
+ * The distinct chunks of the placed files in placement order (each stored chunk once, at its
+ * first reference) with their sort keys: digest, then blob-table index, then position. `keys`
+ * are 64-bit: the first 4 digest bytes (big-endian) over the position.
+ */
+class ChunkKeys {
+  count = 0;
+  /** Chunk refs (see SECOND_STORE). */
+  readonly refs: Uint32Array;
+  readonly blobOf: Uint8Array; // at most MAX_BLOBS (254) blobs
+  readonly keys: BigUint64Array;
+  readonly words: Uint32Array;
+
+  constructor(
+    private readonly tree: FsTree,
+    private readonly tableIndex: readonly Int16Array[],
+    /** The referenced-blobs table so far, or null for a given table. */
+    private readonly referenced: TreeBlob[] | null,
+  ) {
+    // Every distinct chunk is referenced at least once.
+    const capacity = tree.chunkRefUsed;
+    this.refs = new Uint32Array(capacity);
+    this.blobOf = new Uint8Array(capacity);
+    this.keys = new BigUint64Array(capacity);
+    this.words = new Uint32Array(this.keys.buffer);
+  }
+
+  /** Collects the chunks of the placed files; numbers the blobs of a referenced-blobs table on the way. */
+  collect(P: Placements): void {
+    const tree = this.tree;
+    const seen = tree.stores.map((s) => new Uint8Array((s.count + 7) >>> 3));
+    const treeRefs = tree.chunkRefs;
+    for (let p = 0; p < P.count; p++) {
+      const inode = P.inode[p]!;
+      if (tree.kind[inode] !== K_FILE) continue;
+      const first = tree.data[inode]!;
+      const end = first + tree.chunkCount[inode]!;
+      for (let k = first; k < end; k++) {
+        const ref = treeRefs[k]!;
+        const s = ref >= SECOND_STORE ? 1 : 0;
+        const i = s === 1 ? ref - SECOND_STORE : ref;
+        const bits = seen[s]!;
+        const bit = 1 << (i & 7);
+        if ((bits[i >>> 3]! & bit) !== 0) continue;
+        bits[i >>> 3]! |= bit;
+        this.add(ref, s, i);
+      }
     }
   }
-  const prefix = new Float64Array(count);
-  const blobOf = new Uint8Array(count); // at most MAX_BLOBS (254) blobs
-  const digestsOf: Buffer[] = new Array<Buffer>(count);
-  const digestAt = new Uint32Array(count);
-  for (let i = 0; i < count; i++) {
-    const ref = refs[i]!;
-    const s = ref >= SECOND_STORE ? 1 : 0;
-    const j = s === 1 ? ref - SECOND_STORE : ref;
-    const store = stores[s]!;
-    digestsOf[i] = store.digests;
-    digestAt[i] = j * 32;
-    prefix[i] = store.digests.readUIntBE(j * 32, 6);
-    blobOf[i] = tableIndex[s]![store.blobIndexOf(j)]!;
+
+  private add(ref: number, s: number, i: number): void {
+    const store = this.tree.stores[s]!;
+    const table = this.tableIndex[s]!;
+    const blob = store.blobIndexOf(i);
+    if (table[blob]! < 0) numberBlob(store, i, table, this.referenced);
+    const c = this.count++;
+    const d = store.digests;
+    const at = i * 32;
+    this.refs[c] = ref;
+    this.blobOf[c] = table[blob]!;
+    this.words[2 * c + HI] = ((d[at]! << 24) | (d[at + 1]! << 16) | (d[at + 2]! << 8) | d[at + 3]!) >>> 0;
+    this.words[2 * c + LO] = c;
   }
-  const sameKey = (a: number, b: number): number =>
-    prefix[a]! - prefix[b]! || digestsOf[a]!.compare(digestsOf[b]!, digestAt[b]! + 6, digestAt[b]! + 32, digestAt[a]! + 6, digestAt[a]! + 32) || blobOf[a]! - blobOf[b]!;
-  const idx = new Uint32Array(count);
-  for (let i = 0; i < count; i++) idx[i] = i;
-  idx.sort((a, b) => sameKey(a, b) || a - b);
-  let n = 0;
-  for (let k = 0; k < count; k++) {
-    const i = idx[k]!;
-    if (n > 0 && sameKey(idx[n - 1]!, i) === 0) continue;
-    idx[n++] = i;
+
+  /**
+   * Appends to `order` at `n` the chunk-table entries of sorted keys [a, b), whose digests share
+   * their first 4 bytes: in full key order, one per key. Returns the new end of `order`.
+   */
+  appendRun(a: number, b: number, order: Uint32Array, n: number): number {
+    const run: number[] = [];
+    for (let k = a; k < b; k++) run.push(this.words[2 * k + LO]!);
+    // Usually one chunk stored more than once: already in order (by position), all one key.
+    if (!run.every((c) => this.compare(run[0]!, c) === 0)) run.sort((x, y) => this.compare(x, y) || x - y);
+    for (let k = 0; k < run.length; k++) {
+      if (k > 0 && this.compare(run[k - 1]!, run[k]!) === 0) continue;
+      order[n++] = run[k]!;
+    }
+    return n;
   }
-  return { refs: refs.subarray(0, count), order: idx.subarray(0, n), blobOf };
+
+  /** Digest, then blob-table index (0: the same chunk-table entry), of chunks at positions a and b. */
+  private compare(a: number, b: number): number {
+    const ra = this.refs[a]!;
+    const rb = this.refs[b]!;
+    const da = this.tree.storeOf(ra).digests;
+    const db = this.tree.storeOf(rb).digests;
+    const oa = (ra >= SECOND_STORE ? ra - SECOND_STORE : ra) * 32;
+    const ob = (rb >= SECOND_STORE ? rb - SECOND_STORE : rb) * 32;
+    for (let k = 0; k < 32; k++) {
+      if (da[oa + k] !== db[ob + k]) return da[oa + k]! - db[ob + k]!;
+    }
+    return this.blobOf[a]! - this.blobOf[b]!;
+  }
 }
 
 /**
@@ -886,7 +1071,7 @@ function numberBlob(store: ChunkStore, i: number, tableIndex: Int16Array, refere
  * Nids of the paths matching the prefetch patterns, in pattern order. A pattern equal to or
  * below an earlier matched one is dropped; patterns that match nothing are skipped.
  */
-function resolvePrefetch(tree: FsTree, nidOfInode: (inode: number) => number, patterns: readonly string[]): number[] {
+function resolvePrefetch(tree: FsTree, P: Placements, patterns: readonly string[]): number[] {
   const taken: string[] = [];
   const nids: number[] = [];
   for (const pattern of patterns) {
@@ -900,7 +1085,7 @@ function resolvePrefetch(tree: FsTree, nidOfInode: (inode: number) => number, pa
     }
     if (node < 0) continue;
     taken.push(norm);
-    nids.push(nidOfInode(tree.nodeInode[node]!));
+    nids.push(P.nidOf(tree.nodeInode[node]!));
   }
   return nids;
 }

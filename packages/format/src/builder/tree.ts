@@ -97,8 +97,10 @@ export class ChunkStore {
   private compressedOffset = new Float64Array(64);
   private uncompressedOffset = new Float64Array(64);
   private fileOffset = new Float64Array(64);
-  private blobOf: Uint16Array | null;
-  private ciIndex: Uint32Array | null;
+  /** Index into `blobs` of each chunk's blob (all 0 in a blob's own store). */
+  private blobOf = new Uint16Array(64);
+  /** CI index of each chunk (chunk i at i in a blob's own store). */
+  private ciIndex = new Uint32Array(64);
   /** Dedup table: chunk index + 1 per slot (0 = empty), keyed by digest. */
   private slots = new Int32Array(256);
   private used = 0;
@@ -110,10 +112,7 @@ export class ChunkStore {
   constructor(
     readonly blobs: TreeBlob[],
     readonly foreign = false,
-  ) {
-    this.blobOf = foreign ? new Uint16Array(64) : null;
-    this.ciIndex = foreign ? new Uint32Array(64) : null;
-  }
+  ) {}
 
   /** The blob of a store's own chunks (non-foreign stores). */
   get blob(): TreeBlob {
@@ -173,8 +172,8 @@ export class ChunkStore {
     this.compressedOffset = grow(this.compressedOffset, n);
     this.uncompressedOffset = grow(this.uncompressedOffset, n);
     this.fileOffset = grow(this.fileOffset, n);
-    if (this.blobOf !== null) this.blobOf = grow(this.blobOf, n);
-    if (this.ciIndex !== null) this.ciIndex = grow(this.ciIndex, n);
+    this.blobOf = grow(this.blobOf, n);
+    this.ciIndex = grow(this.ciIndex, n);
   }
 
   /** Turns the staged digest into chunk `count` with these fields; `index` it for dedup or not. */
@@ -189,6 +188,7 @@ export class ChunkStore {
     this.compressedOffset[i] = compressedOffset;
     this.uncompressedOffset[i] = uncompressedOffset;
     this.fileOffset[i] = fileOffset;
+    this.ciIndex[i] = i;
     if (index) {
       // The table is unchanged since findStaged() for this chunk: its slot is still the one.
       this.slots[this.stagedFor === i ? this.stagedSlot : this.slotOf(i * 32)] = i + 1;
@@ -210,7 +210,7 @@ export class ChunkStore {
    * index, `blobIndex` its blob in `blobs`. Not indexed for dedup.
    */
   addForeign(c: ForeignChunk, blobIndex: number, ciIndex: number): number {
-    if (this.blobOf === null || this.ciIndex === null) throw new NydusError('INTERNAL', 'addForeign on a blob-own chunk store');
+    if (!this.foreign) throw new NydusError('INTERNAL', 'addForeign on a blob-own chunk store');
     this.stageDigest(c.digest);
     const i = this.add(c.flags, c.compressedSize, c.uncompressedSize, c.compressedOffset, c.uncompressedOffset, c.fileOffset, c.crc32, false);
     this.blobOf[i] = blobIndex;
@@ -225,10 +225,9 @@ export class ChunkStore {
    * to one in `blobs`. Not indexed for dedup.
    */
   addForeignEntry(table: Uint8Array, at: number, fileOffset: number, blobIndexes: readonly number[]): number {
-    if (this.blobOf === null || this.ciIndex === null) throw new NydusError('INTERNAL', 'addForeignEntry on a blob-own chunk store');
-    const slot = this.stagingSlot();
-    const digests = this.digests;
-    for (let k = 0; k < 32; k++) digests[slot + k] = table[at + k]!;
+    if (!this.foreign) throw new NydusError('INTERNAL', 'addForeignEntry on a blob-own chunk store');
+    const slot = this.stagingSlot(); // may replace `digests`
+    this.digests.set(table.subarray(at, at + 32), slot);
     const v = this.viewOf(table.buffer);
     const p = table.byteOffset + at;
     const flags = v.getUint32(p + 36, true);
@@ -281,11 +280,11 @@ export class ChunkStore {
   }
   /** Index into `blobs` of chunk i's blob. */
   blobIndexOf(i: number): number {
-    return this.blobOf === null ? 0 : this.blobOf[i]!;
+    return this.blobOf[i]!;
   }
   /** Chunk i's index in its blob's chunk-info array. */
   ciIndexOf(i: number): number {
-    return this.ciIndex === null ? i : this.ciIndex[i]!;
+    return this.ciIndex[i]!;
   }
   private words: Uint32Array | null = null;
 
@@ -313,7 +312,7 @@ export class ChunkStore {
     const fo = this.fileOffset[i]!;
     w[q + 16] = fo;
     w[q + 17] = fo / 0x1_0000_0000;
-    w[q + 18] = this.ciIndex === null ? i : this.ciIndex[i]!;
+    w[q + 18] = this.ciIndex[i]!;
     w[q + 19] = this.crc32[i]!;
   }
 
@@ -588,7 +587,9 @@ export class FsTree {
       this.names = next;
     }
     const off = this.namesUsed;
-    this.namesUsed = off + len;
+    // `len | 0` (≤ 255): lengths computed from doubles (e.g. a reader's offsets) would otherwise
+    // turn this field into a double and deprecate the tree's map, deoptimising the writer.
+    this.namesUsed = off + (len | 0);
     return off;
   }
 
@@ -673,18 +674,27 @@ export class FsTree {
 
   /** The children of directory `node` with their name keys, sorted byte-wise by name. */
   sortedChildren(lists: ChildLists, node: number): KeyedNode[] {
-    const ns = this.nodeNs[node]!;
-    if (ns < 0) return [];
-    const from = lists.start[ns]!;
-    const to = lists.start[ns + 1]!;
-    const keyed: KeyedNode[] = new Array<KeyedNode>(to - from);
-    for (let k = from; k < to; k++) {
-      const child = lists.ids[k]!;
-      keyed[k - from] = { key: this.nameOf(child), node: child };
-    }
-    // latin1 keys: string order is byte order (one char per byte).
-    keyed.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+    const sorter = new ChildSorter();
+    const n = sorter.sort(this, lists, node);
+    const keyed: KeyedNode[] = new Array<KeyedNode>(n);
+    for (let k = 0; k < n; k++) keyed[k] = { key: this.nameOf(sorter.nodes[k]!), node: sorter.nodes[k]! };
     return keyed;
+  }
+
+  /** Bytes `at`..`at + 3` of a node's name as a big-endian word (0 past its end). */
+  nameWord(node: number, at: number): number {
+    const off = this.nodeNameOff[node]! + at;
+    const left = this.nodeNameLen[node]! - at;
+    const names = this.names;
+    if (left >= 4) return ((names[off]! << 24) | (names[off + 1]! << 16) | (names[off + 2]! << 8) | names[off + 3]!) >>> 0;
+    let w = 0;
+    for (let i = 0; i < 4; i++) w = (w << 8) | (i < left ? names[off + i]! : 0);
+    return w >>> 0;
+  }
+
+  /** Byte `at` of a node's name, -1 past its end. */
+  nameByte(node: number, at: number): number {
+    return at < this.nodeNameLen[node]! ? this.names[this.nodeNameOff[node]! + at]! : -1;
   }
 
   /** Length of a node's name in bytes. */
@@ -712,4 +722,75 @@ export interface KeyedNode {
 export interface ChildLists {
   start: Uint32Array;
   ids: Int32Array;
+}
+
+/** Little-endian host: the high word of a 64-bit element is its second 32-bit word. */
+const HI = new Uint8Array(Uint32Array.of(1).buffer)[0] === 1 ? 1 : 0;
+const LO = 1 - HI;
+
+/**
+ * Sorts the children of a directory byte-wise by name with no string, object or JS comparator
+ * per name: each child gets a 64-bit key (4 name bytes, big-endian, over its position) and the
+ * keys sort natively; a run of children whose 4 bytes agree is re-keyed with the next 4 and
+ * sorted again. Names never hold a NUL, so zero padding orders a name before its extensions.
+ */
+export class ChildSorter {
+  /** The children sorted by the last `sort`, in [0, its count). */
+  nodes = new Int32Array(64);
+  private keys = new BigUint64Array(64);
+  private words = new Uint32Array(this.keys.buffer);
+
+  /** Sorts the children of directory `node` into `nodes`; returns their count. */
+  sort(tree: FsTree, lists: ChildLists, node: number): number {
+    const ns = tree.nodeNs[node]!;
+    if (ns < 0) return 0;
+    const from = lists.start[ns]!;
+    const n = lists.start[ns + 1]! - from;
+    if (n > this.nodes.length) this.reserve(n);
+    const ids = lists.ids;
+    const nodes = this.nodes;
+    const w = this.words;
+    for (let k = 0; k < n; k++) {
+      const child = ids[from + k]!;
+      nodes[k] = child;
+      w[2 * k + HI] = tree.nameWord(child, 0);
+      w[2 * k + LO] = k;
+    }
+    if (n > 1) this.sortRange(tree, 0, n);
+    // `nodes` still holds the children in list order: map positions to nodes through `ids`.
+    for (let k = 0; k < n; k++) nodes[k] = ids[from + w[2 * k + LO]!]!;
+    return n;
+  }
+
+  private reserve(n: number): void {
+    const size = Math.max(n, this.nodes.length * 2);
+    this.nodes = new Int32Array(size);
+    this.keys = new BigUint64Array(size);
+    this.words = new Uint32Array(this.keys.buffer);
+  }
+
+  /**
+   * Sorts keys [a, b), whose high words hold name bytes 0..3, then each run of equal words by
+   * the next 4 bytes, and so on (ranges to do on a stack: [start, end, byte offset] triples).
+   */
+  private sortRange(tree: FsTree, a: number, b: number): void {
+    const w = this.words;
+    const nodes = this.nodes;
+    const todo: number[] = [a, b, 0];
+    while (todo.length > 0) {
+      const at = todo.pop()!;
+      const end = todo.pop()!;
+      const start = todo.pop()!;
+      if (at > 0) for (let i = start; i < end; i++) w[2 * i + HI] = tree.nameWord(nodes[w[2 * i + LO]!]!, at);
+      this.keys.subarray(start, end).sort();
+      for (let i = start; i < end; ) {
+        const word = w[2 * i + HI]!;
+        let j = i + 1;
+        while (j < end && w[2 * j + HI] === word) j++;
+        // Equal words ending in a NUL are equal names (not in one directory): nothing to order.
+        if (j - i > 1 && (word & 0xff) !== 0) todo.push(i, j, at + 4);
+        i = j;
+      }
+    }
+  }
 }
