@@ -619,9 +619,11 @@ async function convertManifest(ctx: ManifestContext, sel: Selected): Promise<Con
   });
   const bootDesc = nydus.manifestJson.layers[nydus.manifestJson.layers.length - 1]!;
   try {
-    // blobs → bootstrap layer → config → manifest (by digest; the tag comes last, in convertImage)
-    await pushSmallBlob(targetClient, target.repository, bootDesc, bootLayer.bytes, signal);
-    await pushSmallBlob(targetClient, target.repository, nydus.config.descriptor, nydus.config.bytes, signal);
+    // blobs → bootstrap layer and config (at once) → manifest (by digest; the tag comes last, in convertImage)
+    await Promise.all([
+      pushSmallBlob(targetClient, target.repository, bootDesc, bootLayer.bytes, signal),
+      pushSmallBlob(targetClient, target.repository, nydus.config.descriptor, nydus.config.bytes, signal),
+    ]);
     await targetClient.putManifest(target.repository, nydus.manifest.descriptor.digest, nydus.manifest.bytes, nydus.manifest.descriptor.mediaType, { signal });
   } catch (err) {
     ctx.fail(inContext(err, `pushing the Nydus manifest of ${where} to ${formatReference(target)}`));
