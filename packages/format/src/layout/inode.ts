@@ -1,4 +1,4 @@
-import { FormatError } from '@nydus-ts/core';
+import { FormatError, NydusError } from '@nydus-ts/core';
 import { LeReader, LeWriter } from './bytes.js';
 import { COMPACT_INODE_SIZE, DataLayout, EXTENDED_INODE_SIZE, InodeVersion, type DataLayoutValue } from './constants.js';
 
@@ -30,60 +30,23 @@ export function inodeSize(inode: Pick<ErofsInode, 'extended'>): number {
 
 /** Decodes the inode starting at `bytes[0]`; `absOffset` and `nid` only label errors. */
 export function decodeInode(bytes: Uint8Array, absOffset: number, nid: number): ErofsInode {
-  const what = `inode[nid ${nid}]`;
-  const r = new LeReader(bytes, what, absOffset);
-  const format = r.u16(0, 'i_format');
-  if (format >> 4 !== 0) throw new FormatError(`${what}.i_format`, `unknown format bits 0x${format.toString(16)}`, { offset: absOffset, value: format });
-  const layout = (format >> 1) & 0x7;
-  if (layout !== DataLayout.FLAT_PLAIN && layout !== DataLayout.FLAT_INLINE && layout !== DataLayout.CHUNK_BASED) {
-    throw new FormatError(`${what}.i_format`, `unsupported data layout ${layout}`, { offset: absOffset, value: format });
-  }
-  const extended = (format & 1) === InodeVersion.EXTENDED;
-  if (extended) {
-    return {
-      extended,
-      dataLayout: layout as DataLayoutValue,
-      xattrCount: r.u16(EXTENDED.xattrCount, 'i_xattr_icount'),
-      mode: r.u16(EXTENDED.mode, 'i_mode'),
-      nlink: r.u32(EXTENDED.nlink, 'i_nlink'),
-      size: r.u64(EXTENDED.size, 'i_size'),
-      u: r.u32(EXTENDED.u, 'i_u'),
-      ino: r.u32(EXTENDED.ino, 'i_ino'),
-      uid: r.u32(EXTENDED.uid, 'i_uid'),
-      gid: r.u32(EXTENDED.gid, 'i_gid'),
-      mtime: r.u64(EXTENDED.mtime, 'i_mtime'),
-      mtimeNsec: r.u32(EXTENDED.mtimeNsec, 'i_mtime_nsec'),
-    };
-  }
-  return {
-    extended,
-    dataLayout: layout as DataLayoutValue,
-    xattrCount: r.u16(COMPACT.xattrCount, 'i_xattr_icount'),
-    mode: r.u16(COMPACT.mode, 'i_mode'),
-    nlink: r.u16(COMPACT.nlink, 'i_nlink'),
-    size: r.u32(COMPACT.size, 'i_size'),
-    u: r.u32(COMPACT.u, 'i_u'),
-    ino: r.u32(COMPACT.ino, 'i_ino'),
-    uid: r.u16(COMPACT.uid, 'i_uid'),
-    gid: r.u16(COMPACT.gid, 'i_gid'),
-    mtime: 0,
-    mtimeNsec: 0,
-  };
+  return decodeInodeAt(new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength), 0, nid, absOffset);
 }
 
 /**
- * `decodeInode` of the inode at offset `at` of `view` (a view of the whole file, so `at` is also
- * its absolute offset), with 64 bytes available from `at`. Without a reader object: the
+ * Decodes the inode at offset `at` of `view` (`absOffset`, its offset in the file, labels errors;
+ * by default `at`, for a view of the whole file). No reader object or sub-view per inode: the
  * bootstrap reader decodes every inode it touches.
  */
-export function decodeInodeAt(view: DataView, at: number, nid: number): ErofsInode {
-  const format = view.getUint16(at, true);
+export function decodeInodeAt(view: DataView, at: number, nid: number, absOffset = at): ErofsInode {
+  const available = view.byteLength - at;
+  const format = available >= 2 ? view.getUint16(at, true) : -1;
   const layout = (format >> 1) & 0x7;
   const extended = (format & 1) === InodeVersion.EXTENDED;
-  const badLayout = layout !== DataLayout.FLAT_PLAIN && layout !== DataLayout.FLAT_INLINE && layout !== DataLayout.CHUNK_BASED;
-  const hugeU64 = extended && (view.getUint32(at + EXTENDED.size + 4, true) > 0x1fffff || view.getUint32(at + EXTENDED.mtime + 4, true) > 0x1fffff);
-  // decodeInode raises the FormatError of a bad inode.
-  if (format >> 4 !== 0 || badLayout || hugeU64) return decodeInode(new Uint8Array(view.buffer, view.byteOffset + at, 64), at, nid);
+  const known = format >= 0 && format >> 4 === 0 && (layout === DataLayout.FLAT_PLAIN || layout === DataLayout.FLAT_INLINE || layout === DataLayout.CHUNK_BASED);
+  if (!known || available < (extended ? EXTENDED_INODE_SIZE : COMPACT_INODE_SIZE) || (extended && (view.getUint32(at + EXTENDED.size + 4, true) > 0x1fffff || view.getUint32(at + EXTENDED.mtime + 4, true) > 0x1fffff))) {
+    throwBadInode(view, at, nid, absOffset);
+  }
   if (extended) {
     return {
       extended,
@@ -114,6 +77,25 @@ export function decodeInodeAt(view: DataView, at: number, nid: number): ErofsIno
     mtime: 0,
     mtimeNsec: 0,
   };
+}
+
+/** Raises the FormatError that names what is wrong with the inode at `at`. */
+function throwBadInode(view: DataView, at: number, nid: number, absOffset: number): never {
+  const what = `inode[nid ${nid}]`;
+  const r = new LeReader(new Uint8Array(view.buffer, view.byteOffset + at, Math.max(0, view.byteLength - at)), what, absOffset);
+  const format = r.u16(0, 'i_format');
+  if (format >> 4 !== 0) throw new FormatError(`${what}.i_format`, `unknown format bits 0x${format.toString(16)}`, { offset: absOffset, value: format });
+  const layout = (format >> 1) & 0x7;
+  if (layout !== DataLayout.FLAT_PLAIN && layout !== DataLayout.FLAT_INLINE && layout !== DataLayout.CHUNK_BASED) {
+    throw new FormatError(`${what}.i_format`, `unsupported data layout ${layout}`, { offset: absOffset, value: format });
+  }
+  const extended = (format & 1) === InodeVersion.EXTENDED;
+  const size = extended ? EXTENDED_INODE_SIZE : COMPACT_INODE_SIZE;
+  if (r.bytes.byteLength < size) throw new FormatError(what, `truncated ${extended ? 'extended' : 'compact'} inode (need ${size} bytes, ${r.bytes.byteLength} available)`, { offset: absOffset });
+  // u64 fields beyond 2^53
+  r.u64(EXTENDED.size, 'i_size');
+  r.u64(EXTENDED.mtime, 'i_mtime');
+  throw new NydusError('INTERNAL', `${what}: rejected by the fast check, passed the detailed one`);
 }
 
 export function encodeInode(inode: ErofsInode): Uint8Array {

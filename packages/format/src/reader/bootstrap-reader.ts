@@ -34,7 +34,7 @@ import {
   type DigestName,
 } from '../layout/constants.js';
 import { decodeDirentList, type DirentList } from '../layout/dirent.js';
-import { decodeInode, decodeInodeAt, inodeSize, xattrAreaSize, type ErofsInode } from '../layout/inode.js';
+import { decodeInodeAt, inodeSize, xattrAreaSize, type ErofsInode } from '../layout/inode.js';
 import { decodeErofsSuperblock, decodeRafsExtSuperblock, validateErofsSuperblock, validateRafsExtSuperblock, type ErofsSuperblock, type RafsExtSuperblock } from '../layout/superblock.js';
 import { decodeXattrs } from '../layout/xattr.js';
 import { checkBlobMetaAgainstEntry, type BlobMeta } from './blob-meta.js';
@@ -386,10 +386,7 @@ export class BootstrapReader {
     if (offset + INODE_SLOT_SIZE > this.bytes.byteLength) {
       throw new FormatError(inodeWhat(nid), `inode at ${offset} lies beyond the end of the bootstrap (${this.bytes.byteLength} bytes)`, { offset, value: nid });
     }
-    const raw =
-      offset + 64 <= this.bytes.byteLength
-        ? decodeInodeAt(this.view, offset, nid)
-        : decodeInode(this.bytes.subarray(offset, Math.min(offset + 64, this.bytes.byteLength)), offset, nid);
+    const raw = decodeInodeAt(this.view, offset, nid);
     const type = TYPE_BY_FMT.get(raw.mode & S_IFMT);
     if (type === undefined) throw new FormatError(`${inodeWhat(nid)}.i_mode`, `unknown file type in mode 0o${raw.mode.toString(8)}`, { offset: offset + 4, value: raw.mode });
     const xattrSize = xattrAreaSize(raw.xattrCount);
