@@ -1,8 +1,11 @@
 // Shared fixtures of the builder and merge tests: entries from code, an in-memory sink.
 import { createHash } from 'node:crypto';
 import {
+  BlobFeatures,
+  CompressionAlgo,
   DEVICE_TABLE_OFFSET,
   DataLayout,
+  DigestAlgo,
   buildLayer,
   decodeBlobEntry,
   decodeChunkAddress,
@@ -30,6 +33,7 @@ import {
   type LayerEntry,
   type RafsExtSuperblock,
 } from '../src/index.js';
+import type { TreeBlob } from '../src/builder/tree.js';
 
 export interface EntryAttrs {
   mode?: number;
@@ -239,4 +243,29 @@ export function readFileFromBlob(view: BootstrapView, nid: number, blobs: Record
     parts.push(decompressChunk(algo, raw, c.uncompressedSize));
   }
   return Buffer.concat(parts);
+}
+
+/** A blob-table entry for trees built by hand: lz4_block + blake3, `chunkCount` chunks of 64 KiB. */
+export function treeBlob(id: string, chunkCount = 4): TreeBlob {
+  const chunkSize = 0x10000;
+  return {
+    blobId: id,
+    chunkSize,
+    chunkCount,
+    compressionAlgo: CompressionAlgo.lz4_block,
+    digestAlgo: DigestAlgo.blake3,
+    features: BlobFeatures.ALIGNED,
+    compressedSize: chunkCount * chunkSize,
+    uncompressedSize: chunkCount * chunkSize,
+    tocSize: 0,
+    ciCompressor: 0,
+    ciOffset: 0,
+    ciCompressedSize: 0,
+    ciUncompressedSize: 0,
+    tocDigest: '0'.repeat(64),
+    metaDigest: '0'.repeat(64),
+    metaSize: 0,
+    cipherIv: new Uint8Array(8),
+    cipherAlgo: 0,
+  };
 }

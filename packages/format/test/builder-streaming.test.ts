@@ -2,9 +2,9 @@
 // streamed in pieces (bootstrapSink / writeBootstrapTo) and output slabs reused for sinks that
 // release what they were given.
 import { describe, expect, it } from 'vitest';
-import { BlobFeatures, BootstrapReader, CompressionAlgo, DigestAlgo, S_IFDIR, S_IFLNK, S_IFREG, buildLayer, writeBootstrap, writeBootstrapTo, type LayerEntry } from '../src/index.js';
+import { BootstrapReader, S_IFDIR, S_IFLNK, S_IFREG, buildLayer, writeBootstrap, writeBootstrapTo, type LayerEntry } from '../src/index.js';
 import { ChunkStore, FsTree, K_DIR, K_FILE, K_SYMLINK, SECOND_STORE, type TreeBlob } from '../src/builder/tree.js';
-import { E, MemorySink, build, fromArray, prng } from './builder-helpers.js';
+import { E, MemorySink, build, fromArray, prng, treeBlob } from './builder-helpers.js';
 
 /** A sink that copies what it is given and says so (the builder may then reuse its buffers). */
 class CopyingSink {
@@ -21,29 +21,6 @@ class CopyingSink {
   bytes(): Buffer {
     return Buffer.concat(this.parts);
   }
-}
-
-function treeBlob(id: string, chunkCount: number): TreeBlob {
-  return {
-    blobId: id,
-    chunkSize: 0x10000,
-    chunkCount,
-    compressionAlgo: CompressionAlgo.lz4_block,
-    digestAlgo: DigestAlgo.blake3,
-    features: BlobFeatures.ALIGNED,
-    compressedSize: chunkCount * 0x10000,
-    uncompressedSize: chunkCount * 0x10000,
-    tocSize: 0,
-    ciCompressor: 0,
-    ciOffset: 0,
-    ciCompressedSize: 0,
-    ciUncompressedSize: 0,
-    tocDigest: '0'.repeat(64),
-    metaDigest: '0'.repeat(64),
-    metaSize: 0,
-    cipherIv: new Uint8Array(8),
-    cipherAlgo: 0,
-  };
 }
 
 /** A tree with every placement kind, big directories and 3,000 chunks in two stores. */

@@ -3,10 +3,7 @@
 // store's copy of a chunk-table entry and the writer's blob table by first reference.
 import { describe, expect, it } from 'vitest';
 import {
-  BlobFeatures,
   BootstrapReader,
-  CompressionAlgo,
-  DigestAlgo,
   S_IFDIR,
   S_IFREG,
   decodeChunkInfo,
@@ -17,6 +14,7 @@ import {
 import { writeBootstrapOfReferencedBlobs } from '../src/builder/bootstrap-writer.js';
 import { ChunkStore, FsTree, K_DIR, K_FILE, type TreeBlob } from '../src/builder/tree.js';
 import { makeImage, pseudoRandomBytes, type SynthNode } from './reader-helpers.js';
+import { treeBlob } from './builder-helpers.js';
 
 const image = makeImage(
   {
@@ -130,29 +128,6 @@ describe('FsTree byte-keyed names', () => {
     expect(t.removeBytes(ns, names, 2, 7)).toBe(false);
   });
 });
-
-function treeBlob(id: string): TreeBlob {
-  return {
-    blobId: id,
-    chunkSize: 0x10000,
-    chunkCount: 4,
-    compressionAlgo: CompressionAlgo.lz4_block,
-    digestAlgo: DigestAlgo.blake3,
-    features: BlobFeatures.ALIGNED,
-    compressedSize: 4 * 0x10000,
-    uncompressedSize: 4 * 0x10000,
-    tocSize: 0,
-    ciCompressor: 0,
-    ciOffset: 0,
-    ciCompressedSize: 0,
-    ciUncompressedSize: 0,
-    tocDigest: '0'.repeat(64),
-    metaDigest: '0'.repeat(64),
-    metaSize: 0,
-    cipherIv: new Uint8Array(8),
-    cipherAlgo: 0,
-  };
-}
 
 describe('writeBootstrapOfReferencedBlobs', () => {
   it('numbers the referenced blobs by first reference and writes writeBootstrap\'s bytes for that table', () => {

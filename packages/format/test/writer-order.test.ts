@@ -2,33 +2,11 @@
 // sorted in) and the chunk table by digest then blob index, first placement winning among
 // equal keys, including names and digests that agree on their first bytes.
 import { describe, expect, it } from 'vitest';
-import { BlobFeatures, BootstrapReader, CompressionAlgo, DigestAlgo, S_IFDIR, S_IFREG, writeBootstrap } from '../src/index.js';
+import { BootstrapReader, S_IFDIR, S_IFREG, writeBootstrap } from '../src/index.js';
+import { treeBlob } from './builder-helpers.js';
 import { ChunkStore, FsTree, K_DIR, K_FILE, type TreeBlob } from '../src/builder/tree.js';
 
 const CHUNK = 0x10000;
-
-function treeBlob(id: string, chunkCount: number): TreeBlob {
-  return {
-    blobId: id,
-    chunkSize: CHUNK,
-    chunkCount,
-    compressionAlgo: CompressionAlgo.lz4_block,
-    digestAlgo: DigestAlgo.blake3,
-    features: BlobFeatures.ALIGNED,
-    compressedSize: chunkCount * CHUNK,
-    uncompressedSize: chunkCount * CHUNK,
-    tocSize: 0,
-    ciCompressor: 0,
-    ciOffset: 0,
-    ciCompressedSize: 0,
-    ciUncompressedSize: 0,
-    tocDigest: '0'.repeat(64),
-    metaDigest: '0'.repeat(64),
-    metaSize: 0,
-    cipherIv: new Uint8Array(8),
-    cipherAlgo: 0,
-  };
-}
 
 const settings = (blobs: TreeBlob[]) => ({ chunkSize: CHUNK, compressor: 'lz4_block' as const, digester: 'blake3' as const, explicitUidGid: true, blobs });
 const byBytes = (a: string, b: string): number => Buffer.compare(Buffer.from(a, 'latin1'), Buffer.from(b, 'latin1'));
