@@ -6,6 +6,7 @@
 import { createReadStream } from 'node:fs';
 import { decompressStream } from '@nydus-ts/converter';
 import { zstdCompressBatchAsync } from '@nydus-ts/native';
+import { forEachFixedChunk } from './_fixed-chunks.mjs';
 
 const CHUNK = 1 << 20;
 const MAX_JOBS = 6;
@@ -13,27 +14,12 @@ const MAX_JOBS = 6;
 async function floor(file) {
   const jobs = [];
   const spare = [];
-  let buf = Buffer.allocUnsafe(CHUNK);
-  let fill = 0;
-  const submit = async () => {
-    const src = buf.subarray(0, fill);
+  const input = decompressStream(createReadStream(file, { highWaterMark: CHUNK }), { reuseOutputBuffers: 4 });
+  await forEachFixedChunk(input, CHUNK, async (src) => {
     const out = spare.pop() ?? Buffer.allocUnsafe(CHUNK);
-    jobs.push(zstdCompressBatchAsync(src, out, Uint32Array.of(0, fill), new Int32Array(1), 3).then(() => spare.push(out)));
-    buf = Buffer.allocUnsafe(CHUNK);
-    fill = 0;
+    jobs.push(zstdCompressBatchAsync(src, out, Uint32Array.of(0, src.length), new Int32Array(1), 3).then(() => spare.push(out)));
     if (jobs.length >= MAX_JOBS) await jobs.shift();
-  };
-  for await (const piece of decompressStream(createReadStream(file, { highWaterMark: CHUNK }), { reuseOutputBuffers: 4 })) {
-    let pos = 0;
-    while (pos < piece.length) {
-      const n = Math.min(CHUNK - fill, piece.length - pos);
-      piece.copy(buf, fill, pos, pos + n);
-      fill += n;
-      pos += n;
-      if (fill === CHUNK) await submit();
-    }
-  }
-  if (fill > 0) await submit();
+  });
   await Promise.all(jobs);
 }
 

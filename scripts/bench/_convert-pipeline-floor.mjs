@@ -9,6 +9,7 @@ import { Blake3Hasher } from '@napi-rs/blake-hash';
 import { decompressStream } from '@nydus-ts/converter';
 import { zstdCompressBatchAsync } from '@nydus-ts/native';
 import { RegistryClient } from '@nydus-ts/registry';
+import { forEachFixedChunk } from './_fixed-chunks.mjs';
 
 const CHUNK = 1 << 20;
 const MAX_JOBS = 6;
@@ -20,32 +21,16 @@ const client = new RegistryClient({ registry, insecure: true });
 async function pipelineFloor(layer) {
   const upload = await client.createUpload(targetRepo);
   const jobs = [];
-  let buf = Buffer.allocUnsafe(CHUNK);
-  let fill = 0;
   const write = (bytes) => (upload.write(bytes) ? undefined : new Promise((resolve) => upload.once('drain', resolve)));
-  const submit = async () => {
-    const src = buf.subarray(0, fill);
+  await forEachFixedChunk(decompressStream(client.fetchBlob(sourceRepo, layer), { reuseOutputBuffers: 4 }), CHUNK, async (src) => {
     const hasher = new Blake3Hasher();
     hasher.update(src);
     hasher.digestBuffer();
-    const out = Buffer.allocUnsafe(fill);
+    const out = Buffer.allocUnsafe(src.length);
     const results = new Int32Array(1);
-    jobs.push(zstdCompressBatchAsync(src, out, Uint32Array.of(0, fill), results, 3).then(() => (results[0] > 0 ? out.subarray(0, results[0]) : src)));
-    buf = Buffer.allocUnsafe(CHUNK);
-    fill = 0;
+    jobs.push(zstdCompressBatchAsync(src, out, Uint32Array.of(0, src.length), results, 3).then(() => (results[0] > 0 ? out.subarray(0, results[0]) : src)));
     if (jobs.length >= MAX_JOBS) await write(await jobs.shift());
-  };
-  for await (const piece of decompressStream(client.fetchBlob(sourceRepo, layer), { reuseOutputBuffers: 4 })) {
-    let pos = 0;
-    while (pos < piece.length) {
-      const n = Math.min(CHUNK - fill, piece.length - pos);
-      piece.copy(buf, fill, pos, pos + n);
-      fill += n;
-      pos += n;
-      if (fill === CHUNK) await submit();
-    }
-  }
-  if (fill > 0) await submit();
+  });
   while (jobs.length > 0) await write(await jobs.shift());
   await upload.commit();
 }
