@@ -10,7 +10,7 @@ import { startRegistry, type TestRegistry } from '@nydus-ts/registry/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { convertImage } from '../src/index.js';
 import type { ConvertImageOptions } from '../src/index.js';
-import { busyboxImage, pushRawImage } from './support/images.js';
+import { busyboxImage, corruptGzipLayers, dotDotLayers, pushRawImage } from './support/images.js';
 import { END, fileMember } from './support/raw-tar.js';
 
 describe('convertImage: bad sources', () => {
@@ -59,13 +59,7 @@ describe('convertImage: bad sources', () => {
   });
 
   it('corrupt gzip layer → INVALID_FORMAT naming the layer', async () => {
-    const good = gzipSync(Buffer.concat([fileMember('a', 'hello'), END]));
-    const corrupt = Buffer.from(good);
-    corrupt.fill(0x5a, 12, corrupt.length - 8);
-    const img = await pushRawImage(client, 'src/corrupt', 'v1', [
-      { bytes: gzipSync(Buffer.concat([fileMember('ok', 'fine'), END])), mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip' },
-      { bytes: corrupt, mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip' },
-    ]);
+    const img = await pushRawImage(client, 'src/corrupt', 'v1', corruptGzipLayers());
     const err = await failure('corrupt', img.reference);
     expect(err.code).toBe('INVALID_FORMAT');
     expect(err.message).toContain(`layer 1 (${img.layers[1]!.digest})`);
@@ -73,7 +67,7 @@ describe('convertImage: bad sources', () => {
   });
 
   it('a tar entry with a `..` component → INVALID_ARGUMENT naming the entry', async () => {
-    const img = await pushRawImage(client, 'src/dotdot', 'v1', [{ bytes: gzipSync(Buffer.concat([fileMember('etc/../../escape', 'x'), END])), mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip' }]);
+    const img = await pushRawImage(client, 'src/dotdot', 'v1', dotDotLayers());
     const err = await failure('dotdot', img.reference);
     expect(err.code).toBe('INVALID_ARGUMENT');
     expect(err.message).toContain('..');

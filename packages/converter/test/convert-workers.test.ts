@@ -3,7 +3,6 @@
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { availableParallelism, tmpdir } from 'node:os';
 import path from 'node:path';
-import { gzipSync } from 'node:zlib';
 import { isNydusError, noopLogger } from '@nydus-ts/core';
 import type { Logger } from '@nydus-ts/core';
 import { RegistryClient } from '@nydus-ts/registry';
@@ -11,8 +10,7 @@ import { startRegistry, type TestRegistry } from '@nydus-ts/registry/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { convertImage } from '../src/index.js';
 import type { ConvertImageOptions, ConvertImageResult } from '../src/index.js';
-import { busyboxImage, pushRawImage, whiteoutImage, writeOciLayout } from './support/images.js';
-import { END, fileMember } from './support/raw-tar.js';
+import { busyboxImage, corruptGzipLayers, dotDotLayers, pushRawImage, whiteoutImage, writeOciLayout } from './support/images.js';
 
 /** A logger recording whether layers were converted by workers (debug 'layer converted' {worker}). */
 function layerLog(): { logger: Logger; workerLayers: () => number; inProcessLayers: () => number } {
@@ -89,14 +87,8 @@ describe('convertImage: layers in worker threads', () => {
   });
 
   it('errors from a worker keep their code and message (same as in-process); no tag is pushed', async () => {
-    const good = gzipSync(Buffer.concat([fileMember('a', 'hello'), END]));
-    const corrupt = Buffer.from(good);
-    corrupt.fill(0x5a, 12, corrupt.length - 8);
-    const img = await pushRawImage(client, 'src/corrupt', 'v1', [
-      { bytes: gzipSync(Buffer.concat([fileMember('ok', 'fine'), END])), mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip' },
-      { bytes: corrupt, mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip' },
-    ]);
-    const dotdot = await pushRawImage(client, 'src/dotdot', 'v1', [{ bytes: gzipSync(Buffer.concat([fileMember('etc/../../escape', 'x'), END])), mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip' }]);
+    const img = await pushRawImage(client, 'src/corrupt', 'v1', corruptGzipLayers());
+    const dotdot = await pushRawImage(client, 'src/dotdot', 'v1', dotDotLayers());
     for (const [name, source] of [['corrupt', img.reference], ['dotdot', dotdot.reference]] as const) {
       const run = (workers: boolean) => convertImage({ source, target: `${registry.host}/bad/${name}:nydus`, sourceInsecure: true, targetInsecure: true, workers }).then(() => undefined, (e: unknown) => e);
       const [w, p] = [await run(true), await run(false)];

@@ -14,7 +14,7 @@ import { readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { PassThrough, Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { createGzip } from 'node:zlib';
+import { createGzip, gzipSync } from 'node:zlib';
 import { MediaType } from '@nydus-ts/core';
 import type { Descriptor, Digest, ImageConfig, Platform } from '@nydus-ts/core';
 import type { LayerEntry } from '@nydus-ts/format';
@@ -22,6 +22,7 @@ import { copyImage } from '@nydus-ts/registry';
 import type { ManifestData, RegistryClient } from '@nydus-ts/registry';
 import { CompressStream } from 'zstd-napi';
 import { readDirectoryEntries, writeTarEntries } from '../../src/index.js';
+import { END, fileMember } from './raw-tar.js';
 
 /** Fixed mtime of generated entries (2023-11-14). */
 export const TEST_MTIME = 1_700_000_000;
@@ -482,6 +483,23 @@ export async function listTree(root: string): Promise<string[]> {
 /** Reads a JSON file (test convenience). */
 export function readJson<T>(file: string): T {
   return JSON.parse(readFileSync(file, 'utf8')) as T;
+}
+
+const GZIP_LAYER = 'application/vnd.oci.image.layer.v1.tar+gzip';
+
+/** Two gzip layers, the second corrupt in its deflate data (header and trailer intact). */
+export function corruptGzipLayers(): Array<{ bytes: Uint8Array; mediaType: string }> {
+  const corrupt = gzipSync(Buffer.concat([fileMember('a', 'hello'), END]));
+  corrupt.fill(0x5a, 12, corrupt.length - 8);
+  return [
+    { bytes: gzipSync(Buffer.concat([fileMember('ok', 'fine'), END])), mediaType: GZIP_LAYER },
+    { bytes: corrupt, mediaType: GZIP_LAYER },
+  ];
+}
+
+/** One gzip layer holding a file whose path climbs out of the root (`etc/../../escape`). */
+export function dotDotLayers(): Array<{ bytes: Uint8Array; mediaType: string }> {
+  return [{ bytes: gzipSync(Buffer.concat([fileMember('etc/../../escape', 'x'), END])), mediaType: GZIP_LAYER }];
 }
 
 /**
