@@ -1,5 +1,6 @@
 import { InvalidArgumentError, NydusError } from '@nydus-ts/core';
 import {
+  CHUNK_INFO_FIELD as F,
   BLOB_ENTRY_SIZE,
   BlobFeatures,
   CHUNK_ADDRESS_SIZE,
@@ -906,16 +907,16 @@ function setU64(view: DataView, off: number, v: number): void {
 
 /** `encodeChunkInfo` (spec §1.8) straight from the store's columns, at `off` of `out`. */
 function writeChunkInfo(store: ChunkStore, i: number, blobIndex: number, out: Uint8Array, view: DataView, off: number): void {
-  out.set(store.digests.subarray(i * 32, i * 32 + 32), off);
-  view.setUint32(off + 32, blobIndex, true);
-  view.setUint32(off + 36, store.flagsOf(i), true);
-  view.setUint32(off + 40, store.compressedSizeOf(i), true);
-  view.setUint32(off + 44, store.uncompressedSizeOf(i), true);
-  setU64(view, off + 48, store.compressedOffsetOf(i));
-  setU64(view, off + 56, store.uncompressedOffsetOf(i));
-  setU64(view, off + 64, store.fileOffsetOf(i));
-  view.setUint32(off + 72, store.ciIndexOf(i), true);
-  view.setUint32(off + 76, store.crc32Of(i), true);
+  out.set(store.digests.subarray(i * 32, i * 32 + 32), off + F.digest);
+  view.setUint32(off + F.blobIndex, blobIndex, true);
+  view.setUint32(off + F.flags, store.flagsOf(i), true);
+  view.setUint32(off + F.compressedSize, store.compressedSizeOf(i), true);
+  view.setUint32(off + F.uncompressedSize, store.uncompressedSizeOf(i), true);
+  setU64(view, off + F.compressedOffset, store.compressedOffsetOf(i));
+  setU64(view, off + F.uncompressedOffset, store.uncompressedOffsetOf(i));
+  setU64(view, off + F.fileOffset, store.fileOffsetOf(i));
+  view.setUint32(off + F.index, store.ciIndexOf(i), true);
+  view.setUint32(off + F.crc32, store.crc32Of(i), true);
 }
 
 /** Appends a regular file's inode + chunk-address array, keeping inode + xattrs inside a block. */

@@ -1,6 +1,6 @@
 import { NydusError } from '@nydus-ts/core';
 import type { BlobEntry, ChunkInfo } from '../layout/index.js';
-import { ChunkFlags, S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFREG, S_IFSOCK } from '../layout/index.js';
+import { CHUNK_INFO_FIELD as F, ChunkFlags, S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFREG, S_IFSOCK } from '../layout/index.js';
 
 /**
  * The in-memory filesystem tree that `buildLayer` and `mergeBootstraps` assemble and
@@ -80,6 +80,11 @@ export function grow<T extends Typed>(a: T, n: number): T {
 
 /** Chunk refs of `FsTree.chunkRefs`: below this, chunk i of stores[0]; from it, of stores[1]. */
 export const SECOND_STORE = 0x8000_0000;
+
+/** A little-endian u64 (below 2^53) at `at` of `v`. */
+function u64At(v: DataView, at: number): number {
+  return v.getUint32(at + 4, true) * 0x1_0000_0000 + v.getUint32(at, true);
+}
 
 /**
  * Chunks in columns: no object, digest string or heap number per chunk. Digests are 32 raw
@@ -227,16 +232,14 @@ export class ChunkStore {
   addForeignEntry(table: Uint8Array, at: number, fileOffset: number, blobIndexes: readonly number[]): number {
     if (!this.foreign) throw new NydusError('INTERNAL', 'addForeignEntry on a blob-own chunk store');
     const slot = this.stagingSlot(); // may replace `digests`
-    this.digests.set(table.subarray(at, at + 32), slot);
+    this.digests.set(table.subarray(at + F.digest, at + F.digest + 32), slot);
     const v = this.viewOf(table.buffer);
     const p = table.byteOffset + at;
-    const flags = v.getUint32(p + 36, true);
-    const crc32 = (flags & ChunkFlags.HAS_CRC32) !== 0 ? v.getUint32(p + 76, true) : 0;
-    const compressedOffset = v.getUint32(p + 52, true) * 0x1_0000_0000 + v.getUint32(p + 48, true);
-    const uncompressedOffset = v.getUint32(p + 60, true) * 0x1_0000_0000 + v.getUint32(p + 56, true);
-    const i = this.add(flags, v.getUint32(p + 40, true), v.getUint32(p + 44, true), compressedOffset, uncompressedOffset, fileOffset, crc32, false);
-    this.blobOf[i] = blobIndexes[v.getUint32(p + 32, true)]!;
-    this.ciIndex[i] = v.getUint32(p + 72, true);
+    const flags = v.getUint32(p + F.flags, true);
+    const crc32 = (flags & ChunkFlags.HAS_CRC32) !== 0 ? v.getUint32(p + F.crc32, true) : 0;
+    const i = this.add(flags, v.getUint32(p + F.compressedSize, true), v.getUint32(p + F.uncompressedSize, true), u64At(v, p + F.compressedOffset), u64At(v, p + F.uncompressedOffset), fileOffset, crc32, false);
+    this.blobOf[i] = blobIndexes[v.getUint32(p + F.blobIndex, true)]!;
+    this.ciIndex[i] = v.getUint32(p + F.index, true);
     return i;
   }
 

@@ -41,7 +41,8 @@ export interface ChunkInfo {
   /** crc32 @76: CRC-32C of the uncompressed data when HAS_CRC32 */ crc32: number;
 }
 
-const CI80 = {
+/** Byte offsets of the chunk-info fields (spec §1.8), for readers and writers that work in place. */
+export const CHUNK_INFO_FIELD = {
   digest: 0,
   blobIndex: 32,
   flags: 36,
@@ -56,30 +57,30 @@ const CI80 = {
 
 export function encodeChunkInfo(c: ChunkInfo, out: Uint8Array, off: number): void {
   new LeWriter(out.subarray(off, off + CHUNK_INFO_SIZE))
-    .set(CI80.digest, Buffer.from(c.digest, 'hex'))
-    .u32(CI80.blobIndex, c.blobIndex)
-    .u32(CI80.flags, c.flags)
-    .u32(CI80.compressedSize, c.compressedSize)
-    .u32(CI80.uncompressedSize, c.uncompressedSize)
-    .u64(CI80.compressedOffset, c.compressedOffset)
-    .u64(CI80.uncompressedOffset, c.uncompressedOffset)
-    .u64(CI80.fileOffset, c.fileOffset)
-    .u32(CI80.index, c.index)
-    .u32(CI80.crc32, c.crc32);
+    .set(CHUNK_INFO_FIELD.digest, Buffer.from(c.digest, 'hex'))
+    .u32(CHUNK_INFO_FIELD.blobIndex, c.blobIndex)
+    .u32(CHUNK_INFO_FIELD.flags, c.flags)
+    .u32(CHUNK_INFO_FIELD.compressedSize, c.compressedSize)
+    .u32(CHUNK_INFO_FIELD.uncompressedSize, c.uncompressedSize)
+    .u64(CHUNK_INFO_FIELD.compressedOffset, c.compressedOffset)
+    .u64(CHUNK_INFO_FIELD.uncompressedOffset, c.uncompressedOffset)
+    .u64(CHUNK_INFO_FIELD.fileOffset, c.fileOffset)
+    .u32(CHUNK_INFO_FIELD.index, c.index)
+    .u32(CHUNK_INFO_FIELD.crc32, c.crc32);
 }
 
 export function decodeChunkInfo(bytes: Uint8Array, absOffset: number, i: number): ChunkInfo {
   const r = new LeReader(bytes, `chunk_table[${i}]`, absOffset);
   return {
-    digest: hexOf(r.slice(CI80.digest, 32, 'block_id')),
-    blobIndex: r.u32(CI80.blobIndex, 'blob_index'),
-    flags: r.u32(CI80.flags, 'flags'),
-    compressedSize: r.u32(CI80.compressedSize, 'compressed_size'),
-    uncompressedSize: r.u32(CI80.uncompressedSize, 'uncompressed_size'),
-    compressedOffset: r.u64(CI80.compressedOffset, 'compressed_offset'),
-    uncompressedOffset: r.u64(CI80.uncompressedOffset, 'uncompressed_offset'),
-    fileOffset: r.u64(CI80.fileOffset, 'file_offset'),
-    index: r.u32(CI80.index, 'index'),
-    crc32: r.u32(CI80.crc32, 'crc32'),
+    digest: hexOf(r.slice(CHUNK_INFO_FIELD.digest, 32, 'block_id')),
+    blobIndex: r.u32(CHUNK_INFO_FIELD.blobIndex, 'blob_index'),
+    flags: r.u32(CHUNK_INFO_FIELD.flags, 'flags'),
+    compressedSize: r.u32(CHUNK_INFO_FIELD.compressedSize, 'compressed_size'),
+    uncompressedSize: r.u32(CHUNK_INFO_FIELD.uncompressedSize, 'uncompressed_size'),
+    compressedOffset: r.u64(CHUNK_INFO_FIELD.compressedOffset, 'compressed_offset'),
+    uncompressedOffset: r.u64(CHUNK_INFO_FIELD.uncompressedOffset, 'uncompressed_offset'),
+    fileOffset: r.u64(CHUNK_INFO_FIELD.fileOffset, 'file_offset'),
+    index: r.u32(CHUNK_INFO_FIELD.index, 'index'),
+    crc32: r.u32(CHUNK_INFO_FIELD.crc32, 'crc32'),
   };
 }

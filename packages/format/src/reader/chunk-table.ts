@@ -1,4 +1,4 @@
-import { decodeChunkInfo, type ChunkInfo } from '../layout/chunk.js';
+import { CHUNK_INFO_FIELD as F, decodeChunkInfo, type ChunkInfo } from '../layout/chunk.js';
 import { CHUNK_INFO_SIZE } from '../layout/constants.js';
 import { hexOf } from '../layout/bytes.js';
 
@@ -27,7 +27,7 @@ export class ChunkTableView {
   /** Throws decodeChunkInfo's FormatError if a u64 field of entry `k` exceeds 2^53. */
   checkU64s(k: number): void {
     const at = this.offsetOf(k);
-    if (this.u32(at + 52) > 0x1fffff || this.u32(at + 60) > 0x1fffff || this.u32(at + 68) > 0x1fffff) this.decode(k);
+    if (this.u32(at + F.compressedOffset + 4) > 0x1fffff || this.u32(at + F.uncompressedOffset + 4) > 0x1fffff || this.u32(at + F.fileOffset + 4) > 0x1fffff) this.decode(k);
   }
 
   /** Byte offset of entry `k` in the bootstrap. */
@@ -44,32 +44,32 @@ export class ChunkTableView {
 
   digestHex(k: number): string {
     const at = this.offsetOf(k);
-    return hexOf(this.bytes.subarray(at, at + 32));
+    return hexOf(this.bytes.subarray(at + F.digest, at + F.digest + 32));
   }
   blobIndex(k: number): number {
-    return this.u32(this.offsetOf(k) + 32);
+    return this.u32(this.offsetOf(k) + F.blobIndex);
   }
   flags(k: number): number {
-    return this.u32(this.offsetOf(k) + 36);
+    return this.u32(this.offsetOf(k) + F.flags);
   }
   compressedSize(k: number): number {
-    return this.u32(this.offsetOf(k) + 40);
+    return this.u32(this.offsetOf(k) + F.compressedSize);
   }
   uncompressedSize(k: number): number {
-    return this.u32(this.offsetOf(k) + 44);
+    return this.u32(this.offsetOf(k) + F.uncompressedSize);
   }
   compressedOffset(k: number): number {
-    return this.u64(this.offsetOf(k) + 48);
+    return this.u64(this.offsetOf(k) + F.compressedOffset);
   }
   uncompressedOffset(k: number): number {
-    return this.u64(this.offsetOf(k) + 56);
+    return this.u64(this.offsetOf(k) + F.uncompressedOffset);
   }
   /** CI index of the chunk in its blob. */
   ciIndex(k: number): number {
-    return this.u32(this.offsetOf(k) + 72);
+    return this.u32(this.offsetOf(k) + F.index);
   }
   crc32(k: number): number {
-    return this.u32(this.offsetOf(k) + 76);
+    return this.u32(this.offsetOf(k) + F.crc32);
   }
 
   /** Entry `k` as an object. */
