@@ -28,6 +28,7 @@ import { LayerWorkerPool } from './layer-worker-pool.js';
 import type { ConvertedLayer } from './layer-converter.js';
 import { NYDUS_BLOB_MEDIA_TYPE, isNydusManifest, isNydusManifestDescriptor } from './nydus-conventions.js';
 import { buildMergedIndex, buildNydusManifest, indexData, nydusIndexEntry, platformOf } from './nydus-manifest.js';
+import { throttled } from './throttle.js';
 
 export interface ConvertImageOptions {
   /** Registry reference, `oci:PATH[:TAG]`, `oci-archive:FILE[:TAG]`, `docker-archive:FILE[:TAG]` or `dir:PATH`. */
@@ -531,13 +532,7 @@ async function convertManifest(ctx: ManifestContext, sel: Selected): Promise<Con
         ctx.emit({ type: 'layer-start', platform: pname, index, digest: layer.digest, size: layer.size });
         let bytesIn = 0;
         let bytesOut = 0;
-        let lastEmit = 0;
-        const progress = (): void => {
-          const now = Date.now();
-          if (now - lastEmit < 100) return;
-          lastEmit = now;
-          ctx.emit({ type: 'layer-progress', platform: pname, index, digest: layer.digest, size: layer.size, bytesIn, bytesOut });
-        };
+        const progress = throttled(() => ctx.emit({ type: 'layer-progress', platform: pname, index, digest: layer.digest, size: layer.size, bytesIn, bytesOut }));
         try {
           if (ctx.pool) {
             const r = await ctx.pool.run(layerJob(ctx, layer), {

@@ -4,6 +4,7 @@ import type { ChunkCompressor, ChunkDigester } from '@nydus-ts/format';
 import { makeRegistryClient, openConvertSource } from './convert-source.js';
 import { convertLayer } from './layer-converter.js';
 import type { ConvertedLayer } from './layer-converter.js';
+import { throttled } from './throttle.js';
 
 /**
  * One layer's conversion as plain data, so that it can run in a worker thread: the worker opens
@@ -80,13 +81,7 @@ export async function runLayerJob(job: LayerJob, signal: AbortSignal, onProgress
   const client = makeRegistryClient(job.target.registry, { insecure: job.target.insecure, ...(job.target.creds !== undefined && { creds: job.target.creds }), env: job.env, maxConnections: job.maxConnections }, '--target-creds');
   let bytesIn = 0;
   let bytesOut = 0;
-  let last = 0;
-  const progress = (): void => {
-    const now = Date.now();
-    if (now - last < 100) return;
-    last = now;
-    onProgress?.(bytesIn, bytesOut);
-  };
+  const progress = throttled(() => onProgress?.(bytesIn, bytesOut));
   try {
     const layer = await convertLayer({
       entries: source.layerEntries(job.layer, { signal, onBytes: (n) => { bytesIn += n; progress(); } }),
