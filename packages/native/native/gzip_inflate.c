@@ -29,6 +29,7 @@ typedef struct {
 } Inflater;
 
 typedef struct {
+  AsyncJob job; /* keeps the handle, input and output alive */
   Inflater *inflater;
   uint8_t *in;
   size_t in_len;
@@ -37,9 +38,6 @@ typedef struct {
   uint32_t consumed;
   uint32_t produced;
   int status;
-  napi_ref in_ref, out_ref, self_ref;
-  napi_deferred deferred;
-  napi_async_work work;
 } StepJob;
 
 static void inflater_reset(Inflater *z) {
@@ -162,14 +160,11 @@ static void job_complete(napi_env env, napi_status status, void *data) {
   StepJob *j = data;
   j->inflater->busy = 0;
   if (status == napi_ok) {
-    napi_resolve_deferred(env, j->deferred, step_result(env, j->consumed, j->produced, j->status));
+    napi_resolve_deferred(env, j->job.deferred, step_result(env, j->consumed, j->produced, j->status));
   } else {
-    reject_cancelled(env, j->deferred, "gzip inflate step cancelled");
+    reject_cancelled(env, j->job.deferred, "gzip inflate step cancelled");
   }
-  napi_delete_reference(env, j->in_ref);
-  napi_delete_reference(env, j->out_ref);
-  napi_delete_reference(env, j->self_ref);
-  napi_delete_async_work(env, j->work);
+  async_job_release(env, &j->job);
   free(j);
 }
 
@@ -189,26 +184,13 @@ static napi_value step_async(napi_env env, napi_callback_info info) {
   j->in_len = in_len;
   j->out = out;
   j->out_len = out_len;
-  napi_value promise, name;
-  napi_create_promise(env, &j->deferred, &promise);
-  napi_create_reference(env, argv[0], 1, &j->self_ref);
-  napi_create_reference(env, argv[1], 1, &j->in_ref);
-  napi_create_reference(env, argv[2], 1, &j->out_ref);
-  napi_create_string_utf8(env, "nydus:gzipInflate", NAPI_AUTO_LENGTH, &name);
-  napi_create_async_work(env, NULL, name, job_execute, job_complete, j, &j->work);
   z->busy = 1;
-  napi_queue_async_work(env, j->work);
-  return promise;
+  return async_job_queue(env, &j->job, argv, 3, "nydus:gzipInflate", job_execute, job_complete);
 }
 
 void register_gzip_inflate(napi_env env, napi_value exports) {
-  napi_value fn;
-  napi_create_function(env, "gzipInflaterCreate", NAPI_AUTO_LENGTH, create, NULL, &fn);
-  napi_set_named_property(env, exports, "gzipInflaterCreate", fn);
-  napi_create_function(env, "gzipInflaterReset", NAPI_AUTO_LENGTH, reset, NULL, &fn);
-  napi_set_named_property(env, exports, "gzipInflaterReset", fn);
-  napi_create_function(env, "gzipInflateStep", NAPI_AUTO_LENGTH, step_sync, NULL, &fn);
-  napi_set_named_property(env, exports, "gzipInflateStep", fn);
-  napi_create_function(env, "gzipInflateStepAsync", NAPI_AUTO_LENGTH, step_async, NULL, &fn);
-  napi_set_named_property(env, exports, "gzipInflateStepAsync", fn);
+  export_function(env, exports, "gzipInflaterCreate", create);
+  export_function(env, exports, "gzipInflaterReset", reset);
+  export_function(env, exports, "gzipInflateStep", step_sync);
+  export_function(env, exports, "gzipInflateStepAsync", step_async);
 }

@@ -128,15 +128,10 @@ NAPI_MODULE_INIT() {
   __builtin_cpu_init();
   have_hw_crc = __builtin_cpu_supports("sse4.2");
 #endif
-  napi_value fn;
-  napi_create_function(env, "compressInto", NAPI_AUTO_LENGTH, compress_into, NULL, &fn);
-  napi_set_named_property(env, exports, "compressInto", fn);
-  napi_create_function(env, "decompressInto", NAPI_AUTO_LENGTH, decompress_into, NULL, &fn);
-  napi_set_named_property(env, exports, "decompressInto", fn);
-  napi_create_function(env, "compressBound", NAPI_AUTO_LENGTH, compress_bound, NULL, &fn);
-  napi_set_named_property(env, exports, "compressBound", fn);
-  napi_create_function(env, "crc32c", NAPI_AUTO_LENGTH, crc32c, NULL, &fn);
-  napi_set_named_property(env, exports, "crc32c", fn);
+  export_function(env, exports, "compressInto", compress_into);
+  export_function(env, exports, "decompressInto", decompress_into);
+  export_function(env, exports, "compressBound", compress_bound);
+  export_function(env, exports, "crc32c", crc32c);
   register_gzip_inflate(env, exports);
   register_zstd_chunk(env, exports);
   return exports;

@@ -68,15 +68,13 @@ static napi_value compress_sync(napi_env env, napi_callback_info info) {
  * room for one byte less than the chunk (so a frame that does not shrink reports 0).
  */
 typedef struct {
+  AsyncJob job;
   uint8_t *src, *dst;
   size_t src_len, dst_len;
   uint32_t *bounds;
   int32_t *results;
   size_t count;
   int level;
-  napi_ref refs[4];
-  napi_deferred deferred;
-  napi_async_work work;
 } BatchJob;
 
 static void batch_execute(napi_env env, void *data) {
@@ -93,12 +91,11 @@ static void batch_complete(napi_env env, napi_status status, void *data) {
   if (status == napi_ok) {
     napi_value undefined;
     napi_get_undefined(env, &undefined);
-    napi_resolve_deferred(env, j->deferred, undefined);
+    napi_resolve_deferred(env, j->job.deferred, undefined);
   } else {
-    reject_cancelled(env, j->deferred, "zstd compression cancelled");
+    reject_cancelled(env, j->job.deferred, "zstd compression cancelled");
   }
-  for (int i = 0; i < 4; i++) napi_delete_reference(env, j->refs[i]);
-  napi_delete_async_work(env, j->work);
+  async_job_release(env, &j->job);
   free(j);
 }
 
@@ -132,19 +129,10 @@ static napi_value batch_async(napi_env env, napi_callback_info info) {
   j->results = results;
   j->count = bounds_len - 1;
   j->level = level;
-  napi_value promise, name;
-  napi_create_promise(env, &j->deferred, &promise);
-  for (int i = 0; i < 4; i++) napi_create_reference(env, argv[i], 1, &j->refs[i]);
-  napi_create_string_utf8(env, "nydus:zstdCompressBatch", NAPI_AUTO_LENGTH, &name);
-  napi_create_async_work(env, NULL, name, batch_execute, batch_complete, j, &j->work);
-  napi_queue_async_work(env, j->work);
-  return promise;
+  return async_job_queue(env, &j->job, argv, 4, "nydus:zstdCompressBatch", batch_execute, batch_complete);
 }
 
 void register_zstd_chunk(napi_env env, napi_value exports) {
-  napi_value fn;
-  napi_create_function(env, "zstdCompressInto", NAPI_AUTO_LENGTH, compress_sync, NULL, &fn);
-  napi_set_named_property(env, exports, "zstdCompressInto", fn);
-  napi_create_function(env, "zstdCompressBatchAsync", NAPI_AUTO_LENGTH, batch_async, NULL, &fn);
-  napi_set_named_property(env, exports, "zstdCompressBatchAsync", fn);
+  export_function(env, exports, "zstdCompressInto", compress_sync);
+  export_function(env, exports, "zstdCompressBatchAsync", batch_async);
 }
