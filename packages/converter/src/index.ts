@@ -9,5 +9,4 @@ export type { DecompressStreamOptions, LayerCompression } from './layer/decompre
 export * from './local/index.js';
 export * from './sources/index.js';
 export * from './convert/index.js';
-export * from './remote/index.js';
 export * from './check/index.js';

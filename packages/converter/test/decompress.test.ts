@@ -12,7 +12,7 @@ import type { LayerCompression } from '../src/index.js';
 import { createRandom } from './support/make-tree.js';
 import { chunked, collect } from './support/streams.js';
 
-const fixtures = resolve(dirname(fileURLToPath(import.meta.url)), '../../../../shared/fixtures/nydus-upstream');
+const fixtures = resolve(dirname(fileURLToPath(import.meta.url)), '../../../testdata/nydus-upstream');
 
 async function errorOf(p: Promise<unknown>): Promise<unknown> {
   try {

@@ -13,7 +13,7 @@ import { END, fileMember, paxHeader } from './support/raw-tar.js';
 import { chunked } from './support/streams.js';
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
-const allTypes = resolve(repoRoot, '../shared/fixtures/nydus-upstream/all-entry-type.tar');
+const allTypes = resolve(repoRoot, 'testdata/nydus-upstream/all-entry-type.tar');
 
 /** Like `chunked`, but every chunk is one buffer, scribbled over before it is refilled. */
 async function* reusing(data: Uint8Array, size: number): AsyncGenerator<Uint8Array> {

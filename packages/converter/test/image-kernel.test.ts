@@ -12,7 +12,7 @@ import { MountScope } from './support/kernel.js';
 import { makeTree } from './support/make-tree.js';
 import { diffTrees, snapshotTree } from './support/tree-compare.js';
 
-const fixtures = fileURLToPath(new URL('../../../../shared/fixtures/nydus-upstream/', import.meta.url));
+const fixtures = fileURLToPath(new URL('../../../testdata/nydus-upstream/', import.meta.url));
 
 describe('kernel EROFS mounts what we build', () => {
   const mounts = new MountScope();

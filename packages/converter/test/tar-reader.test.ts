@@ -14,7 +14,7 @@ import { chunked, collect } from './support/streams.js';
 import { diffTrees, snapshotEntries, snapshotTree } from './support/tree-compare.js';
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
-const fixtures = resolve(repoRoot, '../shared/fixtures/nydus-upstream');
+const fixtures = resolve(repoRoot, 'testdata/nydus-upstream');
 
 type Plain = Omit<LayerEntry, 'content' | 'xattrs'> & { data?: string; xattrs?: Record<string, string> };
 

@@ -17,3 +17,4 @@ export { parseDigest, isDigest, sha256Digest, toHex } from './digest.js';
 export type { Digest } from './digest.js';
 export { MediaType, isIndexMediaType, isManifestMediaType } from './oci.js';
 export type { Platform, Descriptor, ImageManifest, ImageIndex, ImageConfig } from './oci.js';
+export type { BlobBackend } from './blob-backend.js';

@@ -24,7 +24,7 @@ import {
 } from '../src/index.js';
 import { BootstrapView, E, MemorySink, build, fromArray, prng, readFileFromBlob, sha256 } from './builder-helpers.js';
 
-const fixtures = fileURLToPath(new URL('../../../../shared/fixtures/nydus-upstream/', import.meta.url));
+const fixtures = fileURLToPath(new URL('../../../testdata/nydus-upstream/', import.meta.url));
 
 /** Tail sections of a blob, walked from the end as the snapshotter does (spec §3.1). */
 function tailSections(blob: Uint8Array): Array<{ name: string; offset: number; size: number }> {

@@ -2,8 +2,8 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { BlobFeatures, ZERO_DIGEST_HEX, type BlobEntry } from '../src/index.js';
 
-/** The reference tools' fixtures, read in place (never copied into the repository). */
-export const fixturesDir = fileURLToPath(new URL('../../../../shared/fixtures/nydus-upstream/', import.meta.url));
+/** The reference tools' fixtures, copied into testdata/ with their README and SHA256SUMS. */
+export const fixturesDir = fileURLToPath(new URL('../../../testdata/nydus-upstream/', import.meta.url));
 
 export const ZRAN_ID = '233c72f2b6b698c07021c4da367cfe2dff4f049efbaa885ca0ff760ea297865a';
 export const zranMeta = readFileSync(fixturesDir + ZRAN_ID + '.blob.meta');

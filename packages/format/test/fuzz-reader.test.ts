@@ -20,7 +20,7 @@ import { zranEntry, zranMeta } from './fixtures.js';
 import { makeImage, mapBackend, pseudoRandomBytes, type SynthNode } from './reader-helpers.js';
 
 const SEED = Number(process.env.NYDUS_FUZZ_SEED ?? 0x5eed_2026) >>> 0;
-const fixtures = fileURLToPath(new URL('../../../../shared/fixtures/nydus-upstream/', import.meta.url));
+const fixtures = fileURLToPath(new URL('../../../testdata/nydus-upstream/', import.meta.url));
 const boot22 = readFileSync(fixtures + 'rafs-v6-2.2.boot');
 const BE7_ID = 'be7d77eeb719f70884758d1aa800ed0fb09d701aaec469964e9d54325f0d5fef';
 const be7Blob = readFileSync(fixtures + BE7_ID);

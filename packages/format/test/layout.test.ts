@@ -25,7 +25,7 @@ import {
   validateBlobEntry,
 } from '../src/index.js';
 
-const fixtures = fileURLToPath(new URL('../../../../shared/fixtures/nydus-upstream/', import.meta.url));
+const fixtures = fileURLToPath(new URL('../../../testdata/nydus-upstream/', import.meta.url));
 const boot = readFileSync(fixtures + 'rafs-v6-2.2.boot');
 
 describe('layout codecs on the nydus 2.2 bootstrap', () => {

@@ -20,7 +20,7 @@ import {
 import { zranEntry, zranMeta } from './fixtures.js';
 import { mapBackend } from './reader-helpers.js';
 
-const fixtures = fileURLToPath(new URL('../../../../shared/fixtures/nydus-upstream/', import.meta.url));
+const fixtures = fileURLToPath(new URL('../../../testdata/nydus-upstream/', import.meta.url));
 const TOC_BLOB_NAME = '2fa78cad554b75ac91a4a125ed148d0ddeb25efa4aaa8bd80e5dc292690a4dca';
 const tocBlob = readFileSync(fixtures + TOC_BLOB_NAME);
 const tocBlobZst = readFileSync(fixtures + TOC_BLOB_NAME + '.zst');

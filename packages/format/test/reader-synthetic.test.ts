@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { BootstrapReader, ChunkFlags, MAX_WALK_DEPTH, RafsFileReader, type RafsInode } from '../src/index.js';
 import { makeImage, mapBackend, pseudoRandomBytes, type SynthNode } from './reader-helpers.js';
 
-const fixtures = fileURLToPath(new URL('../../../../shared/fixtures/nydus-upstream/', import.meta.url));
+const fixtures = fileURLToPath(new URL('../../../testdata/nydus-upstream/', import.meta.url));
 
 const bigText = pseudoRandomBytes(3 * 4096 + 123, 7, true);
 const random = pseudoRandomBytes(2 * 4096 + 5, 11);

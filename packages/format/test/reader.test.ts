@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { BootstrapReader, RafsFileReader, bufferSource, digestChunk, type ByteSource } from '../src/index.js';
 import { mapBackend } from './reader-helpers.js';
 
-const fixtures = fileURLToPath(new URL('../../../../shared/fixtures/nydus-upstream/', import.meta.url));
+const fixtures = fileURLToPath(new URL('../../../testdata/nydus-upstream/', import.meta.url));
 const BOOT_PATH = fixtures + 'rafs-v6-2.2.boot';
 const BLOB_ID = 'be7d77eeb719f70884758d1aa800ed0fb09d701aaec469964e9d54325f0d5fef';
 const BLOB_PATH = fixtures + BLOB_ID;

@@ -19,7 +19,7 @@ import { Limiter, readBodyLimited, formatPlatform, hostPlatform, parseImageLocat
 import type { Credentials, ImageSource, ManifestData, RegistryClient } from '@nydus-ts/registry';
 import { decompressStream } from '../layer/decompress.js';
 import { readTarEntries } from '../layer/tar-reader.js';
-import { RegistryBlobBackend } from '../remote/registry-blob-backend.js';
+import { RegistryBlobBackend } from '@nydus-ts/backend';
 import { createRegistryClient, openImageSource } from '../sources/index.js';
 import { buildActualTree } from './actual-tree.js';
 import { compareTrees } from './compare.js';

@@ -2,7 +2,7 @@ import { NotFoundError } from '@nydus-ts/core';
 import { RafsFileReader, type ChunkRef } from '@nydus-ts/format';
 import { stat } from 'node:fs/promises';
 import { openBootstrapFile } from './inspect-image.js';
-import { LocalBlobBackend } from './local-blob-backend.js';
+import { LocalBlobBackend } from '@nydus-ts/backend';
 
 export interface CheckImageOptions {
   bootstrap: string;

@@ -8,5 +8,4 @@ export { checkImage } from './check-image.js';
 export type { CheckImageOptions, CheckImageResult } from './check-image.js';
 export { unpackImage, bootstrapEntries } from './unpack-image.js';
 export type { UnpackImageOptions } from './unpack-image.js';
-export { LocalBlobBackend } from './local-blob-backend.js';
 export { AtomicFileWriter, writeFileAtomic } from './atomic-file.js';

@@ -5,7 +5,7 @@ import path from 'node:path';
 import { writeTarEntries } from '../layer/tar-writer.js';
 import { AtomicFileWriter } from './atomic-file.js';
 import { openBootstrapFile } from './inspect-image.js';
-import { LocalBlobBackend } from './local-blob-backend.js';
+import { LocalBlobBackend } from '@nydus-ts/backend';
 
 export interface UnpackImageOptions {
   bootstrap: string;

@@ -1,17 +1,11 @@
-import { DigestMismatchError, FormatError, InvalidArgumentError, NydusError, UnsupportedError, throwIfAborted } from '@nydus-ts/core';
+import { DigestMismatchError, FormatError, InvalidArgumentError, NydusError, UnsupportedError, throwIfAborted, type BlobBackend } from '@nydus-ts/core';
 import { crc32c } from '@nydus-ts/native';
 import { digestChunk } from '../chunk-digest.js';
 import { BlobFeatures, ChunkFlags } from '../layout/constants.js';
 import type { BootstrapReader, ChunkRef } from './bootstrap-reader.js';
 import { decompressChunk } from '../compression.js';
 
-/**
- * Where chunk data comes from: a byte range of a blob, by blob id. A local directory, a
- * registry or a cache each implement just this.
- */
-export interface BlobBackend {
-  readRange(blobId: string, offset: number, length: number, signal?: AbortSignal): Promise<Uint8Array>;
-}
+export type { BlobBackend } from '@nydus-ts/core';
 
 export interface RafsFileReaderOptions {
   /** Verify every chunk's digest (and CRC-32C when present) before returning it. Default true. */

@@ -1,6 +1,6 @@
 import { InvalidArgumentError, NydusError } from '@nydus-ts/core';
 import type { Digest } from '@nydus-ts/core';
-import type { BlobBackend } from '@nydus-ts/format';
+import type { BlobBackend } from '@nydus-ts/core';
 import type { RegistryClient } from '@nydus-ts/registry';
 
 /** Largest single range read (a chunk is at most 16 MiB; ranges are never whole blobs). */

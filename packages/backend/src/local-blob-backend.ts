@@ -1,5 +1,5 @@
 import { NotFoundError, FormatError } from '@nydus-ts/core';
-import type { BlobBackend } from '@nydus-ts/format';
+import type { BlobBackend } from '@nydus-ts/core';
 import { open, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 
