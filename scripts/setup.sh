@@ -19,6 +19,7 @@ apt_packages=(
   liblz4-dev      # headers for the @nydus-ts/native N-API binding (built at npm install)
   libisal-dev     # ISA-L igzip: the native gzip inflater (2-3x zlib's speed) of @nydus-ts/native
   libzstd-dev     # zstd chunk compression of @nydus-ts/native (inline or on the thread pool)
+  zlib1g-dev      # zlib for @nydus-ts/native's zran inflate (Z_BLOCK checkpoints, inflatePrime)
   lz4             # the lz4 tool, for interoperability tests
   containerd      # a private containerd for the peer converter in the convert benchmark
   runc            # containerd's runtime dependency

@@ -6,6 +6,7 @@
 
 #include "gzip_inflate.h"
 #include "napi_util.h"
+#include "zran_inflate.h"
 #include "zstd_chunk.h"
 #if defined(__x86_64__)
 #include <nmmintrin.h>
@@ -134,5 +135,6 @@ NAPI_MODULE_INIT() {
   export_function(env, exports, "crc32c", crc32c);
   register_gzip_inflate(env, exports);
   register_zstd_chunk(env, exports);
+  register_zran_inflate(env, exports);
   return exports;
 }

@@ -137,3 +137,6 @@ export class GzipInflater {
     return { consumed, produced, status: STEP_STATUS[status]! };
   }
 }
+
+export { CheckpointingGunzip, GZIP_WINDOW_SIZE, inflateFromCheckpoint, inflateFromCheckpointAsync } from './zran.js';
+export type { CheckpointStep, CheckpointStepStatus, CheckpointingGunzipOptions, GzipCheckpoint, InflateResumePoint } from './zran.js';
