@@ -20,7 +20,7 @@ async function run(...argv: string[]): Promise<{ code: number; stdout: string; s
 }
 
 /** A tar holding one entry whose name is `name`, written byte by byte (GNU tar refuses `..`). */
-function tarWithName(name: string): Buffer {
+function tarWithName(name: string, typeflag = '0'): Buffer {
   const h = Buffer.alloc(512);
   h.write(name, 0);
   h.write('0000644\0', 100);
@@ -29,7 +29,7 @@ function tarWithName(name: string): Buffer {
   h.write('00000000004\0', 124);
   h.write('00000000000\0', 136);
   h.fill(0x20, 148, 156);
-  h.write('0', 156);
+  h.write(typeflag, 156, 'latin1');
   h.write('ustar\x0000', 257, 'latin1');
   let sum = 0;
   for (const b of h) sum += b;
@@ -141,5 +141,12 @@ describe('nydusify-ts image', () => {
     // no blob, no temp file and no bootstrap left behind
     expect((await readdir(blobs).catch(() => [])).length).toBe(0);
     await expect(readFile(boot)).rejects.toThrow();
+
+    // An entry type no tar format defines is bad input like any other (exit 2), naming the entry.
+    const weird = path.join(work, 'weird.tar');
+    await writeFile(weird, tarWithName('odd-entry', 'Z'));
+    const refused = await run('image', 'create', '--type', 'tar-rafs', weird, '--bootstrap', path.join(work, 'weird/boot'), '--blob-dir', path.join(work, 'weird/blobs'));
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toMatch(/odd-entry.*unknown entry type "Z"/);
   });
 });

@@ -2,7 +2,7 @@
 // driver (blobs as loop devices) and equal their source in every attribute; fsck.erofs extracts
 // them. Needs root, loop devices and the erofs module (CI runs as root).
 import { execFileSync } from 'node:child_process';
-import { mkdtemp, mkdir, rm } from 'node:fs/promises';
+import { lstat, mkdtemp, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createImage, inspectImage } from '../src/index.js';
 import { MountScope } from './support/kernel.js';
 import { makeTree } from './support/make-tree.js';
+import { END, fileMember, paxHeader, rawHeader } from './support/raw-tar.js';
 import { diffTrees, snapshotTree } from './support/tree-compare.js';
 
 const fixtures = fileURLToPath(new URL('../../../testdata/nydus-upstream/', import.meta.url));
@@ -90,5 +91,29 @@ describe('kernel EROFS mounts what we build', () => {
       ignoreSymlinkMode: true,
     });
     expect(diff).toEqual([]);
+  });
+
+  it('keeps pre-1970 times (negative PAX mtimes, as Go archive/tar reads them): the kernel shows them', async () => {
+    const tarFile = path.join(work, 'old.tar');
+    await writeFile(
+      tarFile,
+      Buffer.concat([
+        paxHeader([['mtime', '-1.5']]),
+        rawHeader({ name: 'old-dir/', typeflag: '5' }),
+        paxHeader([['mtime', '-315619200']]),
+        fileMember('old-dir/1960', '1960\n'),
+        END,
+      ]),
+    );
+    const blobDir = path.join(work, 'blobs-old');
+    const bootstrap = path.join(work, 'old.boot');
+    const built = await createImage({ type: 'tar-rafs', source: tarFile, bootstrap, blobDir, compressor: 'none' });
+    const mnt = await mounts.mountErofs(bootstrap, { blobs: [built.blob!.path] });
+    const dir = await lstat(path.join(mnt.mountpoint, 'old-dir'), { bigint: true });
+    const file = await lstat(path.join(mnt.mountpoint, 'old-dir/1960'), { bigint: true });
+    // -1.5 s is 1969-12-31T23:59:58.5; tar input keeps whole seconds (the floor).
+    expect(dir.mtimeNs).toBe(-2_000_000_000n);
+    expect(file.mtimeNs).toBe(-315_619_200_000_000_000n);
+    expect(await readFile(path.join(mnt.mountpoint, 'old-dir/1960'), 'utf8')).toBe('1960\n');
   });
 });

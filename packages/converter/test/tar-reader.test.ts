@@ -9,7 +9,7 @@ import { WHOLE_CONTENT, type LayerEntry, type WholeContentSource } from '@nydus-
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readTarEntries } from '../src/index.js';
 import { makeTree } from './support/make-tree.js';
-import { END, fileMember, fixChecksum, paxHeader, rawHeader } from './support/raw-tar.js';
+import { END, fileMember, fixChecksum, pad, paxHeader, rawHeader } from './support/raw-tar.js';
 import { chunked, collect } from './support/streams.js';
 import { diffTrees, snapshotEntries, snapshotTree } from './support/tree-compare.js';
 
@@ -233,11 +233,12 @@ describe('readTarEntries: entry types and fields', () => {
     expect(entries.find((e) => e.path === 'fifo')!.mode).toBe(0o4644);
   });
 
-  it('rejects unknown and GNU sparse types with UNSUPPORTED', async () => {
-    for (const typeflag of ['Z', 'S']) {
+  it('rejects unknown types as bad input (INVALID_FORMAT, exit code 2), naming the entry', async () => {
+    for (const typeflag of ['Z', 'M', 'N']) {
       const err = await errorOf(readAll(chunked(Buffer.concat([rawHeader({ name: 'weird', typeflag }), END]))));
-      expect(isNydusError(err, 'UNSUPPORTED')).toBe(true);
-      expect((err as Error).message).toContain('weird');
+      expect(isNydusError(err, 'INVALID_FORMAT')).toBe(true);
+      expect((err as Error).message).toContain('"weird"');
+      expect((err as Error).message).toContain(`unknown entry type "${typeflag}"`);
     }
   });
 
@@ -365,9 +366,23 @@ describe('readTarEntries: end of archive, truncation, corruption', () => {
       for await (const _ of readTarEntries(chunked(cut))) void _;
     })());
     expect(isNydusError(err2, 'INVALID_FORMAT')).toBe(true);
-    // Missing padding after the last body is a truncation too.
-    const err3 = await errorOf(readAll(chunked(members.subarray(0, members.length - 10))));
+    // One data byte short of the last body's end is a truncation too.
+    const lastData = members.length - pad(1000);
+    const err3 = await errorOf(readAll(chunked(members.subarray(0, lastData - 1))));
     expect(isNydusError(err3, 'INVALID_FORMAT')).toBe(true);
+    expect((err3 as Error).message).toContain('"b"');
+  });
+
+  it('accepts a stream that ends after the last body without its padding, whole or in part (umoci insert; Go archive/tar)', async () => {
+    const expected = await readAll(chunked(Buffer.concat([members, END])));
+    const lastData = members.length - pad(1000);
+    for (const cut of [lastData, lastData + 1, members.length - 1]) {
+      for (const size of [7, 512, 100_000]) expect(await readAll(chunked(members.subarray(0, cut), size))).toEqual(expected);
+    }
+    // Also when the consumer skips the last body instead of reading it.
+    const skipped: string[] = [];
+    for await (const e of readTarEntries(chunked(members.subarray(0, lastData), 64))) skipped.push(e.path);
+    expect(skipped).toEqual(['a', 'd', 'b']);
   });
 
   it('fails with INVALID_FORMAT on a truncated header', async () => {

@@ -23,7 +23,7 @@ export interface LayerEntry {
   mode: number;
   uid: number;
   gid: number;
-  /** Modification time, whole seconds since the epoch. */
+  /** Modification time, whole seconds since the epoch (negative before 1970). */
   mtime: number;
   /** Nanoseconds part of the modification time (0 for tar input). */
   mtimeNsec?: number;

@@ -35,6 +35,8 @@ function layer(): { entries: () => LayerEntry[]; expected: Map<string, Expected>
   ];
   for (let i = 0; i < 300; i++) files.push([`many/entry-${String(i).padStart(4, '0')}-${'n'.repeat(i % 60)}`, Buffer.from(`#${i}\n`.repeat(i % 9)), 0o644, i, i + 1]);
   for (const [p, content, mode, uid, gid] of files) expected.set(p, { type: 'file', mode, uid, gid, mtime: 1_650_000_000, content });
+  // Before 1970 (negative PAX mtimes are accepted): i_mtime is a signed 64-bit field.
+  expected.set('etc/ancient', { type: 'file', mode: 0o644, uid: 0, gid: 0, mtime: -86_400 * 365 - 1, content: Buffer.from('1969\n') });
   expected.set('etc', { type: 'dir', mode: 0o755, uid: 0, gid: 0, mtime: 1_650_000_001 });
   expected.set('bin', { type: 'dir', mode: 0o755, uid: 0, gid: 0, mtime: 0 });
   expected.set('home', { type: 'dir', mode: 0o755, uid: 0, gid: 0, mtime: 0 });
@@ -49,6 +51,7 @@ function layer(): { entries: () => LayerEntry[]; expected: Map<string, Expected>
   expected.set('dev/loop9', { type: 'blk', mode: 0o660, uid: 0, gid: 6, rdev: [7, 9] });
   const entries = (): LayerEntry[] => [
     ...files.map(([p, c, mode, uid, gid]) => E.file(p, c, { mode, uid, gid, mtime: 1_650_000_000, pieceSize: 10_000, xattrs: { 'user.origin': p } })),
+    E.file('etc/ancient', '1969\n', { mtime: -86_400 * 365 - 1 }),
     E.dir('etc', { mtime: 1_650_000_001 }),
     E.dir('home/user', { mode: 0o700, uid: 1000, gid: 1000, mtime: 1_650_000_002 }),
     E.symlink('bin/sh', 'big'),
@@ -98,6 +101,7 @@ describe('buildLayer output checked by erofs-utils', () => {
     // dump.erofs 1.5 prints permission bits only; the setuid bit is checked on the inode itself.
     const v = new BootstrapView(r.bootstrap);
     expect(v.inode(v.lookup('bin/exact')).mode).toBe(0o104755);
+    expect(v.inode(v.lookup('etc/ancient')).mtime).toBe(-86_400 * 365 - 1);
 
     const out = join(work, 'extract');
     execFileSync('fsck.erofs', [`--device=${blob}`, `--extract=${out}`, '--preserve', boot], { stdio: 'pipe' });

@@ -43,7 +43,8 @@ type NextEntry = LayerEntry | typeof END;
  * skipped when it does. Names are normalised into layer paths (leading `/` and `./` stripped,
  * `//` collapsed, trailing `/` dropped, root → ''); a `..` component is rejected with an
  * InvalidArgumentError naming the entry. The end-of-archive zero blocks are optional (umoci
- * omits them) but a stream that ends inside a header or a body is a FormatError.
+ * omits them), and so is the padding after the last entry's data (`umoci insert` writes
+ * neither), as in Go's archive/tar; a stream that ends inside a header or a body is a FormatError.
  */
 export async function* readTarEntries(
   source: AsyncIterable<Uint8Array>,
@@ -90,8 +91,9 @@ class TarEntries {
     const body = this.body;
     if (body !== null) {
       this.body = null;
-      const rest = body.remaining + padding(body.size);
-      if (!this.reader.trySkip(rest)) return this.continueAfter(skipExactly(this.reader, rest, body.where, body.dataOffset + body.size - body.remaining));
+      if (!this.reader.trySkip(body.remaining + padding(body.size))) {
+        return this.continueAfter(skipData(this.reader, body.remaining, padding(body.size), body.where, body.dataOffset + body.size - body.remaining));
+      }
     }
     for (;;) {
       throwIfAborted(this.signal);
@@ -145,9 +147,8 @@ class TarEntries {
     // Types without data records (POSIX; as Go's archive/tar does): their size field is
     // informational. Regular files and GNU dump directories carry `size` bytes.
     const dataSize = parser.typeflag === TypeFlag.gnuDumpDir ? size : 0;
-    const skip = dataSize + padding(dataSize);
-    if (reader.trySkip(skip)) return entry;
-    return skipExactly(reader, skip, parser.where, dataOffset).then(() => entry);
+    if (reader.trySkip(dataSize + padding(dataSize))) return entry;
+    return skipData(reader, dataSize, padding(dataSize), parser.where, dataOffset).then(() => entry);
   }
 
   private afterExtendedHeader(dataOffset: number): typeof MORE | Promise<NextEntry> {
@@ -155,8 +156,7 @@ class TarEntries {
     const reader = this.reader;
     const size = parser.size;
     if (parser.typeflag === TypeFlag.gnuVolumeLabel) {
-      const skip = size + padding(size);
-      if (!reader.trySkip(skip)) return this.continueAfter(skipExactly(reader, skip, parser.where, dataOffset).then(() => parser.reset()));
+      if (!reader.trySkip(size + padding(size))) return this.continueAfter(skipData(reader, size, padding(size), parser.where, dataOffset).then(() => parser.reset()));
       parser.reset();
       return MORE;
     }
@@ -169,15 +169,21 @@ class TarEntries {
   }
 }
 
-/** Skips `n` bytes that the archive must contain. */
-async function skipExactly(reader: ChunkReader, n: number, what: string, at: number): Promise<void> {
-  if (reader.trySkip(n)) return;
+/**
+ * Skips `n` data bytes that the archive must contain, then up to `pad` bytes of padding. As in
+ * Go's archive/tar, the stream may end inside or before the padding (umoci writes layers whose
+ * last entry has neither padding nor end-of-archive blocks): the next header read then finds
+ * the end of the input.
+ */
+async function skipData(reader: ChunkReader, n: number, pad: number, what: string, at: number): Promise<void> {
+  if (reader.trySkip(n + pad)) return;
   const got = await reader.skip(n);
   if (got < n) {
     throw new FormatError('tar.entry.data', `${what}: archive truncated: ${got} of ${n} bytes present`, {
       offset: at,
     });
   }
+  if (pad > 0) await reader.skip(pad);
 }
 
 /** readPayload without a promise when the payload and its padding are in the current chunk. */
@@ -204,7 +210,7 @@ async function readPayload(reader: ChunkReader, size: number, maxMetadata: numbe
     });
   }
   const pad = padding(size);
-  if (!reader.trySkip(pad)) await skipExactly(reader, pad, what, at + size);
+  if (!reader.trySkip(pad)) await skipData(reader, 0, pad, what, at + size);
   return data;
 }
 
@@ -362,8 +368,12 @@ class HeaderParser {
       case TypeFlag.gnuSparse:
         throw new UnsupportedError(`tar ${entryWhere}: GNU old-style sparse files (type 'S') are not supported`);
       default:
-        throw new UnsupportedError(
-          `tar ${entryWhere}: unsupported entry type ${JSON.stringify(String.fromCharCode(typeflag))} (0x${typeflag.toString(16)})`,
+        // Bad input like any other malformed header (exit code 2), as containerd's applier
+        // refuses such entries too.
+        throw new FormatError(
+          'tar.header.typeflag',
+          `${entryWhere}: unknown entry type ${JSON.stringify(String.fromCharCode(typeflag))} (0x${typeflag.toString(16)})`,
+          { offset: headerOffset + Field.typeflag[0], value: typeflag },
         );
     }
 

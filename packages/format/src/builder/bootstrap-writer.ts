@@ -655,7 +655,7 @@ class BootstrapPlan {
       const q = (abs - from) >>> 2; // abs is 32-aligned
       const dataSize = P.dataSize[p]!;
       const mtime = tree.mtime[inode]!;
-      if (!Number.isSafeInteger(dataSize) || !Number.isSafeInteger(mtime) || mtime < 0) throw new RangeError(`inode ${inode}: size ${dataSize} or mtime ${mtime} is not a u64`);
+      if (!Number.isSafeInteger(dataSize) || !Number.isSafeInteger(mtime)) throw new RangeError(`inode ${inode}: size ${dataSize} or mtime ${mtime} is not a safe integer`);
       w16[2 * q] = InodeVersion.EXTENDED | (P.layout[p]! << 1);
       w16[2 * q + 1] = P.xattrCount[p]!;
       w16[2 * q + 2] = tree.mode[inode]!;
@@ -667,8 +667,9 @@ class BootstrapPlan {
         w32[q + 6] = tree.uid[inode]!;
         w32[q + 7] = tree.gid[inode]!;
       }
+      // A signed i64: stores into the Uint32Array take each half modulo 2^32.
       w32[q + 8] = mtime;
-      w32[q + 9] = mtime / 0x1_0000_0000;
+      w32[q + 9] = Math.floor(mtime / 0x1_0000_0000);
       w32[q + 10] = tree.mtimeNsec[inode]!;
       w32[q + 11] = P.nlink[p]!;
     } else {
@@ -691,7 +692,7 @@ class BootstrapPlan {
     sv.setUint32(20, P.ino[p]!, true);
     sv.setUint32(24, this.explicitUidGid ? tree.uid[inode]! : 0, true);
     sv.setUint32(28, this.explicitUidGid ? tree.gid[inode]! : 0, true);
-    setU64(sv, 32, tree.mtime[inode]!);
+    setI64(sv, 32, tree.mtime[inode]!);
     sv.setUint32(40, tree.mtimeNsec[inode]!, true);
     sv.setUint32(44, P.nlink[p]!, true);
     return header;
@@ -903,6 +904,13 @@ function setU64(view: DataView, off: number, v: number): void {
   if (!Number.isSafeInteger(v) || v < 0) throw new RangeError(`u64 field value ${v} is not a non-negative safe integer`);
   view.setUint32(off, v % 0x1_0000_0000, true);
   view.setUint32(off + 4, Math.floor(v / 0x1_0000_0000), true);
+}
+
+function setI64(view: DataView, off: number, v: number): void {
+  if (!Number.isSafeInteger(v)) throw new RangeError(`i64 field value ${v} is not a safe integer`);
+  const hi = Math.floor(v / 0x1_0000_0000);
+  view.setUint32(off, v - hi * 0x1_0000_0000, true);
+  view.setInt32(off + 4, hi, true);
 }
 
 /** `encodeChunkInfo` (spec §1.8) straight from the store's columns, at `off` of `out`. */

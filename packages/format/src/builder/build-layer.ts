@@ -465,8 +465,8 @@ function validateEntry(entry: LayerEntry): EntryAttrs {
   }
   const uid = checkU32(entry, 'uid', entry.uid);
   const gid = checkU32(entry, 'gid', entry.gid);
-  if (typeof entry.mtime !== 'number' || !Number.isSafeInteger(entry.mtime) || entry.mtime < 0) {
-    throw new InvalidArgumentError(`entry '${entry.path}': mtime ${String(entry.mtime)} is not a non-negative whole number of seconds`);
+  if (typeof entry.mtime !== 'number' || !Number.isSafeInteger(entry.mtime)) {
+    throw new InvalidArgumentError(`entry '${entry.path}': mtime ${String(entry.mtime)} is not a whole number of seconds`);
   }
   const mtimeNsec = entry.mtimeNsec ?? 0;
   if (!Number.isInteger(mtimeNsec) || mtimeNsec < 0 || mtimeNsec > 999_999_999) {

@@ -50,6 +50,19 @@ export class LeReader {
     }
     return hi * 0x1_0000_0000 + lo;
   }
+  /** A two's-complement i64 that must fit a JS safe integer (times before 1970 are negative). */
+  i64(off: number, field: string): number {
+    this.check(off, 8, field);
+    const lo = this.view.getUint32(off, true);
+    const hi = this.view.getInt32(off + 4, true);
+    const v = hi * 0x1_0000_0000 + lo;
+    if (!Number.isSafeInteger(v)) {
+      throw new FormatError(`${this.what}.${field}`, `value ${hi < 0 ? '-' : ''}0x${(hi >>> 0).toString(16)}${lo.toString(16).padStart(8, '0')} lies beyond ±2^53`, {
+        offset: this.base + off,
+      });
+    }
+    return v;
+  }
   /** The raw two 32-bit halves of a u64 (for packed words). */
   u64Parts(off: number, field: string): { lo: number; hi: number } {
     this.check(off, 8, field);
@@ -92,6 +105,13 @@ export class LeWriter {
     if (!Number.isSafeInteger(v) || v < 0) throw new RangeError(`u64 field value ${v} is not a non-negative safe integer`);
     this.view.setUint32(off, v % 0x1_0000_0000, true);
     this.view.setUint32(off + 4, Math.floor(v / 0x1_0000_0000), true);
+    return this;
+  }
+  /** A two's-complement i64 (times before 1970 are negative). */
+  i64(off: number, v: number): this {
+    if (!Number.isSafeInteger(v)) throw new RangeError(`i64 field value ${v} is not a safe integer`);
+    this.view.setUint32(off, v - Math.floor(v / 0x1_0000_0000) * 0x1_0000_0000, true);
+    this.view.setInt32(off + 4, Math.floor(v / 0x1_0000_0000), true);
     return this;
   }
   u64Parts(off: number, lo: number, hi: number): this {

@@ -17,7 +17,7 @@ export interface ErofsInode {
   /** i_ino: compact @20, extended @20 */ ino: number;
   /** i_uid: compact @24 (u16), extended @24 (u32) */ uid: number;
   /** i_gid: compact @26 (u16), extended @28 (u32) */ gid: number;
-  /** i_mtime @32 (extended only) */ mtime: number;
+  /** i_mtime @32 (extended only; signed, as the kernel reads it: before 1970 is negative) */ mtime: number;
   /** i_mtime_nsec @40 (extended only) */ mtimeNsec: number;
 }
 
@@ -44,7 +44,7 @@ export function decodeInodeAt(view: DataView, at: number, nid: number, absOffset
   const layout = (format >> 1) & 0x7;
   const extended = (format & 1) === InodeVersion.EXTENDED;
   const known = format >= 0 && format >> 4 === 0 && (layout === DataLayout.FLAT_PLAIN || layout === DataLayout.FLAT_INLINE || layout === DataLayout.CHUNK_BASED);
-  if (!known || available < (extended ? EXTENDED_INODE_SIZE : COMPACT_INODE_SIZE) || (extended && (view.getUint32(at + EXTENDED.size + 4, true) > 0x1fffff || view.getUint32(at + EXTENDED.mtime + 4, true) > 0x1fffff))) {
+  if (!known || available < (extended ? EXTENDED_INODE_SIZE : COMPACT_INODE_SIZE) || (extended && (view.getUint32(at + EXTENDED.size + 4, true) > 0x1fffff || !safeI64High(view, at + EXTENDED.mtime)))) {
     throwBadInode(view, at, nid, absOffset);
   }
   if (extended) {
@@ -59,7 +59,7 @@ export function decodeInodeAt(view: DataView, at: number, nid: number, absOffset
       ino: view.getUint32(at + EXTENDED.ino, true),
       uid: view.getUint32(at + EXTENDED.uid, true),
       gid: view.getUint32(at + EXTENDED.gid, true),
-      mtime: view.getUint32(at + EXTENDED.mtime + 4, true) * 0x1_0000_0000 + view.getUint32(at + EXTENDED.mtime, true),
+      mtime: view.getInt32(at + EXTENDED.mtime + 4, true) * 0x1_0000_0000 + view.getUint32(at + EXTENDED.mtime, true),
       mtimeNsec: view.getUint32(at + EXTENDED.mtimeNsec, true),
     };
   }
@@ -79,6 +79,12 @@ export function decodeInodeAt(view: DataView, at: number, nid: number, absOffset
   };
 }
 
+/** True if the little-endian i64 at `at` is a JS safe integer. */
+function safeI64High(view: DataView, at: number): boolean {
+  const hi = view.getInt32(at + 4, true);
+  return hi <= 0x1fffff && (hi > -0x200000 || (hi === -0x200000 && view.getUint32(at, true) !== 0));
+}
+
 /** Raises the FormatError that names what is wrong with the inode at `at`. */
 function throwBadInode(view: DataView, at: number, nid: number, absOffset: number): never {
   const what = `inode[nid ${nid}]`;
@@ -94,7 +100,7 @@ function throwBadInode(view: DataView, at: number, nid: number, absOffset: numbe
   if (r.bytes.byteLength < size) throw new FormatError(what, `truncated ${extended ? 'extended' : 'compact'} inode (need ${size} bytes, ${r.bytes.byteLength} available)`, { offset: absOffset });
   // u64 fields beyond 2^53
   r.u64(EXTENDED.size, 'i_size');
-  r.u64(EXTENDED.mtime, 'i_mtime');
+  r.i64(EXTENDED.mtime, 'i_mtime');
   throw new NydusError('INTERNAL', `${what}: rejected by the fast check, passed the detailed one`);
 }
 
@@ -110,7 +116,7 @@ export function encodeInode(inode: ErofsInode): Uint8Array {
       .u32(EXTENDED.ino, inode.ino)
       .u32(EXTENDED.uid, inode.uid)
       .u32(EXTENDED.gid, inode.gid)
-      .u64(EXTENDED.mtime, inode.mtime)
+      .i64(EXTENDED.mtime, inode.mtime)
       .u32(EXTENDED.mtimeNsec, inode.mtimeNsec)
       .u32(EXTENDED.nlink, inode.nlink).bytes;
   }
