@@ -44,4 +44,9 @@ export interface LayerEntry {
    * fully before asking for the next entry (a tar stream cannot do otherwise).
    */
   content?: AsyncIterable<Uint8Array>;
+  /**
+   * Regular files: offset of the content's first byte in the layer's uncompressed source stream
+   * (the tar). Tar sources set it; reference layers (zran, tar-ref) need it to place chunks.
+   */
+  dataOffset?: number;
 }

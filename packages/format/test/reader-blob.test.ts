@@ -218,10 +218,10 @@ describe('be7d77… blob (layout §3.1(c))', () => {
     await expect(readBlobMeta(truncated, r.blobs[0]!.entry)).rejects.toMatchObject({ code: 'INVALID_FORMAT' });
   });
 
-  it('zran chunks are refused by the file reader (not implemented yet)', async () => {
+  it('zran chunks need their blob meta (contexts, windows) attached', async () => {
     const r = await BootstrapReader.open(be7Boot);
     const lib = r.chunks(r.lookup('/lib.rs')!)[0]!;
     const fr = new RafsFileReader(r, mapBackend({ [BE7_ID]: be7Blob }));
-    await expect(fr.readChunk({ ...lib, zranContextIndex: 0, zranOffset: 0 })).rejects.toMatchObject({ code: 'UNSUPPORTED' });
+    await expect(fr.readChunk({ ...lib, zranContextIndex: 0, zranOffset: 0 })).rejects.toMatchObject({ code: 'FAILED_PRECONDITION' });
   });
 });

@@ -141,6 +141,7 @@ class TarEntries {
     if (entry.type === 'file') {
       const body = new TarBody(reader, parser.where, size, dataOffset);
       entry.content = body;
+      entry.dataOffset = dataOffset;
       this.body = body;
       return entry;
     }

@@ -1,5 +1,5 @@
 import { NotFoundError } from '@nydus-ts/core';
-import { RafsFileReader, type ChunkRef } from '@nydus-ts/format';
+import { RafsFileReader, attachRefBlobMetas, type ChunkRef } from '@nydus-ts/format';
 import { stat } from 'node:fs/promises';
 import { openBootstrapFile } from './inspect-image.js';
 import { LocalBlobBackend } from '@nydus-ts/backend';
@@ -60,6 +60,8 @@ export async function checkImage(options: CheckImageOptions): Promise<CheckImage
     }
     const missing = result.blobs.filter((b) => !b.present).map((b) => b.id);
     if (missing.length > 0) throw new NotFoundError(`blob(s) missing from ${options.blobDir}: ${missing.join(', ')}`);
+    // Reference (targz-ref / tar-ref) blobs are read through their meta blobs, also in the blob dir.
+    await attachRefBlobMetas(reader, backend, options.signal);
     const files = new RafsFileReader(reader, backend);
     for (const ref of refs.values()) {
       options.signal?.throwIfAborted();

@@ -1,5 +1,5 @@
 import type { Logger } from '@nydus-ts/core';
-import { RafsFileReader, decodeRdev, type BootstrapReader, type LayerEntry } from '@nydus-ts/format';
+import { RafsFileReader, attachRefBlobMetas, decodeRdev, type BootstrapReader, type LayerEntry } from '@nydus-ts/format';
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { writeTarEntries } from '../layer/tar-writer.js';
@@ -63,6 +63,8 @@ export async function unpackImage(options: UnpackImageOptions): Promise<{ output
   await mkdir(path.dirname(path.resolve(options.output)), { recursive: true });
   const out = await AtomicFileWriter.create(path.dirname(path.resolve(options.output)), { prefix: path.basename(options.output) });
   try {
+    // Reference (targz-ref / tar-ref) blobs are read through their meta blobs, also in the blob dir.
+    await attachRefBlobMetas(reader, backend, options.signal);
     // The root is implied by a tar; skip it so paths stay relative.
     const entries = (async function* () {
       for await (const e of bootstrapEntries(reader, files)) if (e.path !== '') yield e;

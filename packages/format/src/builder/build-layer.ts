@@ -17,7 +17,7 @@ import {
 import { writeBootstrap, writeBootstrapTo } from './bootstrap-writer.js';
 import { BlobWriter, type BlobSink, type LayerBuildStats } from './blob-writer.js';
 import { ChunkDict } from './chunk-dict.js';
-import { FsTree, KINDS, KIND_CODE, K_DIR, K_FILE, TYPE_BITS, nameKey, type NodeKind, type TreeBlob } from './tree.js';
+import { ChunkStore, FsTree, KINDS, KIND_CODE, K_DIR, K_FILE, TYPE_BITS, nameKey, type NodeKind, type TreeBlob } from './tree.js';
 
 export interface BuildLayerOptions {
   /** Chunk size: a power of two from 4 KiB to 16 MiB. Default 1 MiB. */
@@ -211,17 +211,34 @@ function takeWholeContent(entry: LayerEntry): Uint8Array | null {
   return content[WHOLE_CONTENT]();
 }
 
+/** What `LayerEntries` stores chunks through: a data blob's writer or a reference layer's index. */
+export interface LayerChunkWriter {
+  readonly stats: LayerBuildStats;
+  readonly stores: readonly [ChunkStore, ChunkStore];
+  readonly mustFlush: boolean;
+  flush(): Promise<void>;
+  chunkSpace(size: number): Buffer | undefined;
+  /** `sourceOffset`: where the chunk starts in the layer's source stream (-1 when unknown). */
+  addChunk(data: Uint8Array, fileOffset: number, sourceOffset: number): number;
+}
+
+/** Where byte `fileOffset` of an entry's content lies in its source stream, or -1. */
+function sourceOffsetOf(entry: LayerEntry, fileOffset: number): number {
+  const base = entry.dataOffset;
+  return base === undefined ? -1 : base + fileOffset;
+}
+
 /**
  * Adds entries to the tree one at a time, synchronously where it can: the per-entry work lives
  * here rather than in `buildLayer`'s loop, which stays small (an async function's body is
  * recompiled whole whenever any part of it deoptimises).
  */
-class LayerEntries {
+export class LayerEntries {
   private readonly paths: LayerPaths;
   private readonly reader: ContentReader;
 
   constructor(
-    private readonly writer: BlobWriter,
+    private readonly writer: LayerChunkWriter,
     private readonly tree: FsTree,
     private readonly chunkSize: number,
     private readonly signal: AbortSignal | undefined,
@@ -269,7 +286,7 @@ class ContentReader {
   private buffer: Buffer | undefined;
 
   constructor(
-    private readonly writer: BlobWriter,
+    private readonly writer: LayerChunkWriter,
     private readonly tree: FsTree,
     private readonly chunkSize: number,
     private readonly signal: AbortSignal | undefined,
@@ -284,7 +301,7 @@ class ContentReader {
     this.tree.beginChunks(inode);
     if (size === 0) return;
     throwIfAborted(this.signal);
-    this.tree.pushChunkRef(inode, this.writer.addChunk(data, 0));
+    this.tree.pushChunkRef(inode, this.writer.addChunk(data, 0, sourceOffsetOf(entry, 0)));
     this.writer.stats.bytesIn += size;
   }
 
@@ -326,7 +343,7 @@ class ContentReader {
         }
         throwIfAborted(this.signal);
         // The chunk list of `inode` is the last one begun: nothing else adds refs meanwhile.
-        tree.pushChunkRef(inode, writer.addChunk(data, fileOffset));
+        tree.pushChunkRef(inode, writer.addChunk(data, fileOffset, sourceOffsetOf(entry, fileOffset)));
         fileOffset += want;
         if (writer.mustFlush) await writer.flush();
       }

@@ -12,3 +12,7 @@ export { ChunkStore, FsTree } from './tree.js';
 export type { NodeKind, TreeBlob, TreeChunk } from './tree.js';
 export { mergeBootstraps } from './merge.js';
 export type { MergeLayer, MergeOptions, MergeResult } from './merge.js';
+export { buildRefLayer } from './ref-layer.js';
+export type { BuildRefLayerOptions, RefLayerBuildResult } from './ref-layer.js';
+export { TarRefLocator, ZranIndexBuilder } from './zran-index.js';
+export type { RefChunkLocator, RefChunkPlace, ZranCheckpoint } from './zran-index.js';

@@ -15,6 +15,12 @@ export interface MergeLayer {
    * replacing the one in the bootstrap — typically the `"x"×64` placeholder of an inlined one.
    */
   blobId?: string;
+  /**
+   * Reference layers (targz-ref / tar-ref, their blob marked SEPARATE): digest (hex or
+   * `sha256:`) and size of the layer's RAFS meta blob (the nydus-ref layer), recorded as the own
+   * blob's blob_meta_digest / blob_meta_size (spec §4.3). Needs `blobId`.
+   */
+  blobMeta?: { digest: string; size: number };
 }
 
 export interface MergeOptions {
@@ -80,6 +86,7 @@ export async function mergeBootstraps(layers: ReadonlyArray<MergeLayer>, options
       if (blob === undefined) {
         const { blobIndex: _index, ...entry } = b.entry;
         blob = { ...entry, blobId: id, features: entry.features & ~BlobFeatures.INLINED_FS_META, cipherIv: entry.cipherIv.slice() };
+        if (j === ownIndex && layers[i]!.blobMeta !== undefined) Object.assign(blob, separateMeta(i, blob, layers[i]!.blobMeta!));
         byId.set(id, blob);
       } else if (blob.chunkSize !== b.entry.chunkSize) {
         throw new InvalidArgumentError(`layer ${i}: blob ${id} has chunk size ${b.entry.chunkSize}, another layer's has ${blob.chunkSize}`);
@@ -127,6 +134,13 @@ function normaliseBlobId(i: number, blobId: string): string {
   const id = blobId.startsWith('sha256:') ? blobId.slice(7) : blobId;
   if (!/^[0-9a-f]{64}$/.test(id)) throw new InvalidArgumentError(`layer ${i}: blobId ${JSON.stringify(blobId)} is not a sha256 hex digest`);
   return id;
+}
+
+/** blob_meta_digest/size of a SEPARATE blob from its meta blob's digest and size. */
+function separateMeta(i: number, blob: TreeBlob, meta: { digest: string; size: number }): Pick<TreeBlob, 'metaDigest' | 'metaSize'> {
+  if ((blob.features & BlobFeatures.SEPARATE) === 0) throw new InvalidArgumentError(`layer ${i}: blobMeta given but blob ${blob.blobId} is not SEPARATE (not a reference layer)`);
+  if (!Number.isSafeInteger(meta.size) || meta.size <= 0) throw new InvalidArgumentError(`layer ${i}: blobMeta.size ${String(meta.size)} is not a positive byte count`);
+  return { metaDigest: normaliseBlobId(i, meta.digest), metaSize: meta.size };
 }
 
 /** Index of the blob that `blobId` renames: the one blob not from the chunk dict. */

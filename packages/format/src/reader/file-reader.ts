@@ -1,7 +1,7 @@
 import { DigestMismatchError, FormatError, InvalidArgumentError, NydusError, UnsupportedError, throwIfAborted, type BlobBackend } from '@nydus-ts/core';
-import { crc32c } from '@nydus-ts/native';
+import { crc32c, inflateFromCheckpointAsync } from '@nydus-ts/native';
 import { digestChunk } from '../chunk-digest.js';
-import { BlobFeatures, ChunkFlags } from '../layout/constants.js';
+import { BlobFeatures, ChunkFlags, ChunkInfoV2Flags } from '../layout/constants.js';
 import type { BootstrapReader, ChunkRef } from './bootstrap-reader.js';
 import { decompressChunk } from '../compression.js';
 
@@ -39,9 +39,7 @@ export class RafsFileReader {
       throw new InvalidArgumentError(`chunk ref names blob ${ref.blobIndex} (${ref.blobId}), which this bootstrap does not have`);
     }
     const subject = `chunk ${ref.ciIndex} of blob ${ref.blobId}`;
-    if ((blob.features & BlobFeatures.ZRAN) !== 0 || ref.zranContextIndex !== undefined) {
-      throw new UnsupportedError(`${subject}: reading chunks of ZRAN (gzip random access) blobs is not supported yet`);
-    }
+    if ((blob.features & BlobFeatures.ZRAN) !== 0 || ref.zranContextIndex !== undefined) return this.verified(ref, subject, await this.readZranChunk(ref, subject, signal));
     if ((ref.flags & ChunkFlags.BATCH) !== 0 || ref.batchIndex !== undefined) {
       throw new UnsupportedError(`${subject}: reading batch chunks is not supported yet`);
     }
@@ -59,7 +57,35 @@ export class RafsFileReader {
     if (raw.byteLength !== ref.compressedSize) {
       throw new NydusError('DATA_LOSS', `${subject}: backend returned ${raw.byteLength} bytes for [${ref.compressedOffset}, +${ref.compressedSize})`);
     }
-    const data = ref.compressed ? decompressChunk(blob.compressor, raw, ref.uncompressedSize, subject) : raw;
+    return this.verified(ref, subject, ref.compressed ? decompressChunk(blob.compressor, raw, ref.uncompressedSize, subject) : raw);
+  }
+
+  /**
+   * A chunk of a gzip layer (spec §4.4): one read of its context's compressed span, inflated
+   * from the context's checkpoint (bits and window) up to the chunk's end, then sliced.
+   */
+  private async readZranChunk(ref: ChunkRef, subject: string, signal: AbortSignal | undefined): Promise<Uint8Array> {
+    const meta = this.bootstrap.blobMeta(ref.blobIndex);
+    if (meta === undefined) throw new NydusError('FAILED_PRECONDITION', `${subject}: a ZRAN blob is read through its blob meta; attach it first (attachBlobMeta)`);
+    const ci = meta.chunks[ref.ciIndex];
+    if (ci === undefined || (ci.flags & ChunkInfoV2Flags.ZRAN) === 0) throw new FormatError(subject, `CI entry ${ref.ciIndex} is not a ZRAN chunk`, { value: ref.ciIndex });
+    const ctx = meta.zranContexts[ci.contextIndex];
+    const end = ci.contextOffset + ci.uncompressedSize;
+    if (ctx === undefined || end > ctx.outLen || ci.uncompressedSize !== ref.uncompressedSize || ref.uncompressedSize > this.bootstrap.chunkSize) {
+      throw new FormatError(subject, `zran slice [${ci.contextOffset}, +${ci.uncompressedSize}) of context ${ci.contextIndex} does not fit it or the chunk`, { value: ci.contextIndex });
+    }
+    const input = await this.backend.readRange(ref.blobId, ctx.inOffset, ctx.inLen, signal);
+    if (input.byteLength !== ctx.inLen) {
+      throw new NydusError('DATA_LOSS', `${subject}: backend returned ${input.byteLength} bytes for [${ctx.inOffset}, +${ctx.inLen})`);
+    }
+    const window = meta.dictionaryTable.subarray(ctx.dictOffset, ctx.dictOffset + ctx.dictSize);
+    const out = Buffer.allocUnsafe(end);
+    await inflateFromCheckpointAsync(input, { bits: ctx.ctxBits, byte: ctx.ctxByte, window }, out, subject);
+    return out.subarray(ci.contextOffset, end);
+  }
+
+  /** `data` once its digest (and CRC-32C when present) match the chunk's, when verifying. */
+  private verified(ref: ChunkRef, subject: string, data: Uint8Array): Uint8Array {
     if (this.verify) {
       const actual = digestChunk(this.bootstrap.digester, data);
       if (actual !== ref.digest) throw new DigestMismatchError(subject, ref.digest, actual);

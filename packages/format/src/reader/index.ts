@@ -38,3 +38,4 @@ export {
   type BlobTailSection,
 } from './blob-toc.js';
 export { RafsFileReader, type BlobBackend, type RafsFileReaderOptions } from './file-reader.js';
+export { attachRefBlobMetas, fetchRefBlobMeta, isSeparateBlob } from './ref-blob-meta.js';
