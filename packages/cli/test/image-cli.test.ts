@@ -5,6 +5,8 @@ import path from 'node:path';
 import { PassThrough } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runNydusify, type CliIo } from '../src/index.js';
+import { writeTarEntries } from '@nydus-ts/converter';
+import type { LayerEntry } from '@nydus-ts/format';
 import { nydusifyBin } from './support/bin.js';
 
 async function run(...argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
@@ -148,5 +150,20 @@ describe('nydusify-ts image', () => {
     const refused = await run('image', 'create', '--type', 'tar-rafs', weird, '--bootstrap', path.join(work, 'weird/boot'), '--blob-dir', path.join(work, 'weird/blobs'));
     expect(refused.code).toBe(2);
     expect(refused.stderr).toMatch(/odd-entry.*unknown entry type "Z"/);
+  });
+
+  it('refuses to build nesting deeper than inspect, check and unpack read (exit 2, nothing written)', async () => {
+    const deep = path.join(work, 'deep.tar');
+    const entry: LayerEntry = { path: `${'level/'.repeat(2100)}file`, type: 'file', mode: 0o644, uid: 0, gid: 0, mtime: 0, size: 0 };
+    const parts: Uint8Array[] = [];
+    for await (const bytes of writeTarEntries((async function* () { yield entry; })())) parts.push(bytes);
+    await writeFile(deep, Buffer.concat(parts));
+    const boot = path.join(work, 'deep/boot');
+    const blobs = path.join(work, 'deep/blobs');
+    const created = await run('image', 'create', '--type', 'tar-rafs', deep, '--bootstrap', boot, '--blob-dir', blobs);
+    expect(created.code).toBe(2);
+    expect(created.stderr).toMatch(/deeper than the 2048 levels/);
+    expect((await readdir(blobs).catch(() => [])).length).toBe(0);
+    await expect(readFile(boot)).rejects.toThrow();
   });
 });

@@ -8,8 +8,11 @@ import {
   ChunkDict,
   ChunkFlags,
   DataLayout,
+  BootstrapReader,
   INLINED_BLOB_ID,
+  MAX_DIRECTORY_DEPTH,
   RafsSuperFlags,
+  mergeBootstraps,
   buildLayer,
   decodeChunkInfoV1,
   decodeCompressionContextHeader,
@@ -558,6 +561,21 @@ describe('buildLayer: validation', () => {
     await expectInvalid(build(() => [{ ...E.file('t', 'x'), type: 'weird' as never }]), "'t'", 'weird');
     await expectInvalid(build(() => [E.symlink('s', '')]), "'s'", 'target');
     await expectInvalid(build(() => [E.chr('c', 5000, 1)]), "'c'", 'device');
+  });
+
+  it('builds no deeper nesting than readers accept: one limit, MAX_DIRECTORY_DEPTH, checked when building', async () => {
+    const deepest = Array.from({ length: MAX_DIRECTORY_DEPTH }, () => 'd').join('/');
+    // A directory at the limit, a file one level below it: built, and walked by the reader.
+    const r = await build(() => [E.dir(deepest), E.file(`${deepest}/leaf`, 'x')]);
+    const reader = await BootstrapReader.open(r.bootstrap);
+    const walked = [...reader.walk()];
+    expect(walked).toHaveLength(MAX_DIRECTORY_DEPTH + 2);
+    expect(walked[walked.length - 1]!.path).toBe(`/${deepest}/leaf`);
+    expect((await mergeBootstraps([{ bootstrap: r.bootstrap }])).bootstrap.length).toBeGreaterThan(0);
+    // One level deeper is refused as bad input, whether listed or implied by a deeper entry.
+    await expectInvalid(build(() => [E.dir(`${deepest}/too-deep`)]), 'deeper than the 2048 levels');
+    await expectInvalid(build(() => [E.file(`${deepest}/too-deep/f`, 'x')]), 'deeper than the 2048 levels');
+    await expectInvalid(build(() => [E.symlink(`${deepest}/too-deep/s`, 'x')]), 'deeper than the 2048 levels');
   });
 
   it('stops with CANCELLED when the signal aborts', async () => {

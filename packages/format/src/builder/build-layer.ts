@@ -6,6 +6,7 @@ import {
   DEFAULT_CHUNK_SIZE,
   EROFS_NAME_LEN,
   MAX_CHUNK_SIZE,
+  MAX_DIRECTORY_DEPTH,
   MAX_XATTR_NAME_SUFFIX,
   MAX_XATTR_VALUE_SIZE,
   MIN_CHUNK_SIZE,
@@ -252,6 +253,11 @@ export class LayerEntries {
     throwIfAborted(this.signal);
     this.writer.stats.entries++;
     const parts = splitEntryPath(entry);
+    // A directory at its path's depth, anything else below a directory one level up.
+    if (parts.length - (entry.type === 'directory' ? 0 : 1) > MAX_DIRECTORY_DEPTH) {
+      const shown = entry.path.length > 80 ? `${entry.path.slice(0, 40)}…${entry.path.slice(-40)}` : entry.path;
+      throw new InvalidArgumentError(`entry '${shown}': ${parts.length} path components nest directories deeper than the ${MAX_DIRECTORY_DEPTH} levels readers accept`);
+    }
     if (entry.type === 'hardlink') {
       validateEntry(entry);
       this.paths.link(parts, entry);

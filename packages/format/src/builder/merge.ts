@@ -1,5 +1,5 @@
 import { FormatError, InvalidArgumentError, NydusError, UnsupportedError, throwIfAborted } from '@nydus-ts/core';
-import { BlobFeatures, RafsSuperFlags, type DirentList } from '../layout/index.js';
+import { BlobFeatures, MAX_DIRECTORY_DEPTH, RafsSuperFlags, type DirentList } from '../layout/index.js';
 import { BootstrapReader } from '../reader/index.js';
 import { writeBootstrapOfReferencedBlobs } from './bootstrap-writer.js';
 import { validatePrefetchPatterns } from './build-layer.js';
@@ -42,7 +42,6 @@ export interface MergeResult {
 
 const WHITEOUT_PREFIX = Buffer.from('.wh.');
 const OPAQUE = Buffer.from('.wh..wh..opq');
-const MAX_DEPTH = 2048;
 
 /**
  * Merges layer bootstraps, lowest first, into one (spec §6): OCI whiteouts of upper layers
@@ -188,7 +187,7 @@ class LayerMerger {
   }
 
   private mergeDir(target: number, nid: number, visiting: Set<number>, depth: number): void {
-    if (depth > MAX_DEPTH) throw new FormatError(`dir[nid ${nid}]`, `directory nesting exceeds ${MAX_DEPTH} levels`);
+    if (depth > MAX_DIRECTORY_DEPTH) throw new FormatError(`dir[nid ${nid}]`, `directory nesting exceeds ${MAX_DIRECTORY_DEPTH} levels`);
     const tree = this.tree;
     const list = this.reader.direntList(nid);
     const names = list.names;

@@ -25,6 +25,13 @@ export const XATTR_ENTRY_HEADER_SIZE = 4;
 /** The root inode sits one block after the meta base, so its nid is 4096 / 32. */
 export const ROOT_NID = 128;
 export const EROFS_NAME_LEN = 255;
+/**
+ * Deepest directory nesting, in path components below the root (PATH_MAX 4096 allows at most
+ * 2048 levels): the builder refuses deeper directories and the reader and merge refuse to walk
+ * them, so that nothing builds what its own tools cannot read. Non-directories may sit one
+ * level below the deepest directory.
+ */
+export const MAX_DIRECTORY_DEPTH = 2048;
 /** Device slots hold at most 254 blobs (device id is one byte, 0 = the bootstrap). */
 export const MAX_BLOBS = 254;
 /** Blob placement for `mapped_blkaddr` starts on 512 KiB boundaries (in blocks). */

@@ -16,6 +16,7 @@ import {
   EROFS_BLOCK_SIZE,
   INODE_SLOT_SIZE,
   MAX_BLOBS,
+  MAX_DIRECTORY_DEPTH,
   RafsSuperFlags,
   S_IFBLK,
   S_IFCHR,
@@ -43,8 +44,8 @@ import { ChunkTableView } from './chunk-table.js';
 
 /** Default cap on the bootstrap size: it is metadata and is held in memory whole. */
 export const DEFAULT_MAX_BOOTSTRAP_SIZE = 1024 * 1024 * 1024;
-/** Deepest directory nesting `walk()` follows (PATH_MAX 4096 allows at most 2048 levels). */
-export const MAX_WALK_DEPTH = 2048;
+/** Deepest directory nesting `walk()` follows: MAX_DIRECTORY_DEPTH, the limit the builder keeps. */
+export const MAX_WALK_DEPTH = MAX_DIRECTORY_DEPTH;
 /** Longest symlink target accepted (PATH_MAX − 1). */
 export const MAX_SYMLINK_SIZE = 4095;
 
