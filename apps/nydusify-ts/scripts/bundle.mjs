@@ -30,7 +30,7 @@ const result = await build({
   metafile: true,
   logLevel: 'warning',
   // Native addons are loaded relative to their own package directory.
-  external: ['@nydus-ts/native', 'zstd-napi', '@napi-rs/blake-hash', 'fs-xattr', 'fuse-native'],
+  external: ['@nydus-ts/native', '@napi-rs/blake-hash', 'fs-xattr', 'fuse-native'],
   // CommonJS dependencies (commander) call require() for Node built-ins.
   banner: { js: "import { createRequire as __nydusCreateRequire } from 'node:module';\nconst require = __nydusCreateRequire(import.meta.url);" },
 });

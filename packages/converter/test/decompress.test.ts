@@ -6,11 +6,10 @@ import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
 import { isNydusError } from '@nydus-ts/core';
 import { describe, expect, it } from 'vitest';
-import { compress as zstdCompress } from 'zstd-napi';
 import { decompressStream, detectCompression, readTarEntries } from '../src/index.js';
 import type { LayerCompression } from '../src/index.js';
 import { createRandom } from './support/make-tree.js';
-import { chunked, collect } from './support/streams.js';
+import { chunked, collect, zstdCompressProcess, zstdFrame as zstdCompress } from './support/streams.js';
 
 const fixtures = resolve(dirname(fileURLToPath(import.meta.url)), '../../../testdata/nydus-upstream');
 
@@ -115,6 +114,23 @@ describe('decompressStream', () => {
     const zs = zstdCompress(plain);
     const e2 = await errorOf(collect(decompressStream(chunked(zs.subarray(0, zs.length - 100)))));
     expect(isNydusError(e2, 'INVALID_FORMAT')).toBe(true);
+  });
+
+  it('zstd: reads streamed frames (no content size) behind skippable frames, and rejects trailing junk', async () => {
+    const z = zstdCompressProcess();
+    const compressed = collect(z);
+    z.end(plain);
+    const streamed = await compressed;
+    const skippable = Buffer.concat([Buffer.from([0x50, 0x2a, 0x4d, 0x18, 5, 0, 0, 0]), Buffer.from('nydus')]);
+    for (const size of [3, 65_536]) {
+      // A skippable frame between frames is skipped.
+      expect(sha(await collect(decompressStream(chunked(Buffer.concat([zstdCompress(part1.subarray(0, 10)), skippable, streamed]), size))))).toBe(
+        sha(Buffer.concat([part1.subarray(0, 10), plain])),
+      );
+    }
+    const err = await errorOf(collect(decompressStream(chunked(Buffer.concat([streamed, Buffer.from('junk after the frame')])))));
+    expect(isNydusError(err, 'INVALID_FORMAT')).toBe(true);
+    expect((err as { field?: string }).field).toBe('layer.zstd');
   });
 
   it('gzip: ignores zero padding after the last member, rejects other trailing data and bad checksums', async () => {

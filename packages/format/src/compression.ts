@@ -1,6 +1,5 @@
 import { FormatError, UnsupportedError } from '@nydus-ts/core';
-import { lz4CompressBlockInto, lz4DecompressBlockInto, zstdCompressBatchAsync, zstdCompressInto } from '@nydus-ts/native';
-import zstdBinding from 'zstd-napi/binding.js';
+import { lz4CompressBlockInto, lz4DecompressBlockInto, zstdCompressBatchAsync, zstdCompressInto, zstdDecompressInto, zstdFrameContentSize } from '@nydus-ts/native';
 import { gunzipSync } from 'node:zlib';
 import type { CompressionName } from './layout/constants.js';
 
@@ -51,8 +50,6 @@ export async function compressBatchAsync(algo: ChunkCompressor, src: Uint8Array,
   for (let i = 0; i + 1 < bounds.length; i++) results[i] = compressChunkInto(algo, src.subarray(bounds[i], bounds[i + 1]), out, bounds[i]!);
 }
 
-let zstdContext: InstanceType<typeof zstdBinding.DCtx> | undefined;
-
 /**
  * Decompresses data that must expand to exactly `expectedSize` bytes. The output buffer is sized
  * by the caller's expectation, never by a size the (possibly corrupted) input claims, so a mutated
@@ -69,13 +66,12 @@ export function decompressChunk(algo: CompressionName, data: Uint8Array, expecte
         out = data;
         break;
       case 'zstd': {
-        const declared = zstdBinding.getFrameContentSize(data);
-        if (declared !== null && declared > expectedSize) {
+        const declared = zstdFrameContentSize(data, what);
+        if (declared !== undefined && declared > expectedSize) {
           throw new FormatError(what, `zstd frame declares ${declared} bytes, expected ${expectedSize}`, { value: declared });
         }
-        zstdContext ??= new zstdBinding.DCtx();
         const dst = Buffer.allocUnsafe(expectedSize);
-        out = dst.subarray(0, zstdContext.decompress(dst, data));
+        out = dst.subarray(0, zstdDecompressInto(data, dst, what));
         break;
       }
       case 'lz4_block': {
@@ -91,8 +87,6 @@ export function decompressChunk(algo: CompressionName, data: Uint8Array, expecte
     }
   } catch (err) {
     if (err instanceof UnsupportedError || err instanceof FormatError) throw err;
-    // A fresh context after a failure: a native context left mid-frame must not leak state.
-    if (algo === 'zstd') zstdContext = undefined;
     const message = err instanceof Error ? err.message : String(err);
     throw new FormatError(what, `${algo} decompression failed: ${message}`, { cause: err });
   }

@@ -81,15 +81,13 @@ static void run_step(Inflater *z, uint8_t *in, size_t in_len, uint8_t *out, size
   }
 }
 
+/* [consumed, produced, status], or NULL (with a pending exception) if it cannot be made. */
 static napi_value step_result(napi_env env, uint32_t consumed, uint32_t produced, int status) {
   napi_value result, v;
-  napi_create_array_with_length(env, 3, &result);
-  napi_create_uint32(env, consumed, &v);
-  napi_set_element(env, result, 0, v);
-  napi_create_uint32(env, produced, &v);
-  napi_set_element(env, result, 1, v);
-  napi_create_int32(env, status, &v);
-  napi_set_element(env, result, 2, v);
+  if (napi_create_array_with_length(env, 3, &result) != napi_ok || napi_create_uint32(env, consumed, &v) != napi_ok ||
+      napi_set_element(env, result, 0, v) != napi_ok || napi_create_uint32(env, produced, &v) != napi_ok ||
+      napi_set_element(env, result, 1, v) != napi_ok || napi_create_int32(env, status, &v) != napi_ok || napi_set_element(env, result, 2, v) != napi_ok)
+    return throw_error(env, "gzip inflate: cannot create the step result");
   return result;
 }
 
@@ -119,7 +117,7 @@ static napi_value create(napi_env env, napi_callback_info info) {
 static napi_value reset(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1];
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) argc = 0;
   Inflater *z = argc >= 1 ? inflater_arg(env, argv[0]) : NULL;
   if (!z) return throw_error(env, "gzipInflaterReset(handle): not an inflater");
   if (z->busy) return throw_error(env, "gzipInflaterReset: a step is running");
@@ -129,8 +127,7 @@ static napi_value reset(napi_env env, napi_callback_info info) {
 
 static int step_args(napi_env env, napi_callback_info info, napi_value *argv, Inflater **z, void **in, size_t *in_len, void **out, size_t *out_len) {
   size_t argc = 3;
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  if (argc < 3) return 0;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 3) return 0;
   *z = inflater_arg(env, argv[0]);
   if (!*z || !u8_arg(env, argv[1], in, in_len) || !u8_arg(env, argv[2], out, out_len)) return 0;
   return *in_len <= UINT32_MAX && *out_len <= UINT32_MAX;
@@ -159,10 +156,11 @@ static void job_execute(napi_env env, void *data) {
 static void job_complete(napi_env env, napi_status status, void *data) {
   StepJob *j = data;
   j->inflater->busy = 0;
-  if (status == napi_ok) {
-    napi_resolve_deferred(env, j->job.deferred, step_result(env, j->consumed, j->produced, j->status));
-  } else {
-    reject_cancelled(env, j->job.deferred, "gzip inflate step cancelled");
+  napi_value result = status == napi_ok ? step_result(env, j->consumed, j->produced, j->status) : NULL;
+  if (!result || napi_resolve_deferred(env, j->job.deferred, result) != napi_ok) {
+    napi_value ignored;
+    napi_get_and_clear_last_exception(env, &ignored);
+    reject_cancelled(env, j->job.deferred, status == napi_ok ? "gzip inflate: cannot settle the step" : "gzip inflate step cancelled");
   }
   async_job_release(env, &j->job);
   free(j);

@@ -1,13 +1,20 @@
 import { FormatError, InvalidArgumentError } from '@nydus-ts/core';
 import { createRequire } from 'node:module';
+import { markAsUntransferable } from 'node:worker_threads';
 
-interface Lz4Binding {
+interface NativeBinding {
   compressInto(src: Uint8Array, dst: Uint8Array): number;
   decompressInto(src: Uint8Array, dst: Uint8Array): number;
   compressBound(size: number): number;
   crc32c(data: Uint8Array, initial?: number): number;
+  liveThreadStates(): number;
   zstdCompressInto(src: Uint8Array, dst: Uint8Array, level: number): number;
   zstdCompressBatchAsync(src: Uint8Array, dst: Uint8Array, bounds: Uint32Array, results: Int32Array, level: number): Promise<void>;
+  zstdDecompressInto(src: Uint8Array, dst: Uint8Array): number;
+  zstdFrameContentSize(src: Uint8Array): number;
+  zstdErrorName(code: number): string;
+  zstdDecompressorCreate(): ZstdDecompressorHandle;
+  zstdDecompressStep(handle: ZstdDecompressorHandle, input: Uint8Array, output: Uint8Array): StepResult;
   gzipInflaterCreate(): GzipInflaterHandle;
   gzipInflaterReset(handle: GzipInflaterHandle): void;
   gzipInflateStep(handle: GzipInflaterHandle, input: Uint8Array, output: Uint8Array): StepResult;
@@ -16,10 +23,21 @@ interface Lz4Binding {
 
 declare const inflaterBrand: unique symbol;
 type GzipInflaterHandle = { readonly [inflaterBrand]: true };
+declare const zstdDecompressorBrand: unique symbol;
+type ZstdDecompressorHandle = { readonly [zstdDecompressorBrand]: true };
 type StepResult = [consumed: number, produced: number, status: number];
 
-// Built by `node-gyp rebuild` at install time against the system liblz4 (Debian liblz4-dev).
-const binding = createRequire(import.meta.url)('../build/Release/nydus_native.node') as Lz4Binding;
+// Built by `node-gyp rebuild` at install time against the system liblz4, libzstd and ISA-L.
+const binding = createRequire(import.meta.url)('../build/Release/nydus_native.node') as NativeBinding;
+
+/**
+ * Buffers that a thread-pool task reads or writes are kept referenced by the task, and their
+ * ArrayBuffers are marked untransferable here: a `postMessage` transfer would otherwise detach
+ * them and let the receiver free memory that the task is still using.
+ */
+function pinForThreadPool(...arrays: Uint8Array[]): void {
+  for (const a of arrays) markAsUntransferable(a.buffer);
+}
 
 /** The largest raw LZ4 block `size` input bytes can compress to. */
 export function lz4CompressBound(size: number): number {
@@ -69,18 +87,86 @@ export function zstdCompressInto(src: Uint8Array, dst: Uint8Array, level: number
  * Compresses a batch of chunks (one frame each) in one thread-pool task, so that small chunks
  * cost one round trip per batch: chunk i is `src[bounds[i] .. bounds[i+1])` and is compressed
  * into `dst` at the same offset with room for one byte less than the chunk; `results[i]` is its
- * frame's length, or 0 when it does not shrink. No array may be touched until the promise
- * settles.
+ * frame's length, or 0 when it does not shrink. `src` and `dst` must stay untouched until the
+ * promise settles (their ArrayBuffers become untransferable); `bounds` is copied at the call and
+ * `results` written when the promise settles, so changing either meanwhile is harmless.
  */
 export async function zstdCompressBatchAsync(src: Uint8Array, dst: Uint8Array, bounds: Uint32Array, results: Int32Array, level: number): Promise<void> {
   checkLevel(level);
+  pinForThreadPool(src, dst);
   await binding.zstdCompressBatchAsync(src, dst, bounds, results, level);
   for (let i = 0; i < bounds.length - 1; i++) zstdResult(results[i]!);
+}
+
+function zstdError(what: string, code: number): FormatError {
+  return new FormatError(what, `corrupt zstd data: ${binding.zstdErrorName(code)}`, { value: code });
+}
+
+/**
+ * Decompresses every zstd frame of `src` (skippable frames are skipped) into `dst`, never
+ * writing past it, with a decompression context of this thread (the system libzstd, the same
+ * library that compresses). Returns the number of bytes written; corrupt input, or output that
+ * would not fit, is a FormatError naming `what`.
+ */
+export function zstdDecompressInto(src: Uint8Array, dst: Uint8Array, what = 'zstd frame'): number {
+  const n = binding.zstdDecompressInto(src, dst);
+  if (n < 0) throw zstdError(what, -n);
+  return n;
+}
+
+/**
+ * The content size that the zstd frame at the start of `src` declares, or undefined when its
+ * header leaves it out. Not a zstd frame header: a FormatError naming `what`.
+ */
+export function zstdFrameContentSize(src: Uint8Array, what = 'zstd frame'): number | undefined {
+  const n = binding.zstdFrameContentSize(src);
+  if (n === -2) throw new FormatError(what, 'not a zstd frame header', { value: src.length });
+  return n === -1 ? undefined : n;
+}
+
+/** How a zstd decompression step ended. */
+export type ZstdStepStatus = 'need-input' | 'output-full' | 'frame-end';
+
+export interface ZstdStep {
+  /** Input bytes used. */
+  consumed: number;
+  /** Output bytes written from the start of the output buffer. */
+  produced: number;
+  status: ZstdStepStatus;
+}
+
+const ZSTD_STEP_STATUS: readonly ZstdStepStatus[] = ['need-input', 'output-full', 'frame-end'];
+
+/**
+ * A streaming zstd decompressor (system libzstd). Each step decompresses from `input` into
+ * `output` until the input is used up, the output is full, or a frame ends; frames follow one
+ * another in one stream (skippable frames are skipped), so a stream may end only right after a
+ * 'frame-end'. Corrupt input is a FormatError naming `what`.
+ */
+export class ZstdDecompressor {
+  readonly #handle = binding.zstdDecompressorCreate();
+
+  constructor(private readonly what = 'zstd stream') {}
+
+  step(input: Uint8Array, output: Uint8Array): ZstdStep {
+    const [consumed, produced, status] = binding.zstdDecompressStep(this.#handle, input, output);
+    if (status < 0) throw zstdError(this.what, -status);
+    return { consumed, produced, status: ZSTD_STEP_STATUS[status]! };
+  }
 }
 
 /** CRC-32C (Castagnoli) of `data`, continuing from `initial` (the CRC of earlier bytes). */
 export function crc32c(data: Uint8Array, initial = 0): number {
   return binding.crc32c(data, initial);
+}
+
+/**
+ * How many per-thread library states (the LZ4 state and zstd contexts each thread makes on first
+ * use) this process holds: each is freed when its thread exits, so worker threads that come and
+ * go leave none behind. For tests and diagnostics.
+ */
+export function liveThreadStates(): number {
+  return binding.liveThreadStates();
 }
 
 /** How a gzip inflate step ended. */
@@ -124,6 +210,7 @@ export class GzipInflater {
   }
 
   async stepAsync(input: Uint8Array, output: Uint8Array): Promise<GzipStep> {
+    pinForThreadPool(input, output);
     return this.#result(await binding.gzipInflateStepAsync(this.#handle, input, output));
   }
 

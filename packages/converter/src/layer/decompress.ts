@@ -1,9 +1,6 @@
-import { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
-import { FormatError, InvalidArgumentError, isNydusError, throwIfAborted } from '@nydus-ts/core';
-import { GzipInflater } from '@nydus-ts/native';
+import { FormatError, InvalidArgumentError, throwIfAborted } from '@nydus-ts/core';
+import { GzipInflater, ZstdDecompressor } from '@nydus-ts/native';
 import type { GzipStep } from '@nydus-ts/native';
-import { DecompressStream } from 'zstd-napi';
 
 /** Compression of a layer stream, as told by its first bytes. */
 export type LayerCompression = 'gzip' | 'zstd' | 'none';
@@ -70,20 +67,12 @@ export async function* decompressStream(
 
   // The source again, with the sniffed bytes put back in front. Its own failures are passed
   // on as they are (a network error is not a corrupt stream).
-  let sourceError: unknown;
   async function* rest(): AsyncGenerator<Uint8Array, void, undefined> {
     for (const chunk of head) yield chunk;
     if (ended) return;
     for (;;) {
-      let r: IteratorResult<Uint8Array>;
-      try {
-        r = await iterator.next();
-      } catch (err) {
-        sourceError = err;
-        throw err;
-      }
+      const r = await iterator.next();
       if (r.done) return;
-      // (Readable.from injects the decoder's error here with iterator.throw(): not a source error.)
       yield r.value;
     }
   }
@@ -106,28 +95,59 @@ export async function* decompressStream(
     return;
   }
 
-  const decoder = new DecompressStream();
-  const input = Readable.from(rest(), { objectMode: false, highWaterMark: 1 });
-  // Failures surface through the decoder's iteration below; the promise only keeps the
-  // pipeline's own rejection from going unhandled.
-  const done = pipeline(input, decoder, options.signal ? { signal: options.signal } : {}).catch(() => undefined);
   try {
-    for await (const chunk of decoder) yield chunk as Buffer;
-  } catch (err) {
-    throwIfAborted(options.signal);
-    if (err === sourceError || isNydusError(err)) throw err;
-    const message = err instanceof Error ? err.message : String(err);
-    throw new FormatError('layer.zstd', `corrupt or truncated zstd stream: ${message}`, { cause: err });
+    yield* decompressZstd(rest(), options.signal);
   } finally {
-    if (!decoder.destroyed) decoder.destroy();
-    if (!input.destroyed) input.destroy();
-    await done;
     await iterator.return?.();
   }
 }
 
-/** Output buffer of one inflate step. */
+/** Output buffer of one inflate or zstd step. */
 const INFLATE_OUTPUT = 512 << 10;
+
+/**
+ * Decompresses a zstd stream with the system libzstd (the library that compresses our chunks),
+ * one step at a time on this thread: any number of frames in a row, skippable frames skipped.
+ * The stream must end right after a frame; anything that is not a frame is an error.
+ */
+async function* decompressZstd(source: AsyncIterable<Uint8Array>, signal: AbortSignal | undefined): AsyncGenerator<Uint8Array, void, undefined> {
+  const what = 'layer.zstd';
+  const decompressor = new ZstdDecompressor(what);
+  let atFrameEnd = false;
+  // Each step writes after what earlier steps wrote (the consumer may keep what it was given),
+  // into a new buffer once less than a quarter of this one is left.
+  let output = Buffer.allocUnsafe(INFLATE_OUTPUT);
+  let used = 0;
+  const step = (input: Uint8Array): { consumed: number; produced: Uint8Array; status: string } => {
+    if (INFLATE_OUTPUT - used < INFLATE_OUTPUT / 4) {
+      output = Buffer.allocUnsafe(INFLATE_OUTPUT);
+      used = 0;
+    }
+    const r = decompressor.step(input, output.subarray(used));
+    const produced = output.subarray(used, used + r.produced);
+    used += r.produced;
+    return { consumed: r.consumed, produced, status: r.status };
+  };
+  for await (let input of source) {
+    while (input.length > 0) {
+      throwIfAborted(signal);
+      const r = step(input);
+      if (r.consumed === 0 && r.produced.length === 0 && r.status === 'need-input') throw new FormatError(what, 'zstd decoder made no progress');
+      input = input.subarray(r.consumed);
+      atFrameEnd = r.status === 'frame-end';
+      if (r.produced.length > 0) yield r.produced;
+    }
+  }
+  // Output still held in the decoder, or a frame cut short.
+  for (;;) {
+    const r = step(new Uint8Array(0));
+    if (r.produced.length > 0) yield r.produced;
+    if (r.status === 'frame-end') atFrameEnd = true;
+    if (r.status !== 'output-full') break;
+  }
+  if (!atFrameEnd) throw new FormatError(what, 'truncated zstd stream: unexpected end of data');
+}
+
 /** Inputs shorter than this are inflated inline. */
 const SMALL_INPUT = 16 << 10;
 

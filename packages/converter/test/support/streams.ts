@@ -1,5 +1,8 @@
 /** Stream helpers for tests. */
+import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
+import { Duplex } from 'node:stream';
+import { zstdCompressInto } from '@nydus-ts/native';
 
 /** Yields `data` in chunks of `chunkSize` bytes (the last may be shorter). */
 export async function* chunked(data: Uint8Array, chunkSize = 65_536): AsyncGenerator<Uint8Array> {
@@ -20,4 +23,25 @@ export async function sha256Of(source: AsyncIterable<Uint8Array>): Promise<strin
 
 export async function* fromArray<T>(items: T[]): AsyncGenerator<T> {
   for (const item of items) yield item;
+}
+
+/** `data` as one zstd frame (level 3, content size in the header), as our chunks are written. */
+export function zstdFrame(data: Uint8Array): Buffer {
+  const out = Buffer.allocUnsafe(data.length + (data.length >> 7) + 1024);
+  return out.subarray(0, zstdCompressInto(data, out, 3));
+}
+
+/**
+ * A streaming zstd compressor: the `zstd` tool in a child process (a frame without a content
+ * size, as streaming writers make it), so layers compress without blocking this thread.
+ */
+export function zstdCompressProcess(): Duplex {
+  const child = spawn('zstd', ['-q', '-c', '-3'], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const duplex = Duplex.from({ writable: child.stdin, readable: child.stdout });
+  child.on('error', (err) => duplex.destroy(err));
+  child.on('exit', (code, signal) => {
+    if (code !== 0 && !duplex.destroyed) duplex.destroy(new Error(`zstd exited with ${code ?? signal}`));
+  });
+  duplex.on('close', () => child.kill());
+  return duplex;
 }
