@@ -304,13 +304,8 @@ static napi_value step_async(napi_env env, napi_callback_info info) {
   StepJob *j = step_job(env, info, argv, "zranInflateStepAsync(handle, input, output, windows, maxCheckpoints): bad arguments");
   if (!j) return NULL;
   j->z->busy = 1;
-  napi_value promise = async_job_queue(env, &j->job, argv, 4, "nydus:zranInflateStep", step_execute, step_complete);
-  if (!promise) {
-    j->z->busy = 0;
-    step_job_free(j);
-    return throw_error(env, "zran inflate: cannot queue the step");
-  }
-  return promise;
+  /* On failure async_job_queue has already run step_complete (busy cleared, job freed). */
+  return async_job_queue(env, &j->job, argv, 4, "nydus:zranInflateStep", step_execute, step_complete);
 }
 
 /* ---- resuming from a checkpoint ---------------------------------------------------------- */
@@ -456,12 +451,8 @@ static napi_value resume_async(napi_env env, napi_callback_info info) {
   ResumeJob *j = resume_job(env, info, argv, "zranInflateFromAsync(input, bits, byte, dict, output): bad arguments");
   if (!j) return NULL;
   napi_value keep[3] = {argv[0], argv[3], argv[4]};
-  napi_value promise = async_job_queue(env, &j->job, keep, 3, "nydus:zranInflateFrom", resume_execute, resume_complete);
-  if (!promise) {
-    free(j);
-    return throw_error(env, "zran resume: cannot queue the job");
-  }
-  return promise;
+  /* On failure async_job_queue has already run resume_complete (job freed). */
+  return async_job_queue(env, &j->job, keep, 3, "nydus:zranInflateFrom", resume_execute, resume_complete);
 }
 
 void register_zran_inflate(napi_env env, napi_value exports) {

@@ -1,6 +1,6 @@
 import { FormatError, InvalidArgumentError } from '@nydus-ts/core';
 import { createRequire } from 'node:module';
-import { markAsUntransferable } from 'node:worker_threads';
+import { pinForThreadPool } from './thread-pool.js';
 
 interface NativeBinding {
   compressInto(src: Uint8Array, dst: Uint8Array): number;
@@ -29,15 +29,6 @@ type StepResult = [consumed: number, produced: number, status: number];
 
 // Built by `node-gyp rebuild` at install time against the system liblz4, libzstd and ISA-L.
 const binding = createRequire(import.meta.url)('../build/Release/nydus_native.node') as NativeBinding;
-
-/**
- * Buffers that a thread-pool task reads or writes are kept referenced by the task, and their
- * ArrayBuffers are marked untransferable here: a `postMessage` transfer would otherwise detach
- * them and let the receiver free memory that the task is still using.
- */
-function pinForThreadPool(...arrays: Uint8Array[]): void {
-  for (const a of arrays) markAsUntransferable(a.buffer);
-}
 
 /** The largest raw LZ4 block `size` input bytes can compress to. */
 export function lz4CompressBound(size: number): number {

@@ -1,5 +1,6 @@
 import { FormatError, InvalidArgumentError, NydusError } from '@nydus-ts/core';
 import { createRequire } from 'node:module';
+import { pinForThreadPool } from './thread-pool.js';
 
 interface ZranBinding {
   zranInflaterCreate(): ZranHandle;
@@ -91,6 +92,7 @@ export class CheckpointingGunzip {
   }
 
   async stepAsync(input: Uint8Array, output: Uint8Array): Promise<CheckpointStep> {
+    pinForThreadPool(input, output, this.#windows);
     return this.#result(await binding.zranInflateStepAsync(this.#handle, input, output, this.#windows, this.#maxCheckpoints));
   }
 
@@ -155,5 +157,6 @@ export function inflateFromCheckpoint(input: Uint8Array, at: InflateResumePoint,
 /** `inflateFromCheckpoint` on the libuv thread pool; no buffer may be touched until it settles. */
 export async function inflateFromCheckpointAsync(input: Uint8Array, at: InflateResumePoint, output: Uint8Array, what = 'gzip stream'): Promise<void> {
   checkResumePoint(at);
+  pinForThreadPool(input, at.window, output);
   resumeResult(await binding.zranInflateFromAsync(input, at.bits, at.byte, at.window, output), what);
 }
