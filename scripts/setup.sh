@@ -5,6 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 apt_packages=(
+  build-essential # C compiler and make: node-gyp builds the native addons at install
+  python3         # node-gyp's build-file generator (gyp)
   erofs-utils     # mkfs.erofs / fsck.erofs / dump.erofs: kernel-side checks of our bootstraps
   attr            # getfattr/setfattr for xattr fixtures
   mount           # mount/umount/losetup: kernel EROFS and overlayfs mounts in converter tests (priority required, not essential)
@@ -21,6 +23,7 @@ apt_packages=(
   libzstd-dev     # zstd chunk compression of @nydus-ts/native (inline or on the thread pool)
   zlib1g-dev      # zlib for @nydus-ts/native's zran inflate (Z_BLOCK checkpoints, inflatePrime)
   lz4             # the lz4 tool, for interoperability tests
+  zstd            # the zstd tool, for interoperability tests and zstd test layers
   containerd      # a private containerd for the peer converter in the convert benchmark
   runc            # containerd's runtime dependency
   stargz-snapshotter # ctr-remote: `images convert --estargz`, the peer converter of the convert benchmark
@@ -40,15 +43,12 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-# npm dependencies, installed from the lock file whenever it changed since the last install.
-# `npm install` rather than `npm ci`: npm 11 leaves other platforms' optional packages (rollup,
-# turbo binaries) out of the lock file and then `npm ci` rejects that same lock as out of sync.
-stamp=node_modules/.setup-stamp
-want=$(sha256sum package-lock.json package.json packages/*/package.json apps/*/package.json | sha256sum | cut -d' ' -f1)
-if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-  npm install --no-audit --no-fund
-  echo "$want" > "$stamp"
-fi
+# node-gyp builds against this Node's installed headers (no download), then the npm
+# dependencies are installed from the lock file, which stays unchanged.
+source scripts/lib/node-gyp-env.sh
+source scripts/lib/npm-deps.sh
+use_installed_node_headers
+install_npm_dependencies
 
 # The native addon is built by node-gyp at install; rebuild it when its sources are newer (an
 # existing checkout that pulled native changes without a lock-file change).
