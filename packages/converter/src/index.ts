@@ -6,6 +6,8 @@ export { readDirectoryEntries } from './layer/dir-reader.js';
 export type { ReadDirectoryEntriesOptions } from './layer/dir-reader.js';
 export { decompressStream, detectCompression } from './layer/decompress.js';
 export type { DecompressStreamOptions, LayerCompression } from './layer/decompress.js';
+export { RefLayerUnsupportedError, buildRefLayerFromStream, inflateWithCheckpoints } from './layer/ref-layer.js';
+export type { BuildRefLayerFromStreamOptions, RefLayerResult } from './layer/ref-layer.js';
 export * from './local/index.js';
 export * from './sources/index.js';
 export * from './convert/index.js';

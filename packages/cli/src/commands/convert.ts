@@ -26,6 +26,7 @@ export interface ConvertFlags {
   oci?: boolean;
   prefetchPatterns?: string;
   chunkDict?: string;
+  ociRef?: boolean;
   sourceInsecure?: boolean;
   targetInsecure?: boolean;
   sourceCreds?: string;
@@ -57,13 +58,14 @@ export async function parseConvertFlags(flags: ConvertFlags, cwd: string): Promi
     source: flags.source,
     target: flags.target,
     compressor: parseChoice(flags.compressor ?? 'zstd', '--compressor', CHUNK_COMPRESSORS),
-    digester: parseChoice(flags.digester ?? 'blake3', '--digester', CHUNK_DIGESTERS),
+    digester: parseChoice(flags.digester ?? (flags.ociRef ? 'sha256' : 'blake3'), '--digester', CHUNK_DIGESTERS),
     chunkSize: flags.chunkSize === undefined ? 0x100000 : parseByteSize(flags.chunkSize, '--chunk-size'),
     concurrency: flags.concurrency === undefined ? 4 : parsePositiveInt(flags.concurrency, '--concurrency'),
     allPlatforms: flags.allPlatforms ?? false,
     mergePlatform: flags.mergePlatform ?? false,
     mergeManifest: flags.mergeManifest ?? false,
     oci: flags.oci ?? false,
+    ociRef: flags.ociRef ?? false,
     sourceInsecure: flags.sourceInsecure ?? false,
     targetInsecure: flags.targetInsecure ?? false,
   };
@@ -91,7 +93,11 @@ export function formatConvertSummary(r: ConvertImageResult): string {
   const platforms = r.manifests.map((m) => m.platform).filter(Boolean);
   const secs = r.durationMs / 1000;
   const dedup = r.dedup.dictBytes > 0 ? `, ${mb(r.dedup.dictBytes)} deduplicated by the chunk dict` : '';
-  return `converted ${r.source} -> ${r.target} ${r.targetDigest}${platforms.length ? ` [${platforms.join(', ')}]` : ''}: ${r.manifests.length} manifest(s), ${layers} layer(s), ${mb(r.bytesIn)} in, ${mb(r.bytesOut)} out${dedup}, in ${secs.toFixed(2)} s (${(r.bytesIn / 1e6 / Math.max(secs, 1e-3)).toFixed(1)} MB/s)`;
+  const native = r.manifests.flatMap((m) => m.layers).filter((l) => l.ref?.kind === 'native').length;
+  const ref = r.ociRef
+    ? `, oci-ref artifact ${mb(r.ociRef.artifactBytes)} = ${((100 * r.ociRef.artifactBytes) / Math.max(r.ociRef.sourceBytes, 1)).toFixed(1)}% of the ${mb(r.ociRef.sourceBytes)} source layers${native ? ` (${native} zstd layer(s) converted to native Nydus blobs)` : ''}`
+    : '';
+  return `converted ${r.source} -> ${r.target} ${r.targetDigest}${platforms.length ? ` [${platforms.join(', ')}]` : ''}: ${r.manifests.length} manifest(s), ${layers} layer(s), ${mb(r.bytesIn)} in, ${mb(r.bytesOut)} out${dedup}${ref}, in ${secs.toFixed(2)} s (${(r.bytesIn / 1e6 / Math.max(secs, 1e-3)).toFixed(1)} MB/s)`;
 }
 
 function progressPrinter(io: CliIo): (e: ConvertProgressEvent) => void {
@@ -114,12 +120,13 @@ export const registerConvertCommand: CommandRegistrar = (program: Command, io: C
     .option('--all-platforms', 'convert every platform of an index and push an index')
     .option('--compressor <name>', 'chunk compressor: none, lz4_block or zstd', 'zstd')
     .option('--chunk-size <size>', 'chunk size, a power of two from 0x1000 to 0x1000000', '0x100000')
-    .option('--digester <name>', 'chunk digest: blake3 or sha256', 'blake3')
+    .option('--digester <name>', 'chunk digest: blake3 or sha256 (default blake3; sha256 with --oci-ref)')
     .option('--merge-platform', 'push an index of the source manifests (unchanged) plus the Nydus ones')
     .option('--merge-manifest', 'add the Nydus manifest(s) to what the target tag already holds instead of replacing it')
     .option('--oci', 'use OCI media types (default: as the source)')
     .option('--prefetch-patterns <file>', 'file with absolute paths (one per line) for the prefetch table')
     .option('--chunk-dict <ref>', 'Nydus image (REF or bootstrap:registry:REF) whose chunks are reused instead of stored again')
+    .option('--oci-ref', 'targz-ref ("zran") image: keep the original gzip/tar layers as data blobs, push only per-layer meta blobs and the bootstrap (zstd layers become native Nydus blobs)')
     .option('--concurrency <n>', 'layers converted at once', '4')
     .option('--workers', 'convert each layer in a worker thread (default: when there are more than 2 cores and layers; NYDUS_TS_CONVERT_WORKERS=1)')
     .option('--no-workers', 'convert every layer on the main thread (NYDUS_TS_CONVERT_WORKERS=0)')
@@ -138,7 +145,7 @@ export const registerConvertCommand: CommandRegistrar = (program: Command, io: C
         const secs = result.durationMs / 1000;
         await writeJsonFile(path.resolve(io.cwd, flags.outputJson), {
           ...result,
-          options: { compressor: options.compressor, chunkSize: options.chunkSize, digester: options.digester, concurrency: options.concurrency, oci: options.oci, mergePlatform: options.mergePlatform, mergeManifest: options.mergeManifest },
+          options: { compressor: options.compressor, chunkSize: options.chunkSize, digester: options.digester, concurrency: options.concurrency, oci: options.oci, ociRef: options.ociRef, mergePlatform: options.mergePlatform, mergeManifest: options.mergeManifest },
           throughputMBps: result.bytesIn / 1e6 / Math.max(secs, 1e-3),
           maxRssBytes: process.resourceUsage().maxRSS * 1024,
         });

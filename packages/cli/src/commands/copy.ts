@@ -164,6 +164,16 @@ function youngGcEvery(bytes: number): ((event: CopyProgressEvent) => void) | und
   };
 }
 
+/**
+ * A targz-ref image's original layers are named by its bootstrap, not its manifest: they are
+ * copied too. The converter (bootstrap reader) loads only for images with nydus-ref layers.
+ */
+const originalLayersOfRefImage: NonNullable<CopyImageOptions['extraBlobs']> = async (manifest, ctx) => {
+  if (!(manifest.layers ?? []).some((l) => l.annotations?.['containerd.io/snapshot/nydus-ref'] !== undefined)) return [];
+  const { referencedOriginalLayers } = await import('@nydus-ts/converter');
+  return referencedOriginalLayers(manifest, ctx);
+};
+
 export const registerCopyCommand: CommandRegistrar = (program: Command, io: CliIo) => {
   addRegistrySideOptions(program.command('copy'))
     .description('Copy an image (OCI or Nydus) between registries / OCI layouts, streaming every blob without touching disk')
@@ -184,6 +194,7 @@ export const registerCopyCommand: CommandRegistrar = (program: Command, io: CliI
       const listeners = [view?.onEvent, release].filter((f): f is (e: CopyProgressEvent) => void => f !== undefined);
       const result = await copyImage({
         ...options,
+        extraBlobs: originalLayersOfRefImage,
         env: io.env,
         logger: tty ? noopLogger : createConsoleLogger({ level: 'warn', write: (line) => writeLine(io.stderr, line) }),
         ...(listeners.length > 0 && { onProgress: (e: CopyProgressEvent) => listeners.forEach((f) => f(e)) }),

@@ -14,7 +14,7 @@ import {
   throwIfAborted,
 } from '@nydus-ts/core';
 import type { Descriptor, Digest, ImageConfig, ImageIndex, ImageManifest, Logger, Platform } from '@nydus-ts/core';
-import { BootstrapReader, DEFAULT_MAX_BOOTSTRAP_SIZE, RafsFileReader, checkBlobMetaAgainstEntry, parseBlobMetaFile } from '@nydus-ts/format';
+import { BootstrapReader, DEFAULT_MAX_BOOTSTRAP_SIZE, RafsFileReader, checkBlobMetaAgainstEntry, fetchRefBlobMeta, isSeparateBlob, parseBlobMetaFile } from '@nydus-ts/format';
 import { Limiter, readBodyLimited, formatPlatform, hostPlatform, parseImageLocation, parsePlatform, platformMatches } from '@nydus-ts/registry';
 import type { Credentials, ImageSource, ManifestData, RegistryClient } from '@nydus-ts/registry';
 import { decompressStream } from '../layer/decompress.js';
@@ -318,12 +318,33 @@ export async function checkConvertedImage(options: CheckConvertedImageOptions): 
     }
     counts.blobs = reader.blobs.length;
     const listed = new Set(tm.layers.slice(0, -1).map((l) => l.digest));
+    // oci-ref images: nydus-ref layers (meta blobs) name their original layer, which the
+    // bootstrap's blob table names and the manifest does not list (spec §4.3, §5.3).
+    const refMetaOf = new Map<string, string>();
+    for (const l of tm.layers.slice(0, -1)) {
+      const original = l.annotations?.[Annotation.NydusRef];
+      if (original !== undefined) refMetaOf.set(original, l.digest);
+    }
     const skip = new Set<string>();
     for (const b of reader.blobs) {
       const digest: Digest = `sha256:${b.blobId}`;
       if (!/^[0-9a-f]{64}$/.test(b.blobId)) {
         diffs.push(`bootstrap: blob table entry ${b.index} has id "${b.blobId}", not a sha256 digest`);
         skip.add(b.blobId);
+        continue;
+      }
+      if (isSeparateBlob(b)) {
+        const meta = refMetaOf.get(digest);
+        if (meta === undefined) diffs.push(`bootstrap: reference blob ${digest} has no nydus-ref layer in the manifest`);
+        else if (meta !== `sha256:${b.entry.metaDigest}`) diffs.push(`bootstrap: reference blob ${digest} names meta blob sha256:${b.entry.metaDigest}, the manifest's nydus-ref layer is ${meta}`);
+        const size = await client.headBlob(repo, digest, signal ? { signal } : {});
+        if (size === undefined) {
+          diffs.push(`blob ${digest} (original layer of a reference blob): missing from target`);
+          skip.add(b.blobId);
+        } else {
+          present.set(digest, size);
+          if (size !== b.entry.compressedSize) diffs.push(`blob ${digest} (original layer): size ${size} in target != ${b.entry.compressedSize} in the blob table`);
+        }
         continue;
       }
       if (!listed.has(digest)) {
@@ -341,6 +362,7 @@ export async function checkConvertedImage(options: CheckConvertedImageOptions): 
     // Each blob's CI table (`image/<id>.blob.meta`, read by nydusd) must be there and agree with
     // the blob table.
     for (const b of reader.blobs) {
+      if (skip.has(b.blobId)) continue;
       const meta = boot.metas.get(b.blobId);
       const path = `image/${b.blobId}.blob.meta`;
       if (meta === undefined) {
@@ -360,6 +382,16 @@ export async function checkConvertedImage(options: CheckConvertedImageOptions): 
     const blobSizes = new Map<string, number>();
     for (const [digest, size] of present) if (size !== undefined) blobSizes.set(digest, size);
     const backend = new RegistryBlobBackend(client, repo, { readAhead: READ_AHEAD, maxWindows: 8, blobSizes });
+    // Reference blobs are read through their meta blobs (fetched whole, digest-checked).
+    for (const b of reader.blobs.filter((x) => isSeparateBlob(x) && !skip.has(x.blobId))) {
+      try {
+        reader.attachBlobMeta(b.index, await fetchRefBlobMeta(b, backend, signal));
+      } catch (err) {
+        if (!isNydusError(err) || err.code === 'CANCELLED') throw err;
+        diffs.push(`blob sha256:${b.blobId}: meta blob sha256:${b.entry.metaDigest}: ${err.message}`);
+        skip.add(b.blobId);
+      }
+    }
     // The target's files (ranged reads) and the source's layers (streamed) are read at once.
     const expectedPromise = buildExpectedTree(source, sm.layers, { ...(signal && { signal }), onLayer: (i, n) => logger.debug('check: source layer applied', { layer: i, entries: n }) });
     expectedPromise.catch(() => undefined); // awaited below; never an unhandled rejection meanwhile

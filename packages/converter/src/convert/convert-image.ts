@@ -14,7 +14,7 @@ import {
 } from '@nydus-ts/core';
 import type { Descriptor, Digest, ImageConfig, ImageIndex, ImageManifest, Logger, Platform } from '@nydus-ts/core';
 import { CHUNK_COMPRESSORS, CHUNK_DIGESTERS, mergeBootstraps, resolveBuildLayerOptions } from '@nydus-ts/format';
-import type { ChunkCompressor, ChunkDigester, LayerBuildStats } from '@nydus-ts/format';
+import type { ChunkCompressor, ChunkDigester, LayerBuildStats, MergeLayer } from '@nydus-ts/format';
 import { Limiter, RegistryImageTarget, copyImage, readBodyLimited, formatPlatform, formatReference, hostPlatform, parsePlatform, parseReference, platformMatches } from '@nydus-ts/registry';
 import type { ImageReference, ImageSource, ManifestData, RegistryClient } from '@nydus-ts/registry';
 import { packBootstrapLayer } from './bootstrap-layer.js';
@@ -23,6 +23,8 @@ import type { ChunkDictImage } from './chunk-dict-image.js';
 import { DIRECTORY_LAYER_MEDIA_TYPE, makeRegistryClient, openConvertSource } from './convert-source.js';
 import type { ConvertSource } from './convert-source.js';
 import { convertLayer } from './layer-converter.js';
+import { convertRefLayer, type ConvertedRefLayer } from './ref-layer-converter.js';
+import { RefLayerUnsupportedError } from '../layer/ref-layer.js';
 import type { LayerJob } from './layer-job.js';
 import { LayerWorkerPool } from './layer-worker-pool.js';
 import type { ConvertedLayer } from './layer-converter.js';
@@ -55,6 +57,13 @@ export interface ConvertImageOptions {
   prefetchPatterns?: string[];
   /** A Nydus image (`REF` or `bootstrap:registry:REF`) whose chunks are reused. */
   chunkDict?: string;
+  /**
+   * Make a targz-ref ("zran") image (spec §4, nydusify's `--oci-ref`): the original gzip (or
+   * plain tar) layers stay the data blobs; only a small RAFS meta blob per layer and the
+   * bootstrap layer are pushed. Originals are mounted or copied into the target repository when
+   * missing there. zstd layers fall back to native Nydus blobs. Chunk digests are sha256.
+   */
+  ociRef?: boolean;
   sourceInsecure?: boolean;
   targetInsecure?: boolean;
   /** `user:password` for the source registry (default: docker config). */
@@ -103,6 +112,14 @@ export interface ConvertedLayerReport {
   dictChunks: number;
   dictBytes: number;
   durationMs: number;
+  /**
+   * `ociRef` conversions: 'zran' (gzip) or 'tar' (plain tar) reference layers, with what
+   * happened to the original; 'native' when the layer could not be referenced (zstd) and was
+   * converted to a Nydus blob instead, with the reason.
+   */
+  ref?:
+    | { kind: 'zran' | 'tar'; original: { digest: Digest; size: number; action: 'present' | 'mounted' | 'copied' }; contexts: number }
+    | { kind: 'native'; reason: string };
 }
 
 export interface ConvertedManifestReport {
@@ -135,6 +152,11 @@ export interface ConvertImageResult {
   dedup: { dictChunks: number; dictBytes: number };
   /** Whether the layers were converted in worker threads (else on the main thread). */
   workers: boolean;
+  /**
+   * `ociRef` conversions: bytes pushed for the image (meta blobs, native fallback blobs,
+   * bootstrap layers) against the compressed size of the source layers they stand for.
+   */
+  ociRef?: { artifactBytes: number; sourceBytes: number };
   durationMs: number;
 }
 
@@ -146,6 +168,7 @@ export interface ResolvedConvertOptions {
   platform: Platform | undefined;
   target: ImageReference & { tag: string };
   prefetchPatterns: string[];
+  ociRef: boolean;
 }
 
 /** Validates everything that can be checked before any network traffic (INVALID_ARGUMENT). */
@@ -155,7 +178,12 @@ export function resolveConvertImageOptions(options: ConvertImageOptions): Resolv
   if (!options.target) throw new InvalidArgumentError('target is required');
   const compressor = options.compressor ?? 'zstd';
   if (!CHUNK_COMPRESSORS.includes(compressor)) throw new InvalidArgumentError(`compressor: "${String(compressor)}" is not one of ${CHUNK_COMPRESSORS.join(', ')}`);
-  const digester = options.digester ?? 'blake3';
+  const ociRef = options.ociRef ?? false;
+  if (typeof ociRef !== 'boolean') throw new InvalidArgumentError(`ociRef: ${String(ociRef)} is not a boolean`);
+  if (ociRef && options.digester !== undefined && options.digester !== 'sha256') throw new InvalidArgumentError(`digester: oci-ref images use sha256 chunk digests, not ${options.digester}`);
+  if (ociRef && options.chunkDict !== undefined) throw new InvalidArgumentError('chunkDict cannot be used with ociRef (reference layers keep their original data)');
+  if (ociRef && options.source.startsWith('dir:')) throw new InvalidArgumentError('ociRef needs image layers to reference; a dir: source has none');
+  const digester = options.digester ?? (ociRef ? 'sha256' : 'blake3');
   if (!CHUNK_DIGESTERS.includes(digester)) throw new InvalidArgumentError(`digester: "${String(digester)}" is not one of ${CHUNK_DIGESTERS.join(', ')}`);
   const build = resolveBuildLayerOptions({
     compressor,
@@ -173,7 +201,7 @@ export function resolveConvertImageOptions(options: ConvertImageOptions): Resolv
   if (target.digest) throw new InvalidArgumentError(`target ${options.target}: a digest cannot be a target (the manifest is new); use a tag`);
   if (options.source.startsWith('dir:') && options.mergePlatform) throw new InvalidArgumentError('mergePlatform needs an image source (a dir: source has no source manifest to keep)');
   if (options.chunkDict !== undefined) parseChunkDictReference(options.chunkDict);
-  return { compressor, chunkSize: build.chunkSize, digester, concurrency, platform, target: { ...target, tag: target.tag ?? 'latest' }, prefetchPatterns: build.prefetchPatterns };
+  return { compressor, chunkSize: build.chunkSize, digester, concurrency, platform, target: { ...target, tag: target.tag ?? 'latest' }, prefetchPatterns: build.prefetchPatterns, ociRef };
 }
 
 function parseJson<T>(bytes: Buffer, what: string): T {
@@ -263,7 +291,7 @@ export async function convertImage(options: ConvertImageOptions): Promise<Conver
   // layers start now, loading their modules while the source manifest and config are fetched.
   const cores = availableParallelism();
   const envWorkers = env.NYDUS_TS_CONVERT_WORKERS;
-  const workers = options.chunkDict !== undefined ? false : (options.workers ?? (envWorkers === '1' ? true : envWorkers === '0' ? false : undefined));
+  const workers = options.chunkDict !== undefined || options.ociRef ? false : (options.workers ?? (envWorkers === '1' ? true : envWorkers === '0' ? false : undefined));
   let pool: LayerWorkerPool | undefined;
   if (workers === true || (workers === undefined && cores > 2)) {
     pool = new LayerWorkerPool();
@@ -380,6 +408,12 @@ export async function convertImage(options: ConvertImageOptions): Promise<Conver
       bytesOut: sum((l) => l.bytesOut),
       dedup: { dictChunks: sum((l) => l.dictChunks), dictBytes: sum((l) => l.dictBytes) },
       workers: pool !== undefined,
+      ...(resolved.ociRef && {
+        ociRef: {
+          artifactBytes: reports.reduce((a, r) => a + r.bootstrap.size + r.layers.reduce((b, l) => b + (l.blob?.size ?? 0), 0), 0),
+          sourceBytes: sum((l) => l.source.size),
+        },
+      }),
       durationMs: performance.now() - started,
     };
   } catch (err) {
@@ -534,6 +568,35 @@ async function convertManifest(ctx: ManifestContext, sel: Selected): Promise<Con
         let bytesOut = 0;
         const progress = throttled(() => ctx.emit({ type: 'layer-progress', platform: pname, index, digest: layer.digest, size: layer.size, bytesIn, bytesOut }));
         try {
+          let fallback: string | undefined;
+          if (resolved.ociRef && isZstdLayer(layer)) fallback = `${layer.mediaType} layers cannot be referenced in place`;
+          else if (resolved.ociRef) {
+            try {
+              const converted = await convertRefLayer({
+                store: source.store,
+                ...(source.reference && { sourceReference: source.reference }),
+                layer,
+                client: targetClient,
+                target: { registry: target.registry, repository: target.repository },
+                chunkSize: resolved.chunkSize,
+                ...(resolved.prefetchPatterns.length && { prefetchPatterns: resolved.prefetchPatterns }),
+                signal,
+                onBytes: (n) => {
+                  bytesIn += n;
+                  progress();
+                },
+              });
+              Object.assign(converted, { bytesIn });
+              ctx.emit({ type: 'layer-done', platform: pname, index, digest: layer.digest, blob: converted.blob?.digest ?? null, bytesIn, bytesOut: converted.bytesOut, durationMs: converted.durationMs });
+              ctx.logger.debug('reference layer converted', { layer: layer.digest, meta: converted.ref.meta.digest, original: converted.ref.original.action, ms: Math.round(converted.durationMs) });
+              return converted;
+            } catch (err) {
+              if (!(err instanceof RefLayerUnsupportedError)) throw err;
+              fallback = err.message;
+              bytesIn = 0;
+            }
+          }
+          if (fallback !== undefined) ctx.logger.info('layer converted to a native Nydus blob', { layer: layer.digest, reason: fallback });
           if (ctx.pool) {
             const r = await ctx.pool.run(layerJob(ctx, layer), {
               signal,
@@ -566,6 +629,7 @@ async function convertManifest(ctx: ManifestContext, sel: Selected): Promise<Con
             },
           });
           (converted as ConvertedLayer & { bytesIn: number }).bytesIn = layer.mediaType === DIRECTORY_LAYER_MEDIA_TYPE ? converted.stats.bytesIn : bytesIn;
+          if (fallback !== undefined) (converted as ConvertedLayer & { fallback?: string }).fallback = fallback;
           ctx.emit({ type: 'layer-done', platform: pname, index, digest: layer.digest, blob: converted.blob?.digest ?? null, bytesIn, bytesOut: converted.bytesOut, durationMs: converted.durationMs });
           ctx.logger.debug('layer converted', { layer: layer.digest, blob: converted.blob?.digest, ms: Math.round(converted.durationMs) });
           return converted;
@@ -578,11 +642,12 @@ async function convertManifest(ctx: ManifestContext, sel: Selected): Promise<Con
 
   // ---- merged bootstrap and bootstrap layer
   const merged = await mergeBootstraps(
-    layers.map((l) => (l.blob ? { bootstrap: l.bootstrap, blobId: l.blob.digest } : { bootstrap: l.bootstrap })),
+    layers.map((l) => mergeLayerOf(l)),
     { ...(ctx.dictImage && { chunkDict: ctx.dictImage.dict }), ...(resolved.prefetchPatterns.length && { prefetchPatterns: resolved.prefetchPatterns }), signal },
   ).catch((err: unknown) => ctx.fail(inContext(err, `${where}: merging layer bootstraps`)));
   const metas: Array<{ blobId: string; meta: Uint8Array }> = [];
-  for (const l of layers) if (l.blob && l.blobMeta) metas.push({ blobId: l.blob.digest.slice(7), meta: l.blobMeta });
+  // (A reference layer's blob is its original layer: its meta file is named after that.)
+  for (const l of layers) if (l.blob && l.blobMeta) metas.push({ blobId: refOf(l)?.original.digest.slice(7) ?? l.blob.digest.slice(7), meta: l.blobMeta });
 
   // ---- chunk-dict blobs the merged image references
   const ownIds = new Set(layers.filter((l) => l.blob).map((l) => l.blob!.digest.slice(7)));
@@ -645,10 +710,33 @@ async function convertManifest(ctx: ManifestContext, sel: Selected): Promise<Con
         dictChunks: stat(l).dictChunks,
         dictBytes: stat(l).dictBytes,
         durationMs: l.durationMs,
+        ...refReport(l, ctx.resolved.ociRef),
       })),
       dictBlobs: dictReport,
     },
   };
+}
+
+function isZstdLayer(layer: Descriptor): boolean {
+  return layer.mediaType.endsWith('+zstd') || layer.mediaType.endsWith('.zstd');
+}
+
+function refOf(l: ConvertedLayer): ConvertedRefLayer['ref'] | undefined {
+  return (l as Partial<ConvertedRefLayer>).ref;
+}
+
+/** How a converted layer enters the merge: reference layers by their original, with their meta blob. */
+function mergeLayerOf(l: ConvertedLayer): MergeLayer {
+  const ref = refOf(l);
+  if (ref !== undefined) return l.blobMeta ? { bootstrap: l.bootstrap, blobId: ref.original.digest, blobMeta: ref.meta } : { bootstrap: l.bootstrap };
+  return l.blob ? { bootstrap: l.bootstrap, blobId: l.blob.digest } : { bootstrap: l.bootstrap };
+}
+
+function refReport(l: ConvertedLayer, ociRef: boolean): Pick<ConvertedLayerReport, 'ref'> {
+  const ref = refOf(l);
+  if (ref !== undefined) return { ref: { kind: ref.kind, original: ref.original, contexts: ref.contexts } };
+  if (!ociRef) return {};
+  return { ref: { kind: 'native', reason: (l as ConvertedLayer & { fallback?: string }).fallback ?? 'not a reference layer' } };
 }
 
 /** Makes a chunk-dict blob present in the target repository: already there, mounted, or copied. */

@@ -2,6 +2,9 @@
 export { convertImage, resolveConvertImageOptions } from './convert-image.js';
 export type { ConvertImageOptions, ConvertImageResult, ConvertProgressEvent, ConvertedLayerReport, ConvertedManifestReport, ResolvedConvertOptions } from './convert-image.js';
 export { convertLayer } from './layer-converter.js';
+export { convertRefLayer } from './ref-layer-converter.js';
+export type { ConvertRefLayerOptions, ConvertedRefLayer, OriginalLayerAction } from './ref-layer-converter.js';
+export { referencedOriginalLayers } from './ref-image.js';
 export type { ConvertLayerOptions, ConvertedLayer } from './layer-converter.js';
 export { packBootstrapLayer, readBootstrapLayer } from './bootstrap-layer.js';
 export type { PackedBootstrapLayer, BootstrapLayerContent } from './bootstrap-layer.js';

@@ -44,7 +44,7 @@ const SINK_CHUNK = 1 << 20;
  * data opens none). Small writes (one per small file) are gathered into 1 MiB chunks, and each
  * chunk waits for `drain` so the builder runs only as fast as the registry takes the bytes.
  */
-class UploadSink implements BlobSink {
+export class UploadSink implements BlobSink {
   upload: BlobUpload | undefined;
   bytes = 0;
   #opening: Promise<BlobUpload> | undefined;
