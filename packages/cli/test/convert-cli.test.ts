@@ -88,6 +88,31 @@ describe('nydusify-ts convert', () => {
     expect(reader.prefetchNids.length).toBeGreaterThan(0);
   });
 
+  it('--oci-ref: a targz-ref image (the summary gives its share of the source); check passes; copy to another registry carries the originals', async () => {
+    const out = join(tmp, 'zran-report.json');
+    const target = `${registry.host}/cli/busybox-zran:v1`;
+    const r = await run(['convert', '--oci-ref', '--source', busybox.reference, '--target', target, '--source-insecure', '--target-insecure', '--output-json', out]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/oci-ref artifact [\d.]+ MB = [\d.]+% of the [\d.]+ MB source layers/);
+    const report = JSON.parse(await readFile(out, 'utf8'));
+    expect(report.ociRef.sourceBytes).toBe(busybox.layers.reduce((a, l) => a + l.size, 0));
+    expect(report.manifests[0].layers.map((l: { ref?: { kind: string } }) => l.ref?.kind)).toContain('zran');
+    expect((await run(['check', '--source', busybox.reference, '--target', target, '--source-insecure', '--target-insecure'])).code).toBe(0);
+    expect((await run(['convert', '--oci-ref', '--digester', 'blake3', '--source', busybox.reference, '--target', target, '--source-insecure', '--target-insecure'])).code).toBe(2);
+
+    const second = await startRegistry();
+    try {
+      const copied = `${second.host}/copied/busybox-zran:v1`;
+      const c = await run(['copy', '--source', target, '--target', copied, '--source-insecure', '--target-insecure']);
+      expect(c.code).toBe(0);
+      const check = await run(['check', '--source', busybox.reference, '--target', copied, '--source-insecure', '--target-insecure']);
+      expect(check.stdout + check.stderr).not.toMatch(/missing/);
+      expect(check.code).toBe(0);
+    } finally {
+      await second.stop();
+    }
+  });
+
   it('usage and input errors exit 2 with a message; the tag is not created', async () => {
     const bad = await run(['convert', '--source', busybox.reference, '--target', `${registry.host}/cli/none:x`, '--compressor', 'gzip']);
     expect(bad.code).toBe(2);
