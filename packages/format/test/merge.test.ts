@@ -7,6 +7,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import {
   BlobFeatures,
   BootstrapReader,
+  IMPLIED_DIRECTORY_XATTR,
   ChunkDict,
   RafsFileReader,
   RafsSuperFlags,
@@ -89,7 +90,6 @@ describe('mergeBootstraps: OCI whiteouts and overwrites', () => {
     const v = new BootstrapView(merged.bootstrap);
     expect(treeOf(v, blobMap(layers))).toEqual({
       '/': 'dir',
-      '/.wh.lowest': 'file:',
       '/a': 'dir',
       '/a/y': 'file:y0',
       '/b': 'dir',
@@ -103,15 +103,21 @@ describe('mergeBootstraps: OCI whiteouts and overwrites', () => {
       '/p/q': 'file:p is a dir now',
     });
     expect(v.inode(v.lookup('m'))).toMatchObject({ mode: 0o40755, uid: 2 });
-    expect(v.sb.inodeCount).toBe(13);
+    expect(v.sb.inodeCount).toBe(12);
     // Child directories of the root: a, b, m, p (d is now a symlink).
     expect(v.inode(128).nlink).toBe(2 + 4);
   });
 
-  it('keeps the whiteouts of a single (lowest) layer', async () => {
-    const [l] = await layersOf([() => [E.file('.wh.gone', ''), E.file('d/.wh..wh..opq', ''), E.file('d/f', 'f')]]);
+  it('hides the whiteouts of the lowest layer too (OCI layer spec, containerd; unlike nydus-image merge)', async () => {
+    const [l] = await layersOf([() => [E.file('.wh.gone', ''), E.file('d/.wh..wh..opq', ''), E.file('d/f', 'f'), E.file('d/e/.wh.x', '')]]);
+    // The layer bootstrap keeps them (merge needs them); the merged one never shows them.
+    expect(Object.keys(treeOf(new BootstrapView(l!.bootstrap), blobMap([l!])))).toContain('/.wh.gone');
     const v = new BootstrapView((await mergeBootstraps([{ bootstrap: l!.bootstrap }])).bootstrap);
-    expect(Object.keys(treeOf(v, blobMap([l!])))).toEqual(['/', '/.wh.gone', '/d', '/d/.wh..wh..opq', '/d/f']);
+    expect(Object.keys(treeOf(v, blobMap([l!])))).toEqual(['/', '/d', '/d/e', '/d/f']);
+    // Also when the lowest of several layers holds them.
+    const [upper] = await layersOf([() => [E.file('u', 'u')]]);
+    const w = new BootstrapView((await mergeBootstraps([{ bootstrap: l!.bootstrap }, { bootstrap: upper!.bootstrap }])).bootstrap);
+    expect(Object.keys(treeOf(w, blobMap([l!, upper!])))).toEqual(['/', '/d', '/d/e', '/d/f', '/u']);
   });
 
   it('drops a whole lower subtree under a file and a whited-out directory', async () => {
@@ -125,6 +131,50 @@ describe('mergeBootstraps: OCI whiteouts and overwrites', () => {
     // Layer 0's blob is no longer referenced.
     expect(merged.blobIds).toEqual([layers[1]!.blob!.id]);
     expect(v.blobs.length).toBe(1);
+  });
+});
+
+describe('mergeBootstraps: directories a layer implies without listing them', () => {
+  const attrsOf = (v: BootstrapView, p: string) => {
+    const ino = v.inode(p === '' ? v.sb.rootNid : v.lookup(p));
+    return { mode: ino.mode, uid: ino.uid, gid: ino.gid, mtime: ino.mtime, xattrs: Object.fromEntries([...ino.xattrs].map(([k, x]) => [k, Buffer.from(x).toString()])) };
+  };
+
+  it('keep the lower directory and its attributes (containerd, umoci unpack); listed ones replace them', async () => {
+    const layers = await layersOf([
+      () => [
+        E.dir('', { mode: 0o711, uid: 3, mtime: 1_500_000_000 }),
+        E.dir('deep', { mode: 0o700, uid: 1, gid: 2, mtime: 1_600_000_000 }),
+        E.dir('deep/d00', { mode: 0o750, mtime: 1_600_000_001, xattrs: { 'user.k': 'v' } }),
+        E.file('deep/d00/d01/f', 'f'),
+        E.dir('listed', { mode: 0o700, mtime: 1_600_000_002 }),
+        E.file('was-a-file', 'x'),
+      ],
+      // No root, `deep` or `deep/d00` entry: they are only implied by the whiteout below them.
+      () => [E.file('deep/d00/.wh.d01', ''), E.file('deep/d00/new', 'n'), E.dir('listed', { mode: 0o755, mtime: 1_700_000_000 }), E.file('listed/x', 'x'), E.file('was-a-file/y', 'y'), E.file('fresh/z', 'z')],
+    ]);
+    // The layer bootstrap marks what it implies: the root, deep, deep/d00, was-a-file, fresh.
+    const upper = new BootstrapView(layers[1]!.bootstrap);
+    for (const p of ['', 'deep', 'deep/d00', 'was-a-file', 'fresh']) {
+      expect(attrsOf(upper, p), p).toEqual({ mode: 0o40755, uid: 0, gid: 0, mtime: 0, xattrs: { [IMPLIED_DIRECTORY_XATTR]: 'y' } });
+    }
+    expect(attrsOf(upper, 'listed').xattrs).toEqual({});
+
+    const v = new BootstrapView((await mergeBootstraps(layers.map((l) => ({ bootstrap: l.bootstrap })))).bootstrap);
+    expect(attrsOf(v, '')).toEqual({ mode: 0o40711, uid: 3, gid: 0, mtime: 1_500_000_000, xattrs: {} });
+    expect(attrsOf(v, 'deep')).toEqual({ mode: 0o40700, uid: 1, gid: 2, mtime: 1_600_000_000, xattrs: {} });
+    expect(attrsOf(v, 'deep/d00')).toEqual({ mode: 0o40750, uid: 0, gid: 0, mtime: 1_600_000_001, xattrs: { 'user.k': 'v' } });
+    expect(attrsOf(v, 'listed')).toEqual({ mode: 0o40755, uid: 0, gid: 0, mtime: 1_700_000_000, xattrs: {} });
+    // Nothing lower to keep (a file, or nothing): the builder's defaults, without the marker.
+    expect(attrsOf(v, 'was-a-file')).toEqual({ mode: 0o40755, uid: 0, gid: 0, mtime: 0, xattrs: {} });
+    expect(attrsOf(v, 'fresh')).toEqual({ mode: 0o40755, uid: 0, gid: 0, mtime: 0, xattrs: {} });
+    expect(Object.keys(treeOf(v, blobMap(layers)))).toEqual(['/', '/deep', '/deep/d00', '/deep/d00/new', '/fresh', '/fresh/z', '/listed', '/listed/x', '/was-a-file', '/was-a-file/y']);
+  });
+
+  it('of the lowest layer get the defaults and lose the marker', async () => {
+    const [l] = await layersOf([() => [E.file('a/b/c', 'c')]]);
+    const v = new BootstrapView((await mergeBootstraps([{ bootstrap: l!.bootstrap }])).bootstrap);
+    for (const p of ['', 'a', 'a/b']) expect(attrsOf(v, p), p).toEqual({ mode: 0o40755, uid: 0, gid: 0, mtime: 0, xattrs: {} });
   });
 });
 

@@ -212,6 +212,19 @@ function takeWholeContent(entry: LayerEntry): Uint8Array | null {
   return content[WHOLE_CONTENT]();
 }
 
+/**
+ * Marks a directory that a layer implies without listing it (a parent of listed paths, or the
+ * root when the layer has no `./` entry): an extended attribute `trusted.nydus-ts.implied` = "y"
+ * on the layer bootstrap's directory. Such a directory has the builder's defaults (040755,
+ * root, mtime 0); `mergeBootstraps` keeps the lower layer's directory in its place, as
+ * containerd does when it applies the layer, and never writes the marker into a merged
+ * bootstrap. The name is reserved: an entry carrying it is taken as implied.
+ */
+export const IMPLIED_DIRECTORY_XATTR = 'trusted.nydus-ts.implied';
+
+/** The xattrs of an implied directory (shared; never modified). */
+export const IMPLIED_DIRECTORY_XATTRS: ReadonlyMap<string, Uint8Array> = new Map([[IMPLIED_DIRECTORY_XATTR, Uint8Array.of(0x79)]]);
+
 /** What `LayerEntries` stores chunks through: a data blob's writer or a reference layer's index. */
 export interface LayerChunkWriter {
   readonly stats: LayerBuildStats;
@@ -246,6 +259,8 @@ export class LayerEntries {
   ) {
     this.paths = new LayerPaths(tree);
     this.reader = new ContentReader(writer, tree, chunkSize, signal);
+    // Implied until the layer lists the root itself.
+    tree.setRootInode(tree.addInode(K_DIR, S_IFDIR | 0o755, 0, 0, 0, 0, 0, 0, null, IMPLIED_DIRECTORY_XATTRS));
   }
 
   /** Adds one entry; returns a promise when its content or the writer must be waited for. */
@@ -366,7 +381,7 @@ class LayerPaths {
 
   constructor(private readonly tree: FsTree) {}
 
-  /** The namespace of the parent directory of `parts`, creating missing ones (040755, root, mtime 0). */
+  /** The namespace of the parent directory of `parts`, creating missing ones (040755, root, mtime 0, implied). */
   parentNs(parts: readonly string[], path: string): number {
     const tree = this.tree;
     if (parts.length === 1) return tree.nodeNs[tree.root]!;
@@ -379,7 +394,7 @@ class LayerPaths {
       const ns = tree.nodeNs[dir]!;
       let next = tree.lookup(ns, key);
       if (next < 0) {
-        next = tree.put(ns, key, tree.addInode(K_DIR, S_IFDIR | 0o755, 0, 0, 0, 0, 0, 0, null, null));
+        next = tree.put(ns, key, tree.addInode(K_DIR, S_IFDIR | 0o755, 0, 0, 0, 0, 0, 0, null, IMPLIED_DIRECTORY_XATTRS));
       } else if (!tree.isDir(next)) {
         throw new InvalidArgumentError(`entry '${path}': parent '${parts.slice(0, i + 1).map(displayKey).join('/')}' is a ${KINDS[tree.kind[tree.nodeInode[next]!]!]}, not a directory`);
       }

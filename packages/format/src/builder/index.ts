@@ -1,5 +1,5 @@
 // RAFS v6 writer side: layer builder, bootstrap writer and bootstrap merge.
-export { WHOLE_CONTENT, buildLayer, resolveBuildLayerOptions } from './build-layer.js';
+export { IMPLIED_DIRECTORY_XATTR, WHOLE_CONTENT, buildLayer, resolveBuildLayerOptions } from './build-layer.js';
 export type { WholeContentSource } from './build-layer.js';
 export type { BuildLayerOptions, ResolvedBuildLayerOptions, LayerBuildResult, LayerBlobInfo } from './build-layer.js';
 export { INLINED_BLOB_ID } from './blob-writer.js';

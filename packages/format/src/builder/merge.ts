@@ -2,10 +2,10 @@ import { FormatError, InvalidArgumentError, NydusError, UnsupportedError, throwI
 import { BlobFeatures, MAX_DIRECTORY_DEPTH, RafsSuperFlags, type DirentList } from '../layout/index.js';
 import { BootstrapReader } from '../reader/index.js';
 import { writeBootstrapOfReferencedBlobs } from './bootstrap-writer.js';
-import { validatePrefetchPatterns } from './build-layer.js';
+import { IMPLIED_DIRECTORY_XATTR, validatePrefetchPatterns } from './build-layer.js';
 import { INLINED_BLOB_ID } from './blob-writer.js';
 import { ChunkDict } from './chunk-dict.js';
-import { ChunkStore, FsTree, KIND_CODE, K_DIR, type TreeBlob } from './tree.js';
+import { ChunkStore, FsTree, KIND_CODE, type TreeBlob } from './tree.js';
 
 export interface MergeLayer {
   /** The layer's bootstrap (e.g. `buildLayer`'s result, or `image.boot` from its blob). */
@@ -44,10 +44,13 @@ const WHITEOUT_PREFIX = Buffer.from('.wh.');
 const OPAQUE = Buffer.from('.wh..wh..opq');
 
 /**
- * Merges layer bootstraps, lowest first, into one (spec §6): OCI whiteouts of upper layers
- * remove lower entries (whiteouts of the lowest layer stay as plain files), same names replace
- * lower ones (directories merge, taking the upper attributes), hardlinks stay grouped per layer,
- * and the blob table is rebuilt in order of first chunk reference (unreferenced blobs vanish).
+ * Merges layer bootstraps, lowest first, into one (spec §6): OCI whiteouts remove lower
+ * entries and never appear as files themselves, whichever layer holds them (as the OCI layer
+ * spec and containerd have it; nydus-image merge keeps the lowest layer's whiteouts as plain
+ * files, spec §6 step 3), same names replace lower ones (directories merge, taking the upper
+ * attributes unless the upper layer only implies the directory: see IMPLIED_DIRECTORY_XATTR),
+ * hardlinks stay grouped per layer, and the blob table is rebuilt in order of first chunk
+ * reference (unreferenced blobs vanish).
  */
 export async function mergeBootstraps(layers: ReadonlyArray<MergeLayer>, options: MergeOptions = {}): Promise<MergeResult> {
   if (!Array.isArray(layers) || layers.length === 0) throw new InvalidArgumentError('layers: at least one layer bootstrap is required');
@@ -101,7 +104,7 @@ export async function mergeBootstraps(layers: ReadonlyArray<MergeLayer>, options
   for (const [i, reader] of readers.entries()) {
     throwIfAborted(signal);
     const blobIndexes = layerBlobs[i]!.map((b) => storeIndex.get(b)!);
-    await inLayer(i, async () => new LayerMerger(reader, tree, blobIndexes, i > 0).mergeInto());
+    await inLayer(i, async () => new LayerMerger(reader, tree, blobIndexes).mergeInto());
   }
 
   // The blob table: blobs numbered by first chunk reference (unreferenced ones vanish).
@@ -177,13 +180,20 @@ class LayerMerger {
     private readonly reader: BootstrapReader,
     private readonly tree: FsTree,
     private readonly blobIndexes: readonly number[],
-    private readonly applyWhiteouts: boolean,
   ) {}
 
   mergeInto(): void {
     const tree = this.tree;
-    tree.setRootInode(this.inodeOf(this.reader.rootNid));
-    this.mergeDir(tree.root, this.reader.rootNid, new Set([this.reader.rootNid]), 0);
+    const root = this.reader.rootNid;
+    // An implied root keeps the lower one (below the lowest layer: the defaults it has too).
+    if (!this.isImpliedDir(root)) tree.setRootInode(this.inodeOf(root));
+    this.mergeDir(tree.root, root, new Set([root]), 0);
+  }
+
+  /** True for a directory the layer implies without listing it (see IMPLIED_DIRECTORY_XATTR). */
+  private isImpliedDir(nid: number): boolean {
+    const ino = this.reader.inode(nid);
+    return ino.type === 'directory' && ino.raw.xattrCount > 0 && this.reader.xattrs(nid).has(IMPLIED_DIRECTORY_XATTR);
   }
 
   private mergeDir(target: number, nid: number, visiting: Set<number>, depth: number): void {
@@ -191,19 +201,21 @@ class LayerMerger {
     const tree = this.tree;
     const list = this.reader.direntList(nid);
     const names = list.names;
-    if (this.applyWhiteouts) this.applyWhiteoutsOf(list, target);
+    // In the lowest layer there is nothing below to remove: its whiteouts only vanish.
+    this.applyWhiteoutsOf(list, target);
     const ns = tree.nodeNs[target]!;
     for (let i = 0; i < list.count; i++) {
-      if (list.isDots(i, 1) || list.isDots(i, 2) || (this.applyWhiteouts && startsWith(list, i, WHITEOUT_PREFIX))) continue;
+      if (list.isDots(i, 1) || list.isDots(i, 2) || startsWith(list, i, WHITEOUT_PREFIX)) continue;
       const child = list.nid(i);
-      const inode = this.inodeOf(child);
-      if (tree.kind[inode] !== K_DIR) {
-        tree.putBytes(ns, names, list.nameStart(i), list.nameEnd(i), inode);
+      if (this.reader.inode(child).type !== 'directory') {
+        tree.putBytes(ns, names, list.nameStart(i), list.nameEnd(i), this.inodeOf(child));
         continue;
       }
       if (visiting.has(child)) throw new FormatError(`dir[nid ${nid}]`, `directory nid ${child} is reached twice (cycle or hard-linked directory)`, { value: child });
-      // A directory over a directory keeps (merges) the lower children.
-      const node = tree.putBytes(ns, names, list.nameStart(i), list.nameEnd(i), inode);
+      // A directory over a directory keeps (merges) the lower children; one the layer only
+      // implies also keeps the lower directory's attributes, as containerd applies layers.
+      const lower = this.isImpliedDir(child) ? tree.lookupBytes(ns, names, list.nameStart(i), list.nameEnd(i)) : -1;
+      const node = lower >= 0 && tree.isDir(lower) ? lower : tree.putBytes(ns, names, list.nameStart(i), list.nameEnd(i), this.inodeOf(child));
       visiting.add(child);
       this.mergeDir(node, child, visiting, depth + 1);
       visiting.delete(child);
@@ -232,6 +244,9 @@ class LayerMerger {
     const r = this.reader;
     const tree = this.tree;
     const ino = r.inode(nid);
+    const xattrs = ino.raw.xattrCount > 0 ? r.xattrs(nid) : null;
+    // The layer's implied-directory marker never reaches a merged bootstrap.
+    xattrs?.delete(IMPLIED_DIRECTORY_XATTR);
     const inode = tree.addInode(
       KIND_CODE[ino.type],
       ino.mode,
@@ -242,7 +257,7 @@ class LayerMerger {
       ino.type === 'file' ? ino.size : 0,
       ino.type === 'char-device' || ino.type === 'block-device' ? ino.raw.u : 0,
       ino.type === 'symlink' ? r.readlinkBytes(nid) : null,
-      ino.raw.xattrCount > 0 ? r.xattrs(nid) : null,
+      xattrs,
     );
     if (ino.type === 'file') {
       const store = tree.stores[0]!;

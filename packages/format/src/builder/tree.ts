@@ -528,6 +528,11 @@ export class FsTree {
     return this.slots[this.slotFor(ns, key)]! - 1;
   }
 
+  /** `lookup` with the name as bytes `name[start, end)`. */
+  lookupBytes(ns: number, name: Uint8Array, start: number, end: number): number {
+    return this.slots[this.slotForBytes(ns, name, start, end)]! - 1;
+  }
+
   /** True if `node` is a directory name (it has a child namespace). */
   isDir(node: number): boolean {
     return this.nodeNs[node]! >= 0;
