@@ -24,7 +24,8 @@ apt_packages=(
   zlib1g-dev      # zlib for @nydus-ts/native's zran inflate (Z_BLOCK checkpoints, inflatePrime)
   lz4             # the lz4 tool, for interoperability tests
   zstd            # the zstd tool, for interoperability tests and zstd test layers
-  containerd      # a private containerd for the peer converter in the convert benchmark
+  containerd      # a private containerd: the peer converter of the convert benchmark, the snapshotter and e2e tests
+  golang-github-containerd-containerd-dev # containerd 1.6's .proto files: the snapshotter's proto-compatibility test
   runc            # containerd's runtime dependency
   stargz-snapshotter # ctr-remote: `images convert --estargz`, the peer converter of the convert benchmark
 )
