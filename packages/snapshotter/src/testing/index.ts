@@ -1,3 +1,9 @@
 export { snapshotterSuite } from './snapshotter-suite.js';
 export type { SnapshotterFactory, SuiteSubject } from './snapshotter-suite.js';
 export { mountAll, unmountAll } from './mount.js';
+export { run, runCommand } from './exec.js';
+export type { RunOptions, RunResult } from './exec.js';
+export { startContainerd, waitForSnapshotter } from './containerd.js';
+export type { StartContainerdOptions, TestContainerd } from './containerd.js';
+export { buildLayer, describeLayer, pushImage, makeBusyboxRootfs, pseudoRandomBytes } from './images.js';
+export type { LayerFile, ImageConfigOptions, PushImageOptions, PushedImage } from './images.js';
