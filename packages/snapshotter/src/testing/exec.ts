@@ -18,7 +18,7 @@ export interface RunOptions extends Pick<SpawnOptions, 'cwd' | 'env'> {
 /** Runs a command to completion and returns its exit code and output (never throws for a non-zero exit). */
 export function runCommand(cmd: string, args: readonly string[], options: RunOptions = {}): Promise<RunResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { cwd: options.cwd, env: options.env, stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn(cmd, args, { cwd: options.cwd, env: options.env, stdio: [options.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout!.setEncoding('utf8').on('data', (s: string) => (stdout += s));
@@ -32,7 +32,10 @@ export function runCommand(cmd: string, args: readonly string[], options: RunOpt
       clearTimeout(timer);
       resolve({ code: code ?? (signal ? 128 : 1), stdout, stderr });
     });
-    child.stdin!.end(options.input ?? '');
+    if (options.input !== undefined) {
+      child.stdin!.on('error', () => undefined); // a child that exits without reading its input
+      child.stdin!.end(options.input);
+    }
   });
 }
 
