@@ -18,6 +18,7 @@ import {
 } from '../src/index.js';
 import { zranEntry, zranMeta } from './fixtures.js';
 import { makeImage, mapBackend, pseudoRandomBytes, type SynthNode } from './reader-helpers.js';
+import { makeZranImage } from './zran-helpers.js';
 
 const SEED = Number(process.env.NYDUS_FUZZ_SEED ?? 0x5eed_2026) >>> 0;
 const fixtures = fileURLToPath(new URL('../../../testdata/nydus-upstream/', import.meta.url));
@@ -216,6 +217,12 @@ const be7Boot = await BootstrapReader.open(boot22);
 const be7Entry = be7Boot.blobs[0]!.entry;
 const be7CiSection = be7Blob.subarray(be7Entry.ciOffset, be7Entry.ciOffset + be7Entry.ciCompressedSize + 4096);
 
+// A targz-ref image of our own: its blob.meta (CI v2 entries, zran contexts, windows) is
+// mutated and truncated, then attached and every file read through the original gzip layer.
+const ours = await makeZranImage({ fileSizes: [3000, 20_000, 70_000, 9000], chunkSize: 4096 });
+const oursMeta = ours.layer.blobMeta!;
+const oursCiEnd = ours.layer.chunkCount * 24;
+
 const targets: Target[] = [
   {
     name: 'rafs-v6-2.2.boot',
@@ -253,6 +260,23 @@ const targets: Target[] = [
       } finally {
         parseBlobMetaFile(b, { entry: zranEntry, maxSize: SMALL });
       }
+    },
+  },
+  {
+    name: 'targz-ref blob.meta (ours), files read through the original',
+    input: oursMeta,
+    hot: [
+      [0, oursCiEnd],
+      [oursCiEnd, oursCiEnd + 200],
+      [oursMeta.length - 4096, oursMeta.length - 4096 + 64],
+    ],
+    iterations: 1500,
+    exercise: async (b) => {
+      const meta = parseBlobMetaFile(b, { maxSize: SMALL });
+      const r = await BootstrapReader.open(ours.merged);
+      r.attachBlobMeta(0, meta);
+      const files = new RafsFileReader(r, mapBackend({ [ours.digest]: ours.original }));
+      for (const n of r.walk()) if (n.inode.type === 'file') await files.read(n.nid, 0, n.inode.size);
     },
   },
   {
