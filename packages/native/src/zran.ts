@@ -33,7 +33,7 @@ export interface GzipCheckpoint {
   bits: number;
   /** That byte (`in[inOffset - 1]`); 0 when `bits` is 0. */
   byte: number;
-  /** The inflated bytes before the boundary that later data may refer to (≤ 32 KiB; own copy). */
+  /** The inflated bytes before the boundary that later data may refer to (≤ 32 KiB; a view of a buffer owned by this step's result). */
   window: Uint8Array;
   /** Index of the gzip member the boundary is in (0 for the first). */
   member: number;
@@ -111,12 +111,18 @@ export class CheckpointingGunzip {
     }
     const count = r[3]!;
     const checkpoints: GzipCheckpoint[] = new Array(count);
+    // The step's windows, copied out of the reused slots into one buffer (one allocation per
+    // step, not per checkpoint); each checkpoint's window is a view of it.
+    let total = 0;
+    for (let k = 0; k < count; k++) total += r[4 + 6 * k + 4]!;
+    const block = Buffer.allocUnsafe(total);
+    let at = 0;
     for (let k = 0; k < count; k++) {
       const f = 4 + 6 * k;
       const dictSize = r[f + 4]!;
-      const window = Buffer.allocUnsafe(dictSize);
-      this.#windows.copy(window, 0, k * GZIP_WINDOW_SIZE, k * GZIP_WINDOW_SIZE + dictSize);
-      checkpoints[k] = { inOffset: r[f]!, outOffset: r[f + 1]!, bits: r[f + 2]!, byte: r[f + 3]!, window, member: r[f + 5]! };
+      this.#windows.copy(block, at, k * GZIP_WINDOW_SIZE, k * GZIP_WINDOW_SIZE + dictSize);
+      checkpoints[k] = { inOffset: r[f]!, outOffset: r[f + 1]!, bits: r[f + 2]!, byte: r[f + 3]!, window: block.subarray(at, at + dictSize), member: r[f + 5]! };
+      at += dictSize;
     }
     return { consumed: r[0]!, produced: r[1]!, status: STEP_STATUS[status]!, checkpoints };
   }

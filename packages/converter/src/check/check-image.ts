@@ -362,7 +362,8 @@ export async function checkConvertedImage(options: CheckConvertedImageOptions): 
     // Each blob's CI table (`image/<id>.blob.meta`, read by nydusd) must be there and agree with
     // the blob table.
     for (const b of reader.blobs) {
-      if (skip.has(b.blobId)) continue;
+      // (Reference blobs' CI tables are in their meta blobs, checked when attached below.)
+      if (skip.has(b.blobId) || isSeparateBlob(b)) continue;
       const meta = boot.metas.get(b.blobId);
       const path = `image/${b.blobId}.blob.meta`;
       if (meta === undefined) {

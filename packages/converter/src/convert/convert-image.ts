@@ -646,8 +646,9 @@ async function convertManifest(ctx: ManifestContext, sel: Selected): Promise<Con
     { ...(ctx.dictImage && { chunkDict: ctx.dictImage.dict }), ...(resolved.prefetchPatterns.length && { prefetchPatterns: resolved.prefetchPatterns }), signal },
   ).catch((err: unknown) => ctx.fail(inContext(err, `${where}: merging layer bootstraps`)));
   const metas: Array<{ blobId: string; meta: Uint8Array }> = [];
-  // (A reference layer's blob is its original layer: its meta file is named after that.)
-  for (const l of layers) if (l.blob && l.blobMeta) metas.push({ blobId: refOf(l)?.original.digest.slice(7) ?? l.blob.digest.slice(7), meta: l.blobMeta });
+  // Reference layers ship no `.blob.meta` here: it is in their meta blob (blob_meta_digest),
+  // which readers fetch and verify (spec §4.3), and a copy would double the artifact.
+  for (const l of layers) if (l.blob && l.blobMeta && refOf(l) === undefined) metas.push({ blobId: l.blob.digest.slice(7), meta: l.blobMeta });
 
   // ---- chunk-dict blobs the merged image references
   const ownIds = new Set(layers.filter((l) => l.blob).map((l) => l.blob!.digest.slice(7)));

@@ -67,6 +67,8 @@ export async function convertRefLayer(options: ConvertRefLayerOptions): Promise<
       blobId: layer.digest,
       sourceSize: layer.size,
       chunkSize: options.chunkSize,
+      // (ImageSource blob streams fail on a digest mismatch.)
+      sourceVerified: true,
       ...(options.prefetchPatterns?.length && { prefetchPatterns: options.prefetchPatterns }),
       ...(signal && { signal }),
     });

@@ -13,6 +13,11 @@ export interface BuildRefLayerFromStreamOptions {
   /** Default 1 MiB. */
   chunkSize?: number;
   prefetchPatterns?: string[];
+  /**
+   * The source stream already verifies the digest (a registry or OCI-layout blob stream fails
+   * on a mismatch): only the size is checked here, the bytes are not hashed a second time.
+   */
+  sourceVerified?: boolean;
   signal?: AbortSignal;
 }
 
@@ -45,6 +50,7 @@ export async function buildRefLayerFromStream(source: AsyncIterable<Uint8Array>,
   const chunkSize = options.chunkSize ?? 1 << 20;
   const signal = options.signal;
   const hash = createHash('sha256');
+  const verified = options.sourceVerified ?? false;
   let size = 0;
   const iterator = source[Symbol.asyncIterator]();
   const head: Uint8Array[] = [];
@@ -73,7 +79,7 @@ export async function buildRefLayerFromStream(source: AsyncIterable<Uint8Array>,
   async function* original(): AsyncGenerator<Uint8Array, void, undefined> {
     try {
       const take = (c: Uint8Array): Uint8Array => {
-        hash.update(c);
+        if (!verified) hash.update(c);
         size += c.length;
         return c;
       };
@@ -101,8 +107,10 @@ export async function buildRefLayerFromStream(source: AsyncIterable<Uint8Array>,
     ...(options.prefetchPatterns ? { prefetchPatterns: options.prefetchPatterns } : {}),
     ...(signal ? { signal } : {}),
   });
-  const actual = hash.digest('hex');
-  if (actual !== expected) throw new DigestMismatchError('original layer', expected, actual);
+  if (!verified) {
+    const actual = hash.digest('hex');
+    if (actual !== expected) throw new DigestMismatchError('original layer', expected, actual);
+  }
   if (size !== options.sourceSize) throw new NydusError('DATA_LOSS', `original layer sha256:${expected}: ${size} bytes, its descriptor says ${options.sourceSize}`);
   for (const b of held) await sink.write(b);
   await sink.end?.();
@@ -111,6 +119,7 @@ export async function buildRefLayerFromStream(source: AsyncIterable<Uint8Array>,
 
 /** Output buffer of one inflate step. */
 const INFLATE_OUTPUT = 1 << 20;
+const OUTPUT_RING = 4;
 /** Inputs shorter than this are inflated inline (a thread-pool round trip costs more). */
 const SMALL_INPUT = 16 << 10;
 
@@ -143,8 +152,12 @@ export async function* inflateWithCheckpoints(source: AsyncIterable<Uint8Array>,
     input = input.length === 0 ? r.value : Buffer.concat([input, r.value]);
     return true;
   };
+  // Output buffers used in turn: the tar reader and the builder are done with a buffer by the
+  // time they have asked for two more (they copy what they keep), as with decompressStream.
+  const ring: Buffer[] = [];
+  let turn = 0;
   const start = (): void => {
-    const output = Buffer.allocUnsafe(INFLATE_OUTPUT);
+    const output = (ring[turn++ % OUTPUT_RING] ??= Buffer.allocUnsafe(INFLATE_OUTPUT));
     const step = input.length < SMALL_INPUT ? Promise.resolve().then(() => inflater.step(input, output)) : inflater.stepAsync(input, output);
     pending = { step, output };
   };

@@ -50,7 +50,7 @@ const MAX_UNCOMPRESSED_SPAN = 2 << 20;
 /** Contexts per blob at most (24-bit context index space of the reference). */
 const MAX_CONTEXTS = 1 << 24;
 /** Pending checkpoints kept at most; beyond, every other one is dropped (any boundary ≤ a chunk start serves). */
-const MAX_PENDING = 512;
+const MAX_PENDING = 128;
 
 interface OpenContext extends ZranContext {
   member: number;
