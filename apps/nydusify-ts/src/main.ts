@@ -1,4 +1,5 @@
 import { availableParallelism } from 'node:os';
+import type { CliIo } from '@nydus-ts/cli';
 
 // Output piped into a reader that closes early (`| head`) is not an error of ours.
 for (const stream of [process.stdout, process.stderr]) {
@@ -17,12 +18,19 @@ const argv = process.argv.slice(2);
 // libraries that the full command table imports (about 0.1 s of start-up).
 if (argv[0] === 'copy') {
   const { processIo, runNydusifyCopy } = await import('@nydus-ts/cli/copy');
-  process.exitCode = await runNydusifyCopy(argv, processIo());
+  await finish(runNydusifyCopy, processIo());
 } else if (argv[0] === 'image') {
   // Likewise `image` needs only the local part of the converter, not the registry client.
   const { processIo, runNydusifyImage } = await import('@nydus-ts/cli/image');
-  process.exitCode = await runNydusifyImage(argv, processIo());
+  await finish(runNydusifyImage, processIo());
 } else {
   const { processIo, runNydusify } = await import('@nydus-ts/cli');
-  process.exitCode = await runNydusify(argv, processIo());
+  await finish(runNydusify, processIo());
+}
+
+async function finish(run: (argv: string[], io: CliIo) => Promise<number>, io: CliIo): Promise<void> {
+  process.exitCode = await run(argv, io);
+  // Interrupted (SIGINT/SIGTERM): the run has removed what it created; do not wait for sockets
+  // or timers it may have left behind.
+  if (io.signal?.aborted) process.exit(process.exitCode);
 }

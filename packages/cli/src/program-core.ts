@@ -1,7 +1,8 @@
 import { Command, CommanderError } from 'commander';
-import { exitCodeFor, isNydusError } from '@nydus-ts/core';
+import { exitCodeFor, fileSystemError, isNydusError } from '@nydus-ts/core';
 import type { CliIo } from './io.js';
 import { writeLine } from './io.js';
+import { InterruptedError } from './interrupt.js';
 
 /** A command module adds its subcommand(s) to the program. */
 export type CommandRegistrar = (program: Command, io: CliIo) => void;
@@ -35,16 +36,28 @@ export async function runNydusifyProgram(argv: string[], io: CliIo, registrars: 
   }
 }
 
+/**
+ * Prints one line for a failed run and returns its exit code: 130/143 when the run was
+ * interrupted by SIGINT/SIGTERM (whatever error the abort surfaced as), 2 for bad input, 1
+ * otherwise. A failed system call names its path and errno; only an error that is none of
+ * these (a bug) adds its stack.
+ */
 export function reportError(err: unknown, io: CliIo): number {
   if (err instanceof CommanderError) {
     // commander already printed the message (and help) for usage errors
     return err.exitCode === 0 ? 0 : 2;
   }
-  if (isNydusError(err)) {
-    writeLine(io.stderr, `error: ${err.message}`);
-    return exitCodeFor(err);
+  const reason: unknown = io.signal?.aborted ? io.signal.reason : undefined;
+  if (reason instanceof InterruptedError) {
+    writeLine(io.stderr, `error: ${reason.message}`);
+    return reason.exitCode;
   }
-  const message = err instanceof Error ? (err.stack ?? err.message) : String(err);
+  const error = fileSystemError(err);
+  if (isNydusError(error)) {
+    writeLine(io.stderr, `error: ${error.message}`);
+    return exitCodeFor(error);
+  }
+  const message = error instanceof Error ? (error.stack ?? error.message) : String(error);
   writeLine(io.stderr, `error: ${message}`);
   return 1;
 }

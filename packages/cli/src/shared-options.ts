@@ -1,5 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { rename, rm, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { fileSystemError } from '@nydus-ts/core';
+import { checkOutputFile } from '@nydus-ts/core/files';
 import type { Command } from 'commander';
 
 /**
@@ -14,6 +17,21 @@ export function addRegistrySideOptions(command: Command): Command {
     .option('--target-creds <user:pass>', 'credentials for the target registry (default: docker config)');
 }
 
+/**
+ * Checks `--output-json FILE` before a command starts: FILE must not be a directory, and its
+ * directory must exist, unless it is one that the run makes for its other outputs (`madeDirs`,
+ * e.g. the bootstrap's directory) or lies on the way to one.
+ */
+export async function checkOutputJson(file: string | undefined, madeDirs: readonly string[] = []): Promise<void> {
+  if (file === undefined) return;
+  const dir = path.dirname(path.resolve(file));
+  const madeByRun = madeDirs.some((d) => {
+    const rel = path.relative(dir, path.resolve(d));
+    return !rel.startsWith('..') && !path.isAbsolute(rel);
+  });
+  await checkOutputFile(file, '--output-json', { createParents: madeByRun });
+}
+
 /** Writes a JSON report through a temporary name, so a reader never sees half of it. */
 export async function writeJsonFile(file: string, value: unknown): Promise<void> {
   const tmp = `${file}.tmp-${randomBytes(4).toString('hex')}`;
@@ -22,6 +40,6 @@ export async function writeJsonFile(file: string, value: unknown): Promise<void>
     await rename(tmp, file);
   } catch (err) {
     await rm(tmp, { force: true });
-    throw err;
+    throw fileSystemError(err, file, 'writing --output-json');
   }
 }

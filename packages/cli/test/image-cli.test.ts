@@ -166,4 +166,30 @@ describe('nydusify-ts image', () => {
     expect((await readdir(blobs).catch(() => [])).length).toBe(0);
     await expect(readFile(boot)).rejects.toThrow();
   });
+
+  it('leaves its own temporary files out of a dir-rafs image whose outputs lie inside the source', async () => {
+    const tree = path.join(work, 'self');
+    await mkdir(path.join(tree, 'etc'), { recursive: true });
+    await writeFile(path.join(tree, 'etc/hello'), 'hello\n');
+    await writeFile(path.join(tree, 'data'), Buffer.alloc(1 << 20, 'self '));
+    const created = await run('image', 'create', tree, '--bootstrap', path.join(tree, 'layer.boot'), '--blob-dir', path.join(tree, 'blobs'));
+    expect(created.stderr).toBe('');
+    expect(created.code).toBe(0);
+    const inspected = JSON.parse((await run('image', 'inspect', '--json', path.join(tree, 'layer.boot'))).stdout);
+    // blobs/ was made before the walk (and is empty then); the temporary blob and bootstrap are not in the image.
+    expect(inspected.tree.map((n: { path: string }) => n.path)).toEqual(['/', '/blobs', '/data', '/etc', '/etc/hello']);
+  });
+
+  it('escapes control characters of names in the tree it prints', async () => {
+    const tarFile = path.join(work, 'control.tar');
+    await writeFile(tarFile, tarWithName('evil\x1b[2J\nfile\tname\\x'));
+    const boot = path.join(work, 'control/boot');
+    const created = await run('image', 'create', '--type', 'tar-rafs', tarFile, '--bootstrap', boot, '--blob-dir', path.join(work, 'control/blobs'));
+    expect(created.code, created.stderr).toBe(0);
+    const text = (await run('image', 'inspect', boot)).stdout;
+    expect(text).not.toMatch(/[\x00-\x09\x0b-\x1f\x7f]/);
+    expect(text).toContain('/evil\\x1b[2J\\nfile\\tname\\\\x');
+    // --json keeps the name itself (JSON escapes it).
+    expect(JSON.parse((await run('image', 'inspect', '--json', boot)).stdout).tree[1].path).toBe('/evil\x1b[2J\nfile\tname\\x');
+  });
 });

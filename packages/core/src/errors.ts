@@ -105,6 +105,75 @@ export class CancelledError extends NydusError {
   }
 }
 
+/** Node's error for a failed system call: `code` is the errno name, `path` the file (if any). */
+interface SystemCallError extends Error {
+  code: string;
+  syscall: string;
+  path?: string;
+  dest?: string;
+}
+
+/** True for an error of a failed system call (ENOENT, ENOSPC, ...), as Node's fs raises them. */
+export function isSystemCallError(err: unknown): err is SystemCallError {
+  const e = err as Partial<SystemCallError> | null;
+  return typeof e === 'object' && e !== null && typeof e.code === 'string' && /^E[A-Z0-9]+$/.test(e.code) && typeof e.syscall === 'string';
+}
+
+const ERRNO_CODES: Partial<Record<string, NydusErrorCode>> = {
+  ENOENT: 'NOT_FOUND',
+  EEXIST: 'ALREADY_EXISTS',
+  ENOTEMPTY: 'ALREADY_EXISTS',
+  EACCES: 'PERMISSION_DENIED',
+  EPERM: 'PERMISSION_DENIED',
+  EROFS: 'PERMISSION_DENIED',
+  ENOSPC: 'RESOURCE_EXHAUSTED',
+  EDQUOT: 'RESOURCE_EXHAUSTED',
+  EMFILE: 'RESOURCE_EXHAUSTED',
+  ENFILE: 'RESOURCE_EXHAUSTED',
+  ENOMEM: 'RESOURCE_EXHAUSTED',
+  EFBIG: 'RESOURCE_EXHAUSTED',
+  ENOTDIR: 'FAILED_PRECONDITION',
+  EISDIR: 'FAILED_PRECONDITION',
+  ELOOP: 'FAILED_PRECONDITION',
+  ENAMETOOLONG: 'FAILED_PRECONDITION',
+  EXDEV: 'FAILED_PRECONDITION',
+  EIO: 'DATA_LOSS',
+};
+
+/**
+ * A system call on a file failed: one line naming what was done, the path and the errno, e.g.
+ * `writing out/.blob-1234-5f2e: no space left on device (ENOSPC)`. The code follows the errno
+ * (ENOENT is NOT_FOUND, ENOSPC RESOURCE_EXHAUSTED, ...); all of them are exit code 1.
+ */
+export class FileSystemError extends NydusError {
+  readonly path: string;
+  /** The errno name, e.g. `ENOSPC`. */
+  readonly errno: string;
+
+  constructor(path: string, errno: string, description: string, options?: NydusErrorOptions & { action?: string }) {
+    super(ERRNO_CODES[errno] ?? 'UNAVAILABLE', `${options?.action ? `${options.action} ` : ''}${path}: ${description} (${errno})`, options);
+    this.name = 'FileSystemError';
+    this.path = path;
+    this.errno = errno;
+  }
+}
+
+/** What Node says an errno means: `ENOSPC: no space left on device, write` → `no space left on device`. */
+function errnoDescription(err: SystemCallError): string {
+  const m = /^E[A-Z0-9]+: (.*?), \w+/.exec(err.message);
+  return m ? m[1]! : err.message;
+}
+
+/**
+ * A failed system call as a FileSystemError naming `path` (default: the path Node recorded) and
+ * what was being done (`action`, e.g. `writing`). Anything else is returned as it is.
+ */
+export function fileSystemError(err: unknown, path?: string, action?: string): unknown {
+  if (!isSystemCallError(err)) return err;
+  const where = path ?? (err.dest ? `${err.path} -> ${err.dest}` : err.path) ?? err.syscall;
+  return new FileSystemError(where, err.code, errnoDescription(err), { cause: err, ...(action !== undefined && { action }) });
+}
+
 /** Throws a CancelledError carrying the signal's reason if the signal is aborted. */
 export function throwIfAborted(signal: AbortSignal | undefined): void {
   if (signal?.aborted) {

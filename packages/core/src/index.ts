@@ -7,6 +7,9 @@ export {
   NotFoundError,
   UnsupportedError,
   CancelledError,
+  FileSystemError,
+  fileSystemError,
+  isSystemCallError,
   throwIfAborted,
   exitCodeFor,
 } from './errors.js';

@@ -4,7 +4,7 @@ import { checkConvertedImage, parseArchiveLocation } from '@nydus-ts/converter';
 import type { CheckConvertedImageOptions, CheckReport } from '@nydus-ts/converter';
 import { parseCredentials, parseImageLocation, parsePlatform } from '@nydus-ts/registry';
 import type { CliIo } from '../io.js';
-import { addRegistrySideOptions, writeJsonFile } from '../shared-options.js';
+import { addRegistrySideOptions, checkOutputJson, writeJsonFile } from '../shared-options.js';
 import { writeLine } from '../io.js';
 import { parsePositiveInt } from '../parse.js';
 import type { CommandRegistrar } from '../program.js';
@@ -70,9 +70,11 @@ export const registerCheckCommand: CommandRegistrar = (program: Command, io: Cli
     .action(async (flags: CheckFlags) => {
       baselineWasmOnly();
       const options = parseCheckFlags(flags);
+      await checkOutputJson(flags.outputJson);
       const report = await checkConvertedImage({
         ...options,
         env: io.env,
+        ...(io.signal && { signal: io.signal }),
         logger: createConsoleLogger({ level: 'warn', write: (line) => writeLine(io.stderr, line) }),
       });
       for (const line of report.differences) writeLine(io.stdout, line);

@@ -6,7 +6,7 @@ import { convertImage, resolveConvertImageOptions } from '@nydus-ts/converter';
 import type { ConvertImageOptions, ConvertImageResult, ConvertProgressEvent } from '@nydus-ts/converter';
 import { CHUNK_COMPRESSORS, CHUNK_DIGESTERS } from '@nydus-ts/format';
 import type { CliIo } from '../io.js';
-import { addRegistrySideOptions, writeJsonFile } from '../shared-options.js';
+import { addRegistrySideOptions, checkOutputJson, writeJsonFile } from '../shared-options.js';
 import { writeLine } from '../io.js';
 import { parseByteSize, parseChoice, parsePositiveInt } from '../parse.js';
 import type { CommandRegistrar } from '../program.js';
@@ -134,9 +134,11 @@ export const registerConvertCommand: CommandRegistrar = (program: Command, io: C
     .action(async (flags: ConvertFlags) => {
       baselineWasmOnly();
       const options = await parseConvertFlags(flags, io.cwd);
+      await checkOutputJson(flags.outputJson && path.resolve(io.cwd, flags.outputJson));
       const result = await convertImage({
         ...options,
         env: io.env,
+        ...(io.signal && { signal: io.signal }),
         logger: createConsoleLogger({ level: 'warn', write: (line) => writeLine(io.stderr, line) }),
         onProgress: progressPrinter(io),
       });

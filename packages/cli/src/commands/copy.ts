@@ -6,7 +6,7 @@ import { InvalidArgumentError, createConsoleLogger, noopLogger } from '@nydus-ts
 import { copyImage, parseCredentials, parseImageLocation, parsePlatform } from '@nydus-ts/registry';
 import type { CopyImageOptions, CopyImageResult, CopyProgressEvent, CopySideOptions } from '@nydus-ts/registry';
 import type { CliIo } from '../io.js';
-import { addRegistrySideOptions, writeJsonFile } from '../shared-options.js';
+import { addRegistrySideOptions, checkOutputJson, writeJsonFile } from '../shared-options.js';
 import { writeLine } from '../io.js';
 import { parseByteSize, parsePositiveInt } from '../parse.js';
 import type { CommandRegistrar } from '../program-core.js';
@@ -187,6 +187,7 @@ export const registerCopyCommand: CommandRegistrar = (program: Command, io: CliI
     .option('-J, --output-json <file>', 'write a JSON summary here')
     .action(async (flags: CopyFlags) => {
       const options = parseCopyFlags(flags);
+      await checkOutputJson(flags.outputJson);
       const tty = io.stderr.isTTY === true;
       const view = tty ? new ProgressView(io.stderr) : undefined;
       baselineWasmOnly();
@@ -196,6 +197,7 @@ export const registerCopyCommand: CommandRegistrar = (program: Command, io: CliI
         ...options,
         extraBlobs: originalLayersOfRefImage,
         env: io.env,
+        ...(io.signal && { signal: io.signal }),
         logger: tty ? noopLogger : createConsoleLogger({ level: 'warn', write: (line) => writeLine(io.stderr, line) }),
         ...(listeners.length > 0 && { onProgress: (e: CopyProgressEvent) => listeners.forEach((f) => f(e)) }),
       });

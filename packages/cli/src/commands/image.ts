@@ -12,9 +12,10 @@ import {
 } from '@nydus-ts/converter/local';
 import { CHUNK_COMPRESSORS, CHUNK_DIGESTERS, type ChunkCompressor, type ChunkDigester } from '@nydus-ts/format';
 import { readFile } from 'node:fs/promises';
+import path from 'node:path';
 import { setFlagsFromString } from 'node:v8';
 import type { CliIo } from '../io.js';
-import { writeJsonFile } from '../shared-options.js';
+import { checkOutputJson, writeJsonFile } from '../shared-options.js';
 import { writeLine } from '../io.js';
 import { parseByteSize, parseChoice } from '../parse.js';
 import type { CommandRegistrar } from '../program.js';
@@ -47,6 +48,16 @@ async function emitJson(file: string | undefined, value: unknown): Promise<void>
 
 const mib = (n: number): string => (n / 2 ** 20).toFixed(1) + ' MiB';
 
+const CONTROL_ESCAPES: Record<string, string> = { '\n': '\\n', '\r': '\\r', '\t': '\\t', '\\': '\\\\' };
+
+/**
+ * A name as the tree prints it: control characters (C0, DEL, C1) and backslashes escaped, so a
+ * file name cannot move the cursor, recolour the terminal or fake extra lines of the listing.
+ */
+export function escapeForDisplay(name: string): string {
+  return name.replace(/[\x00-\x1f\x7f-\x9f\\]/g, (c) => CONTROL_ESCAPES[c] ?? `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
+}
+
 export function formatInspection(r: ImageInspection): string {
   const lines: string[] = [];
   const sb = r.superblock;
@@ -66,9 +77,9 @@ export function formatInspection(r: ImageInspection): string {
   if (r.tree) {
     lines.push('Tree:');
     for (const n of r.tree) {
-      const extra = n.linkTarget !== undefined ? ` -> ${n.linkTarget}` : n.rdev ? ` dev ${n.rdev}` : n.chunks !== undefined ? ` chunks ${n.chunks}` : '';
-      const xattrs = n.xattrs ? ` xattrs ${Object.keys(n.xattrs).join(',')}` : '';
-      lines.push(`  ${n.type.padEnd(12)} ${n.mode} ${n.uid}:${n.gid} ${String(n.size).padStart(10)} nid ${n.nid} ${n.path}${extra}${xattrs}`);
+      const extra = n.linkTarget !== undefined ? ` -> ${escapeForDisplay(n.linkTarget)}` : n.rdev ? ` dev ${n.rdev}` : n.chunks !== undefined ? ` chunks ${n.chunks}` : '';
+      const xattrs = n.xattrs ? ` xattrs ${Object.keys(n.xattrs).map(escapeForDisplay).join(',')}` : '';
+      lines.push(`  ${n.type.padEnd(12)} ${n.mode} ${n.uid}:${n.gid} ${String(n.size).padStart(10)} nid ${n.nid} ${escapeForDisplay(n.path)}${extra}${xattrs}`);
     }
   }
   return lines.join('\n');
@@ -109,9 +120,11 @@ export const registerImageCommands: CommandRegistrar = (program: Command, io: Cl
     .option('-J, --output-json <file>', 'write a JSON summary here')
     .action(async (source: string, o: Record<string, string | undefined>) => {
       roomierOldGeneration();
+      await checkOutputJson(o.outputJson, [path.dirname(path.resolve(o.bootstrap!)), o.blobDir!]);
       const patterns = await readPatterns(o.prefetchPatterns);
       const dict = chunkDictPath(o.chunkDict);
       const result = await createImage({
+        ...(io.signal && { signal: io.signal }),
         type: o.type as SourceType,
         source,
         bootstrap: o.bootstrap!,
@@ -142,9 +155,11 @@ export const registerImageCommands: CommandRegistrar = (program: Command, io: Cl
     .option('--prefetch-patterns <file>', 'file of absolute paths to list in the prefetch table')
     .option('-J, --output-json <file>', 'write a JSON summary here')
     .action(async (sources: string[], o: Record<string, string | undefined>) => {
+      await checkOutputJson(o.outputJson, [path.dirname(path.resolve(o.bootstrap!))]);
       const patterns = await readPatterns(o.prefetchPatterns);
       const dict = chunkDictPath(o.chunkDict);
       const result = await mergeImage({
+        ...(io.signal && { signal: io.signal }),
         sources,
         bootstrap: o.bootstrap!,
         ...(o.blobIds !== undefined && { blobIds: o.blobIds.split(',').map((s) => s.trim()) }),
@@ -174,7 +189,8 @@ export const registerImageCommands: CommandRegistrar = (program: Command, io: Cl
     .option('-D, --blob-dir <dir>', 'directory holding the blobs, named by id')
     .option('-J, --output-json <file>', 'write a JSON summary here')
     .action(async (bootstrap: string, o: { blobDir?: string; outputJson?: string }) => {
-      const r = await checkImage({ bootstrap, ...(o.blobDir && { blobDir: o.blobDir }) });
+      await checkOutputJson(o.outputJson);
+      const r = await checkImage({ bootstrap, ...(o.blobDir && { blobDir: o.blobDir }), ...(io.signal && { signal: io.signal }) });
       writeLine(io.stdout, `bootstrap ${bootstrap}: valid RAFS v6, ${r.inodes} inodes, ${r.compressor}/${r.digester}, ${r.blobs.length} blob(s)`);
       if (o.blobDir) writeLine(io.stdout, `verified ${r.chunksVerified} chunks (${mib(r.bytesVerified)}) in ${r.blobs.length} blob(s)`);
       await emitJson(o.outputJson, r);
@@ -190,7 +206,7 @@ export const registerImageCommands: CommandRegistrar = (program: Command, io: Cl
     .action(async (positional: string | undefined, o: { bootstrap?: string; blobDir: string; output: string }) => {
       const bootstrap = o.bootstrap ?? positional;
       if (!bootstrap) throw new InvalidArgumentError('image unpack needs a bootstrap (--bootstrap FILE)');
-      const r = await unpackImage({ bootstrap, blobDir: o.blobDir, output: o.output });
+      const r = await unpackImage({ bootstrap, blobDir: o.blobDir, output: o.output, ...(io.signal && { signal: io.signal }) });
       writeLine(io.stdout, `wrote ${r.output} (${r.bytes} bytes)`);
     });
 };

@@ -20,6 +20,11 @@ export interface ReadDirectoryEntriesOptions {
   readChunkSize?: number;
   /** How many entries of a directory have their metadata fetched ahead (default 32). */
   lookahead?: number;
+  /**
+   * Entries to leave out, told by their lstat (e.g. the build's own temporary output files when
+   * they lie inside the source): asked once per entry, when the walk reaches it.
+   */
+  exclude?: (stat: BigIntStats) => boolean;
   logger?: Logger;
 }
 
@@ -134,6 +139,10 @@ export async function* readDirectoryEntries(
     const { stat } = meta;
     if (stat.isSocket()) {
       logger.debug('directory walk: socket skipped', { path: rel });
+      continue;
+    }
+    if (options.exclude?.(stat)) {
+      logger.debug('directory walk: excluded', { path: rel });
       continue;
     }
     if (stat.isFile() && stat.nlink > 1n) {

@@ -1,13 +1,15 @@
 import { randomBytes } from 'node:crypto';
 import { open, rename, rm, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
+import { fileSystemError } from '@nydus-ts/core';
 
 /**
  * A file written under a temporary name in its final directory and renamed into place only on
  * commit, so a failed or interrupted write never leaves a half-written file under the real name.
  * Small writes are coalesced into `bufferSize` pieces, large ones written as they are; each
  * `write` resolves when the data is buffered or written (the caller's await is the backpressure),
- * after which the caller may reuse its bytes.
+ * after which the caller may reuse its bytes. A failed system call is a FileSystemError naming
+ * the file and the errno (ENOSPC while writing, EISDIR when renaming, ...).
  */
 export class AtomicFileWriter {
   readonly tempPath: string;
@@ -28,7 +30,9 @@ export class AtomicFileWriter {
 
   static async create(dir: string, options: { bufferSize?: number; prefix?: string } = {}): Promise<AtomicFileWriter> {
     const tempPath = path.join(dir, `.${options.prefix ?? 'tmp'}-${process.pid}-${randomBytes(6).toString('hex')}`);
-    const handle = await open(tempPath, 'wx', 0o644);
+    const handle = await open(tempPath, 'wx', 0o644).catch((err: unknown) => {
+      throw fileSystemError(err, tempPath, 'creating');
+    });
     return new AtomicFileWriter(tempPath, handle, options.bufferSize ?? 4 << 20);
   }
 
@@ -59,10 +63,20 @@ export class AtomicFileWriter {
 
   async #writeAll(bytes: Uint8Array): Promise<void> {
     let off = 0;
-    while (off < bytes.length) {
-      const { bytesWritten } = await this.#handle!.write(bytes, off, bytes.length - off);
-      off += bytesWritten;
+    try {
+      while (off < bytes.length) {
+        const { bytesWritten } = await this.#handle!.write(bytes, off, bytes.length - off);
+        off += bytesWritten;
+      }
+    } catch (err) {
+      throw fileSystemError(err, this.tempPath, 'writing');
     }
+  }
+
+  async #sync(): Promise<void> {
+    await this.#handle!.sync().catch((err: unknown) => {
+      throw fileSystemError(err, this.tempPath, 'writing');
+    });
   }
 
   /**
@@ -72,20 +86,30 @@ export class AtomicFileWriter {
   async end(): Promise<void> {
     await this.#flush();
     if (this.#syncing === undefined) {
-      const syncing = this.#handle!.sync();
+      const syncing = this.#sync();
       syncing.catch(() => undefined); // reported by commit()
       this.#syncing = syncing;
     }
   }
 
-  /** Flushes, fsyncs and renames the file to `finalPath` (replacing what is there). */
+  /**
+   * Flushes, fsyncs and renames the file to `finalPath` (replacing what is there). When any of
+   * it fails, the temporary file is removed before the error is thrown.
+   */
   async commit(finalPath: string): Promise<void> {
-    await this.#flush();
-    await (this.#syncing ?? this.#handle!.sync());
-    await this.#handle!.close();
-    this.#handle = undefined;
-    this.#done = true;
-    await rename(this.tempPath, finalPath);
+    try {
+      await this.#flush();
+      await (this.#syncing ?? this.#sync());
+      await this.#handle!.close();
+      this.#handle = undefined;
+      await rename(this.tempPath, finalPath).catch((err: unknown) => {
+        throw fileSystemError(err, finalPath, 'writing');
+      });
+      this.#done = true;
+    } catch (err) {
+      await this.abort();
+      throw err;
+    }
   }
 
   /** Removes the temporary file; safe to call after commit (then it does nothing). */

@@ -1,4 +1,5 @@
-import { InvalidArgumentError, NotFoundError, noopLogger, type Logger } from '@nydus-ts/core';
+import { InvalidArgumentError, NotFoundError, fileSystemError, isSystemCallError, noopLogger, throwIfAborted, type Logger } from '@nydus-ts/core';
+import { checkOutputDirectory, checkOutputFile, makeDirectories, removeCreatedDirectories } from '@nydus-ts/core/files';
 import {
   BootstrapReader,
   CHUNK_COMPRESSORS,
@@ -11,8 +12,8 @@ import {
   type LayerBuildResult,
   type LayerEntry,
 } from '@nydus-ts/format';
-import { createReadStream } from 'node:fs';
-import { mkdir, open, readFile, stat } from 'node:fs/promises';
+import { createReadStream, type BigIntStats } from 'node:fs';
+import { open, readFile, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { readFileChunks } from '../layer/file-chunks.js';
 import { BLOCK_SIZE, headerChecksum, readNumber } from '../layer/tar-header.js';
@@ -78,17 +79,19 @@ export function resolveCreateImageOptions(options: CreateImageOptions): Required
  * Opens the entries of a local source, checking that it is of the declared type. File content
  * pieces (and WHOLE_CONTENT bodies) are valid only until the next piece or entry is requested:
  * a plain tar is read into two buffers that take turns, so a consumer copies what it keeps (as
- * the builder does).
+ * the builder does). `exclude` leaves entries of a directory source out (see
+ * ReadDirectoryEntriesOptions).
  */
-export async function openLayerSource(type: SourceType, source: string): Promise<AsyncIterable<LayerEntry>> {
-  const st = await stat(source).catch((err: NodeJS.ErrnoException) => {
-    throw new NotFoundError(`source ${source}: ${err.code === 'ENOENT' ? 'no such file or directory' : err.message}`, { cause: err });
+export async function openLayerSource(type: SourceType, source: string, options: { exclude?: (stat: BigIntStats) => boolean } = {}): Promise<AsyncIterable<LayerEntry>> {
+  const st = await stat(source).catch((err: unknown) => {
+    if (isSystemCallError(err) && err.code === 'ENOENT') throw new NotFoundError(`source ${source}: no such file or directory`, { cause: err });
+    throw fileSystemError(err, source, 'source');
   });
   if (type === 'dir-rafs') {
     if (!st.isDirectory()) throw new InvalidArgumentError(`source ${source} is not a directory (--type dir-rafs)`);
     // Loaded on demand (like the decompressor below): a tar build needs neither.
     const { readDirectoryEntries } = await import('../layer/dir-reader.js');
-    return readDirectoryEntries(source);
+    return readDirectoryEntries(source, options.exclude ? { exclude: options.exclude } : {});
   }
   if (!st.isFile()) throw new InvalidArgumentError(`source ${source} is not a file (--type ${type})`);
   // tar-rafs takes a plain tar; compressed tars are detected either way, as users mix them up.
@@ -124,27 +127,39 @@ export async function loadChunkDict(bootstrapPath: string): Promise<ChunkDict> {
 }
 
 /**
- * `image create`: builds one layer's bootstrap and data blob from a directory or tar. The blob is
- * streamed to a temporary file in the blob dir and renamed to its id when complete; the bootstrap
- * is written last, also through a temporary name.
+ * `image create`: builds one layer's bootstrap and data blob from a directory or tar. The output
+ * paths are checked before anything is read or created. The blob is streamed to a temporary file
+ * in the blob dir and renamed to its id when complete; the bootstrap is written last, also
+ * through a temporary name. On any failure or abort (`signal`) the run removes everything it
+ * created (temporary files, a blob it had renamed into place, directories it made) before the
+ * error is thrown. Temporary files inside a directory source are not part of the image.
  */
 export async function createImage(input: CreateImageOptions): Promise<CreateImageResult> {
   const options = resolveCreateImageOptions(input);
   const logger = options.logger ?? noopLogger;
   const started = performance.now();
-  const entries = await openLayerSource(options.type, options.source);
+  await checkOutputFile(options.bootstrap, 'bootstrap');
+  await checkOutputDirectory(options.blobDir, 'blob dir');
+  const ownFiles = new Set<string>();
+  const entries = await openLayerSource(options.type, options.source, { exclude: (st) => ownFiles.has(`${st.dev}:${st.ino}`) });
   const chunkDict = options.chunkDict ? await loadChunkDict(options.chunkDict) : undefined;
-  await mkdir(options.blobDir, { recursive: true });
-  await mkdir(path.dirname(path.resolve(options.bootstrap)), { recursive: true });
+  throwIfAborted(options.signal);
 
-  const blobFile = await AtomicFileWriter.create(options.blobDir, { prefix: 'blob' });
-  // The bootstrap streams to its own temporary file and is renamed into place after the blob.
-  const bootFile = await AtomicFileWriter.create(path.dirname(path.resolve(options.bootstrap)), { prefix: path.basename(options.bootstrap) }).catch(async (err: unknown) => {
-    await blobFile.abort();
-    throw err;
-  });
+  const createdDirs: string[] = [];
+  let blobFile: AtomicFileWriter | undefined;
+  let bootFile: AtomicFileWriter | undefined;
+  let committedBlob: string | undefined;
   let result: LayerBuildResult;
   try {
+    createdDirs.push(...(await makeDirectories(options.blobDir)));
+    createdDirs.push(...(await makeDirectories(path.dirname(path.resolve(options.bootstrap)))));
+    blobFile = await AtomicFileWriter.create(options.blobDir, { prefix: 'blob' });
+    // The bootstrap streams to its own temporary file and is renamed into place after the blob.
+    bootFile = await AtomicFileWriter.create(path.dirname(path.resolve(options.bootstrap)), { prefix: path.basename(options.bootstrap) });
+    for (const temp of [blobFile.tempPath, bootFile.tempPath]) {
+      const st = await stat(temp, { bigint: true });
+      ownFiles.add(`${st.dev}:${st.ino}`);
+    }
     result = await buildLayer(entries, blobFile, {
       compressor: options.compressor,
       digester: options.digester,
@@ -155,14 +170,21 @@ export async function createImage(input: CreateImageOptions): Promise<CreateImag
       bootstrapSink: bootFile,
     });
     if (result.blob) {
-      await blobFile.commit(path.join(options.blobDir, result.blob.id));
+      const blobPath = path.join(options.blobDir, result.blob.id);
+      // A blob of that id may be there already (same content): then it is not this run's to remove.
+      const existed = await stat(blobPath).then(() => true, () => false);
+      await blobFile.commit(blobPath);
+      if (!existed) committedBlob = blobPath;
     } else {
       await blobFile.abort();
     }
+    throwIfAborted(options.signal);
     await bootFile.commit(options.bootstrap);
   } catch (err) {
-    await blobFile.abort();
-    await bootFile.abort();
+    await blobFile?.abort();
+    await bootFile?.abort();
+    if (committedBlob) await rm(committedBlob, { force: true });
+    await removeCreatedDirectories(createdDirs);
     throw err;
   }
   const durationMs = performance.now() - started;

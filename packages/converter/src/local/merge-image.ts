@@ -1,6 +1,8 @@
 import { InvalidArgumentError, NotFoundError } from '@nydus-ts/core';
+import { checkOutputFile, makeDirectories, removeCreatedDirectories } from '@nydus-ts/core/files';
 import { mergeBootstraps } from '@nydus-ts/format';
 import { readFile } from 'node:fs/promises';
+import path from 'node:path';
 import { writeFileAtomic } from './atomic-file.js';
 import { loadChunkDict } from './create-image.js';
 
@@ -13,6 +15,7 @@ export interface MergeImageOptions {
   blobIds?: string[];
   prefetchPatterns?: string[];
   chunkDict?: string;
+  signal?: AbortSignal;
 }
 
 /** `image merge`: merges layer bootstraps into one, applying OCI whiteouts. */
@@ -21,6 +24,7 @@ export async function mergeImage(options: MergeImageOptions): Promise<{ bootstra
   if (options.blobIds && options.blobIds.length !== options.sources.length) {
     throw new InvalidArgumentError(`--blob-ids has ${options.blobIds.length} ids for ${options.sources.length} sources`);
   }
+  await checkOutputFile(options.bootstrap, 'bootstrap');
   const layers = await Promise.all(
     options.sources.map(async (file, i) => {
       const bootstrap = await readFile(file).catch((err: NodeJS.ErrnoException) => {
@@ -34,7 +38,12 @@ export async function mergeImage(options: MergeImageOptions): Promise<{ bootstra
   const merged = await mergeBootstraps(layers, {
     ...(options.prefetchPatterns && { prefetchPatterns: options.prefetchPatterns }),
     ...(chunkDict && { chunkDict }),
+    ...(options.signal && { signal: options.signal }),
   });
-  await writeFileAtomic(options.bootstrap, merged.bootstrap);
+  const createdDirs = await makeDirectories(path.dirname(path.resolve(options.bootstrap)));
+  await writeFileAtomic(options.bootstrap, merged.bootstrap).catch(async (err: unknown) => {
+    await removeCreatedDirectories(createdDirs);
+    throw err;
+  });
   return { bootstrap: options.bootstrap, blobIds: merged.blobIds };
 }

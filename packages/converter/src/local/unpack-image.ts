@@ -1,6 +1,6 @@
-import type { Logger } from '@nydus-ts/core';
+import { throwIfAborted, type Logger } from '@nydus-ts/core';
+import { checkOutputFile, makeDirectories, removeCreatedDirectories } from '@nydus-ts/core/files';
 import { RafsFileReader, attachRefBlobMetas, decodeRdev, type BootstrapReader, type LayerEntry } from '@nydus-ts/format';
-import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { writeTarEntries } from '../layer/tar-writer.js';
 import { AtomicFileWriter } from './atomic-file.js';
@@ -55,14 +55,21 @@ export async function* bootstrapEntries(reader: BootstrapReader, files: RafsFile
   }
 }
 
-/** `image unpack`: writes the image's tree as a tar, every chunk verified on the way. */
+/**
+ * `image unpack`: writes the image's tree as a tar, every chunk verified on the way. The output
+ * path is checked first; on any failure or abort (`signal`) nothing of the run stays behind.
+ */
 export async function unpackImage(options: UnpackImageOptions): Promise<{ output: string; bytes: number }> {
+  // The output path is checked before anything is read or created.
+  await checkOutputFile(options.output, 'output');
   const reader = await openBootstrapFile(options.bootstrap);
   const backend = new LocalBlobBackend(options.blobDir);
   const files = new RafsFileReader(reader, backend);
-  await mkdir(path.dirname(path.resolve(options.output)), { recursive: true });
-  const out = await AtomicFileWriter.create(path.dirname(path.resolve(options.output)), { prefix: path.basename(options.output) });
+  const createdDirs: string[] = [];
+  let out: AtomicFileWriter | undefined;
   try {
+    createdDirs.push(...(await makeDirectories(path.dirname(path.resolve(options.output)))));
+    out = await AtomicFileWriter.create(path.dirname(path.resolve(options.output)), { prefix: path.basename(options.output) });
     // Reference (targz-ref / tar-ref) blobs are read through their meta blobs, also in the blob dir.
     await attachRefBlobMetas(reader, backend, options.signal);
     // The root is implied by a tar; skip it so paths stay relative.
@@ -70,13 +77,15 @@ export async function unpackImage(options: UnpackImageOptions): Promise<{ output
       for await (const e of bootstrapEntries(reader, files)) if (e.path !== '') yield e;
     })();
     for await (const bytes of writeTarEntries(entries)) {
-      options.signal?.throwIfAborted();
+      throwIfAborted(options.signal);
       await out.write(bytes);
     }
     await out.commit(options.output);
     return { output: options.output, bytes: out.size };
   } catch (err) {
-    await out.abort();
+    // Nothing of this run stays behind: the temporary file, and directories it made.
+    await out?.abort();
+    await removeCreatedDirectories(createdDirs);
     throw err;
   } finally {
     await backend.close();
