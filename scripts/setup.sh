@@ -28,6 +28,8 @@ apt_packages=(
   golang-github-containerd-containerd-dev # containerd 1.6's .proto files: the snapshotter's proto-compatibility test
   runc            # containerd's runtime dependency
   stargz-snapshotter # ctr-remote: `images convert --estargz`, the peer converter of the convert benchmark
+  libfuse2        # libfuse.so.2, which fuse-native's prebuilt binding (nydusd-ts FUSE mounts) loads
+  fuse            # fusermount: unmounting FUSE mounts (also stale ones after a crash)
 )
 
 missing=()

@@ -9,10 +9,9 @@ import { RegistryClient } from '@nydus-ts/registry';
 import { startRegistry, type TestRegistry } from '@nydus-ts/registry/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { NYDUS_MANIFEST_ARTIFACT_TYPE, checkConvertedImage, convertImage, isNydusManifest } from '../src/index.js';
-import { MountScope } from './support/kernel.js';
+import { diffTrees, MountScope, snapshotTree } from '@nydus-ts/testing';
 import { busyboxImage, hostLinuxPlatform, pushLayeredImage, pushTestIndex, whiteoutLayers, writeOciLayout, dir, file, whiteout } from './support/images.js';
 import { fetchNydusImage, mountNydusImage } from './support/nydus-image.js';
-import { diffTrees, snapshotTree } from './support/tree-compare.js';
 
 async function* entries(list: ReturnType<typeof file>[]) {
   yield* list;

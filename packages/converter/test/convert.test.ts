@@ -11,10 +11,9 @@ import { RegistryClient } from '@nydus-ts/registry';
 import { startRegistry, type TestRegistry } from '@nydus-ts/registry/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Annotation, NYDUS_BLOB_MEDIA_TYPE, convertImage, readTarEntries } from '../src/index.js';
-import { MountScope } from './support/kernel.js';
+import { diffTrees, MountScope, snapshotTree } from '@nydus-ts/testing';
 import { busyboxImage, whiteoutImage, type TestImage } from './support/images.js';
 import { fetchBlobBytes, fetchNydusImage, mountNydusImage } from './support/nydus-image.js';
-import { diffTrees, snapshotTree } from './support/tree-compare.js';
 
 const sha256 = (b: Uint8Array): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 

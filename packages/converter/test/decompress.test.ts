@@ -8,7 +8,7 @@ import { isNydusError } from '@nydus-ts/core';
 import { describe, expect, it } from 'vitest';
 import { decompressStream, detectCompression, readTarEntries } from '../src/index.js';
 import type { LayerCompression } from '../src/index.js';
-import { createRandom } from './support/make-tree.js';
+import { createRandom } from '@nydus-ts/testing';
 import { chunked, collect, zstdCompressProcess, zstdFrame as zstdCompress } from './support/streams.js';
 
 const fixtures = resolve(dirname(fileURLToPath(import.meta.url)), '../../../testdata/nydus-upstream');

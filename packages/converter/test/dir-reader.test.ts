@@ -8,9 +8,8 @@ import { WHOLE_CONTENT, type LayerEntry, type WholeContentSource } from '@nydus-
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readDirectoryEntries } from '../src/index.js';
 import { splitDev } from '../src/layer/dir-reader.js';
-import { makeTree } from './support/make-tree.js';
+import { diffTrees, makeTree, snapshotEntries, snapshotTree } from '@nydus-ts/testing';
 import { collect } from './support/streams.js';
-import { diffTrees, snapshotEntries, snapshotTree } from './support/tree-compare.js';
 
 async function errorOf(p: Promise<unknown>): Promise<unknown> {
   try {

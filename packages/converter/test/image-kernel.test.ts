@@ -8,10 +8,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createImage, inspectImage } from '../src/index.js';
-import { MountScope } from './support/kernel.js';
-import { makeTree } from './support/make-tree.js';
+import { diffTrees, makeTree, MountScope, snapshotTree } from '@nydus-ts/testing';
 import { END, fileMember, paxHeader, rawHeader } from './support/raw-tar.js';
-import { diffTrees, snapshotTree } from './support/tree-compare.js';
 
 const fixtures = fileURLToPath(new URL('../../../testdata/nydus-upstream/', import.meta.url));
 

@@ -10,8 +10,7 @@ import type { LayerEntry } from '@nydus-ts/format';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createImage, mergeImage, writeTarEntries } from '../src/index.js';
 import { AtomicFileWriter } from '../src/local/atomic-file.js';
-import { MountScope } from './support/kernel.js';
-import { diffTrees, snapshotTree } from './support/tree-compare.js';
+import { diffTrees, MountScope, snapshotTree } from '@nydus-ts/testing';
 
 /** One change in a layer. Whiteouts and opaque markers get their OCI form in the tar and their overlayfs form on disk. */
 type Op =

@@ -8,8 +8,7 @@ import path from 'node:path';
 import { isNydusError } from '@nydus-ts/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { checkImage, createImage, readTarEntries, unpackImage } from '../src/index.js';
-import { makeTree } from './support/make-tree.js';
-import { diffTrees, snapshotEntries } from './support/tree-compare.js';
+import { diffTrees, makeTree, snapshotEntries } from '@nydus-ts/testing';
 
 const tarSnapshot = (file: string) => snapshotEntries(readTarEntries(createReadStream(file)), file);
 

@@ -5,9 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setAttributeSync } from 'fs-xattr';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { MountScope, loopsBackedBy, mountErofs } from './support/kernel.js';
-import { makeTree } from './support/make-tree.js';
-import { diffTrees, snapshotTree } from './support/tree-compare.js';
+import { diffTrees, loopsBackedBy, makeTree, mountErofs, MountScope, snapshotTree } from '@nydus-ts/testing';
 
 describe('kernel mount helpers', () => {
   const scope = new MountScope();

@@ -8,10 +8,9 @@ import { isNydusError } from '@nydus-ts/core';
 import { WHOLE_CONTENT, type LayerEntry, type WholeContentSource } from '@nydus-ts/format';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readTarEntries } from '../src/index.js';
-import { makeTree } from './support/make-tree.js';
+import { diffTrees, makeTree, snapshotEntries, snapshotTree } from '@nydus-ts/testing';
 import { END, fileMember, fixChecksum, pad, paxHeader, rawHeader } from './support/raw-tar.js';
 import { chunked, collect } from './support/streams.js';
-import { diffTrees, snapshotEntries, snapshotTree } from './support/tree-compare.js';
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
 const fixtures = resolve(repoRoot, 'testdata/nydus-upstream');

@@ -10,9 +10,8 @@ import type { LayerEntry } from '@nydus-ts/format';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readDirectoryEntries, readTarEntries, writeTarEntries } from '../src/index.js';
 import { encodeTarHeader } from '../src/layer/tar-writer.js';
-import { CAPABILITY_NET_BIND_SERVICE, createRandom, makeTree } from './support/make-tree.js';
+import { CAPABILITY_NET_BIND_SERVICE, createRandom, diffTrees, makeTree, snapshotEntries, snapshotTree } from '@nydus-ts/testing';
 import { chunked, collect, fromArray } from './support/streams.js';
-import { diffTrees, snapshotEntries, snapshotTree } from './support/tree-compare.js';
 
 async function errorOf(p: Promise<unknown>): Promise<unknown> {
   try {

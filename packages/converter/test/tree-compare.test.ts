@@ -6,8 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setAttributeSync } from 'fs-xattr';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { makeTree } from './support/make-tree.js';
-import { diffTrees, snapshotTree } from './support/tree-compare.js';
+import { diffTrees, makeTree, snapshotTree } from '@nydus-ts/testing';
 
 describe('make-tree and tree-compare', () => {
   let work: string;

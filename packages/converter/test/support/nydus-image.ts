@@ -10,7 +10,7 @@ import type { Descriptor, Digest, ImageConfig, ImageManifest } from '@nydus-ts/c
 import { BootstrapReader } from '@nydus-ts/format';
 import type { RegistryClient } from '@nydus-ts/registry';
 import { readBootstrapLayer } from '../../src/index.js';
-import type { MountHandle, MountScope } from './kernel.js';
+import type { MountHandle, MountScope } from '@nydus-ts/testing';
 
 export interface FetchedNydusImage {
   manifest: ImageManifest;

@@ -1,0 +1,25 @@
+// nydusd-ts: wiring only. The command line, the daemon and its API live in @nydus-ts/cli/nydusd
+// and @nydus-ts/daemon; this entry gives them the process (stdio, cwd, signals, exit code).
+import { processIo, runNydusd } from '@nydus-ts/cli/nydusd';
+
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code !== 'EPIPE') throw err;
+  });
+}
+
+const code = await runNydusd(process.argv.slice(2), processIo(), {
+  onSignal(handler) {
+    const onSignal = (signal: NodeJS.Signals): void => handler(signal);
+    process.on('SIGTERM', onSignal);
+    process.on('SIGINT', onSignal);
+    return () => {
+      process.off('SIGTERM', onSignal);
+      process.off('SIGINT', onSignal);
+    };
+  },
+});
+
+// The daemon has stopped (unmounted, caches flushed): exit now rather than wait for the FUSE
+// binding's worker thread and idle keep-alive sockets to let the event loop drain.
+process.exit(code);

@@ -1,0 +1,69 @@
+/**
+ * How the bytes of a blob's chunks are obtained: the seam between the chunk cache (which knows
+ * which chunks are missing, shares fetches, verifies and stores chunks) and the blob's format.
+ * A source groups missing chunks into fetch units (one backend range each) and decodes a
+ * fetched unit into the uncompressed bytes of its chunks. Native blobs fetch each chunk's
+ * compressed extent, adjacent ones merged ({@link NativeChunkSource}); other blob kinds (ZRAN
+ * gzip-checkpoint contexts, batches) plug in here with their own planning and decoding.
+ */
+import { UnsupportedError, type BlobBackend, type Logger } from '@nydus-ts/core';
+import { BlobFeatures, ChunkFlags } from '@nydus-ts/format';
+import type { BlobChunkTable } from './blob-chunk-table.js';
+import { NativeChunkSource } from './native-chunk-source.js';
+
+/** One backend request and the chunks it yields. */
+export interface FetchUnit {
+  /** Byte range of the blob to fetch. */
+  offset: number;
+  length: number;
+  /** CI indexes of the chunks decoded from this range (the wanted ones and any extras). */
+  chunks: number[];
+}
+
+export interface ChunkPlanOptions {
+  /** Largest single fetch in bytes (adjacent chunks are merged up to it). */
+  mergeLimit: number;
+  /**
+   * Widen a fetch with the chunks that follow the wanted ones in the blob while it stays within
+   * this many bytes (0: fetch only what is wanted). Extras are cached like wanted chunks.
+   */
+  amplifyTo: number;
+  /** True for chunks already cached or being fetched: a plan never includes them as extras. */
+  isSettled(ci: number): boolean;
+}
+
+/** One decoded chunk of a unit: its uncompressed bytes, or why it could not be decoded. */
+export type DecodedChunk = { ci: number; data: Uint8Array; error?: undefined } | { ci: number; data?: undefined; error: Error };
+
+export interface ChunkSource {
+  /** Groups `wanted` (distinct CI indexes, not settled) into fetch units covering all of them. */
+  plan(wanted: readonly number[], options: ChunkPlanOptions): FetchUnit[];
+  /**
+   * Decodes a unit from its fetched bytes (exactly `unit.length`). Returns one entry per chunk
+   * of the unit, each exactly the chunk's uncompressed size; verification is the caller's.
+   */
+  decode(unit: FetchUnit, raw: Uint8Array): DecodedChunk[] | Promise<DecodedChunk[]>;
+}
+
+export interface ChunkSourceContext {
+  backend: BlobBackend;
+  logger: Logger;
+}
+
+/**
+ * The chunk source for one blob of an image. Throws UnsupportedError for blob kinds this daemon
+ * cannot read yet (ZRAN, batch, encrypted).
+ */
+export async function createChunkSource(table: BlobChunkTable, context: ChunkSourceContext): Promise<ChunkSource> {
+  const blob = table.blob;
+  void context;
+  if ((blob.features & BlobFeatures.ENCRYPTED) !== 0) throw new UnsupportedError(`blob ${blob.blobId}: encrypted blobs are not supported`);
+  if ((blob.features & BlobFeatures.ZRAN) !== 0) throw new UnsupportedError(`blob ${blob.blobId}: ZRAN (gzip random access) blobs are not supported yet`);
+  if ((blob.features & BlobFeatures.BATCH) !== 0) throw new UnsupportedError(`blob ${blob.blobId}: batch chunks are not supported yet`);
+  for (let ci = 0; ci < table.count; ci++) {
+    if (table.known[ci] === 1 && (table.flags[ci]! & (ChunkFlags.BATCH | ChunkFlags.ENCRYPTED)) !== 0) {
+      throw new UnsupportedError(`blob ${blob.blobId}: chunk ${ci} is a batch or encrypted chunk, which is not supported yet`);
+    }
+  }
+  return new NativeChunkSource(table);
+}

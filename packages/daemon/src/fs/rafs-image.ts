@@ -1,0 +1,136 @@
+/**
+ * A RAFS v6 image ready to serve: the bootstrap (checked whole at load, so that a truncated or
+ * mutated one is refused before anything is mounted), the chunk tables of its blobs and, per
+ * blob, the shared cache file and chunk source. Filesystem views (full FUSE, blob devices) read
+ * through it; it never does network I/O itself outside `ImageBlob.ensure`.
+ */
+import { readFile } from 'node:fs/promises';
+import { setImmediate as yieldToLoop } from 'node:timers/promises';
+import { FormatError, NotFoundError, noopLogger, type BlobBackend, type Logger } from '@nydus-ts/core';
+import { BootstrapReader, DEFAULT_MAX_BOOTSTRAP_SIZE } from '@nydus-ts/format';
+import type { BlobCacheManager } from '../cache/blob-cache-manager.js';
+import type { FetchScheduler } from '../cache/fetch-scheduler.js';
+import { ImageBlob } from '../cache/image-blob.js';
+import { BlobChunkTable } from '../chunks/blob-chunk-table.js';
+import { createChunkSource } from '../chunks/chunk-source.js';
+import { BlobcacheMetrics } from '../metrics/metrics.js';
+
+export interface RafsImageOptions {
+  backend: BlobBackend;
+  cacheManager: BlobCacheManager;
+  scheduler: FetchScheduler;
+  workDir: string;
+  /** On-demand fetches widened to this many bytes (nydusd `amplify_io`). */
+  amplifyIo: number;
+  /** Largest merged fetch (default 1 MiB, nydusd's batch size). */
+  mergeLimit?: number;
+  prefetchMergeLimit?: number;
+  /** Id for metrics (the mountpoint in shared mode). */
+  id: string;
+  logger?: Logger;
+  onDigestError?: () => void;
+}
+
+/** Default largest merged fetch: nydusd's 1 MiB batch size. */
+export const DEFAULT_MERGE_LIMIT = 1 << 20;
+
+export class RafsImage {
+  readonly reader: BootstrapReader;
+  readonly blobs: ImageBlob[];
+  /** Per chunk-table entry: CI index and blob index. */
+  readonly entryCi: Uint32Array;
+  readonly entryBlob: Uint16Array;
+  readonly cacheMetrics: BlobcacheMetrics;
+  readonly bootstrapPath: string | undefined;
+  private readonly cacheManager: BlobCacheManager;
+  private readonly workDir: string;
+  private closed = false;
+
+  private constructor(reader: BootstrapReader, blobs: ImageBlob[], entryCi: Uint32Array, entryBlob: Uint16Array, metrics: BlobcacheMetrics, options: RafsImageOptions, bootstrapPath?: string) {
+    this.reader = reader;
+    this.blobs = blobs;
+    this.entryCi = entryCi;
+    this.entryBlob = entryBlob;
+    this.cacheMetrics = metrics;
+    this.cacheManager = options.cacheManager;
+    this.workDir = options.workDir;
+    this.bootstrapPath = bootstrapPath;
+  }
+
+  /** Loads a bootstrap file, checks it whole and opens the caches of its blobs. */
+  static async load(bootstrap: string | Uint8Array, options: RafsImageOptions): Promise<RafsImage> {
+    let bytes: Uint8Array;
+    let path: string | undefined;
+    if (typeof bootstrap === 'string') {
+      path = bootstrap;
+      try {
+        bytes = await readFile(bootstrap);
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        if (code === 'ENOENT') throw new NotFoundError(`bootstrap ${bootstrap}: no such file`, { cause: err });
+        throw new FormatError(`bootstrap ${bootstrap}`, `cannot be read (${code ?? (err as Error).message})`, { cause: err });
+      }
+      if (bytes.byteLength > DEFAULT_MAX_BOOTSTRAP_SIZE) throw new FormatError(`bootstrap ${bootstrap}`, `${bytes.byteLength} bytes exceed the ${DEFAULT_MAX_BOOTSTRAP_SIZE}-byte limit`);
+    } else {
+      bytes = bootstrap;
+    }
+    const logger = options.logger ?? noopLogger;
+    const reader = await BootstrapReader.open(bytes);
+    await checkWholeBootstrap(reader);
+    const { tables, entryCi, entryBlob } = BlobChunkTable.fromBootstrap(reader);
+    const metrics = new BlobcacheMetrics(options.id, options.workDir);
+    const blobs: ImageBlob[] = [];
+    try {
+      for (const table of tables) {
+        const source = await createChunkSource(table, { backend: options.backend, logger });
+        const file = await options.cacheManager.acquire(options.workDir, table.blob.blobId, table.count, table.viewSize);
+        metrics.underlyingFiles.add(file.dataPath);
+        blobs.push(
+          new ImageBlob({
+            table,
+            source,
+            file,
+            backend: options.backend,
+            scheduler: options.scheduler,
+            digester: reader.digester,
+            metrics,
+            logger: logger.child({ blob: table.blob.blobId }),
+            mergeLimit: options.mergeLimit ?? DEFAULT_MERGE_LIMIT,
+            amplifyTo: Math.min(options.amplifyIo, options.mergeLimit ?? DEFAULT_MERGE_LIMIT),
+            prefetchMergeLimit: options.prefetchMergeLimit ?? DEFAULT_MERGE_LIMIT,
+            ...(options.onDigestError && { onDigestError: options.onDigestError }),
+          }),
+        );
+      }
+    } catch (err) {
+      for (const b of blobs) await options.cacheManager.release(b.file, options.workDir).catch(() => undefined);
+      throw err;
+    }
+    metrics.entriesCount = blobs.reduce((n, b) => n + b.file.readyChunks, 0);
+    metrics.dataAllReady = blobs.every((b) => b.file.complete);
+    return new RafsImage(reader, blobs, entryCi, entryBlob, metrics, options, path);
+  }
+
+  /** Releases the blob caches (flushing them when this was their last user). */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    for (const b of this.blobs) await this.cacheManager.release(b.file, this.workDir);
+  }
+}
+
+/**
+ * Reads every inode, directory, symlink, xattr area and chunk address once, so that every
+ * structure the filesystem can reach is known to be valid before the image is mounted (the
+ * reader otherwise checks them lazily, on first access). Yields to the event loop now and then.
+ */
+async function checkWholeBootstrap(reader: BootstrapReader): Promise<void> {
+  let n = 0;
+  for (const node of reader.walk()) {
+    reader.xattrs(node.nid);
+    if (node.inode.type === 'symlink') reader.readlinkBytes(node.nid);
+    else if (node.inode.type === 'file') reader.chunkEntryIndexes(node.nid);
+    if (++n % 4096 === 0) await yieldToLoop();
+  }
+  for (const nid of reader.prefetchNids) reader.inode(nid);
+}

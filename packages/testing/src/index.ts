@@ -1,0 +1,8 @@
+// Test support shared by the packages' suites (devDependency only: no library imports it).
+export { makeTree, createRandom, CAPABILITY_NET_BIND_SERVICE } from './make-tree.js';
+export type { MakeTreeOptions, MadeTree } from './make-tree.js';
+export { snapshotTree, snapshotEntries, diffTrees } from './tree-compare.js';
+export type { NodeType, TreeNode, TreeSnapshot, SnapshotOptions, DiffTreesOptions } from './tree-compare.js';
+export { mountErofs, mountOverlay, MountScope, loopsBackedBy } from './kernel.js';
+export type { MountHandle, ErofsMountOptions } from './kernel.js';
+export { appBin } from './app-bin.js';
