@@ -66,7 +66,7 @@ export async function makeZranImage(options: { fileSizes: number[]; chunkSize: n
   const cut = plain.length >> 1;
   const original = Buffer.concat([gzipSync(plain.subarray(0, cut)), gzipSync(plain.subarray(cut))]);
   const digest = createHash('sha256').update(original).digest('hex');
-  const index = new ZranIndexBuilder(options.chunkSize);
+  const index = new ZranIndexBuilder();
   const inflated = inflateIndexed(original, index);
   async function* entries(): AsyncGenerator<LayerEntry> {
     yield { path: '', type: 'directory', mode: 0o755, uid: 0, gid: 0, mtime: 0, size: 0 };

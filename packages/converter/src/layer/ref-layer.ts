@@ -95,7 +95,7 @@ export async function buildRefLayerFromStream(source: AsyncIterable<Uint8Array>,
     }
   }
 
-  const locator = compression === 'gzip' ? new ZranIndexBuilder(chunkSize) : new TarRefLocator();
+  const locator = compression === 'gzip' ? new ZranIndexBuilder() : new TarRefLocator();
   const tar = locator instanceof ZranIndexBuilder ? inflateWithCheckpoints(original(), locator, signal) : original();
   // The meta blob is held back until the original's digest is known to match.
   const held: Uint8Array[] = [];

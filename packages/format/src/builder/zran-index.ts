@@ -1,4 +1,4 @@
-import { InvalidArgumentError, NydusError } from '@nydus-ts/core';
+import { NydusError } from '@nydus-ts/core';
 import { ZRAN_CONTEXT_SIZE, encodeZranContext, type ZranContext } from '../layout/blob-meta.js';
 
 /**
@@ -76,10 +76,6 @@ export class ZranIndexBuilder implements RefChunkLocator {
   private marksOut: number[] = [];
   private marksHead = 0;
 
-  constructor(private readonly chunkSize: number) {
-    if (!Number.isInteger(chunkSize) || chunkSize <= 0) throw new InvalidArgumentError(`chunkSize: ${String(chunkSize)} is not a positive integer`);
-  }
-
   /** A block boundary passed by the inflater (in stream order). */
   addCheckpoint(c: ZranCheckpoint): void {
     const last = this.pending[this.pending.length - 1];
@@ -113,7 +109,7 @@ export class ZranIndexBuilder implements RefChunkLocator {
     if (b > 0) this.pending = pending.slice(b);
 
     let ctx = this.contexts[this.contexts.length - 1];
-    if (ctx === undefined || this.opensContext(ctx, boundary, start)) ctx = this.openContext(boundary);
+    if (ctx === undefined || this.opensContext(ctx, boundary, start, end)) ctx = this.openContext(boundary);
 
     // Compressed span: from the last exact position at or before the start to the first at or after the end.
     const marksOut = this.marksOut;
@@ -141,14 +137,18 @@ export class ZranIndexBuilder implements RefChunkLocator {
     };
   }
 
-  /** The spacing rule of spec §4.1, given the latest boundary before the chunk. */
-  private opensContext(ctx: OpenContext, boundary: ZranCheckpoint, start: number): boolean {
+  /**
+   * The spacing rule of spec §4.1, given the latest boundary before the chunk `[start, end)`:
+   * the context would span ≥ 512 KiB of compressed data, or its inflated span with this chunk
+   * (its own length, not the configured chunk size) would reach 2 MiB.
+   */
+  private opensContext(ctx: OpenContext, boundary: ZranCheckpoint, start: number, end: number): boolean {
     if (boundary.member !== ctx.member) return true;
     if (boundary.outOffset <= ctx.outOffset) return false;
     const compressedSince = boundary.inOffset - ctx.inOffset;
     return (
       compressedSince >= MIN_COMPRESSED_SPAN ||
-      start - ctx.outOffset + this.chunkSize >= MAX_UNCOMPRESSED_SPAN ||
+      end - ctx.outOffset >= MAX_UNCOMPRESSED_SPAN ||
       (ctx.inLen > MIN_COMPRESSED_SPAN && compressedSince > 2 * ctx.inLen)
     );
   }

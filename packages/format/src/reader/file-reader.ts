@@ -2,6 +2,7 @@ import { DigestMismatchError, FormatError, InvalidArgumentError, NydusError, Uns
 import { crc32c, inflateFromCheckpointAsync } from '@nydus-ts/native';
 import { digestChunk } from '../chunk-digest.js';
 import { BlobFeatures, ChunkFlags, ChunkInfoV2Flags } from '../layout/constants.js';
+import type { ZranContext } from '../layout/blob-meta.js';
 import type { BootstrapReader, ChunkRef } from './bootstrap-reader.js';
 import { decompressChunk } from '../compression.js';
 
@@ -10,7 +11,15 @@ export type { BlobBackend } from '@nydus-ts/core';
 export interface RafsFileReaderOptions {
   /** Verify every chunk's digest (and CRC-32C when present) before returning it. Default true. */
   verify?: boolean;
+  /**
+   * ZRAN blobs: inflated contexts kept (most recently used), so that the chunks of one context
+   * (often dozens of small files) cost one range read and one inflate. Default 8 (each ≤ a few MiB).
+   */
+  zranContextCache?: number;
 }
+
+/** Largest inflated span of a zran context read (spec §4.4: out_len ≤ 16 MiB, plus a chunk). */
+const MAX_ZRAN_OUT_LEN = 32 << 20;
 
 /** Chunks fetched at once by `read`. */
 const READ_CONCURRENCY = 4;
@@ -24,11 +33,17 @@ export class RafsFileReader {
   readonly bootstrap: BootstrapReader;
   private readonly backend: BlobBackend;
   private readonly verify: boolean;
+  private readonly zranCacheSize: number;
+  /** Inflated zran contexts by `blobIndex:contextIndex`, least recently used first. */
+  private readonly zranContexts = new Map<string, Promise<Uint8Array>>();
 
   constructor(bootstrap: BootstrapReader, backend: BlobBackend, options: RafsFileReaderOptions = {}) {
     this.bootstrap = bootstrap;
     this.backend = backend;
     this.verify = options.verify ?? true;
+    const cache = options.zranContextCache ?? 8;
+    if (!Number.isInteger(cache) || cache < 0) throw new InvalidArgumentError(`zranContextCache: ${String(cache)} is not a non-negative integer`);
+    this.zranCacheSize = cache;
   }
 
   /** The uncompressed (and verified) data of one chunk. */
@@ -74,14 +89,42 @@ export class RafsFileReader {
     if (ctx === undefined || end > ctx.outLen || ci.uncompressedSize !== ref.uncompressedSize || ref.uncompressedSize > this.bootstrap.chunkSize) {
       throw new FormatError(subject, `zran slice [${ci.contextOffset}, +${ci.uncompressedSize}) of context ${ci.contextIndex} does not fit it or the chunk`, { value: ci.contextIndex });
     }
-    const input = await this.backend.readRange(ref.blobId, ctx.inOffset, ctx.inLen, signal);
+    if (ctx.outLen > MAX_ZRAN_OUT_LEN) throw new FormatError(subject, `zran context ${ci.contextIndex} inflates to ${ctx.outLen} bytes, more than ${MAX_ZRAN_OUT_LEN}`, { value: ctx.outLen });
+    const key = `${ref.blobIndex}:${ci.contextIndex}`;
+    let inflated = this.zranContexts.get(key);
+    if (inflated !== undefined) {
+      this.zranContexts.delete(key); // most recently used goes last
+    } else {
+      inflated = this.inflateContext(ref.blobId, ctx, ctx.outLen, meta.dictionaryTable, subject, signal);
+      // A failed read is not kept (the next one tries again).
+      inflated.catch(() => {
+        if (this.zranContexts.get(key) === inflated) this.zranContexts.delete(key);
+      });
+    }
+    if (this.zranCacheSize > 0) {
+      this.zranContexts.set(key, inflated);
+      while (this.zranContexts.size > this.zranCacheSize) this.zranContexts.delete(this.zranContexts.keys().next().value!);
+    }
+    try {
+      return (await inflated).subarray(ci.contextOffset, end);
+    } catch (err) {
+      if (!(err instanceof FormatError)) throw err;
+      // Damage past this chunk's end must not fail it: inflate just up to its end.
+      const own = await this.inflateContext(ref.blobId, ctx, end, meta.dictionaryTable, subject, signal);
+      return own.subarray(ci.contextOffset, end);
+    }
+  }
+
+  /** The first `outLen` inflated bytes of a context: its compressed span read once, inflated from the checkpoint. */
+  private async inflateContext(blobId: string, ctx: ZranContext, outLen: number, dictionaryTable: Uint8Array, subject: string, signal: AbortSignal | undefined): Promise<Uint8Array> {
+    const input = await this.backend.readRange(blobId, ctx.inOffset, ctx.inLen, signal);
     if (input.byteLength !== ctx.inLen) {
       throw new NydusError('DATA_LOSS', `${subject}: backend returned ${input.byteLength} bytes for [${ctx.inOffset}, +${ctx.inLen})`);
     }
-    const window = meta.dictionaryTable.subarray(ctx.dictOffset, ctx.dictOffset + ctx.dictSize);
-    const out = Buffer.allocUnsafe(end);
+    const window = dictionaryTable.subarray(ctx.dictOffset, ctx.dictOffset + ctx.dictSize);
+    const out = Buffer.allocUnsafe(outLen);
     await inflateFromCheckpointAsync(input, { bits: ctx.ctxBits, byte: ctx.ctxByte, window }, out, subject);
-    return out.subarray(ci.contextOffset, end);
+    return out;
   }
 
   /** `data` once its digest (and CRC-32C when present) match the chunk's, when verifying. */
