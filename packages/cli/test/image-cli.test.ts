@@ -192,4 +192,20 @@ describe('nydusify-ts image', () => {
     // --json keeps the name itself (JSON escapes it).
     expect(JSON.parse((await run('image', 'inspect', '--json', boot)).stdout).tree[1].path).toBe('/evil\x1b[2J\nfile\tname\\x');
   });
+
+  it('shows bytes of names that are not UTF-8 as \\xNN, apart from a real U+FFFD', async () => {
+    const dir = path.join(work, 'bytes-src');
+    await mkdir(dir);
+    await writeFile(Buffer.concat([Buffer.from(`${dir}/`), Buffer.from('n\xff', 'latin1')]), 'ff');
+    await writeFile(path.join(dir, 'n\ufffd'), 'real');
+    const boot = path.join(work, 'bytes/boot');
+    const created = await run('image', 'create', dir, '--bootstrap', boot, '--blob-dir', path.join(work, 'bytes/blobs'));
+    expect(created.code, created.stderr).toBe(0);
+    const text = (await run('image', 'inspect', boot)).stdout;
+    expect(text).toContain(' /n\\xff chunks 1\n');
+    expect(text).toContain(' /n\ufffd chunks 1\n');
+    const json = JSON.parse((await run('image', 'inspect', '--json', boot)).stdout) as { tree: Array<{ path: string }> };
+    // Byte order: EF BF BD (U+FFFD) before FF; JSON carries the escaped byte as \udcff.
+    expect(json.tree.map((n) => n.path)).toEqual(['/', '/n\ufffd', '/n\udcff']);
+  });
 });

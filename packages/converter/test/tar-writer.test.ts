@@ -1,12 +1,12 @@
 import { execFileSync } from 'node:child_process';
-import { createWriteStream, mkdirSync } from 'node:fs';
+import { createWriteStream, lstatSync, mkdirSync, readFileSync, readdirSync, readlinkSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { isNydusError } from '@nydus-ts/core';
-import type { LayerEntry } from '@nydus-ts/format';
+import { decodeFsName, type LayerEntry } from '@nydus-ts/format';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readDirectoryEntries, readTarEntries, writeTarEntries } from '../src/index.js';
 import { encodeTarHeader } from '../src/layer/tar-writer.js';
@@ -27,8 +27,10 @@ type Plain = Omit<LayerEntry, 'content' | 'xattrs'> & { data?: string; xattrs?: 
 async function plainEntries(entries: AsyncIterable<LayerEntry>): Promise<Plain[]> {
   const out: Plain[] = [];
   for await (const e of entries) {
-    const { content, xattrs, mtimeNsec, ...rest } = e;
+    // dataOffset: where the reader found the body; the writer's input has none.
+    const { content, xattrs, mtimeNsec, dataOffset, ...rest } = e;
     void mtimeNsec;
+    void dataOffset;
     const p: Plain = { ...rest };
     if (content) p.data = (await collect(content)).toString('hex');
     if (xattrs && xattrs.size > 0) p.xattrs = Object.fromEntries([...xattrs].map(([k, v]) => [k, Buffer.from(v).toString('hex')]));
@@ -151,6 +153,32 @@ describe('writeTarEntries', () => {
     }
     const sym: LayerEntry = { path: 's', type: 'symlink', mode: 0o777, uid: 0, gid: 0, mtime: 0, size: 0 };
     expect(isNydusError(await errorOf(collect(writeTarEntries(fromArray([sym])))), 'INVALID_ARGUMENT')).toBe(true);
+  });
+
+  it('writes names and link targets that are not UTF-8 as their raw bytes (hdrcharset=BINARY); GNU tar extracts them exactly', async () => {
+    const B = (latin1: string): Buffer => Buffer.from(latin1, 'latin1');
+    const base = { mode: 0o755, uid: 0, gid: 0, mtime: 1_700_000_000, size: 0 };
+    const entries = (): LayerEntry[] => [
+      { ...base, path: decodeFsName(B('bin\xff')), type: 'directory' },
+      { ...base, path: decodeFsName(B('bin\xff/f\xe9')), type: 'file', mode: 0o644, size: 2, content: chunked(Buffer.from('ok')) },
+      { ...base, path: decodeFsName(B('l\xfe')), type: 'symlink', mode: 0o777, linkTarget: decodeFsName(B('t\xfc/x')) },
+      { ...base, path: decodeFsName(B('h\xfb')), type: 'hardlink', mode: 0o644, linkTarget: decodeFsName(B('bin\xff/f\xe9')) },
+    ];
+    const tar = await collect(writeTarEntries(fromArray(entries())));
+    expect(tar.toString('latin1')).toContain('hdrcharset=BINARY');
+    expect(await plainEntries(readTarEntries(chunked(tar, 100)))).toEqual(await plainEntries(fromArray(entries())));
+    const dst = await mkdtemp(join(tmpdir(), 'nydus-tar-bytes-'));
+    try {
+      execFileSync('tar', ['-C', dst, '-xf', '-'], { input: tar });
+      const root = Buffer.from(dst);
+      const at = (name: string): Buffer => Buffer.concat([root, B('/'), B(name)]);
+      expect(readdirSync(root, { encoding: 'buffer' }).map((n) => n.toString('latin1')).sort()).toEqual(['bin\xff', 'h\xfb', 'l\xfe']);
+      expect(readFileSync(at('bin\xff/f\xe9')).toString()).toBe('ok');
+      expect(readlinkSync(at('l\xfe'), { encoding: 'buffer' }).toString('latin1')).toBe('t\xfc/x');
+      expect(lstatSync(at('h\xfb')).ino).toBe(lstatSync(at('bin\xff/f\xe9')).ino);
+    } finally {
+      await rm(dst, { recursive: true, force: true });
+    }
   });
 
   it('skips sockets', async () => {

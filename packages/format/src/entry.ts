@@ -15,7 +15,9 @@ export type LayerEntryType =
 export interface LayerEntry {
   /**
    * Path inside the layer: '/'-separated, no leading '/', no empty, '.' or '..' components.
-   * The root directory is ''. Sources normalise and validate before yielding.
+   * The root directory is ''. Sources normalise and validate before yielding. Names are bytes:
+   * those that are not UTF-8 arrive as `decodeFsName` writes them and are stored as exactly
+   * those bytes (see names.ts).
    */
   path: string;
   type: LayerEntryType;
@@ -30,7 +32,7 @@ export interface LayerEntry {
   /** Regular files: content length in bytes. Ignored for other types. */
   size: number;
   /**
-   * Symlinks: the target exactly as stored (data, never resolved).
+   * Symlinks: the target exactly as stored (data, never resolved; bytes as for `path`).
    * Hardlinks: the layer path of an earlier regular-file entry of the same layer.
    */
   linkTarget?: string;

@@ -1,4 +1,5 @@
 export type { LayerEntry, LayerEntryType } from './entry.js';
+export { decodeFsName, encodeFsName, hasEscapedBytes, printableFsName } from './names.js';
 export * from './layout/index.js';
 export { compressChunk, decompressChunk, CHUNK_COMPRESSORS } from './compression.js';
 export type { ChunkCompressor } from './compression.js';

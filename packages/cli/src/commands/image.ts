@@ -10,7 +10,7 @@ import {
   type ImageInspection,
   type SourceType,
 } from '@nydus-ts/converter/local';
-import { CHUNK_COMPRESSORS, CHUNK_DIGESTERS, type ChunkCompressor, type ChunkDigester } from '@nydus-ts/format';
+import { CHUNK_COMPRESSORS, CHUNK_DIGESTERS, printableFsName, type ChunkCompressor, type ChunkDigester } from '@nydus-ts/format';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { setFlagsFromString } from 'node:v8';
@@ -52,10 +52,11 @@ const CONTROL_ESCAPES: Record<string, string> = { '\n': '\\n', '\r': '\\r', '\t'
 
 /**
  * A name as the tree prints it: control characters (C0, DEL, C1) and backslashes escaped, so a
- * file name cannot move the cursor, recolour the terminal or fake extra lines of the listing.
+ * file name cannot move the cursor, recolour the terminal or fake extra lines of the listing;
+ * bytes that are not UTF-8 (names are bytes, see decodeFsName) as `\xNN` too.
  */
 export function escapeForDisplay(name: string): string {
-  return name.replace(/[\x00-\x1f\x7f-\x9f\\]/g, (c) => CONTROL_ESCAPES[c] ?? `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
+  return printableFsName(name.replace(/[\x00-\x1f\x7f-\x9f\\]/g, (c) => CONTROL_ESCAPES[c] ?? `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`));
 }
 
 export function formatInspection(r: ImageInspection): string {

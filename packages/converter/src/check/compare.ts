@@ -1,3 +1,4 @@
+import { printableFsName } from '@nydus-ts/format';
 import { formatXattrValue, type FsEntry, type FsTree } from './fs-tree.js';
 
 const oct = (mode: number): string => mode.toString(8).padStart(4, '0');
@@ -10,16 +11,18 @@ const rdev = (r: { major: number; minor: number } | undefined): string => (r ? `
  */
 export function compareTrees(expected: FsTree, actual: FsTree): string[] {
   const out: string[] = [];
+  // Paths are compared as the bytes they stand for (decodeFsName); lines show bytes that are
+  // not UTF-8 as \xNN.
   for (const [path, e] of expected) {
     const a = actual.get(path);
     if (a === undefined) {
-      out.push(`${path}: missing from target (source has a ${e.attrs.type})`);
+      out.push(`${printableFsName(path)}: missing from target (source has a ${e.attrs.type})`);
       continue;
     }
-    compareEntry(path, e, a, out);
+    compareEntry(printableFsName(path), e, a, out);
   }
   for (const [path, a] of actual) {
-    if (!expected.has(path)) out.push(`${path}: not in source (target has a ${a.attrs.type})`);
+    if (!expected.has(path)) out.push(`${printableFsName(path)}: not in source (target has a ${a.attrs.type})`);
   }
   return out;
 }
@@ -39,9 +42,11 @@ function compareEntry(path: string, e: FsEntry, a: FsEntry, out: string[]): void
       if (x.size !== y.size) out.push(`${path}: size ${x.size} != ${y.size}`);
       if (y.unreadable !== undefined) out.push(`${path}: content unreadable in target: ${y.unreadable}`);
       else if (x.sha256 !== y.sha256) out.push(`${path}: content sha256:${x.sha256} != sha256:${y.sha256}`);
-      const xl = (e.links ?? []).join(', ');
-      const yl = (a.links ?? []).join(', ');
-      if (xl !== yl) out.push(`${path}: hard links [${xl}] != [${yl}]`);
+      const xl = e.links ?? [];
+      const yl = a.links ?? [];
+      if (xl.length !== yl.length || xl.some((l, i) => l !== yl[i])) {
+        out.push(`${path}: hard links [${xl.map(printableFsName).join(', ')}] != [${yl.map(printableFsName).join(', ')}]`);
+      }
       break;
     }
     case 'symlink':

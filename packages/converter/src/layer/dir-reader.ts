@@ -1,6 +1,5 @@
-import { closeSync, createReadStream, openSync, readSync, type BigIntStats } from 'node:fs';
-import { lstat, readdir, readlink } from 'node:fs/promises';
-import { join } from 'node:path';
+import { closeSync, constants, createReadStream, openSync, readSync, type BigIntStats } from 'node:fs';
+import { lstat, open, readdir, readlink } from 'node:fs/promises';
 import {
   InvalidArgumentError,
   NotFoundError,
@@ -9,7 +8,7 @@ import {
   throwIfAborted,
   type Logger,
 } from '@nydus-ts/core';
-import { WHOLE_CONTENT, type LayerEntry, type WholeContentSource } from '@nydus-ts/format';
+import { WHOLE_CONTENT, decodeFsName, hasEscapedBytes, printableFsName, type LayerEntry, type WholeContentSource } from '@nydus-ts/format';
 import { getAttribute, listAttributes } from 'fs-xattr';
 
 export interface ReadDirectoryEntriesOptions {
@@ -30,30 +29,44 @@ export interface ReadDirectoryEntriesOptions {
 
 /** Metadata of one directory child, fetched ahead of its turn. */
 interface Meta {
-  name: string;
+  /** The name's bytes, as readdir gave them. */
+  name: Buffer;
   stat: BigIntStats;
   linkTarget?: string;
   xattrs?: Map<string, Uint8Array>;
 }
 
+/**
+ * A directory being walked. Paths on the host are bytes (`Buffer`s) from the root down, so that
+ * names that are not UTF-8 reach the filesystem calls unchanged; layer paths are strings
+ * (decodeFsName).
+ */
 interface Frame {
-  abs: string;
+  abs: Buffer;
   rel: string;
-  names: string[];
+  names: Buffer[];
   next: number;
   pending: Map<number, Promise<Meta | null>>;
+}
+
+const SLASH = Buffer.from('/');
+
+function childPath(dir: Buffer, name: Buffer): Buffer {
+  return Buffer.concat([dir, SLASH, name]);
 }
 
 const NS_PER_S = 1_000_000_000n;
 
 /**
  * Walks a directory tree depth-first in a deterministic order (children sorted by the bytes of
- * their UTF-8 names, each directory before its contents) and describes every entry as a layer
+ * their names, each directory before its contents) and describes every entry as a layer
  * entry: the root itself is path ''. Metadata comes from lstat (symlinks are never followed):
  * permission bits, uid/gid, mtime with nanoseconds, device numbers (Linux dev_t split), symlink
  * targets, and extended attributes. Regular files with several names (same st_dev and st_ino)
  * are one 'file' (the first name in walk order) and 'hardlink' entries pointing to it. File
  * content is opened only when the consumer iterates it and streamed in `readChunkSize` reads.
+ * Names and symlink targets are taken as bytes: those that are not UTF-8 reach the layer
+ * losslessly (see decodeFsName) and are read through byte paths.
  * Sockets cannot be stored in a layer and are skipped. Memory grows with the number of entries
  * in open directories and of multiply-linked files, never with file sizes.
  *
@@ -84,7 +97,7 @@ export async function* readDirectoryEntries(
     throw new InvalidArgumentError(`readDirectoryEntries: ${root} is not a directory`);
   }
 
-  const fetchMeta = async (abs: string, name: string): Promise<Meta | null> => {
+  const fetchMeta = async (abs: Buffer, name: Buffer): Promise<Meta | null> => {
     let stat: BigIntStats;
     try {
       stat = await lstat(abs, { bigint: true });
@@ -94,7 +107,7 @@ export async function* readDirectoryEntries(
     }
     const meta: Meta = { name, stat };
     if (stat.isSymbolicLink()) {
-      meta.linkTarget = (await readlink(abs, { encoding: 'buffer' })).toString('utf8');
+      meta.linkTarget = decodeFsName(await readlink(abs, { encoding: 'buffer' }));
     } else if (withXattrs && !stat.isSocket()) {
       const xattrs = await readXattrs(abs);
       if (xattrs !== undefined) meta.xattrs = xattrs;
@@ -102,16 +115,17 @@ export async function* readDirectoryEntries(
     return meta;
   };
 
-  const rootMeta: Meta = { name: '', stat: rootStat };
+  const rootPath = Buffer.from(root);
+  const rootMeta: Meta = { name: Buffer.alloc(0), stat: rootStat };
   if (withXattrs) {
-    const xattrs = await readXattrs(root);
+    const xattrs = await readXattrs(rootPath);
     if (xattrs !== undefined) rootMeta.xattrs = xattrs;
   }
-  yield toEntry('', root, rootMeta, chunkSize);
+  yield toEntry('', rootPath, rootMeta, chunkSize);
 
   /** First path of each multiply-linked regular file, by `dev:ino`. */
   const firstNames = new Map<string, string>();
-  const stack: Frame[] = [await openFrame(root, '')];
+  const stack: Frame[] = [await openFrame(rootPath, '')];
 
   while (stack.length > 0) {
     throwIfAborted(options.signal);
@@ -124,7 +138,7 @@ export async function* readDirectoryEntries(
     for (let i = frame.next; i < Math.min(frame.names.length, frame.next + lookahead); i++) {
       if (!frame.pending.has(i)) {
         const name = frame.names[i]!;
-        const p = fetchMeta(join(frame.abs, name), name);
+        const p = fetchMeta(childPath(frame.abs, name), name);
         p.catch(() => undefined); // awaited in turn below; avoid an unhandled rejection meanwhile
         frame.pending.set(i, p);
       }
@@ -134,8 +148,9 @@ export async function* readDirectoryEntries(
     frame.pending.delete(index);
     if (meta === null) continue;
 
-    const abs = join(frame.abs, meta.name);
-    const rel = frame.rel === '' ? meta.name : `${frame.rel}/${meta.name}`;
+    const abs = childPath(frame.abs, meta.name);
+    const name = decodeFsName(meta.name);
+    const rel = frame.rel === '' ? name : `${frame.rel}/${name}`;
     const { stat } = meta;
     if (stat.isSocket()) {
       logger.debug('directory walk: socket skipped', { path: rel });
@@ -164,15 +179,13 @@ export async function* readDirectoryEntries(
   }
 }
 
-async function openFrame(abs: string, rel: string): Promise<Frame> {
-  const names = await readdir(abs);
-  // Byte-wise order of the UTF-8 names (JS string order differs for astral characters).
-  const keyed = names.map((name) => ({ name, key: Buffer.from(name, 'utf8') }));
-  keyed.sort((a, b) => Buffer.compare(a.key, b.key));
-  return { abs, rel, names: keyed.map((k) => k.name), next: 0, pending: new Map() };
+async function openFrame(abs: Buffer, rel: string): Promise<Frame> {
+  const names = await readdir(abs, { encoding: 'buffer' });
+  names.sort(Buffer.compare);
+  return { abs, rel, names, next: 0, pending: new Map() };
 }
 
-function toEntry(rel: string, abs: string, meta: Meta, chunkSize: number): LayerEntry {
+function toEntry(rel: string, abs: Buffer, meta: Meta, chunkSize: number): LayerEntry {
   const { stat } = meta;
   let sec = stat.mtimeNs / NS_PER_S;
   let nsec = stat.mtimeNs % NS_PER_S;
@@ -206,7 +219,7 @@ function toEntry(rel: string, abs: string, meta: Meta, chunkSize: number): Layer
   } else if (stat.isFIFO()) {
     entry.type = 'fifo';
   } else {
-    throw new InvalidArgumentError(`readDirectoryEntries: ${abs} has an unknown file type (mode 0o${stat.mode.toString(8)})`);
+    throw new InvalidArgumentError(`readDirectoryEntries: ${shown(abs)} has an unknown file type (mode 0o${stat.mode.toString(8)})`);
   }
   if (meta.xattrs !== undefined) entry.xattrs = meta.xattrs;
   return entry;
@@ -228,7 +241,12 @@ const WHOLE_MAX = 1 << 20;
  * one chunk): one open/read/close on the calling thread instead of a read stream's round trips
  * through the thread pool, which for many small files cost more than their reading.
  */
-function fileContent(path: string, size: number, chunkSize: number): AsyncIterable<Uint8Array> & WholeContentSource {
+/** A host path for messages. */
+function shown(path: Buffer): string {
+  return printableFsName(decodeFsName(path));
+}
+
+function fileContent(path: Buffer, size: number, chunkSize: number): AsyncIterable<Uint8Array> & WholeContentSource {
   return {
     async *[Symbol.asyncIterator]() {
       if (size === 0) return;
@@ -239,7 +257,7 @@ function fileContent(path: string, size: number, chunkSize: number): AsyncIterab
         yield chunk;
       }
       if (read !== size) {
-        throw new NydusError('DATA_LOSS', `file ${path} shrank while being read: ${read} of ${size} bytes`);
+        throw new NydusError('DATA_LOSS', `file ${shown(path)} shrank while being read: ${read} of ${size} bytes`);
       }
     },
     [WHOLE_CONTENT](): Uint8Array | null {
@@ -253,14 +271,36 @@ function fileContent(path: string, size: number, chunkSize: number): AsyncIterab
       } finally {
         closeSync(fd);
       }
-      if (read !== size) throw new NydusError('DATA_LOSS', `file ${path} shrank while being read: ${read} of ${size} bytes`);
+      if (read !== size) throw new NydusError('DATA_LOSS', `file ${shown(path)} shrank while being read: ${read} of ${size} bytes`);
       return data;
     },
   };
 }
 
-/** Extended attributes sorted by name; undefined if none or unsupported by the filesystem. */
-async function readXattrs(path: string): Promise<Map<string, Uint8Array> | undefined> {
+/** Linux O_PATH (not in Node's fs.constants): a descriptor that only names the file, opening nothing. */
+const O_PATH = 0o10000000;
+
+/**
+ * Extended attributes sorted by name; undefined if none or unsupported by the filesystem.
+ * fs-xattr takes paths as (UTF-8) strings: a path that is not UTF-8 is reached through
+ * /proc/self/fd of an O_PATH descriptor opened by its bytes.
+ */
+async function readXattrs(path: Buffer): Promise<Map<string, Uint8Array> | undefined> {
+  const text = decodeFsName(path);
+  if (!hasEscapedBytes(text)) return readXattrsAt(text);
+  const handle = await open(path, O_PATH | constants.O_NOFOLLOW).catch((err: unknown) => {
+    if (errnoCode(err) === 'ENOENT') return undefined; // removed since readdir
+    throw err;
+  });
+  if (handle === undefined) return undefined;
+  try {
+    return await readXattrsAt(`/proc/self/fd/${handle.fd}`);
+  } finally {
+    await handle.close();
+  }
+}
+
+async function readXattrsAt(path: string): Promise<Map<string, Uint8Array> | undefined> {
   let names: string[];
   try {
     names = await listAttributes(path);

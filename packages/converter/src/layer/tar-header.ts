@@ -1,4 +1,5 @@
 import { FormatError, InvalidArgumentError } from '@nydus-ts/core';
+import { decodeFsName } from '@nydus-ts/format';
 
 /**
  * The 512-byte tar header shared by ustar (POSIX.1-1988), GNU and PAX (POSIX.1-2001) archives.
@@ -122,11 +123,11 @@ export function isZeroBlock(block: Buffer): boolean {
   return block.equals(ZERO_BLOCK);
 }
 
-/** A NUL-terminated string field, decoded as UTF-8. */
+/** A NUL-terminated name field, decoded losslessly (bytes that are not UTF-8 escaped: `decodeFsName`). */
 export function readString(block: Buffer, [off, len]: readonly [number, number]): string {
   let end = block.indexOf(0, off);
   if (end < 0 || end > off + len) end = off + len;
-  return block.toString('utf8', off, end);
+  return decodeFsName(block, off, end);
 }
 
 /**

@@ -1,5 +1,5 @@
 import { FormatError, InvalidArgumentError, NydusError, UnsupportedError, throwIfAborted } from '@nydus-ts/core';
-import { WHOLE_CONTENT, type LayerEntry, type LayerEntryType, type WholeContentSource } from '@nydus-ts/format';
+import { WHOLE_CONTENT, decodeFsName, printableFsName, type LayerEntry, type LayerEntryType, type WholeContentSource } from '@nydus-ts/format';
 import { ChunkReader } from './chunk-reader.js';
 import {
   BLOCK_SIZE,
@@ -241,7 +241,7 @@ class HeaderParser {
       });
     }
     const rawName = readString(block, Field.name);
-    const where = `entry "${rawName}" (header at offset ${headerOffset})`;
+    const where = `entry "${printableFsName(rawName)}" (header at offset ${headerOffset})`;
     verifyChecksum(block, where, headerOffset, this.views);
     this.rawName = rawName;
     this.where = where;
@@ -318,7 +318,7 @@ class HeaderParser {
     const isPosixUstar = block[257] === 0x75 && block[258] === 0x73 && block[259] === 0x74 && block[260] === 0x61 && block[261] === 0x72 && block[262] === 0;
     let name: string;
     const paxPath = records.get('path');
-    if (paxPath !== undefined) name = paxPath.toString('utf8');
+    if (paxPath !== undefined) name = decodeFsName(paxPath);
     else if (this.longName !== null) name = this.longName;
     else {
       name = rawName;
@@ -328,8 +328,8 @@ class HeaderParser {
       }
     }
     const paxLink = records.get('linkpath');
-    const linkName = paxLink !== undefined ? paxLink.toString('utf8') : (this.longLink ?? readString(block, Field.linkname));
-    const entryWhere = `entry "${name}" (header at offset ${headerOffset})`;
+    const linkName = paxLink !== undefined ? decodeFsName(paxLink) : (this.longLink ?? readString(block, Field.linkname));
+    const entryWhere = `entry "${printableFsName(name)}" (header at offset ${headerOffset})`;
 
     if (records.size > 0) for (const key of records.keys()) {
       if (key.startsWith('GNU.sparse.')) {
@@ -506,7 +506,7 @@ function verifyChecksum(block: Buffer, where: string, offset: number, views?: Wo
 
 function nulTerminated(data: Buffer): string {
   const end = data.indexOf(0);
-  return data.toString('utf8', 0, end < 0 ? data.length : end);
+  return decodeFsName(data, 0, end < 0 ? data.length : end);
 }
 
 /** Parses PAX records: `"<len> <keyword>=<value>\n"`, where len counts the whole record. */

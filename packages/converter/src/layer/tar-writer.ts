@@ -1,5 +1,6 @@
 import { InvalidArgumentError, UnsupportedError, noopLogger, throwIfAborted, type Logger } from '@nydus-ts/core';
-import type { LayerEntry } from '@nydus-ts/format';
+import { isUtf8 } from 'node:buffer';
+import { encodeFsName, type LayerEntry } from '@nydus-ts/format';
 import { BLOCK_SIZE, Field, TypeFlag, headerChecksum, maxOctal, normalizeTarPath, type FieldName } from './tar-header.js';
 
 export interface WriteTarEntriesOptions {
@@ -11,7 +12,7 @@ export interface WriteTarEntriesOptions {
 /**
  * Serialises layer entries as a POSIX (PAX) tar stream. Plain ustar headers are used whenever
  * the entry fits; a PAX extended header is added for names over ustar's limits, non-ASCII
- * names and link targets, numbers too large for octal fields (which also get GNU base-256
+ * names and link targets (raw bytes, with `hdrcharset=BINARY` when they are not UTF-8), numbers too large for octal fields (which also get GNU base-256
  * values, for readers without PAX), and extended attributes (`SCHILY.xattr.<name>`, raw
  * value bytes, as GNU tar and Go write them). Device numbers that do not fit octal use
  * base-256. File content is passed through without copying and must yield exactly `size`
@@ -62,7 +63,7 @@ export function encodeTarHeader(entry: LayerEntry): Buffer {
 
   // Name: root → "./", directories end in "/".
   const name = entry.path === '' ? './' : entry.type === 'directory' ? `${entry.path}/` : entry.path;
-  if (!writeName(block, name)) pax.push(['path', Buffer.from(name, 'utf8')]);
+  if (!writeName(block, name)) pax.push(['path', encodeFsName(name)]);
 
   let typeflag: number;
   let size = 0;
@@ -99,10 +100,10 @@ export function encodeTarHeader(entry: LayerEntry): Buffer {
     if (target === undefined || target === '') {
       throw new InvalidArgumentError(`tar writer: ${entry.type} "${entry.path}" has no link target`);
     }
-    if (isAscii(target) && Buffer.byteLength(target) <= Field.linkname[1]) {
+    if (isAscii(target) && target.length <= Field.linkname[1]) {
       block.write(target, Field.linkname[0], Field.linkname[1], 'latin1');
     } else {
-      pax.push(['linkpath', Buffer.from(target, 'utf8')]);
+      pax.push(['linkpath', encodeFsName(target)]);
       block.write(asciiPrefix(target, Field.linkname[1]), Field.linkname[0], 'latin1');
     }
   }
@@ -139,6 +140,9 @@ export function encodeTarHeader(entry: LayerEntry): Buffer {
   writeChecksum(block);
   if (pax.length === 0) return block;
 
+  // Names that are not UTF-8 go in as raw bytes, flagged as POSIX asks (GNU tar then keeps
+  // them as they are; Go's archive/tar reads them raw anyway).
+  if (pax.some(([k, v]) => (k === 'path' || k === 'linkpath') && !isUtf8(v))) pax.unshift(['hdrcharset', Buffer.from('BINARY')]);
   const payload = Buffer.concat(pax.map(([k, v]) => paxRecord(k, v)));
   const paxHeader = Buffer.alloc(BLOCK_SIZE);
   const base = entry.path === '' ? '.' : entry.path.slice(entry.path.lastIndexOf('/') + 1);

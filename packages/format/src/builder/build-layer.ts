@@ -18,7 +18,8 @@ import {
 import { writeBootstrap, writeBootstrapTo } from './bootstrap-writer.js';
 import { BlobWriter, type BlobSink, type LayerBuildStats } from './blob-writer.js';
 import { ChunkDict } from './chunk-dict.js';
-import { ChunkStore, FsTree, KINDS, KIND_CODE, K_DIR, K_FILE, TYPE_BITS, nameKey, type NodeKind, type TreeBlob } from './tree.js';
+import { ChunkStore, FsTree, KINDS, KIND_CODE, K_DIR, K_FILE, TYPE_BITS, displayName, nameKey, type NodeKind, type TreeBlob } from './tree.js';
+import { encodeFsName } from '../names.js';
 
 export interface BuildLayerOptions {
   /** Chunk size: a power of two from 4 KiB to 16 MiB. Default 1 MiB. */
@@ -396,7 +397,7 @@ class LayerPaths {
       if (next < 0) {
         next = tree.put(ns, key, tree.addInode(K_DIR, S_IFDIR | 0o755, 0, 0, 0, 0, 0, 0, null, IMPLIED_DIRECTORY_XATTRS));
       } else if (!tree.isDir(next)) {
-        throw new InvalidArgumentError(`entry '${path}': parent '${parts.slice(0, i + 1).map(displayKey).join('/')}' is a ${KINDS[tree.kind[tree.nodeInode[next]!]!]}, not a directory`);
+        throw new InvalidArgumentError(`entry '${path}': parent '${parts.slice(0, i + 1).map(displayName).join('/')}' is a ${KINDS[tree.kind[tree.nodeInode[next]!]!]}, not a directory`);
       }
       dir = next;
     }
@@ -439,9 +440,7 @@ class LayerPaths {
   }
 }
 
-function displayKey(key: string): string {
-  return Buffer.from(key, 'latin1').toString('utf8');
-}
+
 
 /** Path components of an entry as latin1 name keys; '' (the root) gives []. */
 function splitEntryPath(entry: LayerEntry): string[] {
@@ -541,7 +540,7 @@ function validateEntry(entry: LayerEntry): EntryAttrs {
       break;
     case 'symlink': {
       if (typeof entry.linkTarget !== 'string' || entry.linkTarget === '') throw new InvalidArgumentError(`entry '${entry.path}': symlink without a target`);
-      linkTarget = Buffer.from(entry.linkTarget, 'utf8');
+      linkTarget = encodeFsName(entry.linkTarget);
       if (linkTarget.length > 4095) throw new InvalidArgumentError(`entry '${entry.path}': symlink target of ${linkTarget.length} bytes exceeds 4095`);
       break;
     }

@@ -1,5 +1,6 @@
 import { NydusError } from '@nydus-ts/core';
 import type { BlobEntry, ChunkInfo } from '../layout/index.js';
+import { decodeFsName, encodeFsName, printableFsName } from '../names.js';
 import { CHUNK_INFO_FIELD as F, ChunkFlags, S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFREG, S_IFSOCK } from '../layout/index.js';
 
 /**
@@ -46,11 +47,11 @@ export const K_SOCK = 6;
 export const KINDS: readonly NodeKind[] = ['file', 'directory', 'symlink', 'char-device', 'block-device', 'fifo', 'socket'];
 export const KIND_CODE: Readonly<Record<NodeKind, number>> = { file: K_FILE, directory: K_DIR, symlink: K_SYMLINK, 'char-device': K_CHR, 'block-device': K_BLK, fifo: K_FIFO, socket: K_SOCK };
 
-/** Encodes a UTF-8 string (a path component) as a latin1 name key. */
+/** Encodes a path component (see names.ts: its bytes, losslessly) as a latin1 name key. */
 export function nameKey(component: string): string {
   // ASCII is its own latin1 key (the common case: no Buffer round trip).
   if (ASCII.test(component)) return component;
-  return Buffer.from(component, 'utf8').toString('latin1');
+  return encodeFsName(component).toString('latin1');
 }
 
 const ASCII = /^[\x00-\x7f]*$/;
@@ -62,7 +63,7 @@ export function nameBytes(key: string): Uint8Array {
 
 /** A printable form of a name key (for error messages). */
 export function displayName(key: string): string {
-  return Buffer.from(key, 'latin1').toString('utf8');
+  return printableFsName(decodeFsName(Buffer.from(key, 'latin1')));
 }
 
 /** The shared, empty xattr map. */

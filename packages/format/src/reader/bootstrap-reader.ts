@@ -41,6 +41,7 @@ import { decodeXattrs } from '../layout/xattr.js';
 import { checkBlobMetaAgainstEntry, type BlobMeta } from './blob-meta.js';
 import { readExact, type ByteSource } from './byte-source.js';
 import { ChunkTableView } from './chunk-table.js';
+import { decodeFsName, encodeFsName, printableFsName } from '../names.js';
 
 /** Default cap on the bootstrap size: it is metadata and is held in memory whole. */
 export const DEFAULT_MAX_BOOTSTRAP_SIZE = 1024 * 1024 * 1024;
@@ -70,7 +71,7 @@ export interface RafsInode {
 }
 
 export interface RafsDirent {
-  /** UTF-8 decoding of `nameBytes` (invalid sequences become U+FFFD). */
+  /** `nameBytes` as a string, losslessly (`decodeFsName`: bytes that are not UTF-8 escaped). */
   name: string;
   nameBytes: Uint8Array;
   nid: number;
@@ -135,7 +136,7 @@ export interface ChunkSlice {
 }
 
 export interface WalkEntry {
-  /** Absolute path, `/` for the root. Names are UTF-8 decoded. */
+  /** Absolute path, `/` for the root; names decoded losslessly (`decodeFsName`, `encodeFsName`). */
   path: string;
   nid: number;
   parentNid: number;
@@ -503,7 +504,7 @@ export class BootstrapReader {
     for (let i = 0; i < list.count; i++) {
       if (!withDots && (list.isDots(i, 1) || list.isDots(i, 2))) continue;
       const nameBytes = list.name(i);
-      out.push({ name: Buffer.from(nameBytes).toString('utf8'), nameBytes, nid: list.nid(i), fileType: list.fileType(i) });
+      out.push({ name: decodeFsName(nameBytes), nameBytes, nid: list.nid(i), fileType: list.fileType(i) });
     }
     return out;
   }
@@ -516,14 +517,15 @@ export class BootstrapReader {
   /**
    * Resolves an absolute or root-relative path (`/a/b`, `a/b`) lexically, without following
    * symlinks; `.` and `..` components use the directory's own entries. Undefined when a
-   * component does not exist or a non-final component is not a directory.
+   * component does not exist or a non-final component is not a directory. Names that are not
+   * UTF-8 are given as `decodeFsName` (or `readdir`'s `name`) writes them.
    */
   lookup(path: string): number | undefined {
     let nid = this.rootNid;
     for (const component of path.split('/')) {
       if (component === '') continue;
       if (this.record(nid).inode.type !== 'directory') return undefined;
-      const name = Buffer.from(component, 'utf8');
+      const name = encodeFsName(component);
       const entries = this.direntList(nid);
       let lo = 0;
       let hi = entries.count - 1;
@@ -551,9 +553,9 @@ export class BootstrapReader {
     return this.flatData(rec);
   }
 
-  /** The target of a symlink, UTF-8 decoded. */
+  /** The target of a symlink as a string, losslessly (`decodeFsName`). */
   readlink(nid: number): string {
-    return Buffer.from(this.readlinkBytes(nid)).toString('utf8');
+    return decodeFsName(this.readlinkBytes(nid));
   }
 
   /** Inline extended attributes by full name (`user.x`, `security.capability`, ...). */
@@ -744,13 +746,13 @@ export class BootstrapReader {
       }
       const inode = this.inode(d.nid);
       if (d.fileType !== 0 && d.fileType !== fileTypeOfMode(inode.mode)) {
-        throw new FormatError(`dir[nid ${frame.nid}].dirent "${d.name}"`, `file type ${d.fileType} disagrees with inode ${d.nid} (a ${inode.type})`, { value: d.fileType });
+        throw new FormatError(`dir[nid ${frame.nid}].dirent "${printableFsName(d.name)}"`, `file type ${d.fileType} disagrees with inode ${d.nid} (a ${inode.type})`, { value: d.fileType });
       }
       const path = `${frame.path}/${d.name}`;
       yield { path, nid: d.nid, parentNid: frame.nid, inode };
       if (inode.type !== 'directory') continue;
       if (visited.has(d.nid)) {
-        throw new FormatError(`dir[nid ${frame.nid}].dirent "${d.name}"`, `directory nid ${d.nid} is reached twice (cycle or hard-linked directory)`, { value: d.nid });
+        throw new FormatError(`dir[nid ${frame.nid}].dirent "${printableFsName(d.name)}"`, `directory nid ${d.nid} is reached twice (cycle or hard-linked directory)`, { value: d.nid });
       }
       visited.add(d.nid);
       if (stack.length > MAX_WALK_DEPTH) {
@@ -775,7 +777,7 @@ export class BootstrapReader {
 function checkDirents(list: DirentList, nid: number): void {
   const what = `dir[nid ${nid}]`;
   const names = list.names;
-  const text = (i: number): string => Buffer.from(list.name(i)).toString();
+  const text = (i: number): string => printableFsName(decodeFsName(list.name(i)));
   let dot = false;
   let dotdot = false;
   for (let i = 0; i < list.count; i++) {
