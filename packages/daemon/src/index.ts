@@ -27,6 +27,7 @@ export { BlobChunkTable } from './chunks/blob-chunk-table.js';
 export { createChunkSource } from './chunks/chunk-source.js';
 export type { ChunkSource, ChunkSourceContext, ChunkPlanOptions, FetchUnit, DecodedChunk } from './chunks/chunk-source.js';
 export { NativeChunkSource } from './chunks/native-chunk-source.js';
+export { ZranChunkSource } from './chunks/zran-chunk-source.js';
 export { RafsImage, DEFAULT_MERGE_LIMIT } from './fs/rafs-image.js';
 export type { RafsImageOptions } from './fs/rafs-image.js';
 export { RafsFilesystem } from './fs/rafs-filesystem.js';

@@ -7,9 +7,10 @@
  * gzip-checkpoint contexts, batches) plug in here with their own planning and decoding.
  */
 import { UnsupportedError, type BlobBackend, type Logger } from '@nydus-ts/core';
-import { BlobFeatures, ChunkFlags } from '@nydus-ts/format';
+import { BlobFeatures, ChunkFlags, fetchRefBlobMeta } from '@nydus-ts/format';
 import type { BlobChunkTable } from './blob-chunk-table.js';
 import { NativeChunkSource } from './native-chunk-source.js';
+import { ZranChunkSource } from './zran-chunk-source.js';
 
 /** One backend request and the chunks it yields. */
 export interface FetchUnit {
@@ -51,19 +52,20 @@ export interface ChunkSourceContext {
 }
 
 /**
- * The chunk source for one blob of an image. Throws UnsupportedError for blob kinds this daemon
- * cannot read yet (ZRAN, batch, encrypted).
+ * The chunk source for one blob of an image. A ZRAN blob (targz-ref) first fetches its meta blob
+ * (named by blob_meta_digest) whole and checks it against its digest, so a truncated or mutated
+ * meta is refused at mount with a DigestMismatchError / FormatError. Throws UnsupportedError for
+ * blob kinds this daemon cannot read yet (batch, encrypted).
  */
 export async function createChunkSource(table: BlobChunkTable, context: ChunkSourceContext): Promise<ChunkSource> {
   const blob = table.blob;
-  void context;
   if ((blob.features & BlobFeatures.ENCRYPTED) !== 0) throw new UnsupportedError(`blob ${blob.blobId}: encrypted blobs are not supported`);
-  if ((blob.features & BlobFeatures.ZRAN) !== 0) throw new UnsupportedError(`blob ${blob.blobId}: ZRAN (gzip random access) blobs are not supported yet`);
   if ((blob.features & BlobFeatures.BATCH) !== 0) throw new UnsupportedError(`blob ${blob.blobId}: batch chunks are not supported yet`);
   for (let ci = 0; ci < table.count; ci++) {
     if (table.known[ci] === 1 && (table.flags[ci]! & (ChunkFlags.BATCH | ChunkFlags.ENCRYPTED)) !== 0) {
       throw new UnsupportedError(`blob ${blob.blobId}: chunk ${ci} is a batch or encrypted chunk, which is not supported yet`);
     }
   }
+  if ((blob.features & BlobFeatures.ZRAN) !== 0) return new ZranChunkSource(table, await fetchRefBlobMeta(blob, context.backend));
   return new NativeChunkSource(table);
 }

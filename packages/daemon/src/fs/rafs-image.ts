@@ -81,8 +81,10 @@ export class RafsImage {
     const metrics = new BlobcacheMetrics(options.id, options.workDir);
     const blobs: ImageBlob[] = [];
     try {
-      for (const table of tables) {
-        const source = await createChunkSource(table, { backend: options.backend, logger });
+      // Sources at once: a ZRAN blob's source fetches and verifies its meta blob first.
+      const sources = await Promise.all(tables.map((table) => createChunkSource(table, { backend: options.backend, logger })));
+      for (const [i, table] of tables.entries()) {
+        const source = sources[i]!;
         const file = await options.cacheManager.acquire(options.workDir, table.blob.blobId, table.count, table.viewSize);
         metrics.underlyingFiles.add(file.dataPath);
         blobs.push(
