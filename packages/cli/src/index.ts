@@ -2,4 +2,4 @@ export { runNydusify, buildNydusifyProgram, reportError } from './program.js';
 export type { CommandRegistrar } from './program.js';
 export { processIo } from './io.js';
 export type { CliIo } from './io.js';
-export { parseByteSize, parsePositiveInt, parseChoice } from './parse.js';
+export { parseByteSize, parsePositiveInt, parseChoice, parseDuration } from './parse.js';

@@ -42,3 +42,17 @@ export function parseChoice<T extends string>(value: string, flag: string, choic
   }
   return value as T;
 }
+
+const durationUnits: Record<string, number> = { '': 1000, ms: 1, s: 1000, m: 60_000 };
+
+/**
+ * Parses a duration into whole milliseconds: a number of seconds (`30`, `1.5`) or with a unit
+ * (`500ms`, `20s`, `2m`). Must be positive. `flag` names the option in the error.
+ */
+export function parseDuration(value: string, flag: string): number {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m)?\s*$/i.exec(value);
+  if (!m) throw new InvalidArgumentError(`${flag}: invalid duration "${value}" (expected seconds, or e.g. 500ms, 20s, 2m)`);
+  const ms = Math.round(Number(m[1]) * durationUnits[(m[2] ?? '').toLowerCase()]!);
+  if (!Number.isSafeInteger(ms) || ms < 1) throw new InvalidArgumentError(`${flag}: duration "${value}" must be at least 1 ms`);
+  return ms;
+}

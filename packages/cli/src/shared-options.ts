@@ -4,6 +4,9 @@ import path from 'node:path';
 import { fileSystemError } from '@nydus-ts/core';
 import { checkOutputFile } from '@nydus-ts/core/files';
 import type { Command } from 'commander';
+import { DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_IDLE_TIMEOUT_MS } from '@nydus-ts/registry';
+import type { TimeoutOptions } from '@nydus-ts/registry';
+import { parseDuration } from './parse.js';
 
 /**
  * The per-side registry flags that copy, convert and check share, as nydusify names them:
@@ -30,6 +33,27 @@ export async function checkOutputJson(file: string | undefined, madeDirs: readon
     return !rel.startsWith('..') && !path.isAbsolute(rel);
   });
   await checkOutputFile(file, '--output-json', { createParents: madeByRun });
+}
+
+/** The timeout flags of every command that talks to registries. */
+export interface TimeoutFlags {
+  connectTimeout?: string;
+  idleTimeout?: string;
+}
+
+/** `--connect-timeout` and `--idle-timeout` (copy, convert, check). */
+export function addTimeoutOptions(command: Command): Command {
+  return command
+    .option('--connect-timeout <duration>', `longest wait for a registry connection (TCP and TLS), e.g. 10s (default ${DEFAULT_CONNECT_TIMEOUT_MS / 1000}s)`)
+    .option('--idle-timeout <duration>', `longest wait for the next byte from a registry, or for it to take the next byte of an upload; then the request is retried or resumed (default ${DEFAULT_IDLE_TIMEOUT_MS / 1000}s)`);
+}
+
+/** The library's timeout options from the flags (only those given). */
+export function parseTimeoutFlags(flags: TimeoutFlags): TimeoutOptions | undefined {
+  const timeouts: TimeoutOptions = {};
+  if (flags.connectTimeout !== undefined) timeouts.connectMs = parseDuration(flags.connectTimeout, '--connect-timeout');
+  if (flags.idleTimeout !== undefined) timeouts.idleMs = parseDuration(flags.idleTimeout, '--idle-timeout');
+  return Object.keys(timeouts).length > 0 ? timeouts : undefined;
 }
 
 /** Writes a JSON report through a temporary name, so a reader never sees half of it. */

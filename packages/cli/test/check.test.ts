@@ -74,6 +74,7 @@ describe('nydusify-ts check', () => {
   it('parses flags into options and rejects bad ones with exit code 2', async () => {
     const o = parseCheckFlags({ source: 'oci-archive:/x.tar:v1', target: 'localhost:5000/a:b', targetInsecure: true, targetCreds: 'u:p', platform: 'linux/arm64', concurrency: '3' });
     expect(o).toMatchObject({ source: 'oci-archive:/x.tar:v1', target: 'localhost:5000/a:b', targetInsecure: true, sourceInsecure: false, concurrency: 3, platform: { os: 'linux', architecture: 'arm64' }, targetCreds: { username: 'u', password: 'p' } });
+    expect(parseCheckFlags({ source: 'a/b:c', target: 'localhost:5000/a:b', connectTimeout: '2.5', idleTimeout: '1m' }).timeouts).toEqual({ connectMs: 2500, idleMs: 60_000 });
     const cases: Array<[string[], RegExp]> = [
       [['check', '--source', source], /required option '--target <ref>'/],
       [['check', '--target', target], /required option '--source <ref>'/],
@@ -82,6 +83,8 @@ describe('nydusify-ts check', () => {
       [['check', '--source', source, '--target', target, '--platform', 'amd64'], /invalid platform "amd64"/],
       [['check', '--source', source, '--target', target, '--concurrency', '0'], /--concurrency: expected a positive integer/],
       [['check', '--source', source, '--target', target, '--target-creds', 'nocolon'], /--target-creds: expected USER:PASSWORD/],
+      [['check', '--source', source, '--target', target, '--idle-timeout', '-1'], /--idle-timeout: invalid duration "-1"/],
+      [['check', '--source', source, '--target', target, '--connect-timeout', '0ms'], /--connect-timeout: duration "0ms" must be at least 1 ms/],
     ];
     for (const [argv, message] of cases) {
       const r = await run(argv);

@@ -120,6 +120,12 @@ describe('nydusify-ts convert', () => {
     const size = await run(['convert', '--source', busybox.reference, '--target', `${registry.host}/cli/none:x`, '--chunk-size', '1000']);
     expect(size.code).toBe(2);
     expect(size.stderr).toMatch(/chunkSize: 1000 is not a power of two/);
+    const timeout = await run(['convert', '--source', busybox.reference, '--target', `${registry.host}/cli/none:x`, '--idle-timeout', 'later']);
+    expect(timeout.code).toBe(2);
+    expect(timeout.stderr).toContain('--idle-timeout: invalid duration "later"');
+    const keep = await run(['convert', '--source', busybox.reference, '--target', `${registry.host}/cli/none:x`, '--keep-source-manifests']);
+    expect(keep.code).toBe(2);
+    expect(keep.stderr).toContain('--keep-source-manifests applies to --merge-platform and --merge-manifest');
     const patterns = await run(['convert', '--source', busybox.reference, '--target', `${registry.host}/cli/none:x`, '--prefetch-patterns', join(tmp, 'absent.txt')]);
     expect(patterns.code).toBe(1);
     expect(patterns.stderr).toContain('absent.txt: no such file');

@@ -55,6 +55,10 @@ describe('nydusify-ts copy (in process)', () => {
       [['copy', '--source', s, '--target', 'x/y', '--platform', 'amd64'], /invalid platform "amd64"/],
       [['copy', '--source', 'oci:/tmp/x', '--source-insecure', '--target', 'x/y'], /apply to registries, not oci: layouts/],
       [['copy', '--source', 'Bad:Ref', '--target', 'x/y'], /invalid image reference/],
+      [['copy', '--source', s, '--target', 'x/y', '--push-chunk-size', '100'], /--push-chunk-size: push chunk size 100 is outside 4 KiB to 1 GiB/],
+      [['copy', '--source', s, '--target', 'x/y', '--push-chunk-size', '8GiB'], /--push-chunk-size: push chunk size 8589934592 is outside 4 KiB to 1 GiB/],
+      [['copy', '--source', s, '--target', 'x/y', '--idle-timeout', '0'], /--idle-timeout: duration "0" must be at least 1 ms/],
+      [['copy', '--source', s, '--target', 'x/y', '--connect-timeout', 'soon'], /--connect-timeout: invalid duration "soon"/],
     ];
     for (const [argv, message] of cases) {
       const r = await run(argv);
@@ -95,6 +99,46 @@ describe('nydusify-ts copy (in process)', () => {
     expect(bad.code).toBe(1);
     expect(bad.stderr).toMatch(/^error: .*returned 401.*check the credentials/m);
     expect(bad.stderr).not.toContain('wrong');
+  });
+
+  it('accepts chunk sizes below 64 KiB (here 32 KiB: every PATCH at most that)', async () => {
+    const proxy = await startFaultProxy(dst.url);
+    try {
+      const r = await run(['copy', '--source', `${src.host}/cli/app:v1`, '--target', `${proxy.host}/cli/small-chunks:v1`, '--source-insecure', '--target-insecure', '--target-creds', 'carol:pw', '--push-chunk-size', '32KiB']);
+      expect(r.stderr).toBe('');
+      expect(r.code).toBe(0);
+      const patches = proxy.requests.filter((q) => q.method === 'PATCH' && q.status === 202);
+      expect(patches.length).toBeGreaterThan(100);
+      expect(patches.every((q) => q.requestBytes <= 32 * 1024)).toBe(true);
+    } finally {
+      await proxy.stop();
+    }
+  });
+
+  it('--idle-timeout: a stalled source body is resumed and the copy completes', async () => {
+    const proxy = await startFaultProxy(src.url, [{ method: 'GET', path: new RegExp(`/blobs/${img.layers[0]!.digest}`), action: { kind: 'stall', afterBytes: 1_000_000 } }]);
+    try {
+      const r = await run(['copy', '--source', `${proxy.host}/cli/app:v1`, '--target', `${dst.host}/cli/stalled:v1`, '--source-insecure', '--target-insecure', '--target-creds', 'carol:pw', '--idle-timeout', '500ms', '--connect-timeout', '5s']);
+      expect(r.code, r.stderr).toBe(0);
+      expect(proxy.injected).toBe(1);
+      expect(proxy.requests.some((q) => q.path.includes(img.layers[0]!.digest) && q.range !== undefined && q.range !== 'bytes=0-')).toBe(true);
+    } finally {
+      await proxy.stop();
+    }
+  });
+
+  it('a network failure that persists ends in one line naming the operation, registry, blob and attempts', async () => {
+    const proxy = await startFaultProxy(src.url, [{ method: 'GET', path: new RegExp(`/blobs/${img.layers[0]!.digest}`), action: { kind: 'reset', afterBytes: 0 }, times: Infinity }]);
+    try {
+      const r = await run(['copy', '--source', `${proxy.host}/cli/app:v1`, '--target', `${dst.host}/cli/reset:v1`, '--source-insecure', '--target-insecure', '--target-creds', 'carol:pw']);
+      expect(r.code).toBe(1);
+      const lines = r.stderr.split('\n').filter((l) => l.startsWith('error:'));
+      expect(lines).toHaveLength(1);
+      expect(lines[0]).toMatch(new RegExp(`^error: fetching blob ${img.layers[0]!.digest} from ${proxy.host}/cli/app: GET .*: connection failed after \\d+ of 3000000 bytes: .* \\(gave up after 5 attempts\\)$`));
+      expect(r.stderr).not.toMatch(/SocketError|\n\s+at /);
+    } finally {
+      await proxy.stop();
+    }
   });
 
   it('draws per-blob and total progress on a TTY', async () => {

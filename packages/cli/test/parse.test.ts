@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { parseByteSize, parseChoice, parsePositiveInt } from '../src/index.js';
+import { parseByteSize, parseChoice, parseDuration, parsePositiveInt } from '../src/index.js';
 
 describe('option parsing', () => {
   it('parses byte sizes with suffixes', () => {
@@ -9,6 +9,17 @@ describe('option parsing', () => {
     expect(parseByteSize('4MiB', '--x')).toBe(4 << 20);
     expect(parseByteSize('10MB', '--x')).toBe(10 << 20);
     expect(() => parseByteSize('12 parsecs', '--push-chunk-size')).toThrow(/--push-chunk-size: invalid size/);
+  });
+  it('parses durations (seconds by default) into whole milliseconds', () => {
+    expect(parseDuration('30', '--x')).toBe(30_000);
+    expect(parseDuration('1.5', '--x')).toBe(1500);
+    expect(parseDuration('500ms', '--x')).toBe(500);
+    expect(parseDuration('20s', '--x')).toBe(20_000);
+    expect(parseDuration('2m', '--x')).toBe(120_000);
+    expect(() => parseDuration('0', '--idle-timeout')).toThrow(/--idle-timeout: duration "0" must be at least 1 ms/);
+    expect(() => parseDuration('0.1ms', '--idle-timeout')).toThrow(/at least 1 ms/);
+    expect(() => parseDuration('soon', '--connect-timeout')).toThrow(/--connect-timeout: invalid duration "soon"/);
+    expect(() => parseDuration('-5s', '--x')).toThrow(/invalid duration/);
   });
   it('rejects bad integers and choices', () => {
     expect(parsePositiveInt('4', '--concurrency')).toBe(4);

@@ -131,8 +131,10 @@ describe('convert --oci-ref', () => {
     const image = images.get('zran-two-streams.tar.gz')!;
     await convert(image.reference, `${registry.host}/zran/merged:v1`, { mergePlatform: true });
     const index = JSON.parse((await client.getManifest('zran/merged', 'v1')).bytes.toString('utf8')) as ImageIndex;
-    expect(index.manifests.map((d) => d.digest)).toContain(image.manifest.descriptor.digest);
+    // The source manifest with the empty layer prepended (spec §5.5), naming the one it replaces.
+    expect(index.manifests.map((d) => d.annotations?.['containerd.io/snapshot/nydus-source-digest'])).toContain(image.manifest.descriptor.digest);
     expect(index.manifests).toHaveLength(2);
+    expect((await client.headManifest('zran/merged', image.manifest.descriptor.digest))?.digest).toBe(image.manifest.descriptor.digest);
   });
 
   it('the bootstrap names the original and its meta blob; the bootstrap layer carries no copy of the meta', async () => {

@@ -67,9 +67,9 @@ describe('convertImage: platforms, indexes, other sources, chunk dict', () => {
     await expect(convertImage({ source: `${registry.host}/src/multi:v1`, target: `${registry.host}/conv/multi:none`, platform: 'linux/s390x', sourceInsecure: true, targetInsecure: true })).rejects.toMatchObject({ code: 'NOT_FOUND' });
   });
 
-  it('--merge-platform: the source manifests unchanged (same digests) then the Nydus ones with artifactType and os.features', async () => {
+  it('--merge-platform --keep-source-manifests: the source manifests unchanged (same digests) then the Nydus ones with artifactType and os.features', async () => {
     const src = await twoPlatformSource('src/mp');
-    await convertImage({ source: `${registry.host}/src/mp:v1`, target: `${registry.host}/conv/mp:v1`, allPlatforms: true, mergePlatform: true, sourceInsecure: true, targetInsecure: true });
+    await convertImage({ source: `${registry.host}/src/mp:v1`, target: `${registry.host}/conv/mp:v1`, allPlatforms: true, mergePlatform: true, keepSourceManifests: true, sourceInsecure: true, targetInsecure: true });
     const { json: index } = await getJson<ImageIndex>('conv/mp', 'v1');
     const srcIndex = JSON.parse(src.index.bytes.toString()) as ImageIndex;
     expect(index.manifests.slice(0, 2)).toEqual(srcIndex.manifests);
@@ -87,7 +87,7 @@ describe('convertImage: platforms, indexes, other sources, chunk dict', () => {
 
     // single-manifest source: index of [source manifest, nydus manifest]
     const bb = await busyboxImage(client, { repository: 'src/mp-single', tag: 'v1' });
-    await convertImage({ source: bb.reference, target: `${registry.host}/conv/mp-single:v1`, mergePlatform: true, sourceInsecure: true, targetInsecure: true });
+    await convertImage({ source: bb.reference, target: `${registry.host}/conv/mp-single:v1`, mergePlatform: true, keepSourceManifests: true, sourceInsecure: true, targetInsecure: true });
     const { json: single } = await getJson<ImageIndex>('conv/mp-single', 'v1');
     expect(single.manifests.map((d) => d.digest)[0]).toBe(bb.manifest.descriptor.digest);
     expect(single.manifests[0]!.platform).toEqual(host);

@@ -1,10 +1,10 @@
 import { createHash } from 'node:crypto';
 import type { Hash } from 'node:crypto';
 import { Readable } from 'node:stream';
-import { CancelledError, DigestMismatchError, parseDigest } from '@nydus-ts/core';
+import { CancelledError, DigestMismatchError, isNydusError, parseDigest } from '@nydus-ts/core';
 import type { Digest } from '@nydus-ts/core';
-import { RegistryProtocolError } from './errors.js';
-import { backoffDelay, isRetryableError, sleepWithSignal } from './retry.js';
+import { RegistryConnectionError, RegistryProtocolError } from './errors.js';
+import { RetryBudget, sleepWithSignal } from './retry.js';
 import type { ResolvedRetryOptions } from './retry.js';
 
 /** An opened HTTP body positioned at `offset`. */
@@ -12,20 +12,24 @@ export interface OpenedBody {
   body: Readable;
   /** Bytes at the start of `body` to drop (a server that ignored `Range` and sent from 0). */
   skip: number;
+  /** The URL that answered (redacted), for errors. */
+  url?: string;
 }
 
 export interface ResumableBodyOptions {
-  /** Opens the resource from `offset` (a `Range` request when offset > 0). */
-  open: (offset: number, signal?: AbortSignal) => Promise<OpenedBody>;
+  /** Opens the resource from `offset` (a `Range` request when offset > 0), its retries drawn from `budget`. */
+  open: (offset: number, signal: AbortSignal | undefined, budget: RetryBudget) => Promise<OpenedBody>;
   /** First byte (default 0). */
   start?: number;
   /** Bytes expected in total from `start`; required. */
   length: number;
   /** When set, the whole resource is hashed and checked before its last bytes are released. */
   digest?: Digest;
-  /** Describes the resource in errors. */
+  /** Describes the operation and resource in errors, e.g. `fetching blob sha256:… from host/repo`. */
   what: string;
   retry: ResolvedRetryOptions;
+  /** Tries shared with the rest of the operation (default: a budget of its own from `retry`). */
+  budget?: RetryBudget;
   signal?: AbortSignal;
   highWaterMark?: number;
   /** Called with the byte count of every chunk handed on (progress). */
@@ -34,19 +38,20 @@ export interface ResumableBodyOptions {
 
 /**
  * A backpressured stream of a remote resource that reopens itself with `Range` from the byte
- * reached after a reset or a short body (giving up after `retry.attempts` tries without
- * progress). With a digest, bytes are hashed as they pass and the final chunk is held back until
+ * reached after a reset, a stall or a short body (giving up when the retry budget is spent:
+ * `attempts` failures in a row without a new byte). With a digest, bytes are hashed as they pass and the final chunk is held back until
  * the digest matches, so a consumer never sees all of a corrupted blob: it sees an error instead.
  */
 class ResumableBody extends Readable {
   readonly #o: ResumableBodyOptions;
   readonly #end: number;
   readonly #hash: Hash | undefined;
+  readonly #budget: RetryBudget;
   #offset: number;
   #held: Buffer | undefined;
   #body: Readable | undefined;
   #skip = 0;
-  #failures = 0;
+  #url = '';
   #opening = false;
   #finished = false;
 
@@ -59,6 +64,7 @@ class ResumableBody extends Readable {
       throw new RegistryProtocolError('GET', options.what, 'digest verification needs the whole blob (start must be 0)', { code: 'INVALID_ARGUMENT' });
     }
     this.#hash = options.digest ? createHash(parseDigest(options.digest).algorithm) : undefined;
+    this.#budget = options.budget ?? new RetryBudget(options.retry);
   }
 
   override _read(): void {
@@ -81,24 +87,24 @@ class ResumableBody extends Readable {
 
   async #open(): Promise<void> {
     this.#opening = true;
-    const before = this.#offset;
     try {
       if (this.#o.signal?.aborted) throw new CancelledError('operation cancelled', { cause: this.#o.signal.reason });
-      const opened = await this.#o.open(this.#offset, this.#o.signal);
+      const opened = await this.#o.open(this.#offset, this.#o.signal, this.#budget);
       if (this.destroyed) {
         opened.body.destroy();
         return;
       }
       this.#skip = opened.skip;
-      this.#attach(opened.body, before);
+      this.#url = opened.url ?? this.#url;
+      this.#attach(opened.body);
     } catch (err) {
-      await this.#failed(err, before);
+      await this.#failed(err);
     } finally {
       this.#opening = false;
     }
   }
 
-  #attach(body: Readable, before: number): void {
+  #attach(body: Readable): void {
     this.#body = body;
     let settled = false;
     const done = (err: unknown): void => {
@@ -111,8 +117,13 @@ class ResumableBody extends Readable {
         return;
       }
       body.destroy();
-      const e = err ?? new RegistryProtocolError('GET', this.#o.what, `body ended after ${this.#offset - (this.#o.start ?? 0)} of ${this.#o.length} bytes`, { retryable: true });
-      void this.#failed(e, before);
+      const got = `${this.#offset - (this.#o.start ?? 0)} of ${this.#o.length} bytes`;
+      let e: unknown;
+      if (err === undefined) e = new RegistryProtocolError('GET', this.#url, `body ended after ${got}`, { retryable: true, what: this.#o.what });
+      else if (isNydusError(err)) e = err;
+      // A reset, a stall (idle timeout) or a close mid-body, described, not passed on raw.
+      else e = new RegistryConnectionError('GET', this.#url, err, { what: this.#o.what, during: `after ${got}` });
+      void this.#failed(e);
     };
     const onData = (raw: Buffer): void => {
       let chunk = raw;
@@ -128,11 +139,12 @@ class ResumableBody extends Readable {
         settled = true;
         body.off('data', onData);
         body.destroy();
-        this.destroy(new RegistryProtocolError('GET', this.#o.what, `body longer than the expected ${this.#o.length} bytes`, { code: 'DATA_LOSS' }));
+        this.destroy(new RegistryProtocolError('GET', this.#url, `body longer than the expected ${this.#o.length} bytes`, { code: 'DATA_LOSS', what: this.#o.what }));
         return;
       }
       this.#hash?.update(chunk);
       this.#offset += chunk.length;
+      this.#budget.progress(this.#offset);
       if (this.#hash) {
         // Hold the newest chunk back until the digest is known to match.
         const prev = this.#held;
@@ -145,26 +157,24 @@ class ResumableBody extends Readable {
     body.on('data', onData);
     body.once('end', () => done(undefined));
     body.once('error', (err) => done(err));
-    body.once('close', () => done(body.readableEnded ? undefined : new RegistryProtocolError('GET', this.#o.what, 'connection closed mid-body', { retryable: true })));
+    body.once('close', () => done(body.readableEnded ? undefined : Object.assign(new Error('connection closed mid-body'), { code: 'UND_ERR_CLOSED' })));
   }
 
-  async #failed(err: unknown, before: number): Promise<void> {
+  async #failed(err: unknown): Promise<void> {
     if (this.destroyed) return;
     if (this.#o.signal?.aborted) {
       this.destroy(new CancelledError('operation cancelled', { cause: this.#o.signal.reason }));
       return;
     }
-    if (!isRetryableError(err)) {
-      this.destroy(err as Error);
-      return;
-    }
-    this.#failures = this.#offset > before ? 1 : this.#failures + 1;
-    if (this.#failures >= this.#o.retry.attempts) {
-      this.destroy(err as Error);
+    let delay: number;
+    try {
+      delay = this.#budget.fail(err);
+    } catch (final) {
+      this.destroy(final as Error);
       return;
     }
     try {
-      await sleepWithSignal(backoffDelay(this.#o.retry, this.#failures), this.#o.signal);
+      await sleepWithSignal(delay, this.#o.signal);
     } catch (e) {
       this.destroy(e as Error);
       return;
@@ -178,6 +188,7 @@ class ResumableBody extends Readable {
     if (this.#hash && this.#o.digest) {
       const actual = `${parseDigest(this.#o.digest).algorithm}:${this.#hash.digest('hex')}`;
       if (actual !== this.#o.digest) {
+        // A corrupted transfer: fetching afresh may help, and counts against the same budget.
         this.destroy(new DigestMismatchError(this.#o.what, this.#o.digest, actual));
         return;
       }

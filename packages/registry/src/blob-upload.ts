@@ -5,6 +5,25 @@ import type { Digest } from '@nydus-ts/core';
 import { RegistryProtocolError, RegistryResponseError, redactUrl } from './errors.js';
 import { discardBody } from './http-body.js';
 import type { RegistryReply, RegistryTransport } from './registry-transport.js';
+import { RetryExhaustedError } from './retry.js';
+import type { RetryBudget } from './retry.js';
+
+/** Smallest and largest PATCH chunk of a chunked upload (each is one request, and is held in memory). */
+export const MIN_PUSH_CHUNK_SIZE = 4 << 10;
+export const MAX_PUSH_CHUNK_SIZE = 1 << 30;
+
+/**
+ * A push chunk size as given by a user: 0 (one monolithic upload) or 4 KiB to 1 GiB. Smaller
+ * chunks would make one request per few bytes; larger ones hold that much of every blob being
+ * copied in memory. `name` names the option in the error.
+ */
+export function checkPushChunkSize(size: number, name: string): number {
+  if (!Number.isSafeInteger(size) || size < 0) throw new InvalidArgumentError(`${name}: push chunk size must be a whole number of bytes, got ${size}`);
+  if (size !== 0 && (size < MIN_PUSH_CHUNK_SIZE || size > MAX_PUSH_CHUNK_SIZE)) {
+    throw new InvalidArgumentError(`${name}: push chunk size ${size} is outside 4 KiB to 1 GiB (each chunk is one request and is held in memory); 0 uploads each blob in one request`);
+  }
+  return size;
+}
 
 /** The result of a committed upload. */
 export interface CommittedBlob {
@@ -24,6 +43,10 @@ export interface BlobUploadOptions {
    */
   verifyDigest?: boolean;
   signal?: AbortSignal;
+  /** Tries shared with the rest of the operation (default: each request retries on its own). */
+  retryBudget?: RetryBudget;
+  /** Describes the upload in errors (default `uploading a blob to host/repo`). */
+  what?: string;
 }
 
 function locationOf(reply: RegistryReply, what: string): URL {
@@ -45,6 +68,8 @@ export class BlobUpload extends Writable {
   readonly #chunkSize: number;
   readonly #signal: AbortSignal | undefined;
   readonly #hash: Hash | undefined;
+  readonly #budget: RetryBudget | undefined;
+  readonly #what: string;
   #location: URL;
   /** Bytes written by the caller. */
   #size = 0;
@@ -66,15 +91,13 @@ export class BlobUpload extends Writable {
     this.#chunkSize = options.chunkSize;
     this.#hash = options.verifyDigest === false ? undefined : createHash('sha256');
     this.#signal = options.signal;
+    this.#budget = options.retryBudget;
+    this.#what = options.what ?? `uploading a blob to ${transport.registry}/${repository}`;
   }
 
   /** Bytes written so far. */
   get size(): number {
     return this.#size;
-  }
-
-  #what(): string {
-    return `blob upload to ${this.repository}`;
   }
 
   override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
@@ -112,8 +135,9 @@ export class BlobUpload extends Writable {
         body,
         scopes: [`repository:${this.repository}:pull,push`],
         expect: [202],
-        what: this.#what(),
+        what: this.#what,
         signal: this.#signal,
+        ...(this.#budget && { retryBudget: this.#budget }),
       });
       const stream: { body: PassThrough; done: Promise<RegistryReply>; failed?: unknown } = { body, done };
       done.catch((err: unknown) => {
@@ -145,7 +169,7 @@ export class BlobUpload extends Writable {
     this.#stream.body.end();
     const reply = await this.#stream.done;
     await discardBody(reply.body);
-    this.#location = locationOf(reply, this.#what());
+    this.#location = locationOf(reply, this.#what);
     this.#sent = this.#size;
   }
 
@@ -178,11 +202,12 @@ export class BlobUpload extends Writable {
         body: data,
         scopes: [`repository:${this.repository}:pull,push`],
         expect: [202],
-        what: this.#what(),
+        what: this.#what,
         signal: this.#signal,
+        ...(this.#budget && { retryBudget: this.#budget }),
       });
       await discardBody(reply.body);
-      this.#location = locationOf(reply, this.#what());
+      this.#location = locationOf(reply, this.#what);
       this.#sent = start + data.length;
     } catch (err) {
       if (this.#signal?.aborted) throw err;
@@ -192,8 +217,9 @@ export class BlobUpload extends Writable {
         this.#sent = reached;
         return;
       }
+      if (err instanceof RetryExhaustedError) throw err;
       if (err instanceof RegistryResponseError && err.status === 416 || reached !== undefined) {
-        throw new RegistryProtocolError('PATCH', redactUrl(this.#location), `upload session out of step at byte ${reached ?? '?'} (expected ${start}); the blob must be sent again`, { retryable: true });
+        throw new RegistryProtocolError('PATCH', redactUrl(this.#location), `upload session out of step at byte ${reached ?? '?'} (expected ${start}); the blob must be sent again`, { retryable: true, what: this.#what });
       }
       throw err;
     }
@@ -206,7 +232,7 @@ export class BlobUpload extends Writable {
       path: this.#location,
       scopes: [`repository:${this.repository}:pull,push`],
       expect: [204],
-      what: this.#what(),
+      what: this.#what,
       signal: this.#signal,
       attempts: 2,
     });
@@ -214,7 +240,7 @@ export class BlobUpload extends Writable {
     const range = reply.headers.range;
     const value = Array.isArray(range) ? range[0] : range;
     const m = value ? /^(?:bytes=)?0-(\d+)$/.exec(value) : null;
-    if (m) this.#location = locationOf(reply, this.#what());
+    if (m) this.#location = locationOf(reply, this.#what);
     return m ? Number(m[1]) + 1 : 0;
   }
 
@@ -224,7 +250,7 @@ export class BlobUpload extends Writable {
    */
   async commit(expected: { digest?: Digest; size?: number } = {}): Promise<CommittedBlob> {
     if (!this.writableFinished) {
-      if (this.destroyed) throw new NydusError('FAILED_PRECONDITION', `${this.#what()}: upload was destroyed`, { cause: this.errored ?? undefined });
+      if (this.destroyed) throw new NydusError('FAILED_PRECONDITION', `${this.#what}: upload was destroyed`, { cause: this.errored ?? undefined });
       await new Promise<void>((resolve, reject) => {
         this.once('finish', resolve);
         this.once('error', reject);
@@ -233,24 +259,24 @@ export class BlobUpload extends Writable {
     }
     if (expected.size !== undefined && expected.size !== this.#size) {
       this.#cancel();
-      throw new NydusError('DATA_LOSS', `${this.#what()}: wrote ${this.#size} bytes, expected ${expected.size}`);
+      throw new NydusError('DATA_LOSS', `${this.#what}: wrote ${this.#size} bytes, expected ${expected.size}`);
     }
     if (expected.digest !== undefined && parseDigest(expected.digest).algorithm !== 'sha256') {
       this.#cancel();
-      throw new InvalidArgumentError(`${this.#what()}: only sha256 uploads are supported, got ${expected.digest}`);
+      throw new InvalidArgumentError(`${this.#what}: only sha256 uploads are supported, got ${expected.digest}`);
     }
     let digest: Digest;
     if (this.#hash) {
       const actual = `sha256:${this.#hash.copy().digest('hex')}` as Digest;
       if (expected.digest !== undefined && expected.digest !== actual) {
         this.#cancel();
-        throw new DigestMismatchError(this.#what(), expected.digest, actual);
+        throw new DigestMismatchError(this.#what, expected.digest, actual);
       }
       digest = actual;
     } else {
       if (expected.digest === undefined) {
         this.#cancel();
-        throw new InvalidArgumentError(`${this.#what()}: an upload opened without digest verification needs the expected digest to commit`);
+        throw new InvalidArgumentError(`${this.#what}: an upload opened without digest verification needs the expected digest to commit`);
       }
       digest = expected.digest;
     }
@@ -264,10 +290,18 @@ export class BlobUpload extends Writable {
         body: Buffer.alloc(0),
         scopes: [`repository:${this.repository}:pull,push`],
         expect: [201, 204],
-        what: `commit of ${digest} to ${this.repository}`,
+        what: `committing blob ${digest} to ${this.#transport.registry}/${this.repository}`,
         signal: this.#signal,
+        ...(this.#budget && { retryBudget: this.#budget }),
       });
     } catch (err) {
+      // The reply to a commit that went through may have been lost (a reset, a timeout while the
+      // registry moved the blob into place), and its retry then finds no session: the blob
+      // itself says whether it landed.
+      if (!this.#signal?.aborted && (await this.#present(digest))) {
+        this.#committed = true;
+        return { digest, size: this.#size };
+      }
       // a refused digest (the registry's own check) or a failed PUT: drop the session
       this.#cancel();
       throw err;
@@ -275,6 +309,25 @@ export class BlobUpload extends Writable {
     await discardBody(reply.body);
     this.#committed = true;
     return { digest, size: this.#size };
+  }
+
+  /** True if the repository holds `digest` with this upload's size (one HEAD; false on any failure). */
+  async #present(digest: Digest): Promise<boolean> {
+    try {
+      const reply = await this.#transport.request({
+        method: 'HEAD',
+        path: `/v2/${this.repository}/blobs/${digest}`,
+        scopes: [`repository:${this.repository}:pull`],
+        expect: [200, 404],
+        what: `checking blob ${digest} in ${this.#transport.registry}/${this.repository}`,
+        attempts: 2,
+      });
+      await discardBody(reply.body);
+      const length = reply.headers['content-length'];
+      return reply.status === 200 && Number(Array.isArray(length) ? length[0] : length) === this.#size;
+    } catch {
+      return false;
+    }
   }
 
   /** Cancels the upload session on the registry (best effort). */
@@ -287,7 +340,7 @@ export class BlobUpload extends Writable {
         path: this.#location,
         scopes: [`repository:${this.repository}:pull,push`],
         expect: [204, 404],
-        what: this.#what(),
+        what: this.#what,
         attempts: 1,
       })
       .then((r) => discardBody(r.body), () => undefined);

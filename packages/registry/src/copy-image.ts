@@ -12,8 +12,9 @@ import { RegistryClient } from './registry-client.js';
 import type { ManifestData } from './registry-client.js';
 import { RegistryImageSource, RegistryImageTarget } from './registry-image-store.js';
 import type { MirrorOptions } from './registry-transport.js';
-import { isRetryableError, resolveRetryOptions, withRetry } from './retry.js';
-import type { RetryOptions } from './retry.js';
+import { RetryBudget, resolveRetryOptions, resolveTimeoutOptions, withRetry } from './retry.js';
+import type { RetryOptions, TimeoutOptions } from './retry.js';
+import { checkPushChunkSize } from './blob-upload.js';
 
 /** Connection settings for one side of a copy. */
 export interface CopySideOptions {
@@ -56,7 +57,7 @@ export interface CopyImageOptions {
   platform?: Platform | string;
   /** Copy the index and every child unchanged. */
   allPlatforms?: boolean;
-  /** 0 (default): monolithic blob uploads; > 0: chunked PATCH uploads of this many bytes. */
+  /** 0 (default): monolithic blob uploads; else chunked PATCH uploads of this many bytes (4 KiB to 1 GiB). */
   pushChunkSize?: number;
   /** Blobs transferred at once (default 4). */
   concurrency?: number;
@@ -66,8 +67,13 @@ export interface CopyImageOptions {
    */
   extraBlobs?: (manifest: ImageManifest, ctx: ExtraBlobsContext) => Promise<Descriptor[]>;
   onProgress?: (event: CopyProgressEvent) => void;
-  /** Retries per request and per whole-blob transfer. */
+  /**
+   * Retries: one budget per blob (its GETs, `Range` resumes, upload requests and fresh starts
+   * together) and per manifest request.
+   */
   retry?: RetryOptions;
+  /** Connect and idle timeouts of every registry request (defaults 30 s / 60 s). */
+  timeouts?: TimeoutOptions;
   /** Docker config and proxy variables come from here (default process.env). */
   env?: NodeJS.ProcessEnv;
   signal?: AbortSignal;
@@ -100,7 +106,14 @@ function parseJson<T>(m: ManifestData, what: string): T {
   }
 }
 
-function openSource(spec: string | ImageSource, side: CopySideOptions, env: NodeJS.ProcessEnv, common: { maxConnections: number; retry?: RetryOptions; logger: Logger }): { store: ImageSource; client?: RegistryClient } {
+interface ClientSettings {
+  maxConnections: number;
+  retry?: RetryOptions;
+  timeouts?: TimeoutOptions;
+  logger: Logger;
+}
+
+function openSource(spec: string | ImageSource, side: CopySideOptions, env: NodeJS.ProcessEnv, common: ClientSettings): { store: ImageSource; client?: RegistryClient } {
   if (typeof spec !== 'string') return { store: spec };
   const loc = parseImageLocation(spec);
   if (loc.kind === 'oci-layout') return { store: new OciLayoutSource(loc.path, loc.tag) };
@@ -108,7 +121,7 @@ function openSource(spec: string | ImageSource, side: CopySideOptions, env: Node
   return { store: new RegistryImageSource(client, loc.reference), client };
 }
 
-function makeClient(registry: string, side: CopySideOptions, env: NodeJS.ProcessEnv, common: { maxConnections: number; retry?: RetryOptions; logger: Logger }): RegistryClient {
+function makeClient(registry: string, side: CopySideOptions, env: NodeJS.ProcessEnv, common: ClientSettings): RegistryClient {
   const fromConfig = dockerConfigCredentials(env);
   return new RegistryClient({
     registry,
@@ -118,6 +131,7 @@ function makeClient(registry: string, side: CopySideOptions, env: NodeJS.Process
     env,
     maxConnections: side.maxConnections ?? common.maxConnections,
     retry: common.retry ?? {},
+    ...(common.timeouts && { timeouts: common.timeouts }),
     logger: common.logger,
   });
 }
@@ -135,15 +149,15 @@ export async function copyImage(options: CopyImageOptions): Promise<CopyImageRes
   const env = options.env ?? process.env;
   const concurrency = options.concurrency ?? 4;
   if (!Number.isInteger(concurrency) || concurrency < 1) throw new InvalidArgumentError(`concurrency must be a positive integer, got ${concurrency}`);
-  const chunkSize = options.pushChunkSize ?? 0;
-  if (!Number.isSafeInteger(chunkSize) || chunkSize < 0) throw new InvalidArgumentError(`push chunk size must be a non-negative integer, got ${chunkSize}`);
+  const chunkSize = checkPushChunkSize(options.pushChunkSize ?? 0, 'pushChunkSize');
   const platform = options.allPlatforms
     ? undefined
     : typeof options.platform === 'string'
       ? parsePlatform(options.platform)
       : (options.platform ?? hostPlatform());
   const retry = resolveRetryOptions(options.retry);
-  const common = { maxConnections: concurrency + 2, retry: options.retry, logger };
+  if (options.timeouts) resolveTimeoutOptions(options.timeouts); // bad values fail before any request
+  const common: ClientSettings = { maxConnections: concurrency + 2, retry, logger, ...(options.timeouts && { timeouts: options.timeouts }) };
 
   const src = openSource(options.source, options.sourceOptions ?? {}, env, common);
   let target: ImageTarget;
@@ -186,6 +200,9 @@ export async function copyImage(options: CopyImageOptions): Promise<CopyImageRes
         return;
       }
     }
+    // One budget for everything this blob's transfer does: the source's GETs and resumes, the
+    // upload's requests and, after a corrupted body or a failed upload, the fresh starts.
+    const budget = new RetryBudget(retry);
     await withRetry(
       async () => {
         let sent = 0;
@@ -194,9 +211,9 @@ export async function copyImage(options: CopyImageOptions): Promise<CopyImageRes
           stats.bytesSent += n;
           if (options.onProgress) emit({ type: 'blob-progress', digest: desc.digest, size: desc.size, bytes: sent });
         };
-        const data: Readable = source.fetchBlob(desc, { signal, onBytes });
+        const data: Readable = source.fetchBlob(desc, { signal, onBytes, retryBudget: budget });
         try {
-          await target.pushBlob(desc, data, signal);
+          await target.pushBlob(desc, data, { ...(signal && { signal }), retryBudget: budget });
         } finally {
           data.destroy();
         }
@@ -204,7 +221,7 @@ export async function copyImage(options: CopyImageOptions): Promise<CopyImageRes
       retry,
       {
         signal,
-        retryable: isRetryableError,
+        budget,
         onRetry: (err, attempt) => {
           logger.warn('blob transfer failed, retrying', { digest: desc.digest, attempt, error: err instanceof Error ? err.message : String(err) });
           emit({ type: 'blob-retry', digest: desc.digest, attempt, error: err instanceof Error ? err.message : String(err) });

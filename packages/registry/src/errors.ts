@@ -84,17 +84,60 @@ export class RegistryResponseError extends NydusError {
   }
 }
 
+/** Readable words for the network failures Node and undici report (their codes, not their stack-ish messages). */
+const networkFailures: Record<string, string> = {
+  UND_ERR_CONNECT_TIMEOUT: 'connect timeout: no connection established in time',
+  UND_ERR_HEADERS_TIMEOUT: 'idle timeout: no response in time',
+  UND_ERR_BODY_TIMEOUT: 'idle timeout: no data received in time',
+  UND_ERR_SOCKET: 'connection closed by the other side',
+  UND_ERR_CLOSED: 'connection closed',
+  UND_ERR_RES_CONTENT_LENGTH_MISMATCH: 'response shorter than its Content-Length',
+  UND_ERR_REQ_CONTENT_LENGTH_MISMATCH: 'request body length differs from its Content-Length',
+  ECONNRESET: 'connection reset',
+  ECONNREFUSED: 'connection refused',
+  ECONNABORTED: 'connection aborted',
+  EPIPE: 'connection closed while sending',
+  ETIMEDOUT: 'connection timed out',
+  EHOSTUNREACH: 'host unreachable',
+  ENETUNREACH: 'network unreachable',
+  ENOTFOUND: 'host name not found',
+  EAI_AGAIN: 'host name lookup failed (temporary)',
+};
+
+/** TLS verification failures: the same answer every time, never worth a retry. */
+function isCertificateError(code: unknown): boolean {
+  return typeof code === 'string' && /^(DEPTH_ZERO_SELF_SIGNED_CERT|SELF_SIGNED_CERT_IN_CHAIN|UNABLE_TO_(VERIFY_LEAF_SIGNATURE|GET_ISSUER_CERT(_LOCALLY)?)|CERT_[A-Z_]+|ERR_TLS_CERT_ALTNAME_INVALID)$/.test(code);
+}
+
+/** One line for a network failure: its meaning and code (`connection reset (ECONNRESET)`), never a stack. */
+export function describeNetworkError(err: unknown): string {
+  const code = (err as { code?: unknown } | undefined)?.code;
+  const known = typeof code === 'string' ? networkFailures[code] : undefined;
+  if (known) return `${known} (${code})`;
+  if (isCertificateError(code)) return `TLS certificate rejected: ${err instanceof Error ? err.message : String(err)} (${String(code)})`;
+  const message = err instanceof Error ? err.message.split('\n')[0]! : String(err);
+  return typeof code === 'string' && code !== '' ? `${message} (${code})` : message;
+}
+
 /** The connection to a registry failed or broke (reset, refused, TLS, timeout). */
 export class RegistryConnectionError extends NydusError {
   readonly method: string;
   readonly url: string;
+  /** False for failures that repeat on every try (a rejected TLS certificate). */
+  readonly retryable: boolean;
 
-  constructor(method: string, url: string, cause: unknown) {
-    const reason = cause instanceof Error ? ((cause as { code?: string }).code ?? cause.message) : String(cause);
-    super('UNAVAILABLE', `${method} ${url}: connection failed (${reason})`, { cause });
+  /**
+   * @param what the operation and its subject, e.g. `fetching blob sha256:… from host/repo`
+   * @param during when it broke, e.g. `after 700000 of 3000000 bytes` (default: before a response)
+   */
+  constructor(method: string, url: string, cause: unknown, details: { what?: string; during?: string } = {}) {
+    const where = details.what ? `${details.what}: ` : '';
+    const during = details.during ? ` ${details.during}` : '';
+    super('UNAVAILABLE', `${where}${method} ${url}: connection failed${during}: ${describeNetworkError(cause)}`, { cause });
     this.name = 'RegistryConnectionError';
     this.method = method;
     this.url = url;
+    this.retryable = !isCertificateError((cause as { code?: unknown } | undefined)?.code);
   }
 }
 
@@ -105,8 +148,8 @@ export class RegistryProtocolError extends NydusError {
   /** True when trying again may help (a short or broken body). */
   readonly retryable: boolean;
 
-  constructor(method: string, url: string, message: string, options: { retryable?: boolean; code?: NydusErrorCode } = {}) {
-    super(options.code ?? 'UNAVAILABLE', `${method} ${url}: ${message}`);
+  constructor(method: string, url: string, message: string, options: { retryable?: boolean; code?: NydusErrorCode; what?: string } = {}) {
+    super(options.code ?? 'UNAVAILABLE', `${options.what ? `${options.what}: ` : ''}${method} ${url}: ${message}`);
     this.name = 'RegistryProtocolError';
     this.method = method;
     this.url = url;

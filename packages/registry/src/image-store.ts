@@ -1,13 +1,22 @@
 import type { Readable } from 'node:stream';
 import type { Descriptor } from '@nydus-ts/core';
 import type { ManifestData } from './registry-client.js';
+import type { RetryBudget } from './retry.js';
 
 export interface FetchBlobOptions {
   signal?: AbortSignal;
+  /** Tries shared with the rest of the blob's transfer (registry sources; others ignore it). */
+  retryBudget?: RetryBudget;
   /** Called with the size of every chunk the stream hands on (progress). */
   onBytes?: (n: number) => void;
   /** Read-ahead buffer of a registry stream (see FetchOptions of the registry client); other sources may ignore it. */
   highWaterMark?: number;
+}
+
+export interface PushBlobTargetOptions {
+  signal?: AbortSignal;
+  /** Tries shared with the rest of the blob's transfer (registry targets; others ignore it). */
+  retryBudget?: RetryBudget;
 }
 
 /** Where an image's repository lives, when it is in a registry (enables cross-repo mounts). */
@@ -40,7 +49,7 @@ export interface ImageTarget {
   /** Cross-repository mount from a source on the same registry; false if not possible. */
   mountBlob?(descriptor: Descriptor, from: RegistryLocation, signal?: AbortSignal): Promise<boolean>;
   /** Stores a blob read once from `data`; commits only verified bytes. */
-  pushBlob(descriptor: Descriptor, data: Readable, signal?: AbortSignal): Promise<void>;
+  pushBlob(descriptor: Descriptor, data: Readable, options?: PushBlobTargetOptions): Promise<void>;
   /** Stores manifest bytes unchanged; `top` marks the last, tagged one. */
   putManifest(manifest: ManifestData, options: { top: boolean; signal?: AbortSignal }): Promise<void>;
   close?(): Promise<void>;

@@ -13,6 +13,7 @@ import { discardBody, readBodyLimited } from './http-body.js';
 import { manifestAcceptHeader, sniffManifestMediaType } from './manifest-media-types.js';
 import { RegistryTransport } from './registry-transport.js';
 import type { RegistryReply, RegistryTransportOptions } from './registry-transport.js';
+import { RetryBudget, withRetry } from './retry.js';
 
 export type RegistryClientOptions = RegistryTransportOptions & {
   /** Largest manifest accepted (default 4 MiB). */
@@ -29,7 +30,16 @@ export interface SignalOptions {
   signal?: AbortSignal;
 }
 
-export interface FetchOptions extends SignalOptions {
+export interface BudgetOptions {
+  /**
+   * Tries shared with the rest of an operation (e.g. one blob transfer: its GETs, resumes,
+   * upload requests and fresh starts), so that retries never multiply. Default: a budget of
+   * the client's `retry` options for this call alone.
+   */
+  retryBudget?: RetryBudget;
+}
+
+export interface FetchOptions extends SignalOptions, BudgetOptions {
   /** Called with the size of every chunk handed on (progress). */
   onBytes?: (n: number) => void;
   /**
@@ -39,12 +49,12 @@ export interface FetchOptions extends SignalOptions {
   highWaterMark?: number;
 }
 
-export interface PushBlobOptions extends SignalOptions {
+export interface PushBlobOptions extends SignalOptions, BudgetOptions {
   /** 0 (default): one monolithic PUT; > 0: PATCH chunks of this many bytes, then PUT ?digest=. */
   chunkSize?: number;
 }
 
-export interface UploadOptions extends SignalOptions {
+export interface UploadOptions extends SignalOptions, BudgetOptions {
   /** 0 (default): one streaming PATCH as bytes arrive; > 0: buffered PATCH chunks of this size. */
   chunkSize?: number;
   /**
@@ -69,6 +79,11 @@ function checkManifestReference(reference: string): void {
   if (!isDigest(reference) && !/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/.test(reference)) {
     throw new InvalidArgumentError(`"${reference}" is neither a tag nor a digest`);
   }
+}
+
+/** `repo:tag` or `repo@sha256:…`, as a reference names it. */
+function manifestName(repository: string, reference: string): string {
+  return isDigest(reference) ? `${repository}@${reference}` : `${repository}:${reference}`;
 }
 
 function sha256(bytes: Uint8Array): Digest {
@@ -107,7 +122,7 @@ export class RegistryClient implements Fetcher, Pusher, ManifestStore {
   async getManifest(repository: string, reference: string, options: SignalOptions = {}): Promise<ManifestData> {
     checkRepository(repository);
     checkManifestReference(reference);
-    const what = `manifest ${repository}:${reference}`;
+    const what = `fetching manifest ${manifestName(repository, reference)} from ${this.registry}`;
     const reply = await this.transport.request({
       method: 'GET',
       path: `/v2/${repository}/manifests/${reference}`,
@@ -150,7 +165,7 @@ export class RegistryClient implements Fetcher, Pusher, ManifestStore {
       scopes: [`repository:${repository}:pull`],
       pull: true,
       expect: [200, 404],
-      what: `manifest ${repository}:${reference}`,
+      what: `checking manifest ${manifestName(repository, reference)} in ${this.registry}`,
       signal: options.signal,
     });
     await discardBody(reply.body);
@@ -181,7 +196,7 @@ export class RegistryClient implements Fetcher, Pusher, ManifestStore {
       body: Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength),
       scopes: [`repository:${repository}:pull,push`],
       expect: [200, 201, 202, 204],
-      what: `manifest ${repository}:${reference}`,
+      what: `pushing manifest ${manifestName(repository, reference)} to ${this.registry}`,
       signal: options.signal,
     });
     await discardBody(reply.body);
@@ -195,7 +210,7 @@ export class RegistryClient implements Fetcher, Pusher, ManifestStore {
   // ---------------------------------------------------------------- blobs
 
   /** HEAD of a blob: its size, or undefined if the repository does not have it. */
-  async headBlob(repository: string, digest: Digest, options: SignalOptions = {}): Promise<number | undefined> {
+  async headBlob(repository: string, digest: Digest, options: SignalOptions & BudgetOptions = {}): Promise<number | undefined> {
     checkRepository(repository);
     parseDigest(digest);
     const reply = await this.transport.request({
@@ -203,15 +218,16 @@ export class RegistryClient implements Fetcher, Pusher, ManifestStore {
       path: `/v2/${repository}/blobs/${digest}`,
       scopes: [`repository:${repository}:pull`],
       expect: [200, 404],
-      what: `blob ${digest} in ${repository}`,
+      what: `checking blob ${digest} in ${this.registry}/${repository}`,
       signal: options.signal,
+      ...(options.retryBudget && { retryBudget: options.retryBudget }),
     });
     await discardBody(reply.body);
     if (reply.status === 404) return undefined;
     return Number(one(reply.headers, 'content-length') ?? 0);
   }
 
-  async #openBlob(repository: string, digest: Digest, offset: number, end: number | undefined, strictRange: boolean, signal?: AbortSignal): Promise<OpenedBody> {
+  async #openBlob(repository: string, digest: Digest, what: string, offset: number, end: number | undefined, strictRange: boolean, signal: AbortSignal | undefined, budget: RetryBudget): Promise<OpenedBody> {
     const ranged = offset > 0 || end !== undefined;
     const reply = await this.transport.request({
       method: 'GET',
@@ -220,30 +236,32 @@ export class RegistryClient implements Fetcher, Pusher, ManifestStore {
       scopes: [`repository:${repository}:pull`],
       pull: true,
       expect: [200, 206],
-      what: `blob ${digest} in ${repository}`,
+      what,
       signal,
+      retryBudget: budget,
     });
+    const url = redactUrl(reply.url);
     if (!ranged) {
       if (reply.status !== 200) {
         await discardBody(reply.body);
-        throw new RegistryProtocolError('GET', redactUrl(reply.url), `unexpected ${reply.status} without a Range`);
+        throw new RegistryProtocolError('GET', url, `unexpected ${reply.status} without a Range`, { what });
       }
-      return { body: reply.body, skip: 0 };
+      return { body: reply.body, skip: 0, url };
     }
     if (reply.status === 206) {
       const cr = one(reply.headers, 'content-range') ?? '';
       const m = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(cr.trim());
       if (!m || Number(m[1]) !== offset || (end !== undefined && Number(m[2]) !== end - 1)) {
         await discardBody(reply.body);
-        throw new RegistryProtocolError('GET', redactUrl(reply.url), `Content-Range "${cr}" does not match the requested bytes ${offset}-${end === undefined ? '' : end - 1}`);
+        throw new RegistryProtocolError('GET', url, `Content-Range "${cr}" does not match the requested bytes ${offset}-${end === undefined ? '' : end - 1}`, { what });
       }
-      return { body: reply.body, skip: 0 };
+      return { body: reply.body, skip: 0, url };
     }
     if (strictRange) {
       await discardBody(reply.body);
-      throw new RegistryProtocolError('GET', redactUrl(reply.url), `server ignored Range (status ${reply.status}, expected 206)`, { code: 'UNSUPPORTED' });
+      throw new RegistryProtocolError('GET', url, `server ignored Range (status ${reply.status}, expected 206)`, { code: 'UNSUPPORTED', what });
     }
-    return { body: reply.body, skip: offset }; // resume from a server without Range support
+    return { body: reply.body, skip: offset, url }; // resume from a server without Range support
   }
 
   /**
@@ -256,12 +274,14 @@ export class RegistryClient implements Fetcher, Pusher, ManifestStore {
     if (!Number.isSafeInteger(descriptor.size) || descriptor.size < 0) {
       throw new InvalidArgumentError(`blob ${descriptor.digest}: invalid size ${descriptor.size}`);
     }
+    const what = `fetching blob ${descriptor.digest} from ${this.registry}/${repository}`;
     return resumableBody({
-      open: (offset, signal) => this.#openBlob(repository, descriptor.digest, offset, undefined, false, signal),
+      open: (offset, signal, budget) => this.#openBlob(repository, descriptor.digest, what, offset, undefined, false, signal, budget),
       length: descriptor.size,
       digest: descriptor.digest,
-      what: `blob ${descriptor.digest} in ${this.registry}/${repository}`,
+      what,
       retry: this.transport.retry,
+      ...(options.retryBudget && { budget: options.retryBudget }),
       signal: options.signal,
       ...(options.onBytes && { onBytes: options.onBytes }),
       ...(options.highWaterMark !== undefined && { highWaterMark: options.highWaterMark }),
@@ -279,12 +299,14 @@ export class RegistryClient implements Fetcher, Pusher, ManifestStore {
       throw new InvalidArgumentError(`blob ${digest}: invalid range offset=${offset} length=${length}`);
     }
     const end = offset + length;
+    const what = `fetching bytes ${offset}-${end - 1} of blob ${digest} from ${this.registry}/${repository}`;
     return resumableBody({
-      open: (at, signal) => this.#openBlob(repository, digest, at, end, true, signal),
+      open: (at, signal, budget) => this.#openBlob(repository, digest, what, at, end, true, signal, budget),
       start: offset,
       length,
-      what: `blob ${digest} in ${this.registry}/${repository} bytes ${offset}-${end - 1}`,
+      what,
       retry: this.transport.retry,
+      ...(options.retryBudget && { budget: options.retryBudget }),
       signal: options.signal,
       ...(options.onBytes && { onBytes: options.onBytes }),
       ...(options.highWaterMark !== undefined && { highWaterMark: options.highWaterMark }),
@@ -292,7 +314,7 @@ export class RegistryClient implements Fetcher, Pusher, ManifestStore {
   }
 
   /** POST an upload session; with `mountFrom`, first asks the registry to mount the blob. */
-  async #startUpload(repository: string, options: { mount?: Digest; from?: string; signal?: AbortSignal }): Promise<{ mounted: true } | { mounted: false; location: URL }> {
+  async #startUpload(repository: string, options: { mount?: Digest; from?: string; signal?: AbortSignal; retryBudget?: RetryBudget; what?: string }): Promise<{ mounted: true } | { mounted: false; location: URL }> {
     const query: Record<string, string> = {};
     const scopes = [`repository:${repository}:pull,push`];
     if (options.mount && options.from) {
@@ -308,12 +330,13 @@ export class RegistryClient implements Fetcher, Pusher, ManifestStore {
       body: Buffer.alloc(0),
       scopes,
       expect: [201, 202],
-      what: options.mount ? `mount of ${options.mount} from ${options.from} into ${repository}` : `upload to ${repository}`,
+      what: options.mount ? `mounting blob ${options.mount} from ${options.from} into ${this.registry}/${repository}` : (options.what ?? `starting an upload to ${this.registry}/${repository}`),
       signal: options.signal,
+      ...(options.retryBudget && { retryBudget: options.retryBudget }),
     });
     await discardBody(reply.body);
     if (reply.status === 201) return { mounted: true };
-    return { mounted: false, location: BlobUpload.locationOf(reply, `upload to ${repository}`) };
+    return { mounted: false, location: BlobUpload.locationOf(reply, `upload to ${this.registry}/${repository}`) };
   }
 
   /**
@@ -338,17 +361,50 @@ export class RegistryClient implements Fetcher, Pusher, ManifestStore {
   }
 
   /**
-   * Pushes a blob whose digest and size are known, reading `source` once with backpressure:
-   * one monolithic PUT, or PATCH chunks of `chunkSize`. The registry verifies the digest; the
-   * blob is committed only if every byte arrived and matched.
+   * Pushes a blob whose digest and size are known: from a stream, read once with backpressure
+   * (one monolithic PUT, or PATCH chunks of `chunkSize`), or from bytes in memory (a config, a
+   * bootstrap layer), which are sent again in a fresh upload after a failure. The registry
+   * verifies the digest; the blob is committed only if every byte arrived and matched.
    */
-  async pushBlob(repository: string, descriptor: Pick<Descriptor, 'digest' | 'size'>, source: Readable, options: PushBlobOptions = {}): Promise<CommittedBlob> {
-    checkRepository(repository);
-    parseDigest(descriptor.digest);
+  async pushBlob(repository: string, descriptor: Pick<Descriptor, 'digest' | 'size'>, source: Readable | Uint8Array, options: PushBlobOptions = {}): Promise<CommittedBlob> {
+    const destroy = (): void => {
+      if (!(source instanceof Uint8Array)) source.destroy();
+    };
+    try {
+      checkRepository(repository);
+      parseDigest(descriptor.digest);
+    } catch (err) {
+      destroy();
+      throw err;
+    }
     const chunkSize = options.chunkSize ?? 0;
     if (!Number.isSafeInteger(chunkSize) || chunkSize < 0) {
-      source.destroy();
+      destroy();
       throw new InvalidArgumentError(`push chunk size must be a non-negative integer, got ${chunkSize}`);
+    }
+    const what = `uploading blob ${descriptor.digest} to ${this.registry}/${repository}`;
+    if (source instanceof Uint8Array) {
+      if (source.byteLength !== descriptor.size) throw new InvalidArgumentError(`${what}: ${source.byteLength} bytes given for a blob of ${descriptor.size}`);
+      const bytes = Buffer.from(source.buffer, source.byteOffset, source.byteLength);
+      const budget = options.retryBudget ?? new RetryBudget(this.transport.retry);
+      return withRetry(async () => {
+        const started = await this.#startUpload(repository, { signal: options.signal, retryBudget: budget, what });
+        if (started.mounted) throw new RegistryProtocolError('POST', repository, 'registry answered 201 to a plain upload request', { what });
+        const reply = await this.transport.request({
+          method: 'PUT',
+          path: started.location,
+          query: { digest: descriptor.digest },
+          headers: { 'content-type': 'application/octet-stream', 'content-length': String(bytes.length) },
+          body: bytes,
+          scopes: [`repository:${repository}:pull,push`],
+          expect: [201, 204],
+          what,
+          signal: options.signal,
+          attempts: 1, // a failed PUT may have spoilt the session: the next try opens a new one
+        });
+        await discardBody(reply.body);
+        return { digest: descriptor.digest, size: descriptor.size };
+      }, this.transport.retry, { budget, ...(options.signal && { signal: options.signal }) });
     }
     // Start reading now, so the source's first round trip (the GET of a blob being copied)
     // overlaps the upload POST; it buffers up to its highWaterMark until the upload takes it.
@@ -357,8 +413,8 @@ export class RegistryClient implements Fetcher, Pusher, ManifestStore {
     source.read(0);
     let location: URL;
     try {
-      const started = await this.#startUpload(repository, { signal: options.signal });
-      if (started.mounted) throw new RegistryProtocolError('POST', repository, 'registry answered 201 to a plain upload request');
+      const started = await this.#startUpload(repository, { signal: options.signal, what, ...(options.retryBudget && { retryBudget: options.retryBudget }) });
+      if (started.mounted) throw new RegistryProtocolError('POST', repository, 'registry answered 201 to a plain upload request', { what });
       location = started.location;
     } catch (err) {
       source.destroy();
@@ -370,7 +426,7 @@ export class RegistryClient implements Fetcher, Pusher, ManifestStore {
       throw sourceError;
     }
     if (chunkSize > 0) {
-      const upload = new BlobUpload(this.transport, repository, location, { chunkSize, signal: options.signal });
+      const upload = new BlobUpload(this.transport, repository, location, { chunkSize, signal: options.signal, ...(options.retryBudget && { retryBudget: options.retryBudget }), what });
       await pipeline(source, upload);
       return upload.commit({ digest: descriptor.digest, size: descriptor.size });
     }
@@ -383,7 +439,7 @@ export class RegistryClient implements Fetcher, Pusher, ManifestStore {
         body: source,
         scopes: [`repository:${repository}:pull,push`],
         expect: [201, 204],
-        what: `blob ${descriptor.digest} to ${repository}`,
+        what,
         signal: options.signal,
       });
       await discardBody(reply.body);
@@ -402,9 +458,14 @@ export class RegistryClient implements Fetcher, Pusher, ManifestStore {
    */
   async createUpload(repository: string, options: UploadOptions = {}): Promise<BlobUpload> {
     checkRepository(repository);
-    const started = await this.#startUpload(repository, { signal: options.signal });
+    const started = await this.#startUpload(repository, { signal: options.signal, ...(options.retryBudget && { retryBudget: options.retryBudget }) });
     if (started.mounted) throw new RegistryProtocolError('POST', repository, 'registry answered 201 to a plain upload request');
-    return new BlobUpload(this.transport, repository, started.location, { chunkSize: options.chunkSize ?? 0, ...(options.verifyDigest === false && { verifyDigest: false }), signal: options.signal });
+    return new BlobUpload(this.transport, repository, started.location, {
+      chunkSize: options.chunkSize ?? 0,
+      ...(options.verifyDigest === false && { verifyDigest: false }),
+      ...(options.retryBudget && { retryBudget: options.retryBudget }),
+      signal: options.signal,
+    });
   }
 }
 

@@ -1,7 +1,7 @@
 import type { Readable } from 'node:stream';
 import { InvalidArgumentError, isNydusError } from '@nydus-ts/core';
 import type { Descriptor } from '@nydus-ts/core';
-import type { FetchBlobOptions, ImageSource, ImageTarget, RegistryLocation } from './image-store.js';
+import type { FetchBlobOptions, ImageSource, ImageTarget, PushBlobTargetOptions, RegistryLocation } from './image-store.js';
 import type { ImageReference } from './reference.js';
 import { formatReference } from './reference.js';
 import type { ManifestData, RegistryClient } from './registry-client.js';
@@ -77,8 +77,8 @@ export class RegistryImageTarget implements ImageTarget {
     }
   }
 
-  async pushBlob(descriptor: Descriptor, data: Readable, signal?: AbortSignal): Promise<void> {
-    await this.#client.pushBlob(this.#ref.repository, descriptor, data, { chunkSize: this.#chunkSize, signal });
+  async pushBlob(descriptor: Descriptor, data: Readable, options: PushBlobTargetOptions = {}): Promise<void> {
+    await this.#client.pushBlob(this.#ref.repository, descriptor, data, { chunkSize: this.#chunkSize, ...options });
   }
 
   async putManifest(manifest: ManifestData, options: { top: boolean; signal?: AbortSignal }): Promise<void> {

@@ -8,8 +8,8 @@ import type { Credentials, CredentialsProvider } from './docker-config.js';
 import { RegistryConnectionError, RegistryResponseError, redactUrl } from './errors.js';
 import { discardBody, readErrorBody } from './http-body.js';
 import { registryEndpointHost } from './reference.js';
-import { isRetryableStatus, parseRetryAfter, resolveRetryOptions, withRetry } from './retry.js';
-import type { ResolvedRetryOptions, RetryOptions } from './retry.js';
+import { RetryBudget, isRetryableStatus, parseRetryAfter, resolveRetryOptions, resolveTimeoutOptions, withRetry } from './retry.js';
+import type { ResolvedRetryOptions, ResolvedTimeoutOptions, RetryOptions, TimeoutOptions } from './retry.js';
 import { parseWwwAuthenticate } from './www-authenticate.js';
 
 /** A host tried before the origin for pulls (a pull-through cache or a P2P distributor such as Dragonfly). */
@@ -36,7 +36,14 @@ export interface RegistryTransportOptions {
   env?: NodeJS.ProcessEnv;
   /** Keep-alive connections per origin (default 8). */
   maxConnections?: number;
+  /** Retries of failed requests: tries, backoff (see {@link RetryOptions}). */
   retry?: RetryOptions;
+  /**
+   * Connect and idle timeouts of every request, token requests included (defaults 30 s and
+   * 60 s). A request that times out fails like a reset: it is retried, or a body resumed.
+   * With `dispatcher` given, the connect timeout is that dispatcher's own.
+   */
+  timeouts?: TimeoutOptions;
   logger?: Logger;
   userAgent?: string;
   /** Use this undici dispatcher instead of building one. */
@@ -72,8 +79,13 @@ export interface RegistryRequest {
   /** Describes the operation in errors, e.g. `blob sha256:… of library/alpine`. */
   what: string;
   signal?: AbortSignal;
-  /** Override retry count for this request (e.g. 1 for a probe). */
+  /** Override retry count for this request; 1: no retry, the failure passed on as it is (a probe, a step of an outer retry). */
   attempts?: number;
+  /**
+   * Tries shared with the rest of an operation (a blob transfer): this request's retries draw
+   * from it instead of from a budget of their own. Ignored for mirrors, which get two tries.
+   */
+  retryBudget?: RetryBudget;
 }
 
 export interface RegistryReply {
@@ -91,13 +103,15 @@ function header(headers: Record<string, string | string[] | undefined>, name: st
   return Array.isArray(v) ? v[0] : v;
 }
 
-function createDispatcher(options: RegistryTransportOptions, insecure: boolean): Dispatcher {
+function createDispatcher(options: RegistryTransportOptions, timeouts: ResolvedTimeoutOptions, insecure: boolean): Dispatcher {
   const env = options.env ?? process.env;
   const connections = options.maxConnections ?? 8;
   // Nothing is verified when insecure, so no CA store either: an empty `ca` keeps Node from
   // building its root certificate store (~30-40 ms of CPU on the first TLS connection, which
   // the HTTPS probe of a plain-HTTP registry would otherwise pay).
   const tls = insecure ? { rejectUnauthorized: false, ca: [] } : {};
+  const connect = { ...tls, timeout: timeouts.connectMs };
+  const idle = { headersTimeout: timeouts.idleMs, bodyTimeout: timeouts.idleMs };
   const httpsProxy = env.HTTPS_PROXY ?? env.https_proxy;
   const httpProxy = env.HTTP_PROXY ?? env.http_proxy;
   const { Agent, EnvHttpProxyAgent, interceptors } = lazyUndici();
@@ -107,10 +121,12 @@ function createDispatcher(options: RegistryTransportOptions, insecure: boolean):
         httpsProxy,
         noProxy: env.NO_PROXY ?? env.no_proxy,
         connections,
-        connect: tls,
+        connect,
         requestTls: tls,
+        proxyTls: { timeout: timeouts.connectMs },
+        ...idle,
       })
-    : new Agent({ connections, keepAliveTimeout: 30_000, connect: tls });
+    : new Agent({ connections, keepAliveTimeout: 30_000, connect, ...idle });
   return base.compose(interceptors.redirect({ maxRedirections: 5 }));
 }
 
@@ -122,6 +138,7 @@ export class RegistryTransport {
   readonly registry: string;
   readonly logger: Logger;
   readonly retry: ResolvedRetryOptions;
+  readonly timeouts: ResolvedTimeoutOptions;
   readonly authorizer: Authorizer;
   readonly #options: RegistryTransportOptions;
   readonly #origin: Endpoint;
@@ -141,6 +158,7 @@ export class RegistryTransport {
     this.registry = options.registry;
     this.logger = (options.logger ?? noopLogger).child({ registry: options.registry });
     this.retry = resolveRetryOptions(options.retry);
+    this.timeouts = resolveTimeoutOptions(options.timeouts);
     const endpointHost = registryEndpointHost(options.registry);
     this.#origin = { host: endpointHost, mirror: false, insecure: options.insecure ?? false };
     if (!this.#origin.insecure) this.#origin.base = `https://${endpointHost}`;
@@ -172,7 +190,7 @@ export class RegistryTransport {
     if (this.#options.dispatcher) return this.#options.dispatcher;
     let d = this.#dispatchers.get(insecure);
     if (!d) {
-      d = createDispatcher(this.#options, insecure);
+      d = createDispatcher(this.#options, this.timeouts, insecure);
       this.#dispatchers.set(insecure, d);
       this.#ownDispatchers.push(d);
     }
@@ -190,7 +208,7 @@ export class RegistryTransport {
     this.#originProbe ??= (async () => {
       const host = this.#origin.host;
       try {
-        const res = await lazyUndici().request(`https://${host}/v2/`, { method: 'GET', dispatcher: this.dispatcher(true), signal, headersTimeout: 10_000 });
+        const res = await lazyUndici().request(`https://${host}/v2/`, { method: 'GET', dispatcher: this.dispatcher(true), signal, headersTimeout: this.timeouts.idleMs, bodyTimeout: this.timeouts.idleMs });
         await res.body.dump();
         this.#origin.base = `https://${host}`;
       } catch (err) {
@@ -218,10 +236,10 @@ export class RegistryTransport {
     const url = new URL(`${await this.originBase(signal)}/v2/`);
     let res: Dispatcher.ResponseData;
     try {
-      res = await lazyUndici().request(url, { method: 'GET', headers: { 'user-agent': this.#options.userAgent ?? 'nydus-ts' }, dispatcher: this.dispatcher(this.#origin.insecure), signal });
+      res = await lazyUndici().request(url, { method: 'GET', headers: { 'user-agent': this.#options.userAgent ?? 'nydus-ts' }, dispatcher: this.dispatcher(this.#origin.insecure), signal, headersTimeout: this.timeouts.idleMs, bodyTimeout: this.timeouts.idleMs });
     } catch (err) {
       if (signal?.aborted) throw new CancelledError('operation cancelled', { cause: signal.reason });
-      throw new RegistryConnectionError('GET', redactUrl(url), err);
+      throw new RegistryConnectionError('GET', redactUrl(url), err, { what: `ping of ${this.registry}` });
     }
     await discardBody(res.body);
     if (res.statusCode === 401) {
@@ -262,51 +280,58 @@ export class RegistryTransport {
   async #requestEndpoint(endpoint: Endpoint, req: RegistryRequest): Promise<RegistryReply> {
     const url = await this.#url(endpoint, req);
     const streamBody = req.body !== undefined && typeof req.body !== 'string' && !Buffer.isBuffer(req.body);
-    const attempts = streamBody ? 1 : (req.attempts ?? (endpoint.mirror ? Math.min(2, this.retry.attempts) : this.retry.attempts));
     const credHost = endpoint.mirror ? endpoint.host : this.registry;
     let scopes = req.scopes;
     // One retry to answer the first challenge, one more if the token we then sent was refused.
     let authRetries = 0;
     const dispatcher = this.dispatcher(endpoint.insecure);
-    return withRetry(
-      async () => {
-        for (;;) {
-          const headers: Record<string, string> = { 'user-agent': this.#options.userAgent ?? 'nydus-ts', ...req.headers };
-          const authorization = await this.authorizer.authorization(endpoint.host, credHost, scopes, req.signal);
-          if (authorization) headers.authorization = authorization;
-          let res: Dispatcher.ResponseData;
-          try {
-            res = await lazyUndici().request(url, { method: req.method, headers, body: req.body, dispatcher, signal: req.signal });
-          } catch (err) {
-            if (req.signal?.aborted) throw new CancelledError('operation cancelled', { cause: req.signal.reason });
-            throw new RegistryConnectionError(req.method, redactUrl(url), err);
-          }
-          const status = res.statusCode;
-          if (req.expect.includes(status)) {
-            return { status, headers: res.headers, body: res.body, url, endpoint };
-          }
-          if (status === 401 && !streamBody && (authRetries === 0 || (authRetries === 1 && authorization !== undefined))) {
-            const challenges = parseWwwAuthenticate(header(res.headers, 'www-authenticate') ?? '');
-            const body = req.method === 'HEAD' ? '' : await readErrorBody(res.body);
-            if (req.method === 'HEAD') await res.body.dump();
-            const next = await this.authorizer.challenge(endpoint.host, credHost, challenges, scopes, authorization);
-            if (next) {
-              authRetries++;
-              scopes = next;
-              continue;
-            }
-            throw new RegistryResponseError({ status, method: req.method, url: redactUrl(url), body, what: req.what });
-          }
+    const once = async (): Promise<RegistryReply> => {
+      for (;;) {
+        const headers: Record<string, string> = { 'user-agent': this.#options.userAgent ?? 'nydus-ts', ...req.headers };
+        const authorization = await this.authorizer.authorization(endpoint.host, credHost, scopes, req.signal);
+        if (authorization) headers.authorization = authorization;
+        let res: Dispatcher.ResponseData;
+        try {
+          res = await lazyUndici().request(url, { method: req.method, headers, body: req.body, dispatcher, signal: req.signal, headersTimeout: this.timeouts.idleMs, bodyTimeout: this.timeouts.idleMs });
+        } catch (err) {
+          if (req.signal?.aborted) throw new CancelledError('operation cancelled', { cause: req.signal.reason });
+          throw new RegistryConnectionError(req.method, redactUrl(url), err, { what: req.what });
+        }
+        const status = res.statusCode;
+        if (req.expect.includes(status)) {
+          return { status, headers: res.headers, body: res.body, url, endpoint };
+        }
+        if (status === 401 && !streamBody && (authRetries === 0 || (authRetries === 1 && authorization !== undefined))) {
+          const challenges = parseWwwAuthenticate(header(res.headers, 'www-authenticate') ?? '');
           const body = req.method === 'HEAD' ? '' : await readErrorBody(res.body);
           if (req.method === 'HEAD') await res.body.dump();
-          const retryAfter = isRetryableStatus(status) ? parseRetryAfter(res.headers['retry-after']) : undefined;
-          const details: ConstructorParameters<typeof RegistryResponseError>[0] = { status, method: req.method, url: redactUrl(url), body, what: req.what };
-          if (retryAfter !== undefined) details.retryAfterSeconds = retryAfter;
-          throw new RegistryResponseError(details);
+          const next = await this.authorizer.challenge(endpoint.host, credHost, challenges, scopes, authorization);
+          if (next) {
+            authRetries++;
+            scopes = next;
+            continue;
+          }
+          throw new RegistryResponseError({ status, method: req.method, url: redactUrl(url), body, what: req.what });
         }
-      },
-      { ...this.retry, attempts },
+        const body = req.method === 'HEAD' ? '' : await readErrorBody(res.body);
+        if (req.method === 'HEAD') await res.body.dump();
+        const retryAfter = isRetryableStatus(status) ? parseRetryAfter(res.headers['retry-after']) : undefined;
+        const details: ConstructorParameters<typeof RegistryResponseError>[0] = { status, method: req.method, url: redactUrl(url), body, what: req.what };
+        if (retryAfter !== undefined) details.retryAfterSeconds = retryAfter;
+        throw new RegistryResponseError(details);
+      }
+    };
+    // A streamed body is sent once, as is a request asked for one attempt: the failure goes to
+    // the caller as it is, whose retry (if any) counts it.
+    if (streamBody || req.attempts === 1) return once();
+    const attempts = req.attempts ?? (endpoint.mirror ? Math.min(2, this.retry.attempts) : this.retry.attempts);
+    // A shared budget spans the whole operation (its other requests, resumes and restarts).
+    const budget = req.retryBudget && !endpoint.mirror && req.attempts === undefined ? req.retryBudget : new RetryBudget({ ...this.retry, attempts });
+    return withRetry(
+      once,
+      this.retry,
       {
+        budget,
         signal: req.signal,
         onRetry: (err, attempt, delayMs) =>
           this.logger.debug('retrying registry request', { what: req.what, attempt, delayMs, error: err instanceof Error ? err.message : String(err) }),

@@ -1,10 +1,14 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { CancelledError, isNydusError } from '@nydus-ts/core';
+import { CancelledError, InvalidArgumentError, NydusError, isNydusError } from '@nydus-ts/core';
 import { RegistryConnectionError, RegistryProtocolError, RegistryResponseError } from './errors.js';
 
 /** How failed registry requests are retried. */
 export interface RetryOptions {
-  /** Tries per request, the first included (default 5). */
+  /**
+   * Tries in a row without progress, the first included (default 5), for one request or, when
+   * it shares a {@link RetryBudget}, for everything one blob transfer does (its GETs, resumes
+   * and uploads together).
+   */
   attempts?: number;
   /** First backoff delay in ms (default 200); doubles each try, with jitter. */
   baseDelayMs?: number;
@@ -15,11 +19,43 @@ export interface RetryOptions {
 export type ResolvedRetryOptions = Required<RetryOptions>;
 
 export function resolveRetryOptions(options: RetryOptions = {}): ResolvedRetryOptions {
+  const attempts = options.attempts ?? 5;
+  if (!Number.isSafeInteger(attempts) || attempts < 1) throw new InvalidArgumentError(`retry attempts must be a positive integer, got ${attempts}`);
+  for (const key of ['baseDelayMs', 'maxDelayMs'] as const) {
+    const v = options[key];
+    if (v !== undefined && !(Number.isFinite(v) && v >= 0)) throw new InvalidArgumentError(`retry ${key} must be a non-negative number of milliseconds, got ${v}`);
+  }
   return {
-    attempts: Math.max(1, options.attempts ?? 5),
-    baseDelayMs: Math.max(0, options.baseDelayMs ?? 200),
-    maxDelayMs: Math.max(0, options.maxDelayMs ?? 10_000),
+    attempts,
+    baseDelayMs: options.baseDelayMs ?? 200,
+    maxDelayMs: options.maxDelayMs ?? 10_000,
   };
+}
+
+/** How long a registry may take before a request counts as failed (and is retried or resumed). */
+export interface TimeoutOptions {
+  /** TCP connect plus TLS handshake, in ms (default 30 000). */
+  connectMs?: number;
+  /**
+   * Longest time without receiving a byte while one is awaited, in ms (default 60 000): the
+   * response headers after a request is sent, each part of a body the reader is ready for, and a
+   * request body the registry stops taking. A body the reader is not asking for never times out.
+   */
+  idleMs?: number;
+}
+
+export type ResolvedTimeoutOptions = Required<TimeoutOptions>;
+
+export const DEFAULT_CONNECT_TIMEOUT_MS = 30_000;
+export const DEFAULT_IDLE_TIMEOUT_MS = 60_000;
+
+export function resolveTimeoutOptions(options: TimeoutOptions = {}): ResolvedTimeoutOptions {
+  const check = (value: number | undefined, name: string, fallback: number): number => {
+    if (value === undefined) return fallback;
+    if (!Number.isSafeInteger(value) || value < 1) throw new InvalidArgumentError(`${name} timeout must be a positive whole number of milliseconds, got ${value}`);
+    return value;
+  };
+  return { connectMs: check(options.connectMs, 'connect', DEFAULT_CONNECT_TIMEOUT_MS), idleMs: check(options.idleMs, 'idle', DEFAULT_IDLE_TIMEOUT_MS) };
 }
 
 /** HTTP statuses worth another try: 408, 429 and 5xx except 501/505. */
@@ -29,8 +65,9 @@ export function isRetryableStatus(status: number): boolean {
 
 /** True for failures that may go away: broken connections, short bodies, 5xx, 429. Never for other 4xx. */
 export function isRetryableError(err: unknown): boolean {
+  if (err instanceof RetryExhaustedError) return false; // retried already: never again by an outer loop
   if (err instanceof RegistryResponseError) return isRetryableStatus(err.status);
-  if (err instanceof RegistryConnectionError) return true;
+  if (err instanceof RegistryConnectionError) return err.retryable;
   if (err instanceof RegistryProtocolError) return err.retryable;
   if (isNydusError(err, 'DATA_LOSS')) return true; // a corrupted transfer; a fresh one may be fine
   if (isNydusError(err)) return false;
@@ -65,22 +102,84 @@ export async function sleepWithSignal(ms: number, signal?: AbortSignal): Promise
 }
 
 /**
- * Runs `fn` until it succeeds, fails with a non-retryable error or runs out of tries.
- * `onRetry` sees each retried failure.
+ * A failure retried until the budget ran out: the last error's code and message, plus how many
+ * attempts were made. Never retried again by an enclosing loop.
+ */
+export class RetryExhaustedError extends NydusError {
+  /** Tries made in all (each failed). */
+  readonly attempts: number;
+  readonly lastError: unknown;
+
+  constructor(lastError: unknown, attempts: number) {
+    const code = isNydusError(lastError) ? lastError.code : 'UNAVAILABLE';
+    const message = lastError instanceof Error ? lastError.message : String(lastError);
+    super(code, `${message} (gave up after ${attempts} attempt${attempts === 1 ? '' : 's'})`, { cause: lastError });
+    this.name = 'RetryExhaustedError';
+    this.attempts = attempts;
+    this.lastError = lastError;
+  }
+}
+
+/**
+ * The tries one operation may spend, shared by everything it does: for a blob transfer, every
+ * request, every `Range` resume and every fresh start draw from the same budget, so retries never
+ * multiply. At most `attempts` failures in a row that bring no byte past the furthest point
+ * reached (see {@link progress}); a long transfer that keeps moving is never cut short.
+ */
+export class RetryBudget {
+  readonly options: ResolvedRetryOptions;
+  #inRow = 0;
+  #failures = 0;
+  #reached = 0;
+
+  constructor(options: RetryOptions | ResolvedRetryOptions = {}) {
+    this.options = resolveRetryOptions(options);
+  }
+
+  /** Failed tries so far. */
+  get failures(): number {
+    return this.#failures;
+  }
+
+  /** Records that the transfer has reached byte `offset`; beyond the furthest so far, the count of failures in a row restarts. */
+  progress(offset: number): void {
+    if (offset > this.#reached) {
+      this.#reached = offset;
+      this.#inRow = 0;
+    }
+  }
+
+  /**
+   * Records a failed try: the delay in ms before the next one, or throws what to give up with
+   * (the error itself when it is not worth retrying, a {@link RetryExhaustedError} when the
+   * budget is spent).
+   */
+  fail(err: unknown, retryable: (err: unknown) => boolean = isRetryableError): number {
+    if (!retryable(err)) throw err;
+    this.#failures++;
+    this.#inRow++;
+    if (this.#inRow >= this.options.attempts) throw new RetryExhaustedError(err, this.#failures);
+    return backoffDelay(this.options, this.#inRow, err instanceof RegistryResponseError ? err.retryAfterSeconds : undefined);
+  }
+}
+
+/**
+ * Runs `fn` until it succeeds, fails with an error not worth retrying, or the budget (a fresh
+ * one from `options`, or `hooks.budget` shared with other work) is spent. `onRetry` sees each
+ * retried failure.
  */
 export async function withRetry<T>(
   fn: (attempt: number) => Promise<T>,
-  options: ResolvedRetryOptions,
-  hooks: { signal?: AbortSignal; onRetry?: (err: unknown, attempt: number, delayMs: number) => void; retryable?: (err: unknown) => boolean } = {},
+  options: RetryOptions | ResolvedRetryOptions,
+  hooks: { signal?: AbortSignal; budget?: RetryBudget; onRetry?: (err: unknown, attempt: number, delayMs: number) => void; retryable?: (err: unknown) => boolean } = {},
 ): Promise<T> {
-  const retryable = hooks.retryable ?? isRetryableError;
+  const budget = hooks.budget ?? new RetryBudget(options);
   for (let attempt = 1; ; attempt++) {
     try {
       return await fn(attempt);
     } catch (err) {
       if (hooks.signal?.aborted) throw new CancelledError('operation cancelled', { cause: hooks.signal.reason });
-      if (attempt >= options.attempts || !retryable(err)) throw err;
-      const delay = backoffDelay(options, attempt, err instanceof RegistryResponseError ? err.retryAfterSeconds : undefined);
+      const delay = budget.fail(err, hooks.retryable);
       hooks.onRetry?.(err, attempt, delay);
       await sleepWithSignal(delay, hooks.signal);
     }

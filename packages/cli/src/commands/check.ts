@@ -4,14 +4,15 @@ import { checkConvertedImage, parseArchiveLocation } from '@nydus-ts/converter';
 import type { CheckConvertedImageOptions, CheckReport } from '@nydus-ts/converter';
 import { parseCredentials, parseImageLocation, parsePlatform } from '@nydus-ts/registry';
 import type { CliIo } from '../io.js';
-import { addRegistrySideOptions, checkOutputJson, writeJsonFile } from '../shared-options.js';
+import { addRegistrySideOptions, addTimeoutOptions, checkOutputJson, parseTimeoutFlags, writeJsonFile } from '../shared-options.js';
+import type { TimeoutFlags } from '../shared-options.js';
 import { writeLine } from '../io.js';
 import { parsePositiveInt } from '../parse.js';
 import type { CommandRegistrar } from '../program.js';
 import { baselineWasmOnly } from '../v8-flags.js';
 
 /** The raw flags of `nydusify-ts check`, as commander hands them over. */
-export interface CheckFlags {
+export interface CheckFlags extends TimeoutFlags {
   source?: string;
   target?: string;
   platform?: string;
@@ -44,6 +45,8 @@ export function parseCheckFlags(flags: CheckFlags): CheckConvertedImageOptions {
     concurrency: flags.concurrency === undefined ? 8 : parsePositiveInt(flags.concurrency, '--concurrency'),
   };
   if (flags.platform !== undefined) options.platform = parsePlatform(flags.platform);
+  const timeouts = parseTimeoutFlags(flags);
+  if (timeouts) options.timeouts = timeouts;
   if (flags.sourceCreds !== undefined) options.sourceCreds = parseCredentials(flags.sourceCreds, '--source-creds');
   if (flags.targetCreds !== undefined) options.targetCreds = parseCredentials(flags.targetCreds, '--target-creds');
   return options;
@@ -59,7 +62,7 @@ export function formatCheckSummary(r: CheckReport): string {
 }
 
 export const registerCheckCommand: CommandRegistrar = (program: Command, io: CliIo) => {
-  addRegistrySideOptions(program.command('check'))
+  addTimeoutOptions(addRegistrySideOptions(program.command('check')))
     .description('Validate a Nydus image against its source image: manifest, bootstrap, blobs and the whole filesystem (exit 1 on any difference)')
     .requiredOption('--source <ref>', 'source image: host[:port]/repo[:tag][@digest], oci:DIR[:TAG], oci-archive:FILE[:TAG] or docker-archive:FILE[:REF]')
     .requiredOption('--target <ref>', 'Nydus image in a registry: host[:port]/repo[:tag][@digest]')

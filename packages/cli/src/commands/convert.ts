@@ -6,14 +6,15 @@ import { convertImage, resolveConvertImageOptions } from '@nydus-ts/converter';
 import type { ConvertImageOptions, ConvertImageResult, ConvertProgressEvent } from '@nydus-ts/converter';
 import { CHUNK_COMPRESSORS, CHUNK_DIGESTERS } from '@nydus-ts/format';
 import type { CliIo } from '../io.js';
-import { addRegistrySideOptions, checkOutputJson, writeJsonFile } from '../shared-options.js';
+import { addRegistrySideOptions, addTimeoutOptions, checkOutputJson, parseTimeoutFlags, writeJsonFile } from '../shared-options.js';
+import type { TimeoutFlags } from '../shared-options.js';
 import { writeLine } from '../io.js';
 import { parseByteSize, parseChoice, parsePositiveInt } from '../parse.js';
 import type { CommandRegistrar } from '../program.js';
 import { baselineWasmOnly } from '../v8-flags.js';
 
 /** The raw flags of `nydusify-ts convert`, as commander hands them over. */
-export interface ConvertFlags {
+export interface ConvertFlags extends TimeoutFlags {
   source?: string;
   target?: string;
   platform?: string;
@@ -23,6 +24,7 @@ export interface ConvertFlags {
   digester?: string;
   mergePlatform?: boolean;
   mergeManifest?: boolean;
+  keepSourceManifests?: boolean;
   oci?: boolean;
   prefetchPatterns?: string;
   chunkDict?: string;
@@ -69,6 +71,12 @@ export async function parseConvertFlags(flags: ConvertFlags, cwd: string): Promi
     sourceInsecure: flags.sourceInsecure ?? false,
     targetInsecure: flags.targetInsecure ?? false,
   };
+  if (flags.keepSourceManifests) {
+    if (!flags.mergePlatform && !flags.mergeManifest) throw new InvalidArgumentError('--keep-source-manifests applies to --merge-platform and --merge-manifest (the form of the merged index)');
+    options.keepSourceManifests = true;
+  }
+  const timeouts = parseTimeoutFlags(flags);
+  if (timeouts) options.timeouts = timeouts;
   if (flags.workers !== undefined) options.workers = flags.workers;
   if (flags.platform !== undefined) options.platform = flags.platform;
   if (flags.chunkDict !== undefined) options.chunkDict = flags.chunkDict;
@@ -112,7 +120,7 @@ function progressPrinter(io: CliIo): (e: ConvertProgressEvent) => void {
 
 
 export const registerConvertCommand: CommandRegistrar = (program: Command, io: CliIo) => {
-  addRegistrySideOptions(program.command('convert'))
+  addTimeoutOptions(addRegistrySideOptions(program.command('convert')))
     .description('Convert an OCI/Docker image to a Nydus image and push it, streaming every layer (nothing staged on disk)')
     .requiredOption('--source <ref>', 'source: host[:port]/repo[:tag][@digest], oci:DIR[:TAG], oci-archive:FILE[:TAG], docker-archive:FILE[:TAG] or dir:PATH')
     .requiredOption('--target <ref>', 'target image: host[:port]/repo[:tag]')
@@ -121,8 +129,9 @@ export const registerConvertCommand: CommandRegistrar = (program: Command, io: C
     .option('--compressor <name>', 'chunk compressor: none, lz4_block or zstd', 'zstd')
     .option('--chunk-size <size>', 'chunk size, a power of two from 0x1000 to 0x1000000', '0x100000')
     .option('--digester <name>', 'chunk digest: blake3 or sha256 (default blake3; sha256 with --oci-ref)')
-    .option('--merge-platform', 'push an index of the source manifests (unchanged) plus the Nydus ones')
+    .option('--merge-platform', 'push an index of the source manifests (an empty layer prepended) plus the Nydus ones, as the reference tools write it')
     .option('--merge-manifest', 'add the Nydus manifest(s) to what the target tag already holds instead of replacing it')
+    .option('--keep-source-manifests', 'with --merge-platform/--merge-manifest: the older index form, source manifests byte-identical (see docs/convert.md for the risk)')
     .option('--oci', 'use OCI media types (default: as the source)')
     .option('--prefetch-patterns <file>', 'file with absolute paths (one per line) for the prefetch table')
     .option('--chunk-dict <ref>', 'Nydus image (REF or bootstrap:registry:REF) whose chunks are reused instead of stored again')
@@ -147,7 +156,7 @@ export const registerConvertCommand: CommandRegistrar = (program: Command, io: C
         const secs = result.durationMs / 1000;
         await writeJsonFile(path.resolve(io.cwd, flags.outputJson), {
           ...result,
-          options: { compressor: options.compressor, chunkSize: options.chunkSize, digester: options.digester, concurrency: options.concurrency, oci: options.oci, ociRef: options.ociRef, mergePlatform: options.mergePlatform, mergeManifest: options.mergeManifest },
+          options: { compressor: options.compressor, chunkSize: options.chunkSize, digester: options.digester, concurrency: options.concurrency, oci: options.oci, ociRef: options.ociRef, mergePlatform: options.mergePlatform, mergeManifest: options.mergeManifest, keepSourceManifests: options.keepSourceManifests ?? false },
           throughputMBps: result.bytesIn / 1e6 / Math.max(secs, 1e-3),
           maxRssBytes: process.resourceUsage().maxRSS * 1024,
         });

@@ -3,16 +3,17 @@ import { baselineWasmOnly } from '../v8-flags.js';
 import { runInNewContext } from 'node:vm';
 import type { Command } from 'commander';
 import { InvalidArgumentError, createConsoleLogger, noopLogger } from '@nydus-ts/core';
-import { copyImage, parseCredentials, parseImageLocation, parsePlatform } from '@nydus-ts/registry';
+import { checkPushChunkSize, copyImage, parseCredentials, parseImageLocation, parsePlatform } from '@nydus-ts/registry';
 import type { CopyImageOptions, CopyImageResult, CopyProgressEvent, CopySideOptions } from '@nydus-ts/registry';
 import type { CliIo } from '../io.js';
-import { addRegistrySideOptions, checkOutputJson, writeJsonFile } from '../shared-options.js';
+import { addRegistrySideOptions, addTimeoutOptions, checkOutputJson, parseTimeoutFlags, writeJsonFile } from '../shared-options.js';
+import type { TimeoutFlags } from '../shared-options.js';
 import { writeLine } from '../io.js';
 import { parseByteSize, parsePositiveInt } from '../parse.js';
 import type { CommandRegistrar } from '../program-core.js';
 
 /** The raw flags of `nydusify-ts copy`, as commander hands them over. */
-export interface CopyFlags {
+export interface CopyFlags extends TimeoutFlags {
   source?: string;
   target?: string;
   platform?: string;
@@ -52,9 +53,11 @@ export function parseCopyFlags(flags: CopyFlags): CopyImageOptions {
     sourceOptions: side(flags.sourceInsecure, flags.sourceCreds, 'source', flags.sourceMirror, src.kind === 'registry'),
     targetOptions: side(flags.targetInsecure, flags.targetCreds, 'target', undefined, dst.kind === 'registry'),
     allPlatforms: flags.allPlatforms ?? false,
-    pushChunkSize: flags.pushChunkSize === undefined ? 0 : parseByteSize(flags.pushChunkSize, '--push-chunk-size'),
+    pushChunkSize: flags.pushChunkSize === undefined ? 0 : checkPushChunkSize(parseByteSize(flags.pushChunkSize, '--push-chunk-size'), '--push-chunk-size'),
     concurrency: flags.concurrency === undefined ? 4 : parsePositiveInt(flags.concurrency, '--concurrency'),
   };
+  const timeouts = parseTimeoutFlags(flags);
+  if (timeouts) options.timeouts = timeouts;
   if (flags.platform !== undefined) options.platform = parsePlatform(flags.platform);
   return options;
 }
@@ -175,14 +178,14 @@ const originalLayersOfRefImage: NonNullable<CopyImageOptions['extraBlobs']> = as
 };
 
 export const registerCopyCommand: CommandRegistrar = (program: Command, io: CliIo) => {
-  addRegistrySideOptions(program.command('copy'))
+  addTimeoutOptions(addRegistrySideOptions(program.command('copy')))
     .description('Copy an image (OCI or Nydus) between registries / OCI layouts, streaming every blob without touching disk')
     .requiredOption('--source <ref>', 'source image: host[:port]/repo[:tag][@digest] or oci:PATH[:TAG]')
     .requiredOption('--target <ref>', 'target image: host[:port]/repo[:tag] or oci:PATH[:TAG]')
     .option('--platform <os/arch[/variant]>', 'platform to copy from a multi-platform image (default: this machine)')
     .option('--all-platforms', 'copy the index and every platform unchanged')
     .option('--source-mirror <url>', 'mirror tried before the source registry for reads (repeatable)', collect)
-    .option('--push-chunk-size <size>', 'upload blobs in chunks of this size (e.g. 16MiB); 0 = monolithic', '0')
+    .option('--push-chunk-size <size>', 'upload blobs in chunks of this size, 4KiB to 1GiB (e.g. 16MiB); 0 = monolithic', '0')
     .option('--concurrency <n>', 'blobs transferred at once', '4')
     .option('-J, --output-json <file>', 'write a JSON summary here')
     .action(async (flags: CopyFlags) => {

@@ -16,7 +16,7 @@ import {
 import type { Descriptor, Digest, ImageConfig, ImageIndex, ImageManifest, Logger, Platform } from '@nydus-ts/core';
 import { BootstrapReader, DEFAULT_MAX_BOOTSTRAP_SIZE, RafsFileReader, checkBlobMetaAgainstEntry, fetchRefBlobMeta, isSeparateBlob, parseBlobMetaFile } from '@nydus-ts/format';
 import { Limiter, readBodyLimited, formatPlatform, hostPlatform, parseImageLocation, parsePlatform, platformMatches } from '@nydus-ts/registry';
-import type { Credentials, ImageSource, ManifestData, RegistryClient } from '@nydus-ts/registry';
+import type { Credentials, ImageSource, ManifestData, RegistryClient, RetryOptions, TimeoutOptions } from '@nydus-ts/registry';
 import { decompressStream } from '../layer/decompress.js';
 import { readTarEntries } from '../layer/tar-reader.js';
 import { RegistryBlobBackend } from '@nydus-ts/backend';
@@ -52,6 +52,10 @@ export interface CheckConvertedImageOptions {
   verifyBlobs?: boolean;
   /** Files read at once from the target (default 8). */
   concurrency?: number;
+  /** Retries of failed registry requests (per request; a blob read resumes within one budget). */
+  retry?: RetryOptions;
+  /** Connect and idle timeouts of every registry request (defaults 30 s / 60 s). */
+  timeouts?: TimeoutOptions;
   /** Docker config and proxy variables (default process.env). */
   env?: NodeJS.ProcessEnv;
   logger?: Logger;
@@ -202,19 +206,21 @@ export async function checkConvertedImage(options: CheckConvertedImageOptions): 
   const ref = targetLoc.reference;
   const repo = ref.repository;
 
+  const net = { ...(options.retry && { retry: options.retry }), ...(options.timeouts && { timeouts: options.timeouts }) };
   const client = createRegistryClient(ref.registry, {
     insecure: options.targetInsecure ?? false,
     ...(options.targetCreds && { credentials: options.targetCreds }),
     env,
     logger,
     maxConnections: concurrency + 2,
+    ...net,
   });
   const diffs: string[] = [];
   const counts: CheckCounts = { sourceLayers: 0, targetLayers: 0, blobs: 0, sourceEntries: 0, targetEntries: 0, filesRead: 0, bytesRead: 0, rangeRequests: 0 };
   let opened: { source: ImageSource; close(): Promise<void> } | undefined;
   try {
     opened = typeof options.source === 'string'
-      ? await openImageSource(options.source, { insecure: options.sourceInsecure ?? false, ...(options.sourceCreds && { credentials: options.sourceCreds }), env, logger, ...(signal && { signal }) })
+      ? await openImageSource(options.source, { insecure: options.sourceInsecure ?? false, ...(options.sourceCreds && { credentials: options.sourceCreds }), env, logger, ...net, ...(signal && { signal }) })
       : { source: options.source, close: async () => {} };
     const source = opened.source;
     // ---------------------------------------------------------------- manifests

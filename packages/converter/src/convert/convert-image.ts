@@ -1,5 +1,5 @@
 import { availableParallelism } from 'node:os';
-import { Readable } from 'node:stream';
+import type { Readable } from 'node:stream';
 import {
   FormatError,
   InvalidArgumentError,
@@ -13,10 +13,10 @@ import {
   throwIfAborted,
 } from '@nydus-ts/core';
 import type { Descriptor, Digest, ImageConfig, ImageIndex, ImageManifest, Logger, Platform } from '@nydus-ts/core';
-import { CHUNK_COMPRESSORS, CHUNK_DIGESTERS, mergeBootstraps, resolveBuildLayerOptions } from '@nydus-ts/format';
+import { CHUNK_COMPRESSORS, CHUNK_DIGESTERS, MAX_BLOBS, mergeBootstraps, resolveBuildLayerOptions } from '@nydus-ts/format';
 import type { ChunkCompressor, ChunkDigester, LayerBuildStats, MergeLayer } from '@nydus-ts/format';
-import { Limiter, RegistryImageTarget, copyImage, readBodyLimited, formatPlatform, formatReference, hostPlatform, parsePlatform, parseReference, platformMatches } from '@nydus-ts/registry';
-import type { ImageReference, ImageSource, ManifestData, RegistryClient } from '@nydus-ts/registry';
+import { Limiter, RegistryImageTarget, RetryBudget, copyImage, readBodyLimited, formatPlatform, formatReference, hostPlatform, parsePlatform, parseReference, platformMatches, resolveRetryOptions, resolveTimeoutOptions, withRetry } from '@nydus-ts/registry';
+import type { ImageReference, ImageSource, ManifestData, RegistryClient, ResolvedRetryOptions, RetryOptions, TimeoutOptions } from '@nydus-ts/registry';
 import { packBootstrapLayer } from './bootstrap-layer.js';
 import { loadChunkDictImage, parseChunkDictReference } from './chunk-dict-image.js';
 import type { ChunkDictImage } from './chunk-dict-image.js';
@@ -28,8 +28,17 @@ import { RefLayerUnsupportedError } from '../layer/ref-layer.js';
 import type { LayerJob } from './layer-job.js';
 import { LayerWorkerPool } from './layer-worker-pool.js';
 import type { ConvertedLayer } from './layer-converter.js';
-import { NYDUS_BLOB_MEDIA_TYPE, isNydusManifest, isNydusManifestDescriptor } from './nydus-conventions.js';
-import { buildMergedIndex, buildNydusManifest, indexData, nydusIndexEntry, platformOf } from './nydus-manifest.js';
+import {
+  Annotation,
+  DOCKER_EMPTY_LAYER_DIGEST,
+  EMPTY_LAYER,
+  NYDUS_BLOB_MEDIA_TYPE,
+  NYDUS_CONFIG_MEDIA_TYPE,
+  NYDUS_FS_VERSION,
+  isNydusManifest,
+  isNydusManifestDescriptor,
+} from './nydus-conventions.js';
+import { buildMergedIndex, buildNydusManifest, indexData, nydusIndexEntry, platformOf, prependEmptyLayer } from './nydus-manifest.js';
 import { throttled } from './throttle.js';
 
 export interface ConvertImageOptions {
@@ -51,6 +60,16 @@ export interface ConvertImageOptions {
   mergePlatform?: boolean;
   /** When the target tag already holds a manifest or index, add the Nydus manifest(s) to it. */
   mergeManifest?: boolean;
+  /**
+   * With mergePlatform/mergeManifest: the index form of nydusify before nydus v2.3.5 — source
+   * manifests byte-identical, Nydus entries marked with `os.features` too, Nydus configs with
+   * OCI/Docker media types. Default: the form the reference tools now write (spec §5.5): an
+   * empty layer prepended to each converted source manifest, `artifactType` only, the Nydus
+   * config media type. The old form lets nydus-snapshotter and a plain OCI image of the same
+   * layers share snapshots (a container may then see the wrong root filesystem), lets runtimes
+   * without Nydus support pick the Nydus manifest, and some registries refuse `os.features`.
+   */
+  keepSourceManifests?: boolean;
   /** OCI media types (default: as the source). */
   oci?: boolean;
   /** Absolute paths whose files nydusd prefetches first. */
@@ -73,6 +92,14 @@ export interface ConvertImageOptions {
   /** Layers converted at once (default 4). */
   concurrency?: number;
   /**
+   * Retries: one budget per layer (its source GETs and `Range` resumes, its upload requests,
+   * and the fresh conversions after a failed upload or a corrupted source body), and one per
+   * other blob or manifest request. Default 5 tries, 200 ms backoff doubling to 10 s.
+   */
+  retry?: RetryOptions;
+  /** Connect and idle timeouts of every registry request (defaults 30 s / 60 s). */
+  timeouts?: TimeoutOptions;
+  /**
    * Convert each layer in a worker thread, so that layers build on several cores. Default
    * (undefined): only with more than 2 cores and more than one layer; on 2 cores the main thread
    * plus the gunzip thread already use both, and workers measured no faster (see
@@ -91,6 +118,8 @@ export type ConvertProgressEvent =
   | { type: 'manifest-start'; platform: string | undefined; sourceDigest: Digest; layers: number }
   | { type: 'layer-start'; platform: string | undefined; index: number; digest: Digest; size: number }
   | { type: 'layer-progress'; platform: string | undefined; index: number; digest: Digest; size: number; bytesIn: number; bytesOut: number }
+  /** The layer is converted again from the start after `error` (its counts restart at 0). */
+  | { type: 'layer-retry'; platform: string | undefined; index: number; digest: Digest; attempt: number; error: string }
   | { type: 'layer-done'; platform: string | undefined; index: number; digest: Digest; blob: Digest | null; bytesIn: number; bytesOut: number; durationMs: number }
   | { type: 'manifest-done'; platform: string | undefined; digest: Digest }
   | { type: 'pushed'; reference: string; digest: Digest; mediaType: string };
@@ -161,6 +190,8 @@ export interface ConvertImageResult {
 }
 
 export interface ResolvedConvertOptions {
+  retry: ResolvedRetryOptions;
+  timeouts: TimeoutOptions | undefined;
   compressor: ChunkCompressor;
   chunkSize: number;
   digester: ChunkDigester;
@@ -200,8 +231,11 @@ export function resolveConvertImageOptions(options: ConvertImageOptions): Resolv
   const target = parseReference(spec);
   if (target.digest) throw new InvalidArgumentError(`target ${options.target}: a digest cannot be a target (the manifest is new); use a tag`);
   if (options.source.startsWith('dir:') && options.mergePlatform) throw new InvalidArgumentError('mergePlatform needs an image source (a dir: source has no source manifest to keep)');
+  if (options.keepSourceManifests && !options.mergePlatform && !options.mergeManifest) throw new InvalidArgumentError('keepSourceManifests applies to mergePlatform and mergeManifest (the form of the merged index)');
   if (options.chunkDict !== undefined) parseChunkDictReference(options.chunkDict);
-  return { compressor, chunkSize: build.chunkSize, digester, concurrency, platform, target: { ...target, tag: target.tag ?? 'latest' }, prefetchPatterns: build.prefetchPatterns, ociRef };
+  const retry = resolveRetryOptions(options.retry);
+  if (options.timeouts) resolveTimeoutOptions(options.timeouts);
+  return { retry, timeouts: options.timeouts, compressor, chunkSize: build.chunkSize, digester, concurrency, platform, target: { ...target, tag: target.tag ?? 'latest' }, prefetchPatterns: build.prefetchPatterns, ociRef };
 }
 
 function parseJson<T>(bytes: Buffer, what: string): T {
@@ -284,7 +318,9 @@ export async function convertImage(options: ConvertImageOptions): Promise<Conver
   const targetName = formatReference(target);
 
   let source: ConvertSource | undefined;
-  const targetClient = makeRegistryClient(target.registry, { insecure: options.targetInsecure ?? false, ...(options.targetCreds !== undefined && { creds: options.targetCreds }), env, maxConnections, logger }, '--target-creds');
+  // Every client: the same retry and timeout settings.
+  const net = { retry: resolved.retry, ...(resolved.timeouts && { timeouts: resolved.timeouts }) };
+  const targetClient = makeRegistryClient(target.registry, { insecure: options.targetInsecure ?? false, ...(options.targetCreds !== undefined && { creds: options.targetCreds }), env, maxConnections, logger, ...net }, '--target-creds');
   const extraClients: RegistryClient[] = [];
   // Layers in worker threads (plain-data jobs: the worker opens the source and a target client
   // itself); a chunk dict (not plain data) keeps conversion in-process. Workers for the first
@@ -304,11 +340,13 @@ export async function convertImage(options: ConvertImageOptions): Promise<Conver
       env,
       maxConnections,
       logger,
+      ...net,
       ...(resolved.platform && { platform: resolved.platform }),
     });
     const store = source.store;
     const top = await store.resolve(signal);
     const selected = await selectManifests(store, top, resolved.platform, options.allPlatforms ?? false, signal);
+    for (const sel of selected) checkBlobLimit(store, sel);
 
     let dictImage: ChunkDictImage | undefined;
     if (options.chunkDict !== undefined) {
@@ -316,7 +354,7 @@ export async function convertImage(options: ConvertImageOptions): Promise<Conver
       const sameAsTarget = ref.registry === target.registry;
       const dictClient = sameAsTarget
         ? targetClient
-        : makeRegistryClient(ref.registry, { insecure: (source.reference?.registry === ref.registry ? options.sourceInsecure : options.targetInsecure) ?? false, env, maxConnections, logger }, '--chunk-dict');
+        : makeRegistryClient(ref.registry, { insecure: (source.reference?.registry === ref.registry ? options.sourceInsecure : options.targetInsecure) ?? false, env, maxConnections, logger, ...net }, '--chunk-dict');
       if (!sameAsTarget) extraClients.push(dictClient);
       const dictPlatform = resolved.platform ?? platformOf(parseJsonConfigless(selected[0]!), selected[0]!.indexEntry?.platform) ?? hostPlatform();
       dictImage = await loadChunkDictImage(dictClient, ref, dictPlatform, signal).catch((err: unknown) => {
@@ -340,7 +378,13 @@ export async function convertImage(options: ConvertImageOptions): Promise<Conver
       }
       throw err;
     };
-    const ctx: ManifestContext = { source, targetClient, target, resolved, options, signal, limiter, emit, logger, fail, env, ...(dictImage && { dictImage }), ...(pool && { pool }) };
+    const mixedIndex = (options.mergePlatform || options.mergeManifest) && !options.keepSourceManifests;
+    const ctx: ManifestContext = {
+      source, targetClient, target, resolved, options, signal, limiter, emit, logger, fail, env,
+      ...(dictImage && { dictImage }),
+      ...(pool && { pool }),
+      ...(mixedIndex && { nydusConfigMediaType: NYDUS_CONFIG_MEDIA_TYPE }),
+    };
     const results = await Promise.allSettled(selected.map((s) => convertManifest(ctx, s)));
     if (firstError !== undefined) throw firstError;
     const rejected = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
@@ -349,9 +393,11 @@ export async function convertImage(options: ConvertImageOptions): Promise<Conver
 
     // ---- what the tag points at
     let tagged: ManifestData;
-    const entries = converted.map((c) => nydusIndexEntry(c.manifest.descriptor, c.platform));
+    const legacyForm = options.keepSourceManifests ?? false;
+    const entries = converted.map((c) => nydusIndexEntry(c.manifest.descriptor, c.platform, { legacyMarker: legacyForm }));
     const sourceIsIndex = isIndexMediaType(top.descriptor.mediaType);
     const mergeInto: Descriptor[] = [];
+    let indexAnnotations: Record<string, string> | undefined;
     if (options.mergePlatform) {
       // The source manifests go into the target repository unchanged (same digests).
       await copyImage({
@@ -359,14 +405,34 @@ export async function convertImage(options: ConvertImageOptions): Promise<Conver
         target: new RegistryImageTarget(targetClient, { registry: target.registry, repository: target.repository }),
         allPlatforms: true,
         concurrency: resolved.concurrency,
+        retry: resolved.retry,
         env,
         logger,
         signal,
       }).catch((err: unknown) => {
         throw inContext(err, `copying the source manifests of ${store.name} to ${targetName}`);
       });
-      if (sourceIsIndex) mergeInto.push(...(parseJson<ImageIndex>(top.bytes, 'source index').manifests ?? []));
-      else mergeInto.push({ mediaType: top.descriptor.mediaType, digest: top.descriptor.digest, size: top.descriptor.size, ...(converted[0]!.platform && { platform: converted[0]!.platform }) });
+      const sourceEntries: Descriptor[] = sourceIsIndex
+        ? (parseJson<ImageIndex>(top.bytes, 'source index').manifests ?? [])
+        : [{ mediaType: top.descriptor.mediaType, digest: top.descriptor.digest, size: top.descriptor.size, ...(converted[0]!.platform && { platform: converted[0]!.platform }) }];
+      if (legacyForm) {
+        mergeInto.push(...sourceEntries);
+      } else {
+        const replaced = await pushEmptyLayerManifests(targetClient, target.repository, converted, signal).catch((err: unknown) => {
+          throw inContext(err, `pushing the source manifests with an empty layer to ${targetName}`);
+        });
+        mergeInto.push(...sourceEntries.map((d) => {
+          const r = replaced.get(d.digest);
+          if (!r) return d; // not converted (another platform, an attestation): as it is
+          const platform = d.platform ?? converted.find((c) => c.report.source.digest === d.digest)?.platform;
+          return { mediaType: r.mediaType, digest: r.digest, size: r.size, ...(platform && { platform }), annotations: { ...(d.annotations ?? {}), [Annotation.NydusSourceDigest]: d.digest } };
+        }));
+        indexAnnotations = {
+          [Annotation.NydusSourceDigest]: top.descriptor.digest,
+          ...(source.reference && { [Annotation.NydusSourceReference]: formatReference(source.reference) }),
+          [Annotation.NydusFsVersion]: NYDUS_FS_VERSION,
+        };
+      }
     }
     let existing: ManifestData | undefined;
     if (options.mergeManifest) {
@@ -374,10 +440,10 @@ export async function convertImage(options: ConvertImageOptions): Promise<Conver
         if (isNydusError(err, 'NOT_FOUND')) return undefined;
         throw err;
       });
-      if (existing) mergeInto.unshift(...(await existingEntries(targetClient, target, existing, signal)));
+      if (existing) mergeInto.unshift(...(await existingEntries(targetClient, target, existing, legacyForm, signal)));
     }
     if (mergeInto.length > 0) {
-      tagged = buildMergedIndex(mergeInto, entries);
+      tagged = buildMergedIndex(mergeInto, entries, indexAnnotations);
     } else if (sourceIsIndex && options.allPlatforms) {
       const docker = !options.oci && top.descriptor.mediaType === MediaType.DockerManifestList && converted.every((c) => c.manifest.descriptor.mediaType === MediaType.DockerManifest);
       tagged = indexData(
@@ -461,6 +527,24 @@ async function selectManifests(store: ImageSource, top: ManifestData, platform: 
   return out;
 }
 
+/** Layers that certainly hold no file (the well-known empty tar layers) give no blob. */
+const EMPTY_LAYER_DIGESTS = new Set<string>([EMPTY_LAYER.digest, DOCKER_EMPTY_LAYER_DIGEST]);
+
+/**
+ * A RAFS v6 bootstrap addresses at most 254 blobs (one per layer with file data): an image with
+ * more layers cannot be converted, which is said before any layer is (instead of after all of
+ * them were uploaded). Empty layers do not count; others might turn out to hold no file data
+ * but are counted, as that is known only once they are read.
+ */
+function checkBlobLimit(store: ImageSource, sel: Selected): void {
+  const manifest = parseJson<ImageManifest>(sel.manifest.bytes, 'manifest');
+  const layers = manifest.layers.filter((l) => !EMPTY_LAYER_DIGESTS.has(l.digest)).length;
+  if (layers > MAX_BLOBS) {
+    const where = sel.indexEntry?.platform ? `${store.name} (${formatPlatform(sel.indexEntry.platform)})` : store.name;
+    throw new InvalidArgumentError(`${where} has ${layers} layers, but a Nydus image holds at most ${MAX_BLOBS} data blobs (one per layer): squash the image to fewer layers first`);
+  }
+}
+
 function checkImageManifest(store: ImageSource, m: ManifestData): void {
   let manifest: ImageManifest;
   try {
@@ -479,16 +563,16 @@ function checkImageManifest(store: ImageSource, m: ManifestData): void {
 }
 
 /** Entries of what the target tag holds now (an index's entries, or the manifest itself). */
-async function existingEntries(client: RegistryClient, target: ImageReference & { tag: string }, existing: ManifestData, signal: AbortSignal): Promise<Descriptor[]> {
+async function existingEntries(client: RegistryClient, target: ImageReference & { tag: string }, existing: ManifestData, legacyMarker: boolean, signal: AbortSignal): Promise<Descriptor[]> {
   if (isIndexMediaType(existing.descriptor.mediaType)) return parseJson<ImageIndex>(existing.bytes, `existing ${target.tag} index`).manifests ?? [];
   const manifest = parseJson<ImageManifest>(existing.bytes, `existing ${target.tag} manifest`);
   let platform: Platform | undefined;
-  if (manifest.config && (manifest.config.mediaType === MediaType.OciConfig || manifest.config.mediaType === MediaType.DockerConfig)) {
+  if (manifest.config && (manifest.config.mediaType === MediaType.OciConfig || manifest.config.mediaType === MediaType.DockerConfig || manifest.config.mediaType === NYDUS_CONFIG_MEDIA_TYPE)) {
     const config = parseJson<ImageConfig>(await readSmall(client.fetchBlob(target.repository, manifest.config, { signal }), MAX_CONFIG_BYTES, 'existing config'), 'existing config');
     platform = platformOf(config);
   }
   const d: Descriptor = { mediaType: existing.descriptor.mediaType, digest: existing.descriptor.digest, size: existing.descriptor.size, ...(platform && { platform }) };
-  return [isNydusManifest(manifest) ? nydusIndexEntry(d, platform) : d];
+  return [isNydusManifest(manifest) ? nydusIndexEntry(d, platform, { legacyMarker }) : d];
 }
 
 interface ManifestContext {
@@ -505,6 +589,8 @@ interface ManifestContext {
   env: NodeJS.ProcessEnv;
   dictImage?: ChunkDictImage;
   pool?: LayerWorkerPool;
+  /** Config media type of the Nydus manifests, when they go into an index next to OCI ones. */
+  nydusConfigMediaType?: string;
 }
 
 /** A layer's conversion as a plain-data job for a worker. */
@@ -523,6 +609,8 @@ function layerJob(ctx: ManifestContext, layer: Descriptor): LayerJob {
     repository: target.repository,
     env,
     maxConnections: 4,
+    retry: resolved.retry,
+    ...(resolved.timeouts && { timeouts: resolved.timeouts }),
     layer,
     compressor: resolved.compressor,
     chunkSize: resolved.chunkSize,
@@ -535,11 +623,33 @@ interface ConvertedManifest {
   manifest: ManifestData;
   platform: Platform | undefined;
   report: ConvertedManifestReport;
+  /** The source manifest and its config's bytes (for the merged index's empty-layer form). */
+  source: { manifest: ManifestData; config: Buffer };
 }
 
+/**
+ * Each converted source manifest with the empty layer prepended (spec §5.5), pushed with its
+ * blobs (the empty layer, the new config; the source layers are there already) by digest.
+ * Returns them by the digest of the manifest each replaces.
+ */
+async function pushEmptyLayerManifests(client: RegistryClient, repository: string, converted: readonly ConvertedManifest[], signal: AbortSignal): Promise<Map<Digest, Descriptor>> {
+  const replaced = new Map<Digest, Descriptor>();
+  for (const c of converted) {
+    const r = prependEmptyLayer(c.source.manifest, c.source.config);
+    await Promise.all([
+      pushSmallBlob(client, repository, r.emptyLayer, EMPTY_LAYER.bytes, signal),
+      pushSmallBlob(client, repository, r.config.descriptor, r.config.bytes, signal),
+    ]);
+    await client.putManifest(repository, r.manifest.descriptor.digest, r.manifest.bytes, r.manifest.descriptor.mediaType, { signal });
+    replaced.set(c.source.manifest.descriptor.digest, r.manifest.descriptor);
+  }
+  return replaced;
+}
+
+/** A blob held in memory (a config, a bootstrap layer), unless the repository has it: a failed upload is sent again. */
 async function pushSmallBlob(client: RegistryClient, repository: string, descriptor: Descriptor, bytes: Buffer, signal: AbortSignal): Promise<void> {
   if ((await client.headBlob(repository, descriptor.digest, { signal })) !== undefined) return;
-  await client.pushBlob(repository, descriptor, Readable.from([bytes]), { signal });
+  await client.pushBlob(repository, descriptor, bytes, { signal });
 }
 
 async function convertManifest(ctx: ManifestContext, sel: Selected): Promise<ConvertedManifest> {
@@ -567,25 +677,40 @@ async function convertManifest(ctx: ManifestContext, sel: Selected): Promise<Con
         let bytesIn = 0;
         let bytesOut = 0;
         const progress = throttled(() => ctx.emit({ type: 'layer-progress', platform: pname, index, digest: layer.digest, size: layer.size, bytesIn, bytesOut }));
+        const onRetry = (err: unknown, attempt: number): void => {
+          bytesIn = 0;
+          bytesOut = 0;
+          const error = err instanceof Error ? err.message : String(err);
+          ctx.logger.warn('layer conversion failed, converting it again', { layer: layer.digest, attempt, error });
+          ctx.emit({ type: 'layer-retry', platform: pname, index, digest: layer.digest, attempt, error });
+        };
         try {
           let fallback: string | undefined;
           if (resolved.ociRef && isZstdLayer(layer)) fallback = `${layer.mediaType} layers cannot be referenced in place`;
           else if (resolved.ociRef) {
             try {
-              const converted = await convertRefLayer({
-                store: source.store,
-                ...(source.reference && { sourceReference: source.reference }),
-                layer,
-                client: targetClient,
-                target: { registry: target.registry, repository: target.repository },
-                chunkSize: resolved.chunkSize,
-                ...(resolved.prefetchPatterns.length && { prefetchPatterns: resolved.prefetchPatterns }),
-                signal,
-                onBytes: (n) => {
-                  bytesIn += n;
-                  progress();
-                },
-              });
+              // As a native layer: one budget; a failed upload or a corrupted source starts it afresh.
+              const budget = new RetryBudget(resolved.retry);
+              const converted = await withRetry(
+                () =>
+                  convertRefLayer({
+                    store: source.store,
+                    ...(source.reference && { sourceReference: source.reference }),
+                    layer,
+                    client: targetClient,
+                    target: { registry: target.registry, repository: target.repository },
+                    chunkSize: resolved.chunkSize,
+                    ...(resolved.prefetchPatterns.length && { prefetchPatterns: resolved.prefetchPatterns }),
+                    signal,
+                    retryBudget: budget,
+                    onBytes: (n) => {
+                      bytesIn += n;
+                      progress();
+                    },
+                  }),
+                budget.options,
+                { budget, signal, onRetry },
+              );
               Object.assign(converted, { bytesIn });
               ctx.emit({ type: 'layer-done', platform: pname, index, digest: layer.digest, blob: converted.blob?.digest ?? null, bytesIn, bytesOut: converted.bytesOut, durationMs: converted.durationMs });
               ctx.logger.debug('reference layer converted', { layer: layer.digest, meta: converted.ref.meta.digest, original: converted.ref.original.action, ms: Math.round(converted.durationMs) });
@@ -605,6 +730,7 @@ async function convertManifest(ctx: ManifestContext, sel: Selected): Promise<Con
                 bytesOut = o;
                 progress();
               },
+              onRetry,
             });
             const converted = r.layer;
             bytesIn = r.bytesIn;
@@ -614,7 +740,9 @@ async function convertManifest(ctx: ManifestContext, sel: Selected): Promise<Con
             return converted;
           }
           const converted = await convertLayer({
-            entries: source.layerEntries(layer, { signal, onBytes: (n) => { bytesIn += n; progress(); } }),
+            entries: ({ retryBudget }) => source.layerEntries(layer, { signal, retryBudget, onBytes: (n) => { bytesIn += n; progress(); } }),
+            retry: resolved.retry,
+            onRetry,
             client: targetClient,
             repository: target.repository,
             compressor: resolved.compressor,
@@ -677,6 +805,7 @@ async function convertManifest(ctx: ManifestContext, sel: Selected): Promise<Con
     dictBlobs,
     bootstrap: bootLayer,
     oci: ctx.options.oci ?? false,
+    ...(ctx.nydusConfigMediaType && { configMediaType: ctx.nydusConfigMediaType }),
   });
   const bootDesc = nydus.manifestJson.layers[nydus.manifestJson.layers.length - 1]!;
   try {
@@ -694,6 +823,7 @@ async function convertManifest(ctx: ManifestContext, sel: Selected): Promise<Con
   return {
     manifest: nydus.manifest,
     platform,
+    source: { manifest: sel.manifest, config: configBytes },
     report: {
       platform: pname,
       source: { digest: sel.manifest.descriptor.digest, mediaType: sel.manifest.descriptor.mediaType, size: sel.manifest.descriptor.size },
@@ -748,9 +878,20 @@ async function ensureDictBlob(ctx: ManifestContext, d: Descriptor): Promise<'pre
   if (dict.reference.registry === target.registry) {
     if (await targetClient.mountBlob(target.repository, d.digest, dict.reference.repository, { signal }).catch(() => false)) return 'mounted';
   }
-  const fromClient = dict.reference.registry === target.registry ? targetClient : makeRegistryClient(dict.reference.registry, { insecure: ctx.options.targetInsecure ?? false, ...(ctx.options.env && { env: ctx.options.env }) }, '--chunk-dict');
+  const fromClient = dict.reference.registry === target.registry
+    ? targetClient
+    : makeRegistryClient(dict.reference.registry, { insecure: ctx.options.targetInsecure ?? false, ...(ctx.options.env && { env: ctx.options.env }), retry: ctx.resolved.retry, ...(ctx.resolved.timeouts && { timeouts: ctx.resolved.timeouts }) }, '--chunk-dict');
   try {
-    await targetClient.pushBlob(target.repository, d, fromClient.fetchBlob(dict.reference.repository, d, { signal }), { signal });
+    // As copy does: one budget for the blob's GETs, resumes, upload and fresh starts.
+    const budget = new RetryBudget(ctx.resolved.retry);
+    await withRetry(async () => {
+      const data = fromClient.fetchBlob(dict.reference.repository, d, { signal, retryBudget: budget });
+      try {
+        await targetClient.pushBlob(target.repository, d, data, { signal, retryBudget: budget });
+      } finally {
+        data.destroy();
+      }
+    }, budget.options, { budget, signal });
   } finally {
     if (fromClient !== targetClient) await fromClient.close();
   }

@@ -2,11 +2,11 @@ import { createHash } from 'node:crypto';
 import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import { Readable } from 'node:stream';
-import { InvalidArgumentError, MediaType, NotFoundError } from '@nydus-ts/core';
+import { InvalidArgumentError, MediaType, NotFoundError, isNydusError } from '@nydus-ts/core';
 import type { Descriptor, Digest, ImageConfig, Logger, Platform } from '@nydus-ts/core';
 import type { LayerEntry } from '@nydus-ts/format';
 import { hostPlatform, parseCredentials, parseImageLocation } from '@nydus-ts/registry';
-import type { FetchBlobOptions, ImageReference, ImageSource, ManifestData, RegistryClient, RegistryLocation } from '@nydus-ts/registry';
+import type { FetchBlobOptions, ImageReference, ImageSource, ManifestData, RegistryClient, RegistryLocation, RetryBudget, RetryOptions, TimeoutOptions } from '@nydus-ts/registry';
 import { createRegistryClient, openImageSource } from '../sources/index.js';
 import { decompressStream } from '../layer/decompress.js';
 import { readDirectoryEntries } from '../layer/dir-reader.js';
@@ -22,10 +22,19 @@ export interface ConvertSource {
   readonly reference?: ImageReference;
   /**
    * The layer as entries: fetched as a stream, decompressed (gzip, zstd or none) and parsed as
-   * tar, all streaming. `onBytes` counts the (compressed) bytes read from the source.
+   * tar, all streaming. `onBytes` counts the (compressed) bytes read from the source; the
+   * fetch's retries draw from `retryBudget`. When the bytes do not parse, the rest of the
+   * layer is read first, so that a corrupted transfer fails as the retryable DATA_LOSS it is
+   * rather than as a corrupt layer.
    */
-  layerEntries(layer: Descriptor, options: { signal?: AbortSignal; onBytes?: (n: number) => void }): AsyncIterable<LayerEntry>;
+  layerEntries(layer: Descriptor, options: LayerEntriesOptions): AsyncIterable<LayerEntry>;
   close(): Promise<void>;
+}
+
+export interface LayerEntriesOptions {
+  signal?: AbortSignal;
+  onBytes?: (n: number) => void;
+  retryBudget?: RetryBudget;
 }
 
 export interface OpenConvertSourceOptions {
@@ -34,30 +43,72 @@ export interface OpenConvertSourceOptions {
   creds?: string;
   env?: NodeJS.ProcessEnv;
   maxConnections?: number;
+  retry?: RetryOptions;
+  timeouts?: TimeoutOptions;
   logger?: Logger;
   /** Platform recorded in the config of a `dir:` source (default: this machine's). */
   platform?: Platform;
 }
 
 /** A client for one registry: explicit `user:pass` (named by `flag` in errors) or the docker config. */
-export function makeRegistryClient(registry: string, options: { insecure?: boolean; creds?: string; env?: NodeJS.ProcessEnv; maxConnections?: number; logger?: Logger }, flag: string): RegistryClient {
+export function makeRegistryClient(
+  registry: string,
+  options: { insecure?: boolean; creds?: string; env?: NodeJS.ProcessEnv; maxConnections?: number; retry?: RetryOptions; timeouts?: TimeoutOptions; logger?: Logger },
+  flag: string,
+): RegistryClient {
   const { creds, ...rest } = options;
   return createRegistryClient(registry, { ...rest, ...(creds !== undefined && { credentials: parseCredentials(creds, flag) }) });
 }
 
 function tarLayerEntries(store: ImageSource): ConvertSource['layerEntries'] {
-  return (layer, options) => {
-    // 1 MiB of read-ahead: the decompressor then gets ~1 MiB input chunks rather than 64 KiB
-    // socket reads, a quarter fewer thread-pool round trips through a busy main thread (gunzip
-    // of the node layer alone: 0.41 s → 0.25 s).
-    const fetchOptions: FetchBlobOptions = { highWaterMark: 1 << 20 };
-    if (options.signal) fetchOptions.signal = options.signal;
-    if (options.onBytes) fetchOptions.onBytes = options.onBytes;
-    const bytes = store.fetchBlob(layer, fetchOptions);
-    const signalOpt = options.signal ? { signal: options.signal } : {};
+  return (layer, options) => verifiedTarEntries(store, layer, options);
+}
+
+/**
+ * A fetched layer's tar entries. The fetch verifies the layer's digest at its end, but a byte
+ * flipped in transit usually breaks the gzip or tar stream long before: on such a format
+ * error, the rest of the same body is read (not fetched again), so that its digest decides
+ * between a corrupted transfer (DATA_LOSS, worth another try) and a layer that is itself
+ * broken (the format error, bad input).
+ */
+async function* verifiedTarEntries(store: ImageSource, layer: Descriptor, options: LayerEntriesOptions): AsyncGenerator<LayerEntry, void, undefined> {
+  // 1 MiB of read-ahead: the decompressor then gets ~1 MiB input chunks rather than 64 KiB
+  // socket reads, a quarter fewer thread-pool round trips through a busy main thread (gunzip
+  // of the node layer alone: 0.41 s → 0.25 s).
+  const fetchOptions: FetchBlobOptions = { highWaterMark: 1 << 20 };
+  if (options.signal) fetchOptions.signal = options.signal;
+  if (options.onBytes) fetchOptions.onBytes = options.onBytes;
+  if (options.retryBudget) fetchOptions.retryBudget = options.retryBudget;
+  const bytes = store.fetchBlob(layer, fetchOptions);
+  const signalOpt = options.signal ? { signal: options.signal } : {};
+  try {
     // The tar reader and builder are done with a chunk two chunks later: output buffers are reused.
-    return readTarEntries(decompressStream(bytes, { ...signalOpt, reuseOutputBuffers: 4 }), signalOpt);
-  };
+    const chunks = bytes.iterator({ destroyOnReturn: false }) as AsyncIterable<Uint8Array>;
+    yield* readTarEntries(decompressStream(chunks, { ...signalOpt, reuseOutputBuffers: 4 }), signalOpt);
+  } catch (err) {
+    await throwTransferError(bytes, err, options.signal);
+    throw err;
+  } finally {
+    bytes.destroy();
+  }
+}
+
+/**
+ * After `err` while parsing a fetched layer (a stream still open: iterate it with
+ * `destroyOnReturn: false`): for a format error, reads the rest of the same body, whose digest
+ * is checked at its end, and throws the DATA_LOSS of a corrupted transfer if that is what it
+ * was. Returns otherwise (a layer that is itself broken, or any other error): the caller
+ * throws `err`.
+ */
+export async function throwTransferError(bytes: Readable, err: unknown, signal?: AbortSignal): Promise<void> {
+  if (!isNydusError(err, 'INVALID_FORMAT') || bytes.destroyed || signal?.aborted) return;
+  try {
+    for await (const _ of bytes) {
+      // read to the end: the digest is checked there
+    }
+  } catch (transfer) {
+    if (isNydusError(transfer, 'DATA_LOSS')) throw transfer;
+  }
 }
 
 /** Source kinds by prefix, for messages. */

@@ -2,12 +2,33 @@ import { NydusError, isNydusError, throwIfAborted } from '@nydus-ts/core';
 import type { Descriptor, Digest } from '@nydus-ts/core';
 import { buildLayer } from '@nydus-ts/format';
 import type { BlobSink, ChunkDict, ChunkCompressor, ChunkDigester, LayerBuildStats, LayerEntry } from '@nydus-ts/format';
-import type { BlobUpload, RegistryClient } from '@nydus-ts/registry';
+import { RetryBudget, withRetry } from '@nydus-ts/registry';
+import type { BlobUpload, RegistryClient, RetryOptions } from '@nydus-ts/registry';
 import { Annotation, NYDUS_BLOB_MEDIA_TYPE } from './nydus-conventions.js';
 
+/** What one try at converting a layer gets: the retry budget all its requests share. */
+export interface LayerAttempt {
+  /** 1 for the first try. */
+  attempt: number;
+  /** Shared by the source fetch (its GETs and `Range` resumes) and the upload's requests. */
+  retryBudget: RetryBudget;
+}
+
 export interface ConvertLayerOptions {
-  /** The source layer's entries (streamed: fetch → decompress → tar). */
-  entries: AsyncIterable<LayerEntry>;
+  /**
+   * The source layer's entries (streamed: fetch → decompress → tar). A function is called for
+   * each try: a layer whose upload failed, or whose source body proved corrupted, is then
+   * converted again from its first byte (the builder is deterministic: the same blob results).
+   * A plain iterable can be read once: such a layer is not retried.
+   */
+  entries: AsyncIterable<LayerEntry> | ((attempt: LayerAttempt) => AsyncIterable<LayerEntry>);
+  /**
+   * One budget per layer for everything above (default: the client's retry options): at most
+   * `attempts` failures in a row that bring no new source byte.
+   */
+  retry?: RetryOptions;
+  /** Called before the layer is converted again, with the failure and the try that failed. */
+  onRetry?: (err: unknown, attempt: number) => void;
   /** Target registry and repository the Nydus blob is uploaded to. */
   client: RegistryClient;
   repository: string;
@@ -57,13 +78,15 @@ export class UploadSink implements BlobSink {
     private readonly repository: string,
     private readonly signal: AbortSignal | undefined,
     private readonly onBytes: ((n: number) => void) | undefined,
+    /** Tries the upload's requests share with the rest of the layer's conversion. */
+    private readonly retryBudget?: RetryBudget,
   ) {}
 
   async write(bytes: Uint8Array): Promise<void> {
     if (this.#failed !== undefined) throw this.#failed;
     if (!this.upload) {
       // The builder hashes every byte it writes (the blob id): the upload need not hash them again.
-      this.#opening ??= this.client.createUpload(this.repository, { verifyDigest: false, ...(this.signal && { signal: this.signal }) });
+      this.#opening ??= this.client.createUpload(this.repository, { verifyDigest: false, ...(this.signal && { signal: this.signal }), ...(this.retryBudget && { retryBudget: this.retryBudget }) });
       this.upload = await this.#opening;
       this.upload.on('error', (err) => (this.#failed ??= err));
     }
@@ -127,14 +150,29 @@ export class UploadSink implements BlobSink {
  * Converts one layer: its entries go through the RAFS builder (inline bootstrap, layout (b) of
  * spec §3.1, as nydusify's layers) while the blob streams into a registry upload, committed
  * under the builder's id (sha256 of every byte written) as its digest. Nothing touches disk.
- * On failure the upload is cancelled: nothing is committed.
+ * On failure the upload is cancelled: nothing is committed. With `entries` a function, a
+ * failure worth retrying (a failed or reset upload request, a 5xx or 429 from either side, a
+ * corrupted source body) converts the layer again from the start, within one retry budget.
  */
 export async function convertLayer(options: ConvertLayerOptions): Promise<ConvertedLayer> {
   throwIfAborted(options.signal);
   const started = performance.now();
-  const sink = new UploadSink(options.client, options.repository, options.signal, options.onBlobBytes);
+  const { entries } = options;
+  if (typeof entries !== 'function') {
+    return convertLayerOnce(options, entries, undefined, started);
+  }
+  const budget = new RetryBudget(options.retry ?? options.client.transport.retry);
+  return withRetry(
+    (attempt) => convertLayerOnce(options, entries({ attempt, retryBudget: budget }), budget, started),
+    budget.options,
+    { budget, ...(options.signal && { signal: options.signal }), ...(options.onRetry && { onRetry: (err, attempt) => options.onRetry!(err, attempt) }) },
+  );
+}
+
+async function convertLayerOnce(options: ConvertLayerOptions, entries: AsyncIterable<LayerEntry>, budget: RetryBudget | undefined, started: number): Promise<ConvertedLayer> {
+  const sink = new UploadSink(options.client, options.repository, options.signal, options.onBlobBytes, budget);
   try {
-    const result = await buildLayer(options.entries, sink, {
+    const result = await buildLayer(entries, sink, {
       compressor: options.compressor,
       chunkSize: options.chunkSize,
       digester: options.digester,

@@ -1,6 +1,7 @@
 import { NydusError, isNydusError } from '@nydus-ts/core';
 import type { Descriptor, NydusErrorCode, Platform } from '@nydus-ts/core';
 import type { ChunkCompressor, ChunkDigester } from '@nydus-ts/format';
+import type { ResolvedRetryOptions, TimeoutOptions } from '@nydus-ts/registry';
 import { makeRegistryClient, openConvertSource } from './convert-source.js';
 import { convertLayer } from './layer-converter.js';
 import type { ConvertedLayer } from './layer-converter.js';
@@ -23,6 +24,9 @@ export interface LayerJob {
   repository: string;
   env: Record<string, string | undefined>;
   maxConnections: number;
+  /** The layer's retry budget (see convertLayer) and the requests' timeouts. */
+  retry: ResolvedRetryOptions;
+  timeouts?: TimeoutOptions;
   layer: Descriptor;
   compressor: ChunkCompressor;
   chunkSize: number;
@@ -48,6 +52,8 @@ export type LayerWorkerRequest = { type: 'run'; job: LayerJob } | { type: 'abort
 
 export type LayerWorkerReply =
   | { type: 'progress'; bytesIn: number; bytesOut: number }
+  /** The layer is converted again from the start after `error` (counts restart at 0). */
+  | { type: 'retry'; attempt: number; error: SerializedError }
   | ({ type: 'done'; bytesIn: number } & ConvertedLayer)
   | { type: 'error'; error: SerializedError };
 
@@ -70,21 +76,34 @@ export function deserializeError(e: SerializedError): Error {
 }
 
 /** Runs a layer job (in a worker, or in-process for tests): the same convertLayer as the in-process path. */
-export async function runLayerJob(job: LayerJob, signal: AbortSignal, onProgress?: (bytesIn: number, bytesOut: number) => void): Promise<LayerJobResult> {
+export async function runLayerJob(
+  job: LayerJob,
+  signal: AbortSignal,
+  onProgress?: (bytesIn: number, bytesOut: number) => void,
+  onRetry?: (err: unknown, attempt: number) => void,
+): Promise<LayerJobResult> {
+  const net = { retry: job.retry, ...(job.timeouts && { timeouts: job.timeouts }) };
   const source = await openConvertSource(job.source.spec, {
     insecure: job.source.insecure,
     ...(job.source.creds !== undefined && { creds: job.source.creds }),
     env: job.env,
     maxConnections: job.maxConnections,
+    ...net,
     ...(job.source.platform && { platform: job.source.platform }),
   });
-  const client = makeRegistryClient(job.target.registry, { insecure: job.target.insecure, ...(job.target.creds !== undefined && { creds: job.target.creds }), env: job.env, maxConnections: job.maxConnections }, '--target-creds');
+  const client = makeRegistryClient(job.target.registry, { insecure: job.target.insecure, ...(job.target.creds !== undefined && { creds: job.target.creds }), env: job.env, maxConnections: job.maxConnections, ...net }, '--target-creds');
   let bytesIn = 0;
   let bytesOut = 0;
   const progress = throttled(() => onProgress?.(bytesIn, bytesOut));
   try {
     const layer = await convertLayer({
-      entries: source.layerEntries(job.layer, { signal, onBytes: (n) => { bytesIn += n; progress(); } }),
+      entries: ({ retryBudget }) => source.layerEntries(job.layer, { signal, retryBudget, onBytes: (n) => { bytesIn += n; progress(); } }),
+      retry: job.retry,
+      onRetry: (err, attempt) => {
+        bytesIn = 0;
+        bytesOut = 0;
+        onRetry?.(err, attempt);
+      },
       client,
       repository: job.repository,
       compressor: job.compressor,

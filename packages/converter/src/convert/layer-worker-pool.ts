@@ -40,8 +40,11 @@ export class LayerWorkerPool {
     while (!this.#closed && this.#all.size < n) this.#idle.push(this.#spawn());
   }
 
-  run(job: LayerJob, options: { signal?: AbortSignal; onProgress?: (bytesIn: number, bytesOut: number) => void } = {}): Promise<LayerJobResult> {
-    const { signal, onProgress } = options;
+  run(
+    job: LayerJob,
+    options: { signal?: AbortSignal; onProgress?: (bytesIn: number, bytesOut: number) => void; onRetry?: (err: unknown, attempt: number) => void } = {},
+  ): Promise<LayerJobResult> {
+    const { signal, onProgress, onRetry } = options;
     if (this.#closed) return Promise.reject(new NydusError('INTERNAL', 'layer worker pool is closed'));
     if (signal?.aborted) return Promise.reject(new NydusError('CANCELLED', 'conversion cancelled'));
     const worker = this.#idle.pop() ?? this.#spawn();
@@ -63,6 +66,7 @@ export class LayerWorkerPool {
       };
       const onMessage = (m: LayerWorkerReply): void => {
         if (m.type === 'progress') onProgress?.(m.bytesIn, m.bytesOut);
+        else if (m.type === 'retry') onRetry?.(deserializeError(m.error), m.attempt);
         else if (m.type === 'error') finish(deserializeError(m.error), undefined, false);
         else if (m.type === 'done') {
           finish(

@@ -18,7 +18,12 @@ async function run(job: LayerJob): Promise<void> {
   const c = new AbortController();
   controller = c;
   try {
-    const r = await runLayerJob(job, c.signal, (bytesIn, bytesOut) => post({ type: 'progress', bytesIn, bytesOut }));
+    const r = await runLayerJob(
+      job,
+      c.signal,
+      (bytesIn, bytesOut) => post({ type: 'progress', bytesIn, bytesOut }),
+      (err, attempt) => post({ type: 'retry', attempt, error: serializeError(err) }),
+    );
     const bootstrap = owned(r.layer.bootstrap);
     const blobMeta = r.layer.blobMeta ? owned(r.layer.blobMeta) : null;
     const transfer: ArrayBuffer[] = [bootstrap.buffer as ArrayBuffer];

@@ -9,10 +9,31 @@ import type { Descriptor } from '@nydus-ts/core';
 export const NYDUS_BLOB_MEDIA_TYPE = 'application/vnd.oci.image.layer.nydus.blob.v1';
 /** `artifactType` of a Nydus manifest's descriptor in a merged index (accel `makeManifestIndex`). */
 export const NYDUS_MANIFEST_ARTIFACT_TYPE = 'application/vnd.nydus.image.manifest.v1+json';
-/** Config media type of Nydus manifests in a merged index (accel). Not used by us: configs keep theirs. */
+/**
+ * Config media type of a Nydus manifest that shares an index with OCI ones (accel, snapshotter
+ * `MergeManifest`; written by --merge-platform and --merge-manifest): a runtime without Nydus
+ * support does not know it, so it cannot pick the Nydus manifest by mistake.
+ */
 export const NYDUS_CONFIG_MEDIA_TYPE = 'application/vnd.nydus.image.config.v1+json';
-/** Legacy index marker on a Nydus manifest's platform (`platform.os.features`), read by every runtime. */
+/**
+ * Legacy index marker on a Nydus manifest's platform (`platform.os.features`), written before
+ * nydus v2.3.5 and by --keep-source-manifests; still read (some registries reject the field).
+ */
 export const NYDUS_OS_FEATURE = 'nydus.remoteimage.v1';
+
+/**
+ * The empty layer prepended to each OCI manifest of a merged index (accel `PrependEmptyLayer`):
+ * Go's gzip of an empty tar (1024 zero bytes), 32 bytes. With it, no layer of the OCI image is
+ * shared with a plain OCI image, whose snapshots nydus-snapshotter could otherwise reuse.
+ */
+export const EMPTY_LAYER = {
+  bytes: Buffer.from('1f8b08000000000000ff621805a360148c5800080000ffff2eafb5ef00040000', 'hex'),
+  digest: 'sha256:4f4fb700ef54461cfa02571ae0db9a0dc1e0cdb5577484a6d75e68dc38e8acc1',
+  /** sha256 of the 1024 zero bytes: its `rootfs.diff_ids` entry. */
+  diffId: 'sha256:5f70bf18a086007016e948b04aed3b82103a36bea41755b6cddfaf10ace3c6ef',
+} as const;
+/** Docker's own empty gzip layer (32 bytes; another gzip header of the same empty tar). */
+export const DOCKER_EMPTY_LAYER_DIGEST = 'sha256:a3ed95caeb02ffe68cdd9fd84406680ae93d633cb16422d00e8a7c22955b46d4';
 
 /** Bootstrap layer media type: a gzip'd tar, OCI or Docker flavour. */
 export function bootstrapLayerMediaType(oci: boolean): string {
@@ -50,7 +71,7 @@ export const Annotation = {
   NydusSourceReference: `${P}nydus-source-reference`,
   /** Manifest: the builder that made the image (accel; written by us). */
   NydusBuilderVersion: `${P}nydus-builder-version`,
-  /** Empty layer prepended to OCI manifests in an accel merged index (not written by us). */
+  /** `"true"` on the empty layer prepended to the OCI manifests of a merged index (accel; written by --merge-platform). */
   NydusEmptyLayer: `${P}nydus-empty-layer`,
   /** Used during conversion only and removed from final manifests. */
   Uncompressed: 'containerd.io/uncompressed',
@@ -63,6 +84,8 @@ export const NYDUS_BUILDER_VERSION = 'nydus-ts 0.1.0';
 
 /** History line of the bootstrap layer (as nydusify/the snapshotter write it). */
 export const BOOTSTRAP_HISTORY = { created_by: 'Nydus Converter', comment: 'Nydus Bootstrap Layer' } as const;
+/** History line of the empty layer prepended to the OCI manifests of a merged index. */
+export const EMPTY_LAYER_HISTORY = { created_by: 'Nydus Converter', comment: 'Nydus Empty Layer' } as const;
 /** History line of a chunk-dict blob listed in the manifest. */
 export const CHUNK_DICT_HISTORY = { created_by: 'Nydus Converter', comment: 'Nydus Chunk Dict Blob' } as const;
 

@@ -6,6 +6,8 @@ import {
   Annotation,
   BOOTSTRAP_HISTORY,
   CHUNK_DICT_HISTORY,
+  EMPTY_LAYER,
+  EMPTY_LAYER_HISTORY,
   NYDUS_BUILDER_VERSION,
   NYDUS_FS_VERSION,
   NYDUS_MANIFEST_ARTIFACT_TYPE,
@@ -37,6 +39,11 @@ export interface NydusManifestInput {
   bootstrap: { digest: Digest; size: number; diffId: Digest };
   /** OCI media types (else as the source: Docker stays Docker). */
   oci: boolean;
+  /**
+   * The config descriptor's media type instead of the OCI/Docker one: NYDUS_CONFIG_MEDIA_TYPE
+   * for a manifest that goes into an index next to OCI ones (the config bytes are the same).
+   */
+  configMediaType?: string;
 }
 
 export interface NydusManifestOutput {
@@ -77,7 +84,7 @@ export function buildNydusManifest(input: NydusManifestInput): NydusManifestOutp
     history,
   };
   const configBytes = Buffer.from(JSON.stringify(configJson));
-  const config: Descriptor = { mediaType: configMediaType, digest: sha256(configBytes), size: configBytes.length };
+  const config: Descriptor = { mediaType: input.configMediaType ?? configMediaType, digest: sha256(configBytes), size: configBytes.length };
 
   const annotations: Record<string, string> = {
     ...(input.sourceManifest.annotations ?? {}),
@@ -115,12 +122,70 @@ export function platformOf(config: ImageConfig, fromIndex?: Platform): Platform 
   return { os: config.os, architecture: config.architecture, ...(config.variant ? { variant: config.variant } : {}) };
 }
 
-/** An index entry for a Nydus manifest next to OCI ones (spec §5.5): artifactType + os.feature. */
-export function nydusIndexEntry(manifest: Descriptor, platform: Platform | undefined): Descriptor {
-  const p: Platform | undefined = platform
-    ? { ...platform, 'os.features': [...new Set([...(platform['os.features'] ?? []), NYDUS_OS_FEATURE])] }
-    : undefined;
+/**
+ * An index entry for a Nydus manifest next to OCI ones (spec §5.5): marked with `artifactType`
+ * as the reference tools now write it; `legacyMarker` adds the `os.features` entry of images
+ * made before nydus v2.3.5 (which some registries reject).
+ */
+export function nydusIndexEntry(manifest: Descriptor, platform: Platform | undefined, options: { legacyMarker?: boolean } = {}): Descriptor {
+  let p: Platform | undefined;
+  if (platform) {
+    p = { ...platform };
+    const features = (platform['os.features'] ?? []).filter((f) => f !== NYDUS_OS_FEATURE);
+    if (options.legacyMarker) features.push(NYDUS_OS_FEATURE);
+    if (features.length > 0) p['os.features'] = features;
+    else delete p['os.features'];
+  }
   return { mediaType: manifest.mediaType, digest: manifest.digest, size: manifest.size, artifactType: NYDUS_MANIFEST_ARTIFACT_TYPE, ...(p && { platform: p }) };
+}
+
+export interface EmptyLayerManifest {
+  manifest: ManifestData;
+  config: { descriptor: Descriptor; bytes: Buffer };
+  /** The empty layer's descriptor (its bytes are EMPTY_LAYER.bytes). */
+  emptyLayer: Descriptor;
+}
+
+/**
+ * A source image manifest as the merged index of spec §5.5 carries it (accel
+ * `PrependEmptyLayer`): the empty layer first (annotated `nydus-empty-layer`), its diff_id and
+ * a history line first in a new config, and both the manifest and the config descriptor
+ * annotated with the digest they replace (`nydus-source-digest`). Everything else is kept. The
+ * history line has no `created` time, so the same source always gives the same manifest.
+ */
+export function prependEmptyLayer(source: ManifestData, sourceConfig: Buffer): EmptyLayerManifest {
+  const manifest = JSON.parse(source.bytes.toString('utf8')) as ImageManifest;
+  const config = JSON.parse(sourceConfig.toString('utf8')) as ImageConfig;
+  const docker = source.descriptor.mediaType === MediaType.DockerManifest;
+  const emptyLayer: Descriptor = {
+    mediaType: docker ? MediaType.DockerLayerGzip : MediaType.OciLayerGzip,
+    digest: EMPTY_LAYER.digest,
+    size: EMPTY_LAYER.bytes.length,
+    annotations: { [Annotation.NydusEmptyLayer]: 'true' },
+  };
+  const rootfs = config.rootfs ?? { type: 'layers', diff_ids: [] };
+  const newConfig: ImageConfig = { ...config, rootfs: { ...rootfs, diff_ids: [EMPTY_LAYER.diffId, ...(rootfs.diff_ids ?? [])] } };
+  // Only a history that is there gains a line (one made up would not line up with the layers).
+  if (Array.isArray(config.history)) newConfig.history = [{ ...EMPTY_LAYER_HISTORY }, ...config.history];
+  const configBytes = Buffer.from(JSON.stringify(newConfig));
+  const configDescriptor: Descriptor = {
+    mediaType: manifest.config.mediaType,
+    digest: sha256(configBytes),
+    size: configBytes.length,
+    annotations: { ...(manifest.config.annotations ?? {}), [Annotation.NydusSourceDigest]: manifest.config.digest },
+  };
+  const out: ImageManifest = {
+    ...manifest,
+    config: configDescriptor,
+    layers: [emptyLayer, ...manifest.layers],
+    annotations: { ...(manifest.annotations ?? {}), [Annotation.NydusSourceDigest]: source.descriptor.digest },
+  };
+  const bytes = Buffer.from(JSON.stringify(out, null, 2));
+  return {
+    manifest: { descriptor: { mediaType: source.descriptor.mediaType, digest: sha256(bytes), size: bytes.length }, bytes },
+    config: { descriptor: configDescriptor, bytes: configBytes },
+    emptyLayer,
+  };
 }
 
 /**

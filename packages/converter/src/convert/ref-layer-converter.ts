@@ -1,7 +1,8 @@
-import { Readable } from 'node:stream';
+import type { Readable } from 'node:stream';
 import { NydusError, throwIfAborted } from '@nydus-ts/core';
 import type { Descriptor, Digest } from '@nydus-ts/core';
-import type { ImageReference, ImageSource, RegistryClient } from '@nydus-ts/registry';
+import type { ImageReference, ImageSource, RegistryClient, RetryBudget } from '@nydus-ts/registry';
+import { throwTransferError } from './convert-source.js';
 import { buildRefLayerFromStream } from '../layer/ref-layer.js';
 import type { ConvertedLayer } from './layer-converter.js';
 import { UploadSink } from './layer-converter.js';
@@ -22,6 +23,8 @@ export interface ConvertRefLayerOptions {
   prefetchPatterns?: string[];
   signal?: AbortSignal;
   onBytes?: (n: number) => void;
+  /** Tries shared by the layer's requests (source fetch, uploads) and by the caller's fresh starts. */
+  retryBudget?: RetryBudget;
 }
 
 export interface ConvertedRefLayer extends ConvertedLayer {
@@ -44,19 +47,21 @@ export interface ConvertedRefLayer extends ConvertedLayer {
  */
 export async function convertRefLayer(options: ConvertRefLayerOptions): Promise<ConvertedRefLayer> {
   const started = performance.now();
-  const { client, layer, target, signal } = options;
+  const { client, layer, target, signal, retryBudget } = options;
   throwIfAborted(signal);
+  const budget = retryBudget ? { retryBudget } : {};
   let action: OriginalLayerAction | undefined;
-  if ((await client.headBlob(target.repository, layer.digest, signal ? { signal } : {})) !== undefined) action = 'present';
+  if ((await client.headBlob(target.repository, layer.digest, { ...(signal && { signal }), ...budget })) !== undefined) action = 'present';
   else if (options.sourceReference && options.sourceReference.registry === target.registry) {
     const mounted = await client.mountBlob(target.repository, layer.digest, options.sourceReference.repository, signal ? { signal } : {}).catch(() => false);
     if (mounted) action = 'mounted';
   }
-  const copy = action === undefined ? new UploadSink(client, target.repository, signal, undefined) : undefined;
-  const stream: Readable = options.store.fetchBlob(layer, { ...(signal && { signal }), ...(options.onBytes && { onBytes: options.onBytes }) });
+  const copy = action === undefined ? new UploadSink(client, target.repository, signal, undefined, retryBudget) : undefined;
+  const stream: Readable = options.store.fetchBlob(layer, { ...(signal && { signal }), ...(options.onBytes && { onBytes: options.onBytes }), ...budget });
   /** The original's bytes, uploaded on the way when the target lacks it. */
   async function* original(): AsyncGenerator<Uint8Array, void, undefined> {
-    for await (const chunk of stream as AsyncIterable<Buffer>) {
+    // Not destroyed when the builder gives up: a corrupted transfer is told from a broken layer by reading on.
+    for await (const chunk of stream.iterator({ destroyOnReturn: false }) as AsyncIterable<Buffer>) {
       if (copy) await copy.write(chunk);
       yield chunk;
     }
@@ -81,8 +86,8 @@ export async function convertRefLayer(options: ConvertRefLayerOptions): Promise<
     }
     const metaBytes = Buffer.concat(held);
     const meta: Descriptor = { mediaType: NYDUS_BLOB_MEDIA_TYPE, digest: `sha256:${built.metaBlob.id}`, size: metaBytes.length };
-    if ((await client.headBlob(target.repository, meta.digest, signal ? { signal } : {})) === undefined) {
-      await client.pushBlob(target.repository, meta, Readable.from([metaBytes]), signal ? { signal } : {});
+    if ((await client.headBlob(target.repository, meta.digest, { ...(signal && { signal }), ...budget })) === undefined) {
+      await client.pushBlob(target.repository, meta, metaBytes, { ...(signal && { signal }), ...budget });
     }
     const blob: Descriptor = { ...meta, annotations: { [Annotation.NydusBlob]: 'true', [Annotation.NydusRef]: layer.digest } };
     return {
@@ -102,7 +107,9 @@ export async function convertRefLayer(options: ConvertRefLayerOptions): Promise<
     };
   } catch (err) {
     copy?.abort(err);
-    stream.destroy();
+    await throwTransferError(stream, err, signal);
     throw err;
+  } finally {
+    stream.destroy();
   }
 }

@@ -8,7 +8,7 @@ import {
   parseImageLocation,
   staticCredentials,
 } from '@nydus-ts/registry';
-import type { Credentials, ImageReference, ImageSource } from '@nydus-ts/registry';
+import type { Credentials, ImageReference, ImageSource, RetryOptions, TimeoutOptions } from '@nydus-ts/registry';
 import { DockerArchiveSource } from './docker-archive.js';
 import { OciArchiveSource } from './oci-archive.js';
 
@@ -67,6 +67,8 @@ export interface OpenImageSourceOptions {
   env?: NodeJS.ProcessEnv;
   logger?: Logger;
   maxConnections?: number;
+  retry?: RetryOptions;
+  timeouts?: TimeoutOptions;
   signal?: AbortSignal;
 }
 
@@ -107,5 +109,7 @@ export function createRegistryClient(registry: string, options: OpenImageSourceO
     env,
     logger: options.logger ?? noopLogger,
     ...(options.maxConnections !== undefined && { maxConnections: options.maxConnections }),
+    ...(options.retry && { retry: options.retry }),
+    ...(options.timeouts && { timeouts: options.timeouts }),
   });
 }

@@ -11,12 +11,26 @@ export type FaultAction =
   /** Forward, send `afterBytes` of the body as a clean chunked response that simply ends early. */
   | { kind: 'truncate'; afterBytes: number }
   /** Forward, flipping one byte of the response body at `atByte` (default: the middle). */
-  | { kind: 'corrupt'; atByte?: number };
+  | { kind: 'corrupt'; atByte?: number }
+  /**
+   * A registry that stops answering. Without `afterBytes`: the request is read but never
+   * answered (no status line). With it: forward, send the headers and `afterBytes` of the
+   * body, then nothing more while the connection stays open.
+   */
+  | { kind: 'stall'; afterBytes?: number }
+  /** Forward, but stop reading the request body after `afterBytes` (a registry that stops taking an upload). */
+  | { kind: 'stall-upload'; afterBytes: number }
+  /** Forward, and reset the connection once `afterBytes` (> 0) of the request body have arrived (an upload cut off). */
+  | { kind: 'reset-upload'; afterBytes: number }
+  /** Forward, let the registry act on the request, then reset the connection instead of answering (a lost reply). */
+  | { kind: 'drop-reply' };
 
 export interface FaultRule {
   method?: string;
   /** Matched against the request path (with query). */
   path?: RegExp;
+  /** Only requests that declare a non-empty body with Content-Length (e.g. a monolithic blob PUT, not a commit). */
+  withBody?: boolean;
   action: FaultAction;
   /** How many matching requests to affect (default 1; Infinity for all). */
   times?: number;
@@ -50,7 +64,8 @@ export interface FaultProxy {
 
 /**
  * An HTTP proxy on 127.0.0.1 (port 0) in front of `upstream` (a registry URL) that injects
- * faults: statuses, connection resets mid-body, truncated bodies and corrupted bytes. The Host
+ * faults: statuses, connection resets mid-body, truncated bodies, corrupted bytes, and registries
+ * that stop answering or stop reading an upload. The Host
  * header is passed through so the registry's Location URLs keep pointing at the proxy.
  */
 export async function startFaultProxy(upstream: string, rules: FaultRule[] = []): Promise<FaultProxy> {
@@ -66,6 +81,7 @@ export async function startFaultProxy(upstream: string, rules: FaultRule[] = [])
       if (r.left <= 0) continue;
       if (r.method && r.method !== req.method) continue;
       if (r.path && !r.path.test(req.url ?? '')) continue;
+      if (r.withBody && !(Number(req.headers['content-length'] ?? 0) > 0)) continue;
       r.left--;
       injected++;
       return r.action;
@@ -79,6 +95,10 @@ export async function startFaultProxy(upstream: string, rules: FaultRule[] = [])
     if (action) record.fault = action.kind;
     if (typeof req.headers.range === 'string') record.range = req.headers.range;
     res.on('close', () => requests.push(record));
+    if (action?.kind === 'stall' && action.afterBytes === undefined) {
+      req.resume(); // read, never answered: the client's timeout ends it
+      return;
+    }
     if (action?.kind === 'status') {
       req.resume();
       record.status = action.status;
@@ -91,8 +111,13 @@ export async function startFaultProxy(upstream: string, rules: FaultRule[] = [])
       { host: target.hostname, port: target.port, method: req.method, path: req.url, headers: req.headers, agent },
       (upRes) => {
         record.status = upRes.statusCode ?? 0;
+        if (action?.kind === 'drop-reply') {
+          upRes.resume();
+          (res.socket as Socket | null)?.resetAndDestroy();
+          return;
+        }
         const headers = { ...upRes.headers };
-        const body = action && action.kind !== 'corrupt' && req.method !== 'HEAD';
+        const body = action && (action.kind === 'reset' || action.kind === 'truncate' || action.kind === 'stall') && req.method !== 'HEAD';
         if (body && action.kind === 'truncate') {
           delete headers['content-length'];
           headers['transfer-encoding'] = 'chunked';
@@ -108,15 +133,17 @@ export async function startFaultProxy(upstream: string, rules: FaultRule[] = [])
               out = Buffer.from(chunk);
               out[at - sent] = out[at - sent]! ^ 0xff;
             }
-          } else if (body && (action.kind === 'reset' || action.kind === 'truncate') && sent + chunk.length > action.afterBytes) {
-            out = chunk.subarray(0, Math.max(0, action.afterBytes - sent));
+          } else if (body && (action.kind === 'reset' || action.kind === 'truncate' || action.kind === 'stall') && sent + chunk.length > action.afterBytes!) {
+            out = chunk.subarray(0, Math.max(0, action.afterBytes! - sent));
             sent += out.length;
             record.responseBytes = sent;
             upRes.destroy();
             if (action.kind === 'reset') {
               res.write(out, () => (res.socket as Socket | null)?.resetAndDestroy());
-            } else {
+            } else if (action.kind === 'truncate') {
               res.end(out);
+            } else {
+              res.write(out); // and then silence, the connection left open
             }
             return;
           }
@@ -137,8 +164,21 @@ export async function startFaultProxy(upstream: string, rules: FaultRule[] = [])
       if (!res.headersSent) res.writeHead(502).end();
       else res.destroy();
     });
-    req.on('data', (chunk: Buffer) => (record.requestBytes += chunk.length));
     req.pipe(up);
+    let uploadStalled = false;
+    req.on('data', (chunk: Buffer) => {
+      record.requestBytes += chunk.length;
+      if (action?.kind === 'stall-upload' && !uploadStalled && record.requestBytes >= action.afterBytes) {
+        uploadStalled = true;
+        req.unpipe(up);
+        req.pause(); // the socket is no longer read: the client's writes back up
+      } else if (action?.kind === 'reset-upload' && !uploadStalled && record.requestBytes >= action.afterBytes) {
+        uploadStalled = true;
+        req.unpipe(up);
+        up.destroy();
+        req.socket.resetAndDestroy();
+      }
+    });
     res.on('close', () => {
       if (!res.writableFinished) up.destroy();
     });
