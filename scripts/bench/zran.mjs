@@ -8,7 +8,7 @@
 //
 // Env: BENCH_ZRAN_RUNS (default 3), NYDUSIFY_TS_BIN.
 import { readFileSync, rmSync, statSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { RegistryClient } from '@nydus-ts/registry';
 import { startRegistry } from '@nydus-ts/registry/testing';
@@ -25,6 +25,7 @@ const script = (name) => join(repoRoot, 'scripts/bench', name);
 const json = (cmd) => JSON.parse(sh(cmd).trim().split('\n').pop());
 
 async function main() {
+  const loadStart = loadavg()[0];
   const minbase = ensureMinbase();
   const node = ensureNodeLayer();
   const layers = [{ tar: minbase.tar, tgz: minbase.tgz }, node];
@@ -67,7 +68,9 @@ async function main() {
     await registry.stop();
   }
 
+  const loadEnd = loadavg()[0];
   const med = (xs, k) => median(xs.map((x) => x[k]));
+  const gzCpu = med(rows.gunzip, 'cpuSeconds');
   const gz = med(rows.gunzip, 'seconds');
   const zr = med(rows.zran, 'seconds');
   const nat = med(rows.native, 'seconds');
@@ -108,6 +111,8 @@ async function main() {
     line('nydusify-ts convert --oci-ref', rows.zran, `originals mounted (same registry); pushes ${(artifact / MB).toFixed(2)} MB`),
     line('nydusify-ts convert (native, zstd + blake3)', rows.native, `pushes ${(nativeOut / MB).toFixed(1)} MB`),
     line('baseline: Node gunzip of the same layers', rows.gunzip, 'both layers in parallel, output discarded'),
+    '',
+    `Machine load (1-minute load average, other work on the same cores) ${loadStart.toFixed(1)} at the start and ${loadEnd.toFixed(1)} at the end: wall times include waiting for the CPU, CPU times do not. In CPU time the zran conversion took ${(med(rows.zran, 'cpuSeconds') / gzCpu).toFixed(2)}× the gunzip baseline and ${(med(rows.zran, 'cpuSeconds') / med(rows.native, 'cpuSeconds')).toFixed(2)}× the native conversion.`,
     '',
     `Targets: zran conversion ≤ 1.3× gunzip: **${(zr / gz).toFixed(2)}×** (${zr / gz <= 1.3 ? 'met' : 'not met'}); ≤ 0.5× the native conversion: **${(zr / nat).toFixed(2)}×** (${zr / nat <= 0.5 ? 'met' : 'not met'}); artifact ≤ 5% of the source: **${((100 * artifact) / srcBytes).toFixed(2)}%** (${(artifact / MB).toFixed(2)} MB of ${(srcBytes / MB).toFixed(1)} MB; ${zranReport.manifests[0].layers.map((l) => `${l.ref.kind} layer with ${l.ref.contexts} contexts`).join(', ')}).`,
     '',

@@ -20,6 +20,7 @@ import { startRegistry, type TestRegistry } from '@nydus-ts/registry/testing';
 import { diffTrees, snapshotTree, type TreeSnapshot } from '@nydus-ts/testing';
 import { fetchBootstrap, nydusify, registryConfig } from './support/images.js';
 import { DaemonScope, runNydusdToExit } from './support/nydusd-process.js';
+import { ensureMinbase, minbaseImage } from '../../converter/test/support/images.js';
 
 const run = promisify(execFile);
 const fixtures = fileURLToPath(new URL('../../../testdata/nydus-upstream/', import.meta.url));
@@ -111,6 +112,20 @@ describe('nydusd-ts serves targz-ref (zran) images', () => {
       }
     }, 600_000);
   }
+
+  it('Debian minbase as an oci-ref image: the served tree equals the source rootfs attribute by attribute', async () => {
+    const c = new RegistryClient({ registry: registry.host, insecure: true, env: {} });
+    try {
+      await minbaseImage(c, { repository: 'src/minbase', tag: 'v1' });
+    } finally {
+      await c.close();
+    }
+    await nydusify(['convert', '--oci-ref', '--source', `${registry.host}/src/minbase:v1`, '--target', `${registry.host}/zran/minbase:v1`, '--source-insecure', '--target-insecure']);
+    const [source, s] = await Promise.all([snapshotTree(ensureMinbase().dir), serve(registry.host, 'zran/minbase', 'fuse', 'minbase-fuse')]);
+    expect(source.nodes.size).toBeGreaterThan(5000);
+    expect(diffTrees(source, s.tree, { ignorePath: (p) => p === '' })).toEqual([]);
+    expect(await s.stop()).toBe(0);
+  }, 900_000);
 
   it('a copy to a second registry mounts from there', async () => {
     await nydusify(['copy', '--source', `${registry.host}/zran/bgzip:v1`, '--target', `${registry2.host}/copied/bgzip:v1`, '--source-insecure', '--target-insecure']);
