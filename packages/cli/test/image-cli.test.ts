@@ -79,7 +79,18 @@ describe('nydusify-ts image', () => {
 
     const checked = await run('image', 'check', boot, '--blob-dir', blobs);
     expect(checked.code).toBe(0);
+    expect(checked.stdout).toContain(`blob ${summary.blob.id}: sha256 of the file is its id, ToC sections image.blob, blob.meta, blob.meta.header, blob.digest verified, `);
     expect(checked.stdout).toMatch(/verified \d+ chunks/);
+    // A flipped byte in the blob's ToC: the check fails (exit 1, DATA_LOSS) and names the blob.
+    const blobFile = path.join(blobs, summary.blob.id);
+    const original = await readFile(blobFile);
+    const flipped = Buffer.from(original);
+    flipped[flipped.length - 512 - 100] ^= 0x40;
+    await writeFile(blobFile, flipped);
+    const failed = await run('image', 'check', boot, '--blob-dir', blobs);
+    expect(failed.code).not.toBe(0);
+    expect(failed.stderr).toContain(summary.blob.id);
+    await writeFile(blobFile, original);
 
     const tar = path.join(work, 'ok/out.tar');
     expect((await run('image', 'unpack', '--bootstrap', boot, '--blob-dir', blobs, '--output', tar)).code).toBe(0);

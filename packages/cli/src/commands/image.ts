@@ -185,7 +185,7 @@ export const registerImageCommands: CommandRegistrar = (program: Command, io: Cl
 
   image
     .command('check')
-    .description('Validate a bootstrap, and with --blob-dir every chunk digest')
+    .description('Validate a bootstrap, and with --blob-dir every blob whole: its sha256, ToC sections and every chunk digest')
     .argument('<bootstrap>', 'bootstrap file')
     .option('-D, --blob-dir <dir>', 'directory holding the blobs, named by id')
     .option('-J, --output-json <file>', 'write a JSON summary here')
@@ -193,7 +193,15 @@ export const registerImageCommands: CommandRegistrar = (program: Command, io: Cl
       await checkOutputJson(o.outputJson);
       const r = await checkImage({ bootstrap, ...(o.blobDir && { blobDir: o.blobDir }), ...(io.signal && { signal: io.signal }) });
       writeLine(io.stdout, `bootstrap ${bootstrap}: valid RAFS v6, ${r.inodes} inodes, ${r.compressor}/${r.digester}, ${r.blobs.length} blob(s)`);
-      if (o.blobDir) writeLine(io.stdout, `verified ${r.chunksVerified} chunks (${mib(r.bytesVerified)}) in ${r.blobs.length} blob(s)`);
+      if (o.blobDir) {
+        for (const b of r.blobs) {
+          const id = b.idIsSha256 ? 'sha256 of the file is its id' : `sha256 of the file is ${b.sha256}, not its id (named so by another tool?)`;
+          const toc = b.tocSections && b.tocSections.length > 0 ? `, ToC sections ${b.tocSections.join(', ')} verified` : ', no ToC';
+          const chunks = b.chunksVerified !== undefined ? `, ${b.chunksVerified} chunks against its digest array` : '';
+          writeLine(io.stdout, `blob ${b.id}: ${id}${toc}${chunks}`);
+        }
+        writeLine(io.stdout, `verified ${r.chunksVerified} chunks (${mib(r.bytesVerified)}) in ${r.blobs.length} blob(s)`);
+      }
       await emitJson(o.outputJson, r);
     });
 

@@ -153,7 +153,7 @@ export async function walkBlobTail(source: ByteSource, options: { signal?: Abort
 
 /**
  * Returns the uncompressed bytes of the ToC section `name` with its sha256 verified. Sections
- * are stored raw or zstd-compressed. For `image.blob` (raw chunk data, whose ToC digest covers
+ * are stored raw, zstd- or (the CI array of lz4_block blobs) lz4_block-compressed. For `image.blob` (raw chunk data, whose ToC digest covers
  * the data plus its tar header) the chunk data itself is returned.
  */
 export async function extractBlobSection(
@@ -192,8 +192,12 @@ export async function extractBlobSection(
     case TocFlags.ZSTD:
       data = decompressChunk('zstd', raw, entry.uncompressedSize, what);
       break;
+    case TocFlags.LZ4_BLOCK:
+      // The CI array of an lz4_block blob is compressed with the blob's compressor.
+      data = decompressChunk('lz4_block', raw, entry.uncompressedSize, what);
+      break;
     default:
-      throw new UnsupportedError(`${what}: compression flags 0x${entry.flags.toString(16)} (only none and zstd sections can be extracted)`);
+      throw new UnsupportedError(`${what}: compression flags 0x${entry.flags.toString(16)} (only none, zstd and lz4_block sections can be extracted)`);
   }
   verify(what, entry.digest, data);
   return data;

@@ -38,4 +38,5 @@ export {
   type BlobTailSection,
 } from './blob-toc.js';
 export { RafsFileReader, type BlobBackend, type RafsFileReaderOptions } from './file-reader.js';
+export { verifyBlob, type BlobVerification, type VerifyBlobOptions } from './blob-verify.js';
 export { attachRefBlobMetas, fetchRefBlobMeta, isSeparateBlob } from './ref-blob-meta.js';
