@@ -52,6 +52,8 @@ class ResumableBody extends Readable {
   #body: Readable | undefined;
   #skip = 0;
   #url = '';
+  /** Offset when the current body was opened: a body that breaks after passing it made progress. */
+  #openedAt = 0;
   #opening = false;
   #finished = false;
 
@@ -96,6 +98,7 @@ class ResumableBody extends Readable {
       }
       this.#skip = opened.skip;
       this.#url = opened.url ?? this.#url;
+      this.#openedAt = this.#offset;
       this.#attach(opened.body);
     } catch (err) {
       await this.#failed(err);
@@ -123,7 +126,7 @@ class ResumableBody extends Readable {
       else if (isNydusError(err)) e = err;
       // A reset, a stall (idle timeout) or a close mid-body, described, not passed on raw.
       else e = new RegistryConnectionError('GET', this.#url, err, { what: this.#o.what, during: `after ${got}` });
-      void this.#failed(e);
+      void this.#failed(e, this.#offset > this.#openedAt);
     };
     const onData = (raw: Buffer): void => {
       let chunk = raw;
@@ -144,7 +147,6 @@ class ResumableBody extends Readable {
       }
       this.#hash?.update(chunk);
       this.#offset += chunk.length;
-      this.#budget.progress(this.#offset);
       if (this.#hash) {
         // Hold the newest chunk back until the digest is known to match.
         const prev = this.#held;
@@ -160,7 +162,8 @@ class ResumableBody extends Readable {
     body.once('close', () => done(body.readableEnded ? undefined : Object.assign(new Error('connection closed mid-body'), { code: 'UND_ERR_CLOSED' })));
   }
 
-  async #failed(err: unknown): Promise<void> {
+  /** `progressed`: a body that broke after bringing new bytes (a new row of failures starts). */
+  async #failed(err: unknown, progressed = false): Promise<void> {
     if (this.destroyed) return;
     if (this.#o.signal?.aborted) {
       this.destroy(new CancelledError('operation cancelled', { cause: this.#o.signal.reason }));
@@ -168,7 +171,9 @@ class ResumableBody extends Readable {
     }
     let delay: number;
     try {
-      delay = this.#budget.fail(err);
+      // A body that broke after bringing new bytes starts a new row of failures (a long
+      // transfer over a flaky link keeps going); one that failed at once counts on.
+      delay = this.#budget.fail(err, { progressed });
     } catch (final) {
       this.destroy(final as Error);
       return;

@@ -5,9 +5,9 @@ import { RegistryConnectionError, RegistryProtocolError, RegistryResponseError }
 /** How failed registry requests are retried. */
 export interface RetryOptions {
   /**
-   * Tries in a row without progress, the first included (default 5), for one request or, when
-   * it shares a {@link RetryBudget}, for everything one blob transfer does (its GETs, resumes
-   * and uploads together).
+   * Tries in a row, the first included (default 5), for one request or, when it shares a
+   * {@link RetryBudget}, for everything one blob transfer does (its GETs, resumes and uploads
+   * together; a body that broke after new bytes starts a new row). 1: no retry at all.
    */
   attempts?: number;
   /** First backoff delay in ms (default 200); doubles each try, with jitter. */
@@ -123,14 +123,15 @@ export class RetryExhaustedError extends NydusError {
 /**
  * The tries one operation may spend, shared by everything it does: for a blob transfer, every
  * request, every `Range` resume and every fresh start draw from the same budget, so retries never
- * multiply. At most `attempts` failures in a row that bring no byte past the furthest point
- * reached (see {@link progress}); a long transfer that keeps moving is never cut short.
+ * multiply. At most `attempts` failures in a row; a body that broke after bringing new bytes
+ * starts the count afresh (see {@link fail}), so a long transfer that keeps moving is never cut
+ * short, while fresh starts (which re-read what was read before) always count.
  */
 export class RetryBudget {
   readonly options: ResolvedRetryOptions;
   #inRow = 0;
   #failures = 0;
-  #reached = 0;
+  readonly #givenUp = new WeakSet<object>();
 
   constructor(options: RetryOptions | ResolvedRetryOptions = {}) {
     this.options = resolveRetryOptions(options);
@@ -141,24 +142,26 @@ export class RetryBudget {
     return this.#failures;
   }
 
-  /** Records that the transfer has reached byte `offset`; beyond the furthest so far, the count of failures in a row restarts. */
-  progress(offset: number): void {
-    if (offset > this.#reached) {
-      this.#reached = offset;
-      this.#inRow = 0;
-    }
-  }
-
   /**
    * Records a failed try: the delay in ms before the next one, or throws what to give up with
    * (the error itself when it is not worth retrying, a {@link RetryExhaustedError} when the
-   * budget is spent).
+   * budget is spent after more than one try, the error itself when one try was all it allowed).
+   * `progressed`: the try brought new bytes before it failed (a body resumed from further on),
+   * so it is the first failure of a new row.
    */
-  fail(err: unknown, retryable: (err: unknown) => boolean = isRetryableError): number {
-    if (!retryable(err)) throw err;
+  fail(err: unknown, options: { retryable?: (err: unknown) => boolean; progressed?: boolean } = {}): number {
+    // Given up on already (the same error passed on by an inner step): the same answer.
+    if (typeof err === 'object' && err !== null && this.#givenUp.has(err)) throw err;
+    if (!(options.retryable ?? isRetryableError)(err)) throw err;
     this.#failures++;
-    this.#inRow++;
-    if (this.#inRow >= this.options.attempts) throw new RetryExhaustedError(err, this.#failures);
+    this.#inRow = options.progressed ? 1 : this.#inRow + 1;
+    if (this.#inRow >= this.options.attempts) {
+      // With a single try allowed nothing was retried: the error goes on as it is, and a
+      // caller with a retry loop of its own may still retry it.
+      const final = this.#failures > 1 ? new RetryExhaustedError(err, this.#failures) : err;
+      if (typeof final === 'object' && final !== null) this.#givenUp.add(final);
+      throw final;
+    }
     return backoffDelay(this.options, this.#inRow, err instanceof RegistryResponseError ? err.retryAfterSeconds : undefined);
   }
 }
@@ -179,7 +182,7 @@ export async function withRetry<T>(
       return await fn(attempt);
     } catch (err) {
       if (hooks.signal?.aborted) throw new CancelledError('operation cancelled', { cause: hooks.signal.reason });
-      const delay = budget.fail(err, hooks.retryable);
+      const delay = budget.fail(err, hooks.retryable ? { retryable: hooks.retryable } : {});
       hooks.onRetry?.(err, attempt, delay);
       await sleepWithSignal(delay, hooks.signal);
     }

@@ -24,7 +24,7 @@ export interface ConvertLayerOptions {
   entries: AsyncIterable<LayerEntry> | ((attempt: LayerAttempt) => AsyncIterable<LayerEntry>);
   /**
    * One budget per layer for everything above (default: the client's retry options): at most
-   * `attempts` failures in a row that bring no new source byte.
+   * `attempts` failures in a row (a source body that broke after new bytes starts a new row).
    */
   retry?: RetryOptions;
   /** Called before the layer is converted again, with the failure and the try that failed. */
