@@ -135,6 +135,23 @@ describe('convertImage over faulty networks', () => {
     }
   });
 
+  it('check: a target that stalls (no response, then a body stopping mid-way) is retried and resumed after the idle timeout', async () => {
+    srcProxy.setRules([]);
+    dstProxy.setRules([]);
+    const r = await convert('net/check-stall');
+    const manifest = JSON.parse((await dstClient.getManifest('net/check-stall', r.targetDigest)).bytes.toString()) as { layers: Array<{ digest: string }> };
+    const boot = manifest.layers[manifest.layers.length - 1]!.digest;
+    dstProxy.setRules([
+      { method: 'GET', path: /\/manifests\//, action: { kind: 'stall' } },
+      { method: 'GET', path: new RegExp(`/blobs/${boot}`), action: { kind: 'stall', afterBytes: 1000 } },
+    ]);
+    dstProxy.requests.length = 0;
+    const report = await checkConvertedImage({ source: img.reference, target: `${dstProxy.host}/net/check-stall:nydus`, sourceInsecure: true, targetInsecure: true, timeouts: { connectMs: 2000, idleMs: 500 }, retry: fast, env: {} });
+    expect(report.differences).toEqual([]);
+    expect(dstProxy.injected).toBe(2);
+    expect(dstProxy.requests.some((q) => q.path.includes(boot) && q.range !== undefined)).toBe(true);
+  });
+
   it('a genuinely corrupt gzip layer still fails at once as bad input (INVALID_FORMAT), read to its end once', async () => {
     srcProxy.setRules([]);
     const good = gzipSync(Buffer.concat([fileMember('a.txt', 'x'.repeat(200_000)), END]));
