@@ -403,8 +403,12 @@ export class NydusSnapshotter implements Snapshotter {
           return [];
         }
       }
-      const digest = isNydusDataLayer(rec.labels) ? layerDigestOf(rec.labels) : undefined;
-      if (digest?.startsWith('sha256:')) referenced.add(digest.slice('sha256:'.length));
+      if (isNydusDataLayer(rec.labels)) {
+        // A zran layer's blob is the original OCI layer (nydus-ref); a native one is its own digest.
+        for (const digest of [layerDigestOf(rec.labels), rec.labels[SnapshotLabel.NydusRef]]) {
+          if (digest?.startsWith('sha256:')) referenced.add(digest.slice('sha256:'.length));
+        }
+      }
     }
     const removed: string[] = [];
     for (const name of await readdir(this.cacheDir).catch(() => [] as string[])) {
