@@ -70,12 +70,13 @@ async function runCredentialHelper(helper: string, registry: string): Promise<Cr
 }
 
 /**
- * Credentials from docker's config file: `auths` (base64 `auth`, `username`/`password`,
- * `identitytoken`), then `credHelpers`/`credsStore`. A missing file means anonymous.
+ * Credentials from docker's config file (`file`, default {@link dockerConfigPath}): `auths`
+ * (base64 `auth`, `username`/`password`, `identitytoken`), then `credHelpers`/`credsStore`. A
+ * missing file means anonymous.
  */
-export function dockerConfigCredentials(env: NodeJS.ProcessEnv = process.env): CredentialsProvider {
+export function dockerConfigCredentials(env: NodeJS.ProcessEnv = process.env, file?: string): CredentialsProvider {
   let loaded: Promise<DockerConfigFile | undefined> | undefined;
-  const path = dockerConfigPath(env);
+  const path = file ?? dockerConfigPath(env);
   const load = (): Promise<DockerConfigFile | undefined> =>
     (loaded ??= readFile(path, 'utf8').then(
       (text) => {

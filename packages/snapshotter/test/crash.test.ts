@@ -12,7 +12,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { NydusSnapshotter } from '@nydus-ts/snapshotter';
 import { MetaStore } from '../src/metastore.js';
-import { bundleTestEntry } from './support/child-bundle.js';
+import { bundleTestEntry } from '@nydus-ts/snapshotter/testing';
 
 let work: string;
 let worker: string;

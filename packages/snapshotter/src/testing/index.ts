@@ -7,3 +7,4 @@ export { startContainerd, waitForSnapshotter } from './containerd.js';
 export type { StartContainerdOptions, TestContainerd } from './containerd.js';
 export { buildLayer, describeLayer, pushImage, makeBusyboxRootfs, pseudoRandomBytes } from './images.js';
 export type { LayerFile, ImageConfigOptions, PushImageOptions, PushedImage } from './images.js';
+export { bundleTestEntry } from './bundle-entry.js';

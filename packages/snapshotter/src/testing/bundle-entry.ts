@@ -2,14 +2,18 @@
  * Bundles a TypeScript test entry (and the workspace sources it imports) into one ES module a
  * child process can run, so tests that must kill -9 a process run today's sources, not a stale
  * build. Written under node_modules/.cache so its external imports (native addons) resolve.
+ * Needs esbuild (a dev dependency).
  */
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
-import { build } from 'esbuild';
+import { fileURLToPath } from 'node:url';
 
-const repoRoot = path.resolve(import.meta.dirname, '../../../..');
+/** The repository root (this file is packages/snapshotter/{src,dist}/testing/). */
+const repoRoot = fileURLToPath(new URL('../../../../', import.meta.url));
 
+/** `entry`: absolute path of a TypeScript file of this repository. Returns the bundle's path. */
 export async function bundleTestEntry(entry: string): Promise<string> {
+  const { build } = await import('esbuild');
   const outdir = path.join(repoRoot, 'node_modules/.cache/nydus-ts-tests');
   await mkdir(outdir, { recursive: true });
   const outfile = path.join(outdir, `${path.basename(entry, '.ts')}-${process.pid}.mjs`);
