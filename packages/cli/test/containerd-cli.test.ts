@@ -53,6 +53,7 @@ describe('nydusd-ts snapshotter: bad input', () => {
     ['unknown config key', [], { root: 'r', daemon: { nydusd_pth: 'x' } }, /unknown key daemon\.nydusd_pth/],
     ['bad daemon mode', ['--daemon-mode', 'multiple'], undefined, /--daemon-mode: "multiple" is not one of shared, dedicated/],
     ['bad fs driver', ['--fs-driver', 'fscache'], undefined, /--fs-driver: "fscache" is not one of fusedev, erofs/],
+    ['erofs needs dedicated daemons', ['--fs-driver', 'erofs'], undefined, /--fs-driver erofs needs --daemon-mode dedicated/],
     ['bad threads', ['--threads', '0'], undefined, /--threads: expected a positive integer/],
     ['missing credentials file', ['--credentials', 'nope.json'], undefined, /--credentials .*nope\.json/],
     ['wrong type in config', [], { root: 5 }, /root must be a non-empty string/],

@@ -260,9 +260,11 @@ export class DaemonManager {
         }
       } else if (daemon) {
         await this.#serialize(`daemon:${daemon.id}`, () => this.#kill(daemon));
-        this.#o.store.deleteDaemon(daemon.id);
       }
-      this.#o.store.deleteInstance(snapshotId);
+      this.#o.store.transaction(() => {
+        this.#o.store.deleteInstance(snapshotId);
+        if (daemon?.mode === 'dedicated') this.#o.store.deleteDaemon(daemon.id);
+      });
       await rm(inst.configFile, { force: true });
       this.#o.logger.info('image no longer served', { snapshot: snapshotId });
     });
@@ -306,10 +308,11 @@ export class DaemonManager {
   }
 
   /** The API client of the daemon serving an image (metrics), if any. */
-  clientFor(snapshotId: number): { client: NydusdClient; instanceId: string } | undefined {
+  clientFor(snapshotId: number): { client: NydusdClient; instanceId: string | undefined } | undefined {
     const inst = this.#o.store.instance(snapshotId);
     const daemon = inst && this.#o.store.daemon(inst.daemonId);
     if (!inst || !daemon) return undefined;
-    return { client: new NydusdClient(daemon.apiSocket), instanceId: daemon.mode === 'shared' ? `/${snapshotId}` : daemon.id };
+    // A dedicated daemon serves one image (no id needed); a shared one names it by its mountpoint.
+    return { client: new NydusdClient(daemon.apiSocket), instanceId: daemon.mode === 'shared' ? `/${snapshotId}` : undefined };
   }
 }

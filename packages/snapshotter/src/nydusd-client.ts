@@ -89,11 +89,11 @@ export class NydusdClient {
 
   /** Adds an image at `/<id>` of a shared daemon (appears at `<mountpoint>/<id>`). */
   async mount(mountpoint: string, request: NydusdMountRequest): Promise<void> {
-    await this.#call('POST', `/api/v1/mount?mountpoint=${encodeURIComponent(mountpoint)}`, request);
+    await this.#call('POST', `/api/v1/mount?mountpoint=${encodeURIComponent(mountpoint).replace(/%2F/g, '/')}`, request);
   }
 
   async umount(mountpoint: string): Promise<void> {
-    await this.#call('DELETE', `/api/v1/mount?mountpoint=${encodeURIComponent(mountpoint)}`);
+    await this.#call('DELETE', `/api/v1/mount?mountpoint=${encodeURIComponent(mountpoint).replace(/%2F/g, '/')}`);
   }
 
   /** Backend counters (`read_count`, `read_errors`, `read_amount_total`). */

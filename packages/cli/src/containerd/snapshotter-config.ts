@@ -136,6 +136,9 @@ export async function resolveSnapshotterSettings(flags: SnapshotterFlags, cwd: s
   const fsDriver = parseChoice(flags.fsDriver ?? fromFile.fsDriver ?? 'fusedev', flags.fsDriver ? '--fs-driver' : 'daemon.fs_driver', FS_DRIVERS);
   const logLevel = parseChoice(flags.logLevel ?? fromFile.logLevel ?? 'info', flags.logLevel ? '--log-level' : 'log_level', LOG_LEVELS);
   const daemonLogLevel = parseChoice(fromFile.daemonLogLevel ?? logLevel, 'daemon.log_level', LOG_LEVELS);
+  if (fsDriver === 'erofs' && daemonMode !== 'dedicated') {
+    throw new InvalidArgumentError('--fs-driver erofs needs --daemon-mode dedicated (nydusd-ts serves erofs mode for one image per daemon)');
+  }
   const threads = flags.threads !== undefined ? parsePositiveInt(flags.threads, '--threads') : threadsNumber;
   const nydusdPath = flags.nydusdPath ? path.resolve(cwd, flags.nydusdPath) : fromFile.nydusdPath;
   const nydusdCommand = nydusdPath ? nydusdCommandFor(nydusdPath) : selfCommand;

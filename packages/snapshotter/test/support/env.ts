@@ -2,6 +2,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { createConsoleLogger } from '@nydus-ts/core';
 import { startRegistry } from '@nydus-ts/registry/testing';
 import type { TestRegistry } from '@nydus-ts/registry/testing';
 import { NydusSnapshotter, SnapshotsClient, serveSnapshotter } from '@nydus-ts/snapshotter';
@@ -19,10 +20,14 @@ export interface TestEnv {
   server: SnapshotsServer;
   /** Talks to our snapshotter directly (backend keys). */
   direct: SnapshotsClient;
+  /** Closes the snapshotter and its server (daemons keep running) and opens it again on the same root and socket. */
+  reopen(): Promise<void>;
   stop(): Promise<void>;
 }
 
 export async function startTestEnv(options: Omit<SnapshotterOptions, 'root'> = {}): Promise<TestEnv> {
+  // NYDUS_TS_TEST_LOG=debug shows the snapshotter's log while debugging a test.
+  if (process.env.NYDUS_TS_TEST_LOG) options = { logger: createConsoleLogger({ level: process.env.NYDUS_TS_TEST_LOG as 'debug' }), ...options };
   const work = await mkdtemp(path.join(tmpdir(), 'sn-env-'));
   const stops: Array<() => Promise<void>> = [() => rm(work, { recursive: true, force: true })];
   const stop = async (): Promise<void> => {
@@ -31,19 +36,29 @@ export async function startTestEnv(options: Omit<SnapshotterOptions, 'root'> = {
   try {
     const registry = await startRegistry();
     stops.push(() => registry.stop());
-    const snapshotter = await NydusSnapshotter.open({ root: path.join(work, 'snapshotter'), ...options });
+    const root = path.join(work, 'snapshotter');
+    const address = path.join(work, 'snapshotter.sock');
+    const env = { work, registry } as TestEnv;
+    env.snapshotter = await NydusSnapshotter.open({ root, ...options });
+    env.server = await serveSnapshotter({ address, snapshotter: env.snapshotter, ...(options.logger && { logger: options.logger }) });
     stops.push(async () => {
-      await snapshotter.stopDaemons();
-      await snapshotter.close();
+      await env.server.close();
+      await env.snapshotter.stopDaemons();
+      await env.snapshotter.close();
     });
-    const server = await serveSnapshotter({ address: path.join(work, 'snapshotter.sock'), snapshotter });
-    stops.push(() => server.close());
-    const direct = new SnapshotsClient({ address: server.address });
-    stops.push(() => direct.close());
-    const containerd = await startContainerd({ dir: path.join(work, 'containerd'), proxyPlugins: { [SNAPSHOTTER]: server.address } });
-    stops.push(() => containerd.stop());
-    await waitForSnapshotter(containerd, SNAPSHOTTER);
-    return { work, registry, containerd, snapshotter, server, direct, stop };
+    env.direct = new SnapshotsClient({ address });
+    stops.push(() => env.direct.close());
+    env.containerd = await startContainerd({ dir: path.join(work, 'containerd'), proxyPlugins: { [SNAPSHOTTER]: address } });
+    stops.push(() => env.containerd.stop());
+    await waitForSnapshotter(env.containerd, SNAPSHOTTER);
+    env.reopen = async () => {
+      await env.server.close();
+      await env.snapshotter.close();
+      env.snapshotter = await NydusSnapshotter.open({ root, ...options });
+      env.server = await serveSnapshotter({ address, snapshotter: env.snapshotter, ...(options.logger && { logger: options.logger }) });
+    };
+    env.stop = stop;
+    return env;
   } catch (err) {
     await stop();
     throw err;
