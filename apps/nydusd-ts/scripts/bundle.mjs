@@ -23,7 +23,8 @@ const result = await build({
   sourcemap: true,
   metafile: true,
   logLevel: 'warning',
-  external: ['@nydus-ts/native', 'zstd-napi', '@napi-rs/blake-hash', 'fs-xattr', 'fuse-native'],
+  // (the snapshotter's SQLite addon, and gRPC with the .proto files it loads at run time, too)
+  external: ['@nydus-ts/native', 'zstd-napi', '@napi-rs/blake-hash', 'fs-xattr', 'fuse-native', 'better-sqlite3', '@grpc/grpc-js', '@grpc/proto-loader'],
   // CommonJS dependencies (commander) call require() for Node built-ins.
   banner: { js: "import { createRequire as __nydusCreateRequire } from 'node:module';\nconst require = __nydusCreateRequire(import.meta.url);" },
 });

@@ -8,6 +8,12 @@ for (const stream of [process.stdout, process.stderr]) {
   });
 }
 
+// `nydusd-ts snapshotter|pull`: the containerd integration, on its own entry.
+if (process.argv[2] === 'snapshotter' || process.argv[2] === 'pull') {
+  const containerd = await import('@nydus-ts/cli/containerd');
+  process.exit(await containerd.runNydusdContainerd(process.argv.slice(2), containerd.processIo(), containerd.processHooks()));
+}
+
 const code = await runNydusd(process.argv.slice(2), processIo(), {
   onSignal(handler) {
     const onSignal = (signal: NodeJS.Signals): void => handler(signal);

@@ -8,4 +8,3 @@ export type { StartContainerdOptions, TestContainerd } from './containerd.js';
 export { buildLayer, describeLayer, pushImage, makeBusyboxRootfs, pseudoRandomBytes } from './images.js';
 export type { LayerFile, ImageConfigOptions, PushImageOptions, PushedImage } from './images.js';
 export { bundleTestEntry } from './bundle-entry.js';
-export { nydusdTsCommand } from './nydusd-bin.js';
