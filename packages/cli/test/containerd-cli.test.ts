@@ -155,8 +155,9 @@ describe('nydusd-ts snapshotter as a process', () => {
     expect(io.out()).toMatch(/OCI image, 1 layers \(0 remote, 1 unpacked, 0 present\)/);
 
     await containerd.ctrOk(['run', '-d', '--snapshotter', NAME, image.ref, 'long-1', '/bin/sh', '-c', 'while true; do sleep 1; done']);
+    const killed = new Promise((r) => child!.once('exit', r));
     child!.kill('SIGKILL');
-    await new Promise((r) => child!.once('exit', r));
+    await killed;
     // the container runs on without the snapshotter
     expect(await containerd.ctrOk(['tasks', 'exec', '--exec-id', 'e1', 'long-1', 'cat', '/srv/hello.txt'])).toBe('hello from the image\n');
 
@@ -169,9 +170,9 @@ describe('nydusd-ts snapshotter as a process', () => {
     expect(await containerd.ctrOk(['tasks', 'exec', '--exec-id', 'e2', 'long-1', 'cat', '/srv/hello.txt'])).toBe('hello from the image\n');
 
     const c = child!;
+    const exited = new Promise<number | null>((r) => (c.exitCode !== null ? r(c.exitCode) : c.once('exit', (code) => r(code))));
     c.kill('SIGTERM');
-    await sleep(100);
-    const exitCode = await new Promise<number | null>((r) => c.once('exit', (code) => r(code)));
+    const exitCode = await exited;
     expect(exitCode).toBe(0);
     expect(childLog).toMatch(/snapshotter stopping/);
     expect(existsSync(sock())).toBe(false);
