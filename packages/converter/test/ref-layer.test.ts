@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdtemp, readFile, readlink, rm, lstat } from 'node:fs/promises';
+import { lstat, mkdir, mkdtemp, readFile, readlink, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -9,6 +9,7 @@ import { DigestMismatchError, isNydusError, type BlobBackend } from '@nydus-ts/c
 import { BlobFeatures, BootstrapReader, RafsFileReader, attachRefBlobMetas, bufferSource, mergeBootstraps, walkBlobTail } from '@nydus-ts/format';
 import { describe, expect, it } from 'vitest';
 import { RefLayerUnsupportedError, buildRefLayerFromStream } from '../src/layer/ref-layer.js';
+import { checkImage, unpackImage } from '../src/index.js';
 
 const run = promisify(execFile);
 const fixtures = new URL('../../../testdata/nydus-upstream/', import.meta.url);
@@ -173,6 +174,35 @@ describe('reference layers', () => {
     }
     expect(failed).toBeGreaterThan(0);
     expect(ok).toBeGreaterThan(failed);
+  });
+
+  it('image check and image unpack read a zran image from a blob dir holding the original and its meta blob', async () => {
+    const file = new URL('zran-two-streams.tar.gz', fixtures).pathname;
+    const original = await readFile(file);
+    const { digest, layer, meta, merged } = await convertLayer(original);
+    const dir = await mkdtemp(path.join(tmpdir(), 'zran-local-'));
+    try {
+      const blobs = path.join(dir, 'blobs');
+      await mkdir(blobs);
+      await writeFile(path.join(blobs, digest), original);
+      await writeFile(path.join(blobs, layer.metaBlob.id), meta);
+      const boot = path.join(dir, 'image.boot');
+      await writeFile(boot, merged.bootstrap);
+      const checked = await checkImage({ bootstrap: boot, blobDir: blobs });
+      expect(checked.chunksVerified).toBe(layer.chunkCount);
+      const out = path.join(dir, 'out.tar');
+      await unpackImage({ bootstrap: boot, blobDir: blobs, output: out });
+      const x = path.join(dir, 'x');
+      await mkdir(x);
+      await run('tar', ['-xf', out, '-C', x]);
+      const y = path.join(dir, 'y');
+      await mkdir(y);
+      await run('tar', ['-xzf', file, '-C', y]);
+      const diff = await run('diff', ['-r', x, y]).then(() => '', (e: { stdout?: string }) => e.stdout ?? 'differs');
+      expect(diff).toBe('');
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   it('a mutated or truncated meta blob is refused when attached', async () => {
