@@ -1,5 +1,7 @@
 import { DigestMismatchError, FormatError, NotFoundError } from '@nydus-ts/core';
-import { RafsFileReader, attachRefBlobMetas, verifyBlob, type ByteSource, type ChunkRef } from '@nydus-ts/format';
+import { RafsFileReader, attachRefBlobMetas, isSeparateBlob, verifyBlob, type ByteSource, type ChunkRef } from '@nydus-ts/format';
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { openBootstrapFile } from './inspect-image.js';
 import { LocalBlobBackend } from '@nydus-ts/backend';
@@ -85,6 +87,14 @@ export async function checkImage(options: CheckImageOptions): Promise<CheckImage
     const verifiedDigests = new Map<number, Uint8Array>();
     for (const [index, info] of reader.blobs.entries()) {
       const blob = result.blobs[index]!;
+      if (isSeparateBlob(info)) {
+        // A reference blob is the original layer (gzip or tar), not a Nydus blob: its bytes must
+        // have its id as sha256; its CI, ToC and digests are in the meta blob, verified above.
+        const sha256 = await sha256File(backend.pathOf(info.blobId));
+        if (sha256 !== info.blobId) throw new DigestMismatchError(`original layer ${info.blobId}`, info.blobId, sha256);
+        Object.assign(blob, { sha256, idIsSha256: true });
+        continue;
+      }
       const source: ByteSource = { size: blob.size!, read: (offset, length) => backend.readRange(info.blobId, offset, length) };
       const v = await verifyBlob(source, info, options.signal ? { signal: options.signal } : {});
       Object.assign(blob, { sha256: v.sha256, idIsSha256: v.idIsSha256, tocSections: v.tocSections }, v.chunksVerified !== undefined && { chunksVerified: v.chunksVerified });
@@ -108,6 +118,12 @@ export async function checkImage(options: CheckImageOptions): Promise<CheckImage
     await backend.close();
   }
   return result;
+}
+
+async function sha256File(path: string): Promise<string> {
+  const hash = createHash('sha256');
+  for await (const piece of createReadStream(path, { highWaterMark: 1 << 20 })) hash.update(piece as Buffer);
+  return hash.digest('hex');
 }
 
 /** A chunk-table entry of a blob verified whole: its digest and extent must be the blob's own. */
