@@ -149,7 +149,15 @@ export class Daemon {
     if (root) this.vfs.setRoot({ name: '', fs: root.fs!, metrics: root.metrics, readDeadlineMs: root.backend.maxReadMs + READ_DEADLINE_MARGIN_MS });
     if (root) this.instances.set('/', root);
     const timeout = root ? DEDICATED_TIMEOUT_S : SHARED_TIMEOUT_S;
-    this.session = new FuseSession(this.mountpoint, this.vfs.operations(), { attrTimeout: timeout, entryTimeout: timeout, negativeTimeout: timeout, fsname: fsName(this.options.id ?? (root ? root.bootstrap : 'shared')) });
+    // Shared mounts come, go and are replaced at the same paths: their page cache is dropped when
+    // a file is opened again (no kernel_cache), as their attributes live only 1 s.
+    this.session = new FuseSession(this.mountpoint, this.vfs.operations(), {
+      attrTimeout: timeout,
+      entryTimeout: timeout,
+      negativeTimeout: timeout,
+      kernelCache: root !== undefined,
+      fsname: fsName(this.options.id ?? (root ? root.bootstrap : 'shared')),
+    });
     await this.session.mount();
   }
 

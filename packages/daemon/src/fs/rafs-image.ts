@@ -75,8 +75,15 @@ export class RafsImage {
       bytes = bootstrap;
     }
     const logger = options.logger ?? noopLogger;
-    const reader = await BootstrapReader.open(bytes);
-    await checkWholeBootstrap(reader);
+    let reader: BootstrapReader;
+    try {
+      reader = await BootstrapReader.open(bytes);
+      await checkWholeBootstrap(reader);
+    } catch (err) {
+      // Name the file: a daemon serving several images says which one is bad.
+      if (path !== undefined && err instanceof FormatError) throw new FormatError(`bootstrap ${path}`, err.message, { cause: err, value: err.field });
+      throw err;
+    }
     const { tables, entryCi, entryBlob } = BlobChunkTable.fromBootstrap(reader);
     const metrics = new BlobcacheMetrics(options.id, options.workDir);
     const blobs: ImageBlob[] = [];
