@@ -224,7 +224,7 @@ export class Daemon {
       };
       const prefetchFs = fs ?? new RafsFilesystem(image);
       if (config.prefetch.enable || prefetchFiles.length > 0) instance.prefetcher = new Prefetcher(prefetchFs, { config: config.prefetch, files: prefetchFiles, logger });
-      logger.info('image loaded', { bootstrap, blobs: image.blobs.length, cachedChunks: image.cacheMetrics.entriesCount });
+      logger.info('image loaded', { bootstrap, blobs: image.blobs.length, cachedChunks: image.cacheMetrics.readyChunks() });
       return instance;
     } catch (err) {
       await backend.close().catch(() => undefined);

@@ -55,7 +55,7 @@ export function renderPrometheus(daemon: Daemon): string {
     e.metric('nydusd_backend_read_bytes_total', 'counter', 'Bytes received from the backend.', b.readAmountTotal, backend);
     e.metric('nydusd_backend_retries_total', 'counter', 'Backend reads retried.', b.retries, backend);
     const c = i.image.cacheMetrics;
-    e.metric('nydusd_cache_chunks_ready', 'gauge', 'Chunks ready in the cache.', c.entriesCount, mount);
+    e.metric('nydusd_cache_chunks_ready', 'gauge', 'Chunks ready in the cache.', c.readyChunks(), mount);
     e.metric('nydusd_cache_reads_total', 'counter', 'Reads through the chunk cache.', c.total, mount);
     e.metric('nydusd_cache_whole_hits_total', 'counter', 'Reads served wholly from cached chunks.', c.wholeHits, mount);
     e.metric('nydusd_cache_partial_hits_total', 'counter', 'Reads served partly from cached chunks.', c.partialHits, mount);

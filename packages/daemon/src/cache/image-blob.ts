@@ -138,8 +138,6 @@ export class ImageBlob {
               this.verify(d.ci, d.data);
               await file.writeChunk(d.ci, this.table.uncompressedOffset[d.ci]!, d.data);
               metrics.chunksFetched++;
-              metrics.entriesCount = file.readyChunks;
-              if (file.complete) metrics.dataAllReady = true;
               done(d.ci);
               s.resolve();
             } catch (err) {

@@ -25,8 +25,9 @@ export interface ChunkPlanOptions {
   /** Largest single fetch in bytes (adjacent chunks are merged up to it). */
   mergeLimit: number;
   /**
-   * Widen a fetch with the chunks that follow the wanted ones in the blob while it stays within
-   * this many bytes (0: fetch only what is wanted). Extras are cached like wanted chunks.
+   * Widen a fetch with the chunks that follow the wanted ones in the blob while the unit's
+   * chunks hold at most this many uncompressed bytes (nydusd's `amplify_io`, which counts user
+   * I/O bytes; 0: fetch only what is wanted). Extras are cached like wanted chunks.
    */
   amplifyTo: number;
   /** True for chunks already cached or being fetched: a plan never includes them as extras. */

@@ -22,6 +22,7 @@ export class NativeChunkSource implements ChunkSource {
       if (taken.has(first)) continue;
       const offset = t.compressedOffset[first]!;
       let end = offset + t.compressedSize[first]!;
+      let uncompressed = t.uncompressedSize[first]!;
       const chunks = [first];
       taken.add(first);
       for (let rank = t.compressedRank[first]! + 1; rank < order.length; rank++) {
@@ -30,10 +31,11 @@ export class NativeChunkSource implements ChunkSource {
         const nextEnd = end + t.compressedSize[next]!;
         const want = wantedSet.has(next) && !taken.has(next);
         if (nextEnd - offset > options.mergeLimit) break;
-        if (!want && (nextEnd - offset > options.amplifyTo || taken.has(next) || options.isSettled(next))) break;
+        if (!want && (uncompressed + t.uncompressedSize[next]! > options.amplifyTo || taken.has(next) || options.isSettled(next))) break;
         chunks.push(next);
         taken.add(next);
         end = nextEnd;
+        uncompressed += t.uncompressedSize[next]!;
       }
       units.push({ offset, length: end - offset, chunks });
     }

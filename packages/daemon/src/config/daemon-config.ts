@@ -109,8 +109,10 @@ export class ConfigError extends InvalidArgumentError {
 
 /** Largest `amplify_io` / `batch_size` nydusd accepts (256 MiB). */
 const MAX_BATCH_SIZE = 0x1000_0000;
-/** nydusd's default amplify size and prefetch batch. */
+/** Default prefetch batch (merged request) size. */
 const DEFAULT_BATCH_SIZE = 1 << 20;
+/** nydusd's default `amplify_io` (its code says 128 KiB; its docs say 1 MiB). */
+const DEFAULT_AMPLIFY_IO = 128 << 10;
 
 type Json = Record<string, unknown>;
 
@@ -277,7 +279,7 @@ function parseV1(root: Section, warnings: string[]): DaemonConfig {
     version: 1,
     backend,
     cache,
-    amplifyIo: root.int('amplify_io', DEFAULT_BATCH_SIZE, 0, MAX_BATCH_SIZE),
+    amplifyIo: root.int('amplify_io', DEFAULT_AMPLIFY_IO, 0, MAX_BATCH_SIZE),
     enableXattr: root.bool('enable_xattr', true),
     iostatsFiles: root.bool('iostats_files', false),
     accessPattern: root.bool('access_pattern', false),
@@ -336,7 +338,7 @@ function parseV2(root: Section, warnings: string[]): DaemonConfig {
   cacheConf?.finish();
 
   const rafs = root.section('rafs');
-  let amplifyIo = DEFAULT_BATCH_SIZE;
+  let amplifyIo = DEFAULT_AMPLIFY_IO;
   let enableXattr = true;
   let iostatsFiles = false;
   let accessPattern = false;
@@ -344,7 +346,7 @@ function parseV2(root: Section, warnings: string[]): DaemonConfig {
   let prefetch = cachePrefetch;
   if (rafs) {
     checkMode(rafs.string('mode'), rafs.key('mode'), warnings);
-    amplifyIo = rafs.int('batch_size', DEFAULT_BATCH_SIZE, 0, MAX_BATCH_SIZE);
+    amplifyIo = rafs.int('batch_size', DEFAULT_AMPLIFY_IO, 0, MAX_BATCH_SIZE);
     rafs.accept('validate', 'user_io_batch_size');
     enableXattr = rafs.bool('enable_xattr', true);
     iostatsFiles = rafs.bool('iostats_files', false);

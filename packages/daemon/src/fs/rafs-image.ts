@@ -105,7 +105,7 @@ export class RafsImage {
             metrics,
             logger: logger.child({ blob: table.blob.blobId }),
             mergeLimit: options.mergeLimit ?? DEFAULT_MERGE_LIMIT,
-            amplifyTo: Math.min(options.amplifyIo, options.mergeLimit ?? DEFAULT_MERGE_LIMIT),
+            amplifyTo: options.amplifyIo,
             prefetchMergeLimit: options.prefetchMergeLimit ?? DEFAULT_MERGE_LIMIT,
             ...(options.onDigestError && { onDigestError: options.onDigestError }),
           }),
@@ -115,8 +115,8 @@ export class RafsImage {
       for (const b of blobs) await options.cacheManager.release(b.file, options.workDir).catch(() => undefined);
       throw err;
     }
-    metrics.entriesCount = blobs.reduce((n, b) => n + b.file.readyChunks, 0);
-    metrics.dataAllReady = blobs.every((b) => b.file.complete);
+    metrics.readyChunks = () => blobs.reduce((n, b) => n + b.file.readyChunks, 0);
+    metrics.allReady = () => blobs.every((b) => b.file.complete);
     return new RafsImage(reader, blobs, entryCi, entryBlob, metrics, options, path);
   }
 

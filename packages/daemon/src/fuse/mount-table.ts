@@ -1,4 +1,4 @@
-import { readFile, stat } from 'node:fs/promises';
+import { readFile, statfs } from 'node:fs/promises';
 import path from 'node:path';
 import { NydusError, type Logger } from '@nydus-ts/core';
 import { lazyUnmount } from './fuse-binding.js';
@@ -45,7 +45,8 @@ export async function clearStaleMount(dir: string, logger: Logger): Promise<void
     const top = mounted[mounted.length - 1]!;
     let dead = false;
     try {
-      await stat(abs);
+      // statfs always reaches the filesystem (a stat may be answered from the kernel's cache).
+      await statfs(abs);
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
       dead = code === 'ENOTCONN' || code === 'ECONNABORTED';

@@ -197,8 +197,9 @@ export class BlobcacheMetrics {
   partialHits = 0;
   wholeHits = 0;
   total = 0;
-  /** Chunks in ready state. */
-  entriesCount = 0;
+  /** Chunks in ready state (of all the mount's blobs), and whether every chunk is. */
+  readyChunks: () => number = () => 0;
+  allReady: () => boolean = () => false;
   prefetchDataAmount = 0;
   prefetchRequestsCount = 0;
   prefetchWorkers = 0;
@@ -217,7 +218,6 @@ export class BlobcacheMetrics {
   fetchBytes = 0;
   /** Readers that found their chunk already being fetched and waited for it. */
   sharedFetches = 0;
-  dataAllReady = false;
 
   constructor(id: string, storePath: string) {
     this.id = id;
@@ -232,7 +232,7 @@ export class BlobcacheMetrics {
       partial_hits: this.partialHits,
       whole_hits: this.wholeHits,
       total: this.total,
-      entries_count: this.entriesCount,
+      entries_count: this.readyChunks(),
       prefetch_data_amount: this.prefetchDataAmount,
       prefetch_requests_count: this.prefetchRequestsCount,
       prefetch_workers: this.prefetchWorkers,
@@ -243,7 +243,7 @@ export class BlobcacheMetrics {
       prefetch_begin_time_secs: this.prefetchBeginTimeSecs,
       prefetch_end_time_secs: this.prefetchEndTimeSecs,
       buffered_backend_size: 0,
-      data_all_ready: this.dataAllReady,
+      data_all_ready: this.allReady(),
       digest_errors: this.digestErrors,
       chunks_fetched: this.chunksFetched,
       fetch_requests: this.fetchRequests,

@@ -35,6 +35,10 @@ export interface TestRegistry {
   pid: number;
   users: Record<string, string>;
   tokenServer?: TokenServer;
+  /** Stops the registry process, keeping its port and storage (clients then see refused connections). */
+  pause(): Promise<void>;
+  /** Starts the process again on the same port with the same storage (after `pause`). */
+  resume(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -134,21 +138,38 @@ export async function startRegistry(options: StartRegistryOptions = {}): Promise
         if (attempt < 2 && /address already in use/.test(errText)) continue;
         throw err;
       }
-      const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+      let current = child;
+      let exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
       const ts = tokenServer;
+      const halt = async (): Promise<void> => {
+        if (current.exitCode === null && current.signalCode === null) {
+          current.kill('SIGTERM');
+          const timer = setTimeout(() => current.kill('SIGKILL'), 3000);
+          await exited;
+          clearTimeout(timer);
+        }
+      };
       const registry: TestRegistry = {
         host: `127.0.0.1:${port}`,
         url,
         dir,
         pid: child.pid!,
         users,
+        pause: halt,
+        async resume() {
+          if (current.exitCode === null && current.signalCode === null) return;
+          const next = spawn(options.binary ?? '/usr/bin/docker-registry', ['serve', config], { stdio: ['ignore', 'ignore', 'pipe'] });
+          let text = '';
+          next.stderr!.setEncoding('utf8').on('data', (s: string) => {
+            if (text.length < 16_384) text += s;
+          });
+          current = next;
+          exited = new Promise<void>((resolve) => next.once('exit', () => resolve()));
+          await waitReady(url, next, () => text);
+          registry.pid = next.pid!;
+        },
         async stop() {
-          if (child.exitCode === null) {
-            child.kill('SIGTERM');
-            const timer = setTimeout(() => child.kill('SIGKILL'), 3000);
-            await exited;
-            clearTimeout(timer);
-          }
+          await halt();
           await ts?.stop();
           await rm(dir, { recursive: true, force: true });
         },
