@@ -5,10 +5,9 @@
  */
 import { readFile } from 'node:fs/promises';
 import { rootCertificates } from 'node:tls';
-import { setTimeout as sleep } from 'node:timers/promises';
-import { CancelledError, NydusError, NotFoundError, noopLogger, type BlobBackend, type Logger } from '@nydus-ts/core';
-import { LocalBlobBackend, RegistryBlobBackend } from '@nydus-ts/backend';
-import { RegistryClient, RegistryResponseError, isRetryableError } from '@nydus-ts/registry';
+import { NydusError, NotFoundError, noopLogger, type BlobBackend, type Digest, type Logger } from '@nydus-ts/core';
+import { LocalBlobBackend } from '@nydus-ts/backend';
+import { RegistryClient, RetryBudget } from '@nydus-ts/registry';
 import { Agent, ProxyAgent, type Dispatcher } from 'undici';
 import { ConfigError, type BackendConfig, type LocalfsBackendConfig, type RegistryBackendConfig } from '../config/daemon-config.js';
 import { BackendMetrics } from '../metrics/metrics.js';
@@ -91,11 +90,11 @@ class LocalfsBackend implements DaemonBackend {
 
 // ------------------------------------------------------------------ registry
 
-/** A request that did not finish within the configured `timeout` (retryable). */
-class RequestTimeoutError extends NydusError {
+/** A read that did not finish within its whole budget (the registry client's retries included). */
+class ReadDeadlineError extends NydusError {
   constructor(what: string, ms: number) {
-    super('UNAVAILABLE', `${what}: no answer within ${ms} ms`);
-    this.name = 'RequestTimeoutError';
+    super('UNAVAILABLE', `${what}: not done within ${ms} ms`);
+    this.name = 'ReadDeadlineError';
   }
 }
 
@@ -109,6 +108,7 @@ async function createRegistryBackend(config: RegistryBackendConfig, keyPrefix: s
   const timeoutMs = config.timeoutSeconds * 1000;
   const connectTimeoutMs = config.connectTimeoutSeconds * 1000;
   const headers = requestHeaders(config);
+  const retry = { attempts: config.retryLimit + 1, baseDelayMs: options.baseRetryDelayMs ?? 200, maxDelayMs: options.maxRetryDelayMs ?? 10_000 };
 
   const direct = withHeaders(new Agent({ connections: 16, keepAliveTimeout: 30_000, connect: { ...tls, timeout: connectTimeoutMs }, headersTimeout: timeoutMs, bodyTimeout: timeoutMs }), headers);
   const dispatchers: Dispatcher[] = [direct];
@@ -119,21 +119,30 @@ async function createRegistryBackend(config: RegistryBackendConfig, keyPrefix: s
       insecure: config.scheme !== 'https',
       mirrors: config.mirrors.map((m) => ({ url: m.host })),
       ...(config.auth && { credentials: decodeAuth(config.auth) }),
-      retry: { attempts: 1 },
+      // nydusd's retry_limit: retries after the first try, for each blob read as a whole
+      // (requests and Range resumes share one budget); `timeout`: the longest silence.
+      retry,
+      timeouts: { connectMs: connectTimeoutMs, idleMs: timeoutMs },
       dispatcher,
       logger,
       userAgent: 'nydusd-ts',
     });
-  const routes: RegistryBlobBackend[] = [];
+  const routes: RegistryClient[] = [];
   if (config.proxy) {
     const proxied = withHeaders(new ProxyAgent({ uri: config.proxy.url, requestTls: tls, proxyTls: { timeout: connectTimeoutMs }, connect: { timeout: connectTimeoutMs }, headersTimeout: timeoutMs, bodyTimeout: timeoutMs }), headers);
     dispatchers.push(proxied);
-    routes.push(new RegistryBlobBackend(client(proxied), config.repo));
-    if (config.proxy.fallback) routes.push(new RegistryBlobBackend(client(direct), config.repo));
+    routes.push(client(proxied));
+    if (config.proxy.fallback) routes.push(client(direct));
   } else {
-    routes.push(new RegistryBlobBackend(client(direct), config.repo));
+    routes.push(client(direct));
   }
-  return new RegistryBackend(routes, dispatchers, config, timeoutMs, logger, options);
+  // The whole read's deadline, as nydusd counts it: each try may take connect_timeout plus
+  // timeout, with the backoffs between tries. (Silence alone ends a try after `timeout`; the
+  // deadline also ends a body that keeps trickling.)
+  let backoffs = 0;
+  for (let i = 1; i < retry.attempts; i++) backoffs += Math.min(retry.baseDelayMs * 2 ** (i - 1) * 1.25, retry.maxDelayMs);
+  const perRoute = retry.attempts * (connectTimeoutMs + timeoutMs) + Math.ceil(backoffs);
+  return new RegistryBackend(routes, dispatchers, config, perRoute * routes.length, logger);
 }
 
 async function readTlsFile(file: string, key: string): Promise<string> {
@@ -176,83 +185,76 @@ function withHeaders(dispatcher: Dispatcher, headers: Map<string, Record<string,
   });
 }
 
+/** `abc…` → the blob's digest in the registry. */
+function digestOf(blobId: string): Digest {
+  if (!/^[0-9a-f]{64}$/.test(blobId)) throw new NydusError('INVALID_ARGUMENT', `blob id "${blobId}" is not a sha256 hex digest`);
+  return `sha256:${blobId}`;
+}
+
 class RegistryBackend implements DaemonBackend {
   readonly type = 'registry';
   readonly metrics = new BackendMetrics('registry');
-  readonly maxReadMs: number;
-  private readonly attempts: number;
-  private readonly baseDelayMs: number;
-  private readonly maxDelayMs: number;
 
   constructor(
-    private readonly routes: RegistryBlobBackend[],
+    private readonly routes: RegistryClient[],
     private readonly dispatchers: Dispatcher[],
     private readonly config: RegistryBackendConfig,
-    private readonly timeoutMs: number,
+    readonly maxReadMs: number,
     private readonly logger: Logger,
-    options: DaemonBackendOptions,
-  ) {
-    this.attempts = config.retryLimit + 1;
-    this.baseDelayMs = options.baseRetryDelayMs ?? 200;
-    this.maxDelayMs = options.maxRetryDelayMs ?? 10_000;
-    this.maxReadMs = this.attempts * timeoutMs * routes.length + (this.attempts - 1) * this.maxDelayMs;
-  }
+  ) {}
 
+  /**
+   * One ranged GET (resumed with Range after resets and stalls, retried after 5xx/429, all within
+   * the retry budget), through the proxy first when one is configured.
+   */
   async readRange(blobId: string, offset: number, length: number, signal?: AbortSignal): Promise<Uint8Array> {
-    for (let attempt = 1; ; attempt++) {
-      const started = performance.now();
-      try {
-        const bytes = await this.tryRoutes(blobId, offset, length, signal);
-        this.metrics.record(length, Math.round((performance.now() - started) * 1000), true);
-        return bytes;
-      } catch (err) {
-        this.metrics.record(length, Math.round((performance.now() - started) * 1000), false);
-        if (signal?.aborted) throw new CancelledError('operation cancelled', { cause: signal.reason });
-        if (attempt >= this.attempts || !(err instanceof RequestTimeoutError || isRetryableError(err))) throw err;
-        const retryAfter = err instanceof RegistryResponseError ? err.retryAfterSeconds : undefined;
-        const delay = retryAfter !== undefined ? Math.min(retryAfter * 1000, this.maxDelayMs) : Math.min(this.baseDelayMs * 2 ** (attempt - 1), this.maxDelayMs) * (0.75 + Math.random() * 0.5);
-        this.metrics.retries++;
-        this.logger.debug('retrying blob read', { blob: blobId, offset, length, attempt, delayMs: Math.round(delay), error: (err as Error).message });
+    const digest = digestOf(blobId);
+    const deadline = new AbortController();
+    const timer = setTimeout(() => deadline.abort(new ReadDeadlineError(`blob ${blobId} bytes ${offset}+${length}`, this.maxReadMs)), this.maxReadMs);
+    const combined = signal ? AbortSignal.any([signal, deadline.signal]) : deadline.signal;
+    let lastError: unknown;
+    try {
+      for (const [i, client] of this.routes.entries()) {
+        const budget = new RetryBudget(client.transport.retry);
+        const started = performance.now();
         try {
-          await sleep(delay, undefined, signal ? { signal } : undefined);
-        } catch {
-          throw new CancelledError('operation cancelled', { cause: signal?.reason });
+          const bytes = await this.fetch(client, digest, offset, length, combined, budget);
+          this.metrics.retries += budget.failures;
+          this.metrics.record(length, Math.round((performance.now() - started) * 1000), true);
+          return bytes;
+        } catch (err) {
+          this.metrics.retries += budget.failures;
+          this.metrics.record(length, Math.round((performance.now() - started) * 1000), false);
+          lastError = deadline.signal.aborted && !signal?.aborted ? deadline.signal.reason : err;
+          if (combined.aborted || i === this.routes.length - 1) break;
+          this.logger.warn('proxy read failed, falling back to the registry', { proxy: this.config.proxy?.url, blob: blobId, error: (err as Error).message });
         }
       }
-    }
-  }
-
-  /** The proxy, then (with fallback) the registry itself; each under the request timeout. */
-  private async tryRoutes(blobId: string, offset: number, length: number, signal?: AbortSignal): Promise<Uint8Array> {
-    let lastError: unknown;
-    for (const [i, route] of this.routes.entries()) {
-      try {
-        return await this.withTimeout(route, blobId, offset, length, signal);
-      } catch (err) {
-        lastError = err;
-        if (signal?.aborted || i === this.routes.length - 1) break;
-        this.logger.warn('proxy read failed, falling back to the registry', { proxy: this.config.proxy?.url, blob: blobId, error: (err as Error).message });
-      }
-    }
-    throw lastError;
-  }
-
-  private async withTimeout(route: RegistryBlobBackend, blobId: string, offset: number, length: number, signal?: AbortSignal): Promise<Uint8Array> {
-    const timer = new AbortController();
-    const handle = setTimeout(() => timer.abort(new RequestTimeoutError(`blob ${blobId} bytes ${offset}+${length}`, this.timeoutMs)), this.timeoutMs);
-    const combined = signal ? AbortSignal.any([signal, timer.signal]) : timer.signal;
-    try {
-      return await route.readRange(blobId, offset, length, combined);
-    } catch (err) {
-      if (timer.signal.aborted && !signal?.aborted) throw timer.signal.reason as RequestTimeoutError;
-      throw err;
+      throw lastError;
     } finally {
-      clearTimeout(handle);
+      clearTimeout(timer);
     }
+  }
+
+  private async fetch(client: RegistryClient, digest: Digest, offset: number, length: number, signal: AbortSignal, budget: RetryBudget): Promise<Uint8Array> {
+    const out = Buffer.allocUnsafe(length);
+    let pos = 0;
+    const stream = client.fetchRange(this.config.repo, digest, offset, length, { signal, retryBudget: budget, highWaterMark: Math.min(length, 1 << 20) });
+    for await (const chunk of stream) {
+      const c = chunk as Buffer;
+      if (pos + c.length > length) {
+        stream.destroy();
+        throw new NydusError('DATA_LOSS', `blob ${digest}: range [${offset}, +${length}) returned more than ${length} bytes`);
+      }
+      c.copy(out, pos);
+      pos += c.length;
+    }
+    if (pos !== length) throw new NydusError('DATA_LOSS', `blob ${digest}: range [${offset}, +${length}) returned ${pos} bytes`);
+    return out;
   }
 
   async close(): Promise<void> {
-    await Promise.all(this.routes.map((r) => r.client.close()));
+    await Promise.all(this.routes.map((c) => c.close()));
     await Promise.all(this.dispatchers.map((d) => d.close().catch(() => undefined)));
   }
 }
