@@ -1,4 +1,4 @@
-import { execFileSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { mkdtemp, mkdir, readFile, rm, writeFile, readdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -7,7 +7,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runNydusify, type CliIo } from '../src/index.js';
 import { writeTarEntries } from '@nydus-ts/converter';
 import type { LayerEntry } from '@nydus-ts/format';
+import { promisify } from 'node:util';
 import { nydusifyBin } from './support/bin.js';
+
+/** A tool's stdout (run asynchronously: a long synchronous run starves this worker's messages to vitest). */
+const runTool = async (command: string, args: string[]): Promise<string> => (await promisify(execFile)(command, args, { encoding: 'utf8' })).stdout;
 
 async function run(...argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   const stdout = new PassThrough();
@@ -94,7 +98,7 @@ describe('nydusify-ts image', () => {
 
     const tar = path.join(work, 'ok/out.tar');
     expect((await run('image', 'unpack', '--bootstrap', boot, '--blob-dir', blobs, '--output', tar)).code).toBe(0);
-    const listing = execFileSync('tar', ['-tf', tar], { encoding: 'utf8' }).trim().split('\n').sort();
+    const listing = (await runTool('tar', ['-tf', tar])).trim().split('\n').sort();
     expect(listing).toEqual(['big', 'etc/', 'etc/hello']);
   });
 
@@ -103,17 +107,17 @@ describe('nydusify-ts image', () => {
     const bin = nydusifyBin();
     const tarFile = path.join(work, 'bin/src.tar');
     await mkdir(path.dirname(tarFile), { recursive: true });
-    execFileSync('tar', ['-C', src, '-cf', tarFile, '.']);
+    await runTool('tar', ['-C', src, '-cf', tarFile, '.']);
     const args = (dir: string) => ['image', 'create', '--type', 'tar-rafs', tarFile, '--bootstrap', path.join(dir, 'boot'), '--blob-dir', path.join(dir, 'blobs'), '--compressor', 'lz4_block'];
     const viaBin = path.join(work, 'bin/a');
-    const out = execFileSync(process.execPath, [bin, ...args(viaBin)], { encoding: 'utf8' });
+    const out = await runTool(process.execPath, [bin, ...args(viaBin)]);
     expect(out).toMatch(/^bootstrap: /);
     const inProcess = path.join(work, 'bin/b');
     expect((await run(...args(inProcess))).code).toBe(0);
     expect(await readFile(path.join(viaBin, 'boot'))).toEqual(await readFile(path.join(inProcess, 'boot')));
     expect(await readdir(path.join(viaBin, 'blobs'))).toEqual(await readdir(path.join(inProcess, 'blobs')));
     // Other commands still come from the full table.
-    expect(execFileSync(process.execPath, [bin, '--help'], { encoding: 'utf8' })).toMatch(/convert/);
+    expect(await runTool(process.execPath, [bin, '--help'])).toMatch(/convert/);
   });
 
   it('rejects bad flags with exit code 2 and a message naming the flag', async () => {

@@ -1,6 +1,5 @@
 // Issue 4, done-when 2: --merge-platform, multi-platform sources, oci:/dir: sources,
 // --merge-manifest onto an existing tag, and --chunk-dict dedup against an existing Nydus image.
-import { execFileSync } from 'node:child_process';
 import { mkdir, mkdtemp, rm, writeFile, symlink as fsSymlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -9,7 +8,7 @@ import { RegistryClient } from '@nydus-ts/registry';
 import { startRegistry, type TestRegistry } from '@nydus-ts/registry/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { NYDUS_MANIFEST_ARTIFACT_TYPE, checkConvertedImage, convertImage, isNydusManifest } from '../src/index.js';
-import { diffTrees, MountScope, snapshotTree } from '@nydus-ts/testing';
+import { diffTrees, MountScope, snapshotTree, runTool } from '@nydus-ts/testing';
 import { busyboxImage, hostLinuxPlatform, pushLayeredImage, pushTestIndex, whiteoutLayers, writeOciLayout, dir, file, whiteout } from './support/images.js';
 import { fetchNydusImage, mountNydusImage } from './support/nydus-image.js';
 
@@ -82,7 +81,7 @@ describe('convertImage: platforms, indexes, other sources, chunk dict', () => {
     // pinned references to the source manifests resolve in the target repository
     for (const d of srcIndex.manifests) expect((await client.headManifest('conv/mp', d.digest))?.digest).toBe(d.digest);
     // a runtime without Nydus picks the plain manifest (skopeo does)
-    const inspect = JSON.parse(execFileSync('skopeo', ['inspect', '--tls-verify=false', `--override-arch=${host.architecture}`, `docker://${registry.host}/conv/mp:v1`], { encoding: 'utf8' })) as { Layers: string[] };
+    const inspect = JSON.parse(await runTool('skopeo', ['inspect', '--tls-verify=false', `--override-arch=${host.architecture}`, `docker://${registry.host}/conv/mp:v1`])) as { Layers: string[] };
     expect(inspect.Layers).toEqual(src.images[0]!.layers.map((l) => l.digest));
 
     // single-manifest source: index of [source manifest, nydus manifest]
@@ -116,7 +115,7 @@ describe('convertImage: platforms, indexes, other sources, chunk dict', () => {
     const result = await convertImage({ source: `oci:${layout}:v1`, target: `${registry.host}/conv/from-layout:nydus`, compressor: 'none', targetInsecure: true });
     expect(result.sourceDigest).toBe(img.manifest.descriptor.digest);
     const bundle = path.join(work, 'layout-bundle');
-    execFileSync('umoci', ['unpack', '--image', `${layout}:v1`, bundle], { stdio: 'pipe' });
+    await runTool('umoci', ['unpack', '--image', `${layout}:v1`, bundle]);
     const nydus = await fetchNydusImage(client, 'conv/from-layout', 'nydus');
     const blobs = path.join(work, 'layout-blobs');
     await mkdir(blobs);
@@ -130,9 +129,9 @@ describe('convertImage: platforms, indexes, other sources, chunk dict', () => {
     const layout = path.join(work, 'archive-layout');
     await writeOciLayout(client, img, layout, 'v1');
     const ociTar = path.join(work, 'image-oci.tar');
-    execFileSync('tar', ['-C', layout, '-cf', ociTar, '.']);
+    await runTool('tar', ['-C', layout, '-cf', ociTar, '.']);
     const dockerTar = path.join(work, 'image-docker.tar');
-    execFileSync('skopeo', ['copy', '-q', `oci:${layout}:v1`, `docker-archive:${dockerTar}:busybox:v1`], { stdio: 'pipe' });
+    await runTool('skopeo', ['copy', '-q', `oci:${layout}:v1`, `docker-archive:${dockerTar}:busybox:v1`]);
     for (const [source, repo] of [
       [`oci-archive:${ociTar}:v1`, 'conv/from-oci-archive'],
       [`docker-archive:${dockerTar}:busybox:v1`, 'conv/from-docker-archive'],
@@ -217,6 +216,6 @@ describe('convertImage: platforms, indexes, other sources, chunk dict', () => {
     const blobs = path.join(work, 'dict-blobs');
     await mkdir(blobs);
     const mnt = await mountNydusImage(client, 'app/derived', nydus, blobs, mounts);
-    expect(execFileSync(path.join(mnt.mountpoint, 'bin/busybox'), ['echo', 'via dict'], { encoding: 'utf8' })).toBe('via dict\n');
+    expect(await runTool(path.join(mnt.mountpoint, 'bin/busybox'), ['echo', 'via dict'])).toBe('via dict\n');
   });
 });

@@ -1,6 +1,5 @@
 // The test images of test/support/images.ts are real images: skopeo reads them from a real
 // registry and umoci unpacks them into the rootfs the converter must reproduce.
-import { execFileSync } from 'node:child_process';
 import { lstatSync, readFileSync, readlinkSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -10,6 +9,7 @@ import { startRegistry, type TestRegistry } from '@nydus-ts/registry/testing';
 import { getAttributeSync } from 'fs-xattr';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CAP_NET_RAW, busyboxImage, listTree, whiteoutImage, writeOciLayout } from './support/images.js';
+import { runTool } from '@nydus-ts/testing';
 
 describe('test images', () => {
   let registry: TestRegistry;
@@ -29,17 +29,17 @@ describe('test images', () => {
 
   it('busybox: skopeo inspects it, umoci unpacks a working busybox rootfs', async () => {
     const img = await busyboxImage(client, { repository: 'fixtures/busybox', tag: 'v1' });
-    const inspect = JSON.parse(execFileSync('skopeo', ['inspect', '--tls-verify=false', `docker://${img.reference}`], { encoding: 'utf8' })) as { Digest: string; Layers: string[] };
+    const inspect = JSON.parse(await runTool('skopeo', ['inspect', '--tls-verify=false', `docker://${img.reference}`])) as { Digest: string; Layers: string[] };
     expect(inspect.Digest).toBe(img.manifest.descriptor.digest);
     expect(inspect.Layers).toEqual(img.layers.map((l) => l.digest));
     const layout = path.join(work, 'bb-layout');
     await writeOciLayout(client, img, layout, 'v1');
     const bundle = path.join(work, 'bb-bundle');
-    execFileSync('umoci', ['unpack', '--image', `${layout}:v1`, bundle], { stdio: 'pipe' });
+    await runTool('umoci', ['unpack', '--image', `${layout}:v1`, bundle]);
     const rootfs = path.join(bundle, 'rootfs');
     expect(readlinkSync(path.join(rootfs, 'bin/sh'))).toBe('busybox');
     expect(readFileSync(path.join(rootfs, 'etc/motd'), 'utf8')).toContain('busybox test image');
-    expect(execFileSync(path.join(rootfs, 'bin/busybox'), ['echo', 'hi'], { encoding: 'utf8' })).toBe('hi\n');
+    expect(await runTool(path.join(rootfs, 'bin/busybox'), ['echo', 'hi'])).toBe('hi\n');
     expect(lstatSync(path.join(rootfs, 'tmp')).mode & 0o7777).toBe(0o1777);
   });
 
@@ -52,9 +52,9 @@ describe('test images', () => {
     ]);
     // umoci 0.4 cannot read zstd layers: recompress to gzip on the way into the layout.
     const layout = path.join(work, 'wo-layout');
-    execFileSync('skopeo', ['copy', '--src-tls-verify=false', '--dest-compress-format', 'gzip', `docker://${img.reference}`, `oci:${layout}:v1`], { stdio: 'pipe' });
+    await runTool('skopeo', ['copy', '--src-tls-verify=false', '--dest-compress-format', 'gzip', `docker://${img.reference}`, `oci:${layout}:v1`]);
     const bundle = path.join(work, 'wo-bundle');
-    execFileSync('umoci', ['unpack', '--image', `${layout}:v1`, bundle], { stdio: 'pipe' });
+    await runTool('umoci', ['unpack', '--image', `${layout}:v1`, bundle]);
     const rootfs = path.join(bundle, 'rootfs');
     expect(await listTree(rootfs)).toEqual([
       'bin', 'bin/big', 'bin/fifo', 'bin/link2', 'bin/null', 'bin/ping',

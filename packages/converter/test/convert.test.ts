@@ -1,7 +1,6 @@
 // Issue 4, done-when 1: images converted by convertImage from a real registry have the manifest,
 // config and bootstrap layer of spec §5, skopeo reads them, and the merged bootstrap mounted with
 // the kernel's EROFS (blobs as loop devices, --compressor none) equals `umoci unpack` of the source.
-import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -11,7 +10,7 @@ import { RegistryClient } from '@nydus-ts/registry';
 import { startRegistry, type TestRegistry } from '@nydus-ts/registry/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Annotation, NYDUS_BLOB_MEDIA_TYPE, convertImage, readTarEntries } from '../src/index.js';
-import { diffTrees, MountScope, snapshotTree } from '@nydus-ts/testing';
+import { diffTrees, MountScope, snapshotTree, runTool } from '@nydus-ts/testing';
 import { busyboxImage, whiteoutImage, type TestImage } from './support/images.js';
 import { fetchBlobBytes, fetchNydusImage, mountNydusImage } from './support/nydus-image.js';
 
@@ -38,9 +37,9 @@ describe('convertImage (registry → registry)', () => {
   /** umoci unpack of the source image (zstd layers recompressed to gzip by skopeo for umoci 0.4). */
   async function umociRootfs(img: TestImage, name: string): Promise<string> {
     const layout = path.join(work, `${name}-layout`);
-    execFileSync('skopeo', ['copy', '--src-tls-verify=false', '--dest-compress-format', 'gzip', `docker://${img.reference}`, `oci:${layout}:src`], { stdio: 'pipe' });
+    await runTool('skopeo', ['copy', '--src-tls-verify=false', '--dest-compress-format', 'gzip', `docker://${img.reference}`, `oci:${layout}:src`]);
     const bundle = path.join(work, `${name}-bundle`);
-    execFileSync('umoci', ['unpack', '--image', `${layout}:src`, bundle], { stdio: 'pipe' });
+    await runTool('umoci', ['unpack', '--image', `${layout}:src`, bundle]);
     return path.join(bundle, 'rootfs');
   }
 
@@ -126,7 +125,7 @@ describe('convertImage (registry → registry)', () => {
     expect(bootstrap.length).toBeGreaterThan(4096);
 
     // skopeo reads it
-    const inspect = JSON.parse(execFileSync('skopeo', ['inspect', '--tls-verify=false', `docker://${registry.host}/conv/busybox:nydus`], { encoding: 'utf8' })) as { Digest: string; Layers: string[] };
+    const inspect = JSON.parse(await runTool('skopeo', ['inspect', '--tls-verify=false', `docker://${registry.host}/conv/busybox:nydus`])) as { Digest: string; Layers: string[] };
     expect(inspect.Digest).toBe(result.targetDigest);
     expect(inspect.Layers).toEqual(manifest.layers.map((l) => l.digest));
 

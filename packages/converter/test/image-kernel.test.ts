@@ -1,14 +1,13 @@
 // Issue 2, "kernel agrees": images we build with --compressor none mount with the Linux EROFS
 // driver (blobs as loop devices) and equal their source in every attribute; fsck.erofs extracts
 // them. Needs root, loop devices and the erofs module (CI runs as root).
-import { execFileSync } from 'node:child_process';
 import { lstat, mkdtemp, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createImage, inspectImage } from '../src/index.js';
-import { diffTrees, makeTree, MountScope, snapshotTree } from '@nydus-ts/testing';
+import { diffTrees, makeTree, MountScope, snapshotTree, runTool } from '@nydus-ts/testing';
 import { END, fileMember, paxHeader, rawHeader } from './support/raw-tar.js';
 
 const fixtures = fileURLToPath(new URL('../../../testdata/nydus-upstream/', import.meta.url));
@@ -41,7 +40,7 @@ describe('kernel EROFS mounts what we build', () => {
 
     // fsck.erofs reads file data only with --extract; it must pass and extract the same tree.
     const extracted = path.join(work, 'fsck-extract');
-    execFileSync('fsck.erofs', [`--device=${built.blob!.path}`, `--extract=${extracted}`, bootstrap], { stdio: 'pipe' });
+    await runTool('fsck.erofs', [`--device=${built.blob!.path}`, `--extract=${extracted}`, bootstrap]);
     const fromFsck = await snapshotTree(extracted, { xattrs: false });
     // fsck.erofs 1.5 restores contents, types and modes (not owners/times/xattrs when extracting).
     const contentOnly = (s: typeof fromFsck) =>
@@ -53,12 +52,12 @@ describe('kernel EROFS mounts what we build', () => {
     const tarFile = path.join(fixtures, 'all-entry-type.tar');
     const ref = path.join(work, 'tar-x');
     await mkdir(ref);
-    execFileSync('tar', ['-xpf', tarFile, '--numeric-owner', '--same-owner', '-C', ref]);
+    await runTool('tar', ['-xpf', tarFile, '--numeric-owner', '--same-owner', '-C', ref]);
     const blobDir = path.join(work, 'blobs-aet');
     const bootstrap = path.join(work, 'aet.boot');
     const built = await createImage({ type: 'tar-rafs', source: tarFile, bootstrap, blobDir, compressor: 'none' });
     // The layer's tree matches `tar -tvf`: types, modes (incl. the symlink's 0755), sizes, targets, hardlink groups.
-    const listing = execFileSync('tar', ['--numeric-owner', '-tvf', tarFile], { encoding: 'utf8' }).trim().split('\n');
+    const listing = (await runTool('tar', ['--numeric-owner', '-tvf', tarFile])).trim().split('\n');
     const { tree } = await inspectImage(bootstrap, { tree: true });
     const byPath = new Map(tree!.map((n) => [n.path, n]));
     const firstNidOf = new Map<string, number>();

@@ -1,6 +1,5 @@
 // Issue 2, "round trip": create then unpack equals the source, for every compressor and both
 // digesters; check verifies every chunk; a corrupted blob is detected, never returned.
-import { execFileSync } from 'node:child_process';
 import { createReadStream } from 'node:fs';
 import { mkdtemp, mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -8,7 +7,7 @@ import path from 'node:path';
 import { isNydusError } from '@nydus-ts/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { checkImage, createImage, readTarEntries, unpackImage } from '../src/index.js';
-import { diffTrees, makeTree, snapshotEntries } from '@nydus-ts/testing';
+import { diffTrees, makeTree, snapshotEntries, runTool } from '@nydus-ts/testing';
 
 const tarSnapshot = (file: string) => snapshotEntries(readTarEntries(createReadStream(file)), file);
 
@@ -22,7 +21,7 @@ describe('create → unpack round trip', () => {
     await mkdir(src);
     await makeTree(src, { seed: 3, small: true });
     sourceTar = path.join(work, 'src.tar');
-    execFileSync('tar', ['--xattrs', '--xattrs-include=*', '--numeric-owner', '--sort=name', '-C', src, '-cf', sourceTar, '.']);
+    await runTool('tar', ['--xattrs', '--xattrs-include=*', '--numeric-owner', '--sort=name', '-C', src, '-cf', sourceTar, '.']);
   });
   afterAll(async () => {
     await rm(work, { recursive: true, force: true });

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setAttributeSync } from 'fs-xattr';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { diffTrees, loopsBackedBy, makeTree, mountErofs, MountScope, snapshotTree } from '@nydus-ts/testing';
+import { diffTrees, loopsBackedBy, makeTree, mountErofs, MountScope, snapshotTree, runTool } from '@nydus-ts/testing';
 
 describe('kernel mount helpers', () => {
   const scope = new MountScope();
@@ -29,7 +29,7 @@ describe('kernel mount helpers', () => {
 
   it('mounts a mkfs.erofs image whose tree equals the source tree', async () => {
     const img = join(work, 'plain.erofs');
-    execFileSync('mkfs.erofs', ['--quiet', '--preserve-mtime', img, src]);
+    await runTool('mkfs.erofs', ['--quiet', '--preserve-mtime', img, src]);
     const mount = await scope.mountErofs(img);
     const expected = await snapshotTree(src);
     const actual = await snapshotTree(mount.mountpoint);
@@ -43,7 +43,7 @@ describe('kernel mount helpers', () => {
     const img = join(work, 'chunked.erofs');
     const blob = join(work, 'chunked.blob');
     writeFileSync(blob, ''); // mkfs.erofs opens the blob device, it does not create it
-    execFileSync('mkfs.erofs', ['--quiet', '--preserve-mtime', '--chunksize=4096', `--blobdev=${blob}`, img, src]);
+    await runTool('mkfs.erofs', ['--quiet', '--preserve-mtime', '--chunksize=4096', `--blobdev=${blob}`, img, src]);
     const mount = await scope.mountErofs(img, { blobs: [blob] });
     expect(mount.loops).toHaveLength(1);
     expect(await loopsBackedBy(blob)).toEqual(mount.loops);

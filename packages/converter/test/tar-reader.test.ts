@@ -8,7 +8,7 @@ import { isNydusError } from '@nydus-ts/core';
 import { WHOLE_CONTENT, type LayerEntry, type WholeContentSource } from '@nydus-ts/format';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readTarEntries } from '../src/index.js';
-import { diffTrees, makeTree, snapshotEntries, snapshotTree } from '@nydus-ts/testing';
+import { diffTrees, makeTree, snapshotEntries, snapshotTree, runTool } from '@nydus-ts/testing';
 import { END, fileMember, fixChecksum, pad, paxHeader, rawHeader } from './support/raw-tar.js';
 import { chunked, collect } from './support/streams.js';
 
@@ -76,7 +76,7 @@ describe('readTarEntries on the upstream all-entry-type.tar', () => {
   const tarPath = join(fixtures, 'all-entry-type.tar');
 
   it('matches tar -tvf: names, types, modes, link targets, hardlink groups', async () => {
-    const listing = parseTarTv(execFileSync('tar', ['-tvf', tarPath], { encoding: 'utf8' }));
+    const listing = parseTarTv(await runTool('tar', ['-tvf', tarPath]));
     const entries = await readAll(createReadStream(tarPath));
     expect(entries.map((e) => e.path)).toEqual(listing.map((l) => l.name.replace(/\/$/, '')));
     const typeOf: Record<string, LayerEntry['type']> = { d: 'directory', '-': 'file', h: 'hardlink', l: 'symlink' };
@@ -128,7 +128,7 @@ describe('readTarEntries on archives made by GNU tar', () => {
 
   it('reads a PAX archive with xattrs (tar --xattrs) into the source tree', async () => {
     const tarPath = join(work, 'posix.tar');
-    execFileSync('tar', ['--format=posix', '--xattrs', "--xattrs-include=*", '-C', src, '-cf', tarPath, '.']);
+    await runTool('tar', ['--format=posix', '--xattrs', "--xattrs-include=*", '-C', src, '-cf', tarPath, '.']);
     const fromTar = await snapshotEntries(readTarEntries(createReadStream(tarPath)));
     const onDisk = await snapshotTree(src);
     expect(diffTrees(onDisk, fromTar)).toEqual([]);
@@ -143,7 +143,7 @@ describe('readTarEntries on archives made by GNU tar', () => {
 
   it('reads a GNU archive (long names and links as L/K members, base-256 ids)', async () => {
     const tarPath = join(work, 'gnu.tar');
-    execFileSync('tar', ['--format=gnu', '-C', src, '-cf', tarPath, '.']);
+    await runTool('tar', ['--format=gnu', '-C', src, '-cf', tarPath, '.']);
     const raw = readFileSync(tarPath);
     expect(raw.includes(Buffer.from('././@LongLink'))).toBe(true);
     const fromTar = await snapshotEntries(readTarEntries(chunked(raw, 10_000)));
@@ -158,7 +158,7 @@ describe('readTarEntries on archives made by GNU tar', () => {
     execFileSync('mkdir', ['-p', join(dir, deep)]);
     execFileSync('touch', [join(dir, deep, 'file')]);
     const tarPath = join(work, 'ustar.tar');
-    execFileSync('tar', ['--format=ustar', '-C', dir, '-cf', tarPath, 'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa']);
+    await runTool('tar', ['--format=ustar', '-C', dir, '-cf', tarPath, 'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa']);
     const entries = await readAll(createReadStream(tarPath));
     expect(entries.map((e) => e.path)).toEqual([
       'a'.repeat(60),

@@ -1,4 +1,3 @@
-import { execFileSync } from 'node:child_process';
 import { createWriteStream, lstatSync, mkdirSync, readFileSync, readdirSync, readlinkSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -10,7 +9,7 @@ import { decodeFsName, type LayerEntry } from '@nydus-ts/format';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readDirectoryEntries, readTarEntries, writeTarEntries } from '../src/index.js';
 import { encodeTarHeader } from '../src/layer/tar-writer.js';
-import { CAPABILITY_NET_BIND_SERVICE, createRandom, diffTrees, makeTree, snapshotEntries, snapshotTree } from '@nydus-ts/testing';
+import { CAPABILITY_NET_BIND_SERVICE, createRandom, diffTrees, makeTree, snapshotEntries, snapshotTree, runTool, runToolBuffer } from '@nydus-ts/testing';
 import { chunked, collect, fromArray } from './support/streams.js';
 
 async function errorOf(p: Promise<unknown>): Promise<unknown> {
@@ -101,7 +100,7 @@ describe('writeTarEntries', () => {
 
   it('writes archives GNU tar lists identically', async () => {
     const tar = await collect(writeTarEntries(fromArray(sampleEntries())));
-    const listing = execFileSync('tar', ['--numeric-owner', '-tvf', '-'], { input: tar, encoding: 'utf8' });
+    const listing = await runTool('tar', ['--numeric-owner', '-tvf', '-'], { input: tar });
     const names = listing.trim().split('\n').map((l) => /\d\d:\d\d (.*?)(?: -> .*| link to .*)?$/.exec(l)![1]);
     expect(names).toEqual(
       sampleEntries().map((e) => (e.path === '' ? './' : e.type === 'directory' ? `${e.path}/` : e.path)),
@@ -169,7 +168,7 @@ describe('writeTarEntries', () => {
     expect(await plainEntries(readTarEntries(chunked(tar, 100)))).toEqual(await plainEntries(fromArray(entries())));
     const dst = await mkdtemp(join(tmpdir(), 'nydus-tar-bytes-'));
     try {
-      execFileSync('tar', ['-C', dst, '-xf', '-'], { input: tar });
+      await runToolBuffer('tar', ['-C', dst, '-xf', '-'], { input: tar });
       const root = Buffer.from(dst);
       const at = (name: string): Buffer => Buffer.concat([root, B('/'), B(name)]);
       expect(readdirSync(root, { encoding: 'buffer' }).map((n) => n.toString('latin1')).sort()).toEqual(['bin\xff', 'h\xfb', 'l\xfe']);
@@ -207,7 +206,7 @@ describe('directory → writeTarEntries → GNU tar extraction', () => {
     await pipeline(Readable.from(writeTarEntries(readDirectoryEntries(src))), createWriteStream(tarPath));
     const dst = join(work, 'dst');
     mkdirSync(dst);
-    execFileSync('tar', ['--xattrs', '--xattrs-include=*', '--same-owner', '--same-permissions', '--numeric-owner', '-C', dst, '-xf', tarPath]);
+    await runTool('tar', ['--xattrs', '--xattrs-include=*', '--same-owner', '--same-permissions', '--numeric-owner', '-C', dst, '-xf', tarPath]);
     expect(diffTrees(await snapshotTree(src), await snapshotTree(dst))).toEqual([]);
     // And our own reader sees the source tree in our archive.
     expect(diffTrees(await snapshotTree(src), await snapshotEntries(readTarEntries(chunked(await collect(writeTarEntries(readDirectoryEntries(src)))))))).toEqual([]);

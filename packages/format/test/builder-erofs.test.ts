@@ -1,12 +1,15 @@
 // Independent check of buildLayer output with erofs-utils (fsck.erofs / dump.erofs): a raw
 // ('none') blob is a valid EROFS extra device, so fsck can verify and extract the layer.
-import { execFileSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import { lstatSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { LayerEntry } from '../src/index.js';
 import { BootstrapView, E, build, prng } from './builder-helpers.js';
+
+const run = promisify(execFile);
 
 const work = mkdtempSync(join(tmpdir(), 'nydus-builder-erofs-'));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
@@ -92,7 +95,7 @@ describe('buildLayer output checked by erofs-utils', () => {
     writeFileSync(boot, r.bootstrap);
     writeFileSync(blob, r.blobBytes);
 
-    const sb = execFileSync('dump.erofs', [`--device=${blob}`, '-s', boot], { encoding: 'utf8' });
+    const sb = (await run('dump.erofs', [`--device=${blob}`, '-s', boot], { encoding: 'utf8' })).stdout;
     expect(sb).toMatch(/Filesystem root nid:\s+128/);
     expect(sb).toMatch(new RegExp(`Filesystem inode count:\\s+${expected.size + 1}\\b`));
     expect(sb).toContain('chunked_file');
@@ -104,7 +107,7 @@ describe('buildLayer output checked by erofs-utils', () => {
     expect(v.inode(v.lookup('etc/ancient')).mtime).toBe(-86_400 * 365 - 1);
 
     const out = join(work, 'extract');
-    execFileSync('fsck.erofs', [`--device=${blob}`, `--extract=${out}`, '--preserve', boot], { stdio: 'pipe' });
+    await run('fsck.erofs', [`--device=${blob}`, `--extract=${out}`, '--preserve', boot]);
     expect(listTree(out).sort()).toEqual([...expected.keys()].sort());
     for (const [p, want] of expected) {
       const full = join(out, p);
@@ -127,8 +130,8 @@ describe('buildLayer output checked by erofs-utils', () => {
     const blob = join(work, 'links.blob');
     writeFileSync(boot, r.bootstrap);
     writeFileSync(blob, r.blobBytes);
-    const big = execFileSync('dump.erofs', [`--device=${blob}`, '--path=/bin/big', boot], { encoding: 'utf8' });
-    const hard = execFileSync('dump.erofs', [`--device=${blob}`, '--path=/bin/hard', boot], { encoding: 'utf8' });
+    const big = (await run('dump.erofs', [`--device=${blob}`, '--path=/bin/big', boot], { encoding: 'utf8' })).stdout;
+    const hard = (await run('dump.erofs', [`--device=${blob}`, '--path=/bin/hard', boot], { encoding: 'utf8' })).stdout;
     const nid = /NID:\s*(\d+)/.exec(big)?.[1];
     expect(nid).toBeDefined();
     expect(/NID:\s*(\d+)/.exec(hard)?.[1]).toBe(nid);

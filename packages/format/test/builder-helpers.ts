@@ -51,9 +51,23 @@ function base(path: string, type: LayerEntry['type'], a: EntryAttrs, defMode: nu
   return e;
 }
 
+/**
+ * Lets the event loop run. In-memory sources only ever await settled promises, so a consumer
+ * of thousands of entries or megabytes never yields: this worker's messages to vitest would
+ * wait until the end (and time out after 60 s on a busy machine). Sources call it every so often.
+ */
+export const letEventLoopRun = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
 /** Content as an async iterable, cut into pieces of `pieceSize` bytes (one piece by default). */
 export async function* pieces(data: Uint8Array, pieceSize = data.length || 1): AsyncIterable<Uint8Array> {
-  for (let off = 0; off < data.length; off += pieceSize) yield data.subarray(off, Math.min(off + pieceSize, data.length));
+  let sinceTurn = 0;
+  for (let off = 0; off < data.length; off += pieceSize) {
+    if ((sinceTurn += pieceSize) >= 4 << 20) {
+      sinceTurn = 0;
+      await letEventLoopRun();
+    }
+    yield data.subarray(off, Math.min(off + pieceSize, data.length));
+  }
 }
 
 export const E = {
@@ -71,7 +85,11 @@ export const E = {
 };
 
 export async function* fromArray(entries: Iterable<LayerEntry>): AsyncIterable<LayerEntry> {
-  for (const e of entries) yield e;
+  let n = 0;
+  for (const e of entries) {
+    if (++n % 256 === 0) await letEventLoopRun();
+    yield e;
+  }
 }
 
 /** A sink that keeps what it is given (the builder never reuses memory it handed over). */

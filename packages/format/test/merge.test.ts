@@ -1,5 +1,6 @@
 import { isNydusError } from '@nydus-ts/core';
-import { execFileSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -20,6 +21,8 @@ import {
   type LayerEntry,
 } from '../src/index.js';
 import { BootstrapView, E, build, prng, readFileFromBlob, type BuiltLayer } from './builder-helpers.js';
+
+const run = promisify(execFile);
 
 const work = mkdtempSync(join(tmpdir(), 'nydus-merge-'));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
@@ -325,7 +328,7 @@ describe('mergeBootstraps: checked by erofs-utils', () => {
       return `--device=${p}`;
     });
     const out = join(work, 'merged-extract');
-    execFileSync('fsck.erofs', [...devices, `--extract=${out}`, boot], { stdio: 'pipe' });
+    await run('fsck.erofs', [...devices, `--extract=${out}`, boot]);
     expect(readFileSync(join(out, 'usr/bin/tool')).equals(big)).toBe(true);
     expect(readFileSync(join(out, 'etc/conf'), 'utf8')).toBe('v2');
     expect(() => readFileSync(join(out, 'tmp/junk'))).toThrow();

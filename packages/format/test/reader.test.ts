@@ -1,4 +1,5 @@
-import { execFileSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { isNydusError } from '@nydus-ts/core';
@@ -19,8 +20,9 @@ async function collect(it: AsyncIterable<Uint8Array>): Promise<Buffer> {
   return Buffer.concat(parts);
 }
 
-function dumpErofs(...args: string[]): string {
-  return execFileSync('dump.erofs', [`--device=${BLOB_PATH}`, ...args, BOOT_PATH], { encoding: 'utf8' });
+/** dump.erofs's output (run asynchronously: a loop of sync runs would block this worker). */
+async function dumpErofs(...args: string[]): Promise<string> {
+  return (await promisify(execFile)('dump.erofs', [`--device=${BLOB_PATH}`, ...args, BOOT_PATH], { encoding: 'utf8' })).stdout;
 }
 
 /** `Label:   value` lines of dump.erofs output. */
@@ -149,7 +151,7 @@ describe('BootstrapReader on rafs-v6-2.2.boot (nydus-image 2.2)', () => {
 describe('dump.erofs (erofs-utils) agrees with the reader', () => {
   it('on the superblock figures', async () => {
     const r = await BootstrapReader.open(boot);
-    const sb = dumpFields(dumpErofs('-s'));
+    const sb = dumpFields(await dumpErofs('-s'));
     expect(Number(sb.get('Filesystem magic number'))).toBe(r.superblock.magic);
     // dump.erofs adds the device blocks to s_blocks.
     expect(Number(sb.get('Filesystem blocks'))).toBe(r.superblock.blocks + r.blobs.reduce((n, b) => n + b.slot.blocks, 0));
@@ -163,11 +165,11 @@ describe('dump.erofs (erofs-utils) agrees with the reader', () => {
 
   it('on every inode of the walk', async () => {
     const r = await BootstrapReader.open(boot);
-    const stats = dumpFields(dumpErofs('-S'));
+    const stats = dumpFields(await dumpErofs('-S'));
     let files = 0;
     let total = 0;
     for (const node of r.walk()) {
-      const text = dumpErofs(`--path=${node.path}`);
+      const text = await dumpErofs(`--path=${node.path}`);
       const nidLine = /NID: (\d+)\s+Links: (\d+)\s+Layout: (\d+)/.exec(text)!;
       expect(Number(nidLine[1])).toBe(node.nid);
       expect(Number(nidLine[2])).toBe(node.inode.nlink);

@@ -6,3 +6,5 @@ export type { NodeType, TreeNode, TreeSnapshot, SnapshotOptions, DiffTreesOption
 export { mountErofs, mountOverlay, MountScope, loopsBackedBy } from './kernel.js';
 export type { MountHandle, ErofsMountOptions } from './kernel.js';
 export { appBin } from './app-bin.js';
+export { runTool, runToolBuffer } from './run-tool.js';
+export type { RunToolOptions } from './run-tool.js';

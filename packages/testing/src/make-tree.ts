@@ -4,7 +4,8 @@
  * security.capability xattrs). The same seed and options always give the same tree (names,
  * contents, modes, owners, mtimes, xattrs); only inode numbers differ.
  */
-import { execFileSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import {
   chmodSync,
   closeSync,
@@ -85,6 +86,12 @@ interface Times {
   symlink: boolean;
 }
 
+/**
+ * Lets the event loop run between batches of the synchronous file operations below: thousands
+ * of them in a row would starve the test worker's messages to vitest on a busy machine.
+ */
+const letEventLoopRun = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
 export async function makeTree(root: string, options: MakeTreeOptions = {}): Promise<MadeTree> {
   const small = options.small ?? false;
   const rnd = createRandom(options.seed ?? 1);
@@ -125,10 +132,10 @@ export async function makeTree(root: string, options: MakeTreeOptions = {}): Pro
     linkSync(p(existing), p(rel));
     count++; // shares the inode's mtime, set through `existing`
   };
-  const node = (rel: string, kind: 'c' | 'b' | 'p', mode: number, major?: number, minor?: number): void => {
+  const node = async (rel: string, kind: 'c' | 'b' | 'p', mode: number, major?: number, minor?: number): Promise<void> => {
     const args = ['-m', mode.toString(8), p(rel), kind];
     if (kind !== 'p') args.push(String(major), String(minor));
-    execFileSync('mknod', args);
+    await promisify(execFile)('mknod', args);
     chmodSync(p(rel), mode); // mknod -m is subject to nothing, but be explicit about special bits
     times.push({ path: p(rel), mtime: mtime(), symlink: false });
     count++;
@@ -181,6 +188,7 @@ export async function makeTree(root: string, options: MakeTreeOptions = {}): Pro
   // One wide directory.
   dir('wide');
   for (let i = 0; i < wide; i++) {
+    if (i % 250 === 0) await letEventLoopRun();
     const name = `wide/e${String(i).padStart(5, '0')}`;
     if (i % 997 === 0) file(name, rnd.bytes(1 + rnd.below(300)));
     else file(name, '');
@@ -208,11 +216,11 @@ export async function makeTree(root: string, options: MakeTreeOptions = {}): Pro
   // Devices and fifos.
   dir('dev');
   if (devices) {
-    node('dev/null', 'c', 0o666, 1, 3);
-    node('dev/sda1', 'b', 0o660, 8, 1);
-    node('dev/big', 'c', 0o600, 259, 65_537);
+    await node('dev/null', 'c', 0o666, 1, 3);
+    await node('dev/sda1', 'b', 0o660, 8, 1);
+    await node('dev/big', 'c', 0o600, 259, 65_537);
   }
-  node('dev/fifo', 'p', 0o644);
+  await node('dev/fifo', 'p', 0o644);
 
   // Extended attributes.
   dir('xattrs');
@@ -253,6 +261,7 @@ export async function makeTree(root: string, options: MakeTreeOptions = {}): Pro
 
   // mtimes last, children before parents (creating a child changes its parent's mtime).
   for (let i = times.length - 1; i >= 0; i--) {
+    if (i % 500 === 0) await letEventLoopRun();
     const t = times[i]!;
     if (t.symlink) lutimesSync(t.path, t.mtime, t.mtime);
     else utimesSync(t.path, t.mtime, t.mtime);

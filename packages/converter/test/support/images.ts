@@ -7,10 +7,10 @@
  * Every builder returns the pushed manifest, config and layer descriptors; `writeOciLayout`
  * copies a pushed image into an OCI layout directory (for `oci:` sources, umoci and skopeo).
  */
-import { spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { createReadStream, existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
-import { readdir } from 'node:fs/promises';
+import { createReadStream, existsSync, readFileSync, statSync } from 'node:fs';
+import { mkdir, readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { Duplex, PassThrough, Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -306,40 +306,44 @@ export const MINBASE_CACHE = process.env.NYDUS_TS_CACHE ?? '/var/cache/nydus-ts'
 
 /**
  * The Debian bookworm minbase tree, its tar and tar.gz, made once with debootstrap and cached
- * under /var/cache/nydus-ts (the same cache as scripts/bench/_lib.mjs `ensureMinbase`).
+ * under /var/cache/nydus-ts (the same cache as scripts/bench/_lib.mjs `ensureMinbase`). Made by
+ * an asynchronous child process (debootstrap takes minutes: a synchronous one would starve this
+ * worker's messages to vitest) under `flock`, so that test files in other workers wait for the
+ * one that makes it instead of making it again in the same place.
  */
-export function ensureMinbase(): { dir: string; tar: string; tgz: string } {
+export async function ensureMinbase(): Promise<{ dir: string; tar: string; tgz: string }> {
   const d = path.join(MINBASE_CACHE, 'minbase');
   const tar = path.join(MINBASE_CACHE, 'minbase.tar');
   const tgz = path.join(MINBASE_CACHE, 'minbase.tar.gz');
-  const sh = (cmd: string): void => {
-    const r = spawnSync('bash', ['-c', cmd], { stdio: ['ignore', 'ignore', 'inherit'] });
-    if (r.status !== 0) throw new Error(`${cmd} failed (exit ${r.status})`);
-  };
-  if (!existsSync(path.join(d, 'etc/debian_version'))) {
-    mkdirSync(MINBASE_CACHE, { recursive: true });
-    const tmp = `${d}.tmp`;
-    rmSync(tmp, { recursive: true, force: true });
-    sh(`debootstrap --variant=minbase bookworm ${tmp} http://deb.debian.org/debian >&2`);
-    sh(`rm -rf ${tmp}/var/cache/apt/archives/*.deb ${tmp}/var/lib/apt/lists/*_Packages`);
-    rmSync(d, { recursive: true, force: true });
-    renameSync(tmp, d);
-    rmSync(tar, { force: true });
-    rmSync(tgz, { force: true });
-  }
-  if (!existsSync(tar)) sh(`tar --xattrs --numeric-owner -C ${d} -cf ${tar}.tmp . && mv ${tar}.tmp ${tar}`);
-  if (!existsSync(tgz)) sh(`gzip -6 -c ${tar} > ${tgz}.tmp && mv ${tgz}.tmp ${tgz}`);
+  await mkdir(MINBASE_CACHE, { recursive: true });
+  const script = [
+    'set -e',
+    `if [ ! -f ${d}/etc/debian_version ]; then`,
+    `  rm -rf ${d}.tmp`,
+    `  debootstrap --variant=minbase bookworm ${d}.tmp http://deb.debian.org/debian >&2`,
+    `  rm -rf ${d}.tmp/var/cache/apt/archives/*.deb ${d}.tmp/var/lib/apt/lists/*_Packages`,
+    `  rm -rf ${d} ${tar} ${tgz}`,
+    `  mv ${d}.tmp ${d}`,
+    'fi',
+    `[ -f ${tar} ] || { tar --xattrs --numeric-owner -C ${d} -cf ${tar}.tmp . && mv ${tar}.tmp ${tar}; }`,
+    `[ -f ${tgz} ] || { gzip -6 -c ${tar} > ${tgz}.tmp && mv ${tgz}.tmp ${tgz}; }`,
+  ].join('\n');
+  await new Promise<void>((resolve, reject) => {
+    const child = spawn('flock', [path.join(MINBASE_CACHE, '.minbase.lock'), 'bash', '-c', script], { stdio: ['ignore', 'ignore', 'inherit'] });
+    child.on('error', reject);
+    child.on('close', (code) => (code === 0 ? resolve() : reject(new Error(`making the minbase cache in ${MINBASE_CACHE} failed (exit ${code})`))));
+  });
   return { dir: d, tar, tgz };
 }
 
-function minbaseLayer(): TestLayer {
-  const mb = ensureMinbase();
+async function minbaseLayer(): Promise<TestLayer> {
+  const mb = await ensureMinbase();
   return { compression: 'gzip', tarFile: mb.tar, compressedFile: mb.tgz, createdBy: 'debootstrap --variant=minbase bookworm' };
 }
 
 /** Debian bookworm minbase as one gzip layer (the cached minbase.tar.gz, pushed as it is). */
-export function minbaseImage(client: RegistryClient, options: TestImageOptions): Promise<TestImage> {
-  return pushLayeredImage(client, [minbaseLayer()], { ...options, config: { Cmd: ['/bin/bash'] } });
+export async function minbaseImage(client: RegistryClient, options: TestImageOptions): Promise<TestImage> {
+  return pushLayeredImage(client, [await minbaseLayer()], { ...options, config: { Cmd: ['/bin/bash'] } });
 }
 
 /** Where the local Node.js lives: its binary and, if present, its lib dir (npm etc.). */
@@ -364,10 +368,10 @@ function nodeLayerEntries(): () => AsyncIterable<LayerEntry> {
 }
 
 /** minbase plus the local Node.js (binary and lib dir) as an upper layer (gzip by default). */
-export function nodeImage(client: RegistryClient, options: TestImageOptions & { nodeLayerCompression?: TestLayerCompression }): Promise<TestImage> {
+export async function nodeImage(client: RegistryClient, options: TestImageOptions & { nodeLayerCompression?: TestLayerCompression }): Promise<TestImage> {
   return pushLayeredImage(
     client,
-    [minbaseLayer(), { compression: options.nodeLayerCompression ?? 'gzip', entries: nodeLayerEntries(), createdBy: 'COPY node /usr/local' }],
+    [await minbaseLayer(), { compression: options.nodeLayerCompression ?? 'gzip', entries: nodeLayerEntries(), createdBy: 'COPY node /usr/local' }],
     { ...options, config: { Cmd: ['node'], Env: ['PATH=/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', 'NODE_VERSION=' + process.version] } },
   );
 }

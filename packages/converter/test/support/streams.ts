@@ -4,9 +4,20 @@ import { createHash } from 'node:crypto';
 import { Duplex } from 'node:stream';
 import { zstdCompressInto } from '@nydus-ts/native';
 
+/**
+ * Lets the event loop run. In-memory sources only ever await settled promises, so a consumer of
+ * thousands of chunks never yields: this worker's messages to vitest would wait until the end
+ * (and time out after 60 s on a busy machine). Sources call it every so often.
+ */
+export const letEventLoopRun = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
 /** Yields `data` in chunks of `chunkSize` bytes (the last may be shorter). */
 export async function* chunked(data: Uint8Array, chunkSize = 65_536): AsyncGenerator<Uint8Array> {
-  for (let off = 0; off < data.length; off += chunkSize) yield data.subarray(off, Math.min(off + chunkSize, data.length));
+  let n = 0;
+  for (let off = 0; off < data.length; off += chunkSize) {
+    if (++n % 64 === 0) await letEventLoopRun();
+    yield data.subarray(off, Math.min(off + chunkSize, data.length));
+  }
 }
 
 export async function collect(source: AsyncIterable<Uint8Array>): Promise<Buffer> {
@@ -22,7 +33,11 @@ export async function sha256Of(source: AsyncIterable<Uint8Array>): Promise<strin
 }
 
 export async function* fromArray<T>(items: T[]): AsyncGenerator<T> {
-  for (const item of items) yield item;
+  let n = 0;
+  for (const item of items) {
+    if (++n % 256 === 0) await letEventLoopRun();
+    yield item;
+  }
 }
 
 /** `data` as one zstd frame (level 3, content size in the header), as our chunks are written. */

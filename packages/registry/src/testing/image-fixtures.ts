@@ -24,6 +24,7 @@ export function generatedStream(size: number, seed: string, kind: 'random' | 'co
   const zero = Buffer.alloc(chunkSize);
   const pattern = Buffer.alloc(chunkSize, `${seed} nydus-ts compressible line\n`);
   let left = size;
+  let chunks = 0;
   return new Readable({
     highWaterMark: chunkSize,
     read() {
@@ -33,7 +34,11 @@ export function generatedStream(size: number, seed: string, kind: 'random' | 'co
       }
       const n = Math.min(chunkSize, left);
       left -= n;
-      this.push(kind === 'random' ? cipher.update(zero.subarray(0, n)) : Buffer.from(pattern.subarray(0, n)));
+      const chunk = kind === 'random' ? cipher.update(zero.subarray(0, n)) : Buffer.from(pattern.subarray(0, n));
+      // Pushed from a macrotask every 16 MiB: a consumer that does no I/O of its own (hashing it,
+      // say) would otherwise read gigabytes without ever letting the event loop run.
+      if (++chunks % 16 === 0) setImmediate(() => this.push(chunk));
+      else this.push(chunk);
     },
   });
 }
