@@ -17,20 +17,21 @@ const argv = process.argv.slice(2);
 // `copy` needs only the registry client: its own entry skips loading the converter and format
 // libraries that the full command table imports (about 0.1 s of start-up).
 if (argv[0] === 'copy') {
-  const { processIo, runNydusifyCopy } = await import('@nydus-ts/cli/copy');
-  await finish(runNydusifyCopy, processIo());
+  const { processIo, interruptOnSignals, runNydusifyCopy } = await import('@nydus-ts/cli/copy');
+  await finish(runNydusifyCopy, { ...processIo(), signal: interruptOnSignals() });
 } else if (argv[0] === 'image') {
   // Likewise `image` needs only the local part of the converter, not the registry client.
-  const { processIo, runNydusifyImage } = await import('@nydus-ts/cli/image');
-  await finish(runNydusifyImage, processIo());
+  const { processIo, interruptOnSignals, runNydusifyImage } = await import('@nydus-ts/cli/image');
+  await finish(runNydusifyImage, { ...processIo(), signal: interruptOnSignals() });
 } else {
-  const { processIo, runNydusify } = await import('@nydus-ts/cli');
-  await finish(runNydusify, processIo());
+  const { processIo, interruptOnSignals, runNydusify } = await import('@nydus-ts/cli');
+  await finish(runNydusify, { ...processIo(), signal: interruptOnSignals() });
 }
 
+// SIGINT/SIGTERM abort the run's signal (interruptOnSignals) instead of killing the process, so
+// that the run removes what it created and ends with exit code 130/143.
 async function finish(run: (argv: string[], io: CliIo) => Promise<number>, io: CliIo): Promise<void> {
   process.exitCode = await run(argv, io);
-  // Interrupted (SIGINT/SIGTERM): the run has removed what it created; do not wait for sockets
-  // or timers it may have left behind.
+  // Interrupted: the run has cleaned up; do not wait for sockets or timers it may have left behind.
   if (io.signal?.aborted) process.exit(process.exitCode);
 }

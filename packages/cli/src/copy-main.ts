@@ -8,6 +8,7 @@ import { registerCopyCommand } from './commands/copy.js';
 import { runNydusifyProgram } from './program-core.js';
 
 export { processIo } from './io.js';
+export { interruptOnSignals, InterruptedError } from './interrupt.js';
 export type { CliIo } from './io.js';
 
 /** Runs `nydusify-ts copy ...` (`argv` starts with `copy`) and returns the exit code. */

@@ -9,6 +9,7 @@ import { registerImageCommands } from './commands/image.js';
 import { runNydusifyProgram } from './program-core.js';
 
 export { processIo } from './io.js';
+export { interruptOnSignals, InterruptedError } from './interrupt.js';
 export type { CliIo } from './io.js';
 
 /** Runs `nydusify-ts image ...` (`argv` starts with `image`) and returns the exit code. */

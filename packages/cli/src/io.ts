@@ -1,5 +1,4 @@
 import type { Writable } from 'node:stream';
-import { interruptOnSignals } from './interrupt.js';
 
 /** Where a command reads its environment and writes its output; tests pass their own. */
 export interface CliIo {
@@ -8,16 +7,15 @@ export interface CliIo {
   env: NodeJS.ProcessEnv;
   cwd: string;
   /**
-   * Aborted when the run is to stop (SIGINT/SIGTERM for the real process, with an
-   * InterruptedError as reason): commands pass it to the libraries, which then remove what the
-   * run created before they fail.
+   * Aborted when the run is to stop (nydusify-ts: on SIGINT/SIGTERM, with an InterruptedError as
+   * reason; see interruptOnSignals): commands pass it to the libraries, which then remove what
+   * the run created before they fail.
    */
   signal?: AbortSignal;
 }
 
-/** The process's own io; SIGINT and SIGTERM abort its signal instead of killing the process. */
 export function processIo(): CliIo {
-  return { stdout: process.stdout, stderr: process.stderr, env: process.env, cwd: process.cwd(), signal: interruptOnSignals() };
+  return { stdout: process.stdout, stderr: process.stderr, env: process.env, cwd: process.cwd() };
 }
 
 export function writeLine(stream: Writable, line = ''): void {
