@@ -166,3 +166,33 @@ for (const mode of ['shared', 'dedicated'] as const) {
     });
   });
 }
+
+describe('Nydus images through containerd (dedicated daemons in erofs mode)', () => {
+  let env: TestEnv;
+  let refs: Awaited<ReturnType<typeof prepareImages>>;
+
+  beforeAll(async () => {
+    env = await startTestEnv({ daemon: { mode: 'dedicated', command: [process.execPath, appBin('nydusd-ts')], extraArgs: ['--mode', 'erofs'] } });
+    refs = await prepareImages(env);
+  });
+
+  afterAll(async () => {
+    await env?.stop();
+  });
+
+  it('the container’s lower dir is a kernel EROFS mount; it reads the right bytes; GC unmounts it', async () => {
+    await lazyPull({ address: env.containerd.address, snapshotter: SNAPSHOTTER, ref: refs.native, plainHttp: true });
+    await env.containerd.ctrOk(['run', '-d', '--snapshotter', SNAPSHOTTER, refs.native, 'erofs-1', '/bin/sh', '-c', 'while true; do sleep 1; done']);
+    const active = (await env.direct.list()).find((s) => s.kind === 'ACTIVE' && s.name.endsWith('/erofs-1'))!;
+    const lower = (await env.direct.mounts(active.name))[0]!.options.find((o) => o.startsWith('lowerdir='))!.slice(9);
+    expect((await run('findmnt', ['-n', '-o', 'FSTYPE', lower])).trim()).toBe('erofs');
+    expect((await env.containerd.ctrOk(['tasks', 'exec', '--exec-id', 'x', 'erofs-1', 'sha256sum', '/data/small.bin'])).split(' ')[0]).toBe(sha(small));
+    await env.containerd.ctr(['tasks', 'kill', '-s', 'SIGKILL', 'erofs-1']);
+    for (let i = 0; i < 50 && (await env.containerd.ctr(['tasks', 'delete', 'erofs-1'])).code !== 0; i++) await sleep(100);
+    await env.containerd.ctrOk(['containers', 'delete', 'erofs-1']);
+    await env.containerd.ctrOk(['images', 'rm', '--sync', refs.native]);
+    for (let i = 0; i < 100 && (await env.direct.list()).length > 0; i++) await sleep(200);
+    expect(await env.direct.list()).toEqual([]);
+    expect(await run('cat', ['/proc/self/mountinfo'])).not.toContain(env.snapshotter.root);
+  });
+});
