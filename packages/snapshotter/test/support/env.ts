@@ -56,6 +56,8 @@ export async function startTestEnv(options: Omit<SnapshotterOptions, 'root'> = {
       await env.snapshotter.close();
       env.snapshotter = await NydusSnapshotter.open({ root, ...options });
       env.server = await serveSnapshotter({ address, snapshotter: env.snapshotter, ...(options.logger && { logger: options.logger }) });
+      // containerd's channel to the plugin reconnects with a back-off: wait until it is through.
+      await waitForSnapshotter(env.containerd, SNAPSHOTTER);
     };
     env.stop = stop;
     return env;
