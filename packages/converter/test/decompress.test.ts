@@ -9,6 +9,7 @@ import { describe, expect, it } from 'vitest';
 import { decompressStream, detectCompression, readTarEntries } from '../src/index.js';
 import type { LayerCompression } from '../src/index.js';
 import { createRandom, runToolBuffer } from '@nydus-ts/testing';
+import { END, fileMember } from './support/raw-tar.js';
 import { chunked, collect, zstdCompressProcess, zstdFrame as zstdCompress } from './support/streams.js';
 
 const fixtures = resolve(dirname(fileURLToPath(import.meta.url)), '../../../testdata/nydus-upstream');
@@ -35,6 +36,23 @@ describe('decompressStream', () => {
     expect(detectCompression(Uint8Array.from([0x28, 0xb5, 0x2f, 0xfd]))).toBe('zstd');
     expect(detectCompression(Uint8Array.from([0x28, 0xb5, 0x2f]))).toBe('none');
     expect(detectCompression(Buffer.from('ustar'))).toBe('none');
+    // A zstd stream may start with a skippable frame (magic 0x184D2A50..5F, then its size).
+    expect(detectCompression(Uint8Array.from([0x5a, 0x2a, 0x4d, 0x18, 4, 0, 0, 0]))).toBe('zstd');
+    expect(detectCompression(Uint8Array.from([0x5a, 0x2a, 0x4d, 0x18, 4, 0, 0]))).toBe('none');
+    expect(detectCompression(Uint8Array.from([0x60, 0x2a, 0x4d, 0x18, 4, 0, 0, 0]))).toBe('none');
+  });
+
+  it('reads a zstd layer that starts with a skippable frame (as containerd does) into its tar', async () => {
+    const tar = Buffer.concat([fileMember('skipped/first', 'data behind a skippable frame'), END]);
+    const layer = Buffer.concat([Buffer.from([0x5e, 0x2a, 0x4d, 0x18, 6, 0, 0, 0]), Buffer.from('nydus!'), zstdCompress(tar)]);
+    for (const size of [1, 5, 65_536]) {
+      let detected: LayerCompression | undefined;
+      expect(await collect(decompressStream(chunked(layer, size), { onDetect: (c) => (detected = c) }))).toEqual(tar);
+      expect(detected).toBe('zstd');
+    }
+    const names: string[] = [];
+    for await (const e of readTarEntries(decompressStream(chunked(layer)))) names.push(e.path);
+    expect(names).toEqual(['skipped/first']);
   });
 
   const cases: Array<[LayerCompression, string, Buffer]> = [

@@ -19,14 +19,20 @@ export interface DecompressStreamOptions {
 
 const GZIP_MAGIC = [0x1f, 0x8b] as const;
 const ZSTD_MAGIC = [0x28, 0xb5, 0x2f, 0xfd] as const;
+/** Bytes 1..3 of a zstd skippable frame (magic 0x184D2A50..0x184D2A5F, little-endian). */
+const ZSTD_SKIPPABLE_MAGIC = [0x2a, 0x4d, 0x18] as const;
+/** Bytes `detectCompression` needs (a skippable frame's magic and size field). */
+export const SNIFF_LENGTH = 8;
 
 /**
- * Sniffs the compression from the first bytes: gzip (`1f 8b`), zstd (`28 b5 2f fd`), else none.
- * Needs up to 4 bytes; shorter input can only be 'none' (or a truncated stream).
+ * Sniffs the compression from the first bytes: gzip (`1f 8b`), zstd (`28 b5 2f fd`, or a
+ * skippable frame `5? 2a 4d 18` and its 4-byte size, as containerd recognises it), else none.
+ * Needs up to 8 bytes; shorter input can only be 'none' (or a truncated stream).
  */
 export function detectCompression(head: Uint8Array): LayerCompression {
   if (head.length >= 2 && head[0] === GZIP_MAGIC[0] && head[1] === GZIP_MAGIC[1]) return 'gzip';
   if (head.length >= 4 && ZSTD_MAGIC.every((b, i) => head[i] === b)) return 'zstd';
+  if (head.length >= SNIFF_LENGTH && (head[0]! & 0xf0) === 0x50 && ZSTD_SKIPPABLE_MAGIC.every((b, i) => head[i + 1] === b)) return 'zstd';
   return 'none';
 }
 
@@ -42,12 +48,12 @@ export async function* decompressStream(
   options: DecompressStreamOptions = {},
 ): AsyncGenerator<Uint8Array, void, undefined> {
   const iterator = source[Symbol.asyncIterator]();
-  // Collect at least 4 bytes (or everything, if shorter) to sniff the magic.
+  // Collect at least 8 bytes (or everything, if shorter) to sniff the magic.
   const head: Uint8Array[] = [];
   let headLength = 0;
   let ended = false;
   try {
-    while (headLength < ZSTD_MAGIC.length) {
+    while (headLength < SNIFF_LENGTH) {
       const r = await iterator.next();
       if (r.done) {
         ended = true;
@@ -62,7 +68,7 @@ export async function* decompressStream(
     throw err;
   }
   const first = head.length === 1 ? head[0]! : Buffer.concat(head);
-  const compression = detectCompression(first.subarray(0, ZSTD_MAGIC.length));
+  const compression = detectCompression(first.subarray(0, SNIFF_LENGTH));
   options.onDetect?.(compression);
 
   // The source again, with the sniffed bytes put back in front. Its own failures are passed

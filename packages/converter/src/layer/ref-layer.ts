@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { DigestMismatchError, FormatError, InvalidArgumentError, NydusError, UnsupportedError, throwIfAborted } from '@nydus-ts/core';
 import { TarRefLocator, ZranIndexBuilder, buildRefLayer, type BlobSink, type RefLayerBuildResult } from '@nydus-ts/format';
 import { CheckpointingGunzip, type CheckpointStep } from '@nydus-ts/native';
-import { detectCompression } from './decompress.js';
+import { SNIFF_LENGTH, detectCompression } from './decompress.js';
 import { readTarEntries } from './tar-reader.js';
 
 export interface BuildRefLayerFromStreamOptions {
@@ -57,7 +57,7 @@ export async function buildRefLayerFromStream(source: AsyncIterable<Uint8Array>,
   let headLength = 0;
   let ended = false;
   try {
-    while (headLength < 4) {
+    while (headLength < SNIFF_LENGTH) {
       const r = await iterator.next();
       if (r.done) {
         ended = true;
@@ -70,7 +70,7 @@ export async function buildRefLayerFromStream(source: AsyncIterable<Uint8Array>,
     await iterator.return?.();
     throw err;
   }
-  const compression = detectCompression(Buffer.concat(head).subarray(0, 4));
+  const compression = detectCompression(Buffer.concat(head).subarray(0, SNIFF_LENGTH));
   if (compression === 'zstd') {
     await iterator.return?.();
     throw new RefLayerUnsupportedError(compression);

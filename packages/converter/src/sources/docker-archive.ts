@@ -3,7 +3,7 @@ import type { Readable } from 'node:stream';
 import { DigestMismatchError, FormatError, InvalidArgumentError, MediaType, NotFoundError, throwIfAborted } from '@nydus-ts/core';
 import type { Descriptor, Digest, ImageConfig, ImageManifest } from '@nydus-ts/core';
 import type { FetchBlobOptions, ImageSource, ManifestData } from '@nydus-ts/registry';
-import { detectCompression, type LayerCompression } from '../layer/decompress.js';
+import { SNIFF_LENGTH, detectCompression, type LayerCompression } from '../layer/decompress.js';
 import { ArchiveFile } from './archive-file.js';
 import type { TarMember } from './tar-index.js';
 
@@ -165,7 +165,7 @@ async function hashMember(archive: ArchiveFile, member: TarMember, signal?: Abor
   let seen = 0;
   for await (const chunk of archive.stream(member, signal)) {
     const buf = chunk as Buffer;
-    if (head.length < 4) head = [...head, ...buf.subarray(0, 4 - head.length)];
+    if (head.length < SNIFF_LENGTH) head = [...head, ...buf.subarray(0, SNIFF_LENGTH - head.length)];
     hash.update(buf);
     seen += buf.length;
   }
