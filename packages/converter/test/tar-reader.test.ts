@@ -1,13 +1,14 @@
 import { execFileSync } from 'node:child_process';
-import { createReadStream, readFileSync } from 'node:fs';
+import { closeSync, createReadStream, mkdirSync, openSync, readFileSync, truncateSync, writeFileSync, writeSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { isNydusError } from '@nydus-ts/core';
-import { WHOLE_CONTENT, type LayerEntry, type WholeContentSource } from '@nydus-ts/format';
+import { BootstrapReader, RafsFileReader, WHOLE_CONTENT, type LayerEntry, type WholeContentSource } from '@nydus-ts/format';
+import { LocalBlobBackend } from '@nydus-ts/backend';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { readTarEntries } from '../src/index.js';
+import { createImage, readTarEntries } from '../src/index.js';
 import { diffTrees, makeTree, snapshotEntries, snapshotTree, runTool } from '@nydus-ts/testing';
 import { END, fileMember, fixChecksum, pad, paxHeader, rawHeader } from './support/raw-tar.js';
 import { chunked, collect } from './support/streams.js';
@@ -413,6 +414,104 @@ describe('readTarEntries: end of archive, truncation, corruption', () => {
   it('fails on an extended header with no entry after it', async () => {
     const err = await errorOf(readAll(chunked(Buffer.concat([paxHeader([['path', 'x']]), END]))));
     expect(isNydusError(err, 'INVALID_FORMAT')).toBe(true);
+  });
+});
+
+describe('readTarEntries: GNU and PAX sparse files, holes expanded as Go archive/tar reads them', () => {
+  let dir: string;
+  const files = new Map<string, Buffer>();
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'nydus-sparse-'));
+    mkdirSync(join(dir, 'src'));
+    // Data at the start, in the middle and at the very end; a file that is one hole.
+    const sparse = Buffer.alloc(5 << 20);
+    sparse.fill(0x41, 0, 100);
+    sparse.fill(0x42, 1 << 20, (1 << 20) + 5000);
+    sparse.fill(0x43, sparse.length - 10);
+    const fd = openSync(join(dir, 'src/sparse.bin'), 'w');
+    for (const [from, to] of [[0, 100], [1 << 20, (1 << 20) + 5000], [sparse.length - 10, sparse.length]] as const) writeSync(fd, sparse, from, to - from, from);
+    closeSync(fd);
+    writeFileSync(join(dir, 'src/holes.bin'), '');
+    truncateSync(join(dir, 'src/holes.bin'), 3 << 20);
+    // 32 fragments: the old GNU map continues in extension blocks (4 in the header, 21 per block).
+    const many = Buffer.alloc(4 << 20);
+    const fd2 = openSync(join(dir, 'src/many.bin'), 'w');
+    for (let i = 0; i < 32; i++) {
+      many.fill(0x61 + (i % 26), i * (128 << 10), i * (128 << 10) + 10);
+      writeSync(fd2, many, i * (128 << 10), 10, i * (128 << 10));
+    }
+    closeSync(fd2);
+    truncateSync(join(dir, 'src/many.bin'), many.length);
+    files.set('sparse.bin', sparse).set('holes.bin', Buffer.alloc(3 << 20)).set('many.bin', many);
+  });
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  async function archive(args: string[]): Promise<Buffer> {
+    const out = join(dir, 'out.tar');
+    await runTool('tar', ['--sparse', ...args, '-cf', out, '-C', join(dir, 'src'), 'holes.bin', 'many.bin', 'sparse.bin']);
+    return readFileSync(out);
+  }
+
+  it.each([
+    ['old GNU (type S)', ['--format=gnu']],
+    ['PAX 0.0', ['--format=pax', '--sparse-version=0.0']],
+    ['PAX 0.1', ['--format=pax', '--sparse-version=0.1']],
+    ['PAX 1.0', ['--format=pax', '--sparse-version=1.0']],
+  ])('%s', async (_label, args) => {
+    const tar = await archive(args);
+    // Really sparse: the archive holds the data, not the 12 MiB of the files.
+    expect(tar.length).toBeLessThan(256 << 10);
+    for (const size of [512, 1000, 1 << 20]) {
+      const entries = await readAll(chunked(tar, size));
+      expect(entries.map((e) => [e.path, e.type, e.size])).toEqual([
+        ['holes.bin', 'file', 3 << 20],
+        ['many.bin', 'file', 4 << 20],
+        ['sparse.bin', 'file', 5 << 20],
+      ]);
+      for (const e of entries) expect(Buffer.from(e.data!, 'latin1').equals(files.get(e.path)!), e.path).toBe(true);
+    }
+    // Content the consumer skips is skipped as stored (the next entry still reads).
+    const paths: string[] = [];
+    for await (const e of readTarEntries(chunked(tar, 700))) paths.push(e.path);
+    expect(paths).toEqual(['holes.bin', 'many.bin', 'sparse.bin']);
+  });
+
+  it('builds an image whose files read back with their holes as zeros', async () => {
+    const tarFile = join(dir, 'pax10.tar');
+    writeFileSync(tarFile, await archive(['--format=pax']));
+    const bootstrap = join(dir, 'img/boot');
+    const blobDir = join(dir, 'img/blobs');
+    const built = await createImage({ type: 'tar-rafs', source: tarFile, bootstrap, blobDir, chunkSize: 0x10000 });
+    const reader = await BootstrapReader.open(readFileSync(bootstrap));
+    const rafs = new RafsFileReader(reader, new LocalBlobBackend(blobDir));
+    for (const [name, content] of files) {
+      const nid = reader.lookup(name)!;
+      const parts: Uint8Array[] = [];
+      for await (const p of rafs.stream(nid)) parts.push(p);
+      expect(Buffer.concat(parts).equals(content), name).toBe(true);
+    }
+    // Holes are equal chunks: stored once.
+    expect(built.blob!.chunkCount).toBeLessThan(40);
+  });
+
+  it('rejects maps that overlap, lie beyond the file or do not match the stored data (INVALID_FORMAT)', async () => {
+    const bad = async (records: Array<[string, string]>, data: string): Promise<unknown> =>
+      errorOf(readAll(chunked(Buffer.concat([paxHeader(records), fileMember('GNUSparseFile.1/f', data), END]))));
+    const base: Array<[string, string]> = [['GNU.sparse.major', '0'], ['GNU.sparse.minor', '1'], ['GNU.sparse.name', 'f'], ['GNU.sparse.size', '100']];
+    for (const [map, blocks, data] of [
+      ['0,10,5,10', '2', 'x'.repeat(20)], // overlapping
+      ['95,10', '1', 'x'.repeat(10)], // beyond the size
+      ['0,10', '1', 'x'.repeat(11)], // stored data longer than the map
+      ['0,10,20', '2', 'x'.repeat(10)], // odd number count
+    ] as const) {
+      const err = await bad([...base, ['GNU.sparse.numblocks', blocks], ['GNU.sparse.map', map]], data);
+      expect(isNydusError(err, 'INVALID_FORMAT'), map).toBe(true);
+    }
+    // And the map as read: fragments, holes, the logical size.
+    const [e] = await readAll(chunked(Buffer.concat([paxHeader([...base, ['GNU.sparse.numblocks', '2'], ['GNU.sparse.map', '2,3,90,4']]), fileMember('GNUSparseFile.1/f', 'abcWXYZ'), END])));
+    expect(e).toMatchObject({ path: 'f', size: 100, data: `\0\0abc${'\0'.repeat(85)}WXYZ${'\0'.repeat(6)}` });
   });
 });
 

@@ -137,6 +137,14 @@ export function readString(block: Buffer, [off, len]: readonly [number, number])
  */
 export function readNumber(block: Buffer, name: FieldName, where: string, offset: number): number {
   const [off, len] = Field[name];
+  return readNumeric(block, off, len, `tar.header.${name}`, where, offset + off);
+}
+
+/**
+ * A numeric field of `len` bytes at `off` (octal or GNU base-256, as readNumber); `field` names it
+ * in errors, `absOffset` is its offset in the archive.
+ */
+export function readNumeric(block: Buffer, off: number, len: number, field: string, where: string, absOffset: number): number {
   const first = block[off]!;
   if (first & 0x80) {
     const negative = first === 0xff;
@@ -148,8 +156,8 @@ export function readNumber(block: Buffer, name: FieldName, where: string, offset
     }
     if (negative) value -= 1n << BigInt(8 * len);
     if (value > BigInt(Number.MAX_SAFE_INTEGER) || value < BigInt(Number.MIN_SAFE_INTEGER)) {
-      throw new FormatError(`tar.header.${name}`, `${where}: base-256 value ${value} is out of range`, {
-        offset: offset + off,
+      throw new FormatError(field, `${where}: base-256 value ${value} is out of range`, {
+        offset: absOffset,
         value,
       });
     }
@@ -164,9 +172,9 @@ export function readNumber(block: Buffer, name: FieldName, where: string, offset
     if (b === 0x20 || b === 0) break;
     if (b < 0x30 || b > 0x37) {
       throw new FormatError(
-        `tar.header.${name}`,
+        field,
         `${where}: invalid octal digit 0x${b.toString(16).padStart(2, '0')} in "${block.toString('latin1', off, end).replace(/\0/g, '\\0')}"`,
-        { offset: offset + off },
+        { offset: absOffset },
       );
     }
     value = value * 8 + (b - 0x30);
@@ -175,7 +183,7 @@ export function readNumber(block: Buffer, name: FieldName, where: string, offset
   for (; i < end; i++) {
     const b = block[i]!;
     if (b !== 0x20 && b !== 0) {
-      throw new FormatError(`tar.header.${name}`, `${where}: garbage after octal number`, { offset: offset + off });
+      throw new FormatError(field, `${where}: garbage after octal number`, { offset: absOffset });
     }
   }
   return value;

@@ -1,6 +1,7 @@
 import { FormatError, InvalidArgumentError, NydusError, UnsupportedError, throwIfAborted } from '@nydus-ts/core';
 import { WHOLE_CONTENT, decodeFsName, printableFsName, type LayerEntry, type LayerEntryType, type WholeContentSource } from '@nydus-ts/format';
 import { ChunkReader } from './chunk-reader.js';
+import { checkSparseMap, oldGnuExtension, oldGnuSparse, pax1Map, paxSparse, sparseContent, type SparseSpec } from './tar-sparse.js';
 import {
   BLOCK_SIZE,
   Field,
@@ -138,6 +139,8 @@ class TarEntries {
     if (parser.extended) return this.afterExtendedHeader(dataOffset);
     const entry = parser.entry(block, headerOffset);
     const size = parser.size;
+    const sparse = parser.takeSparse();
+    if (sparse !== null) return this.sparseEntry(entry, sparse, dataOffset);
     if (entry.type === 'file') {
       const body = new TarBody(reader, parser.where, size, dataOffset);
       entry.content = body;
@@ -150,6 +153,52 @@ class TarEntries {
     const dataSize = parser.typeflag === TypeFlag.gnuDumpDir ? size : 0;
     if (reader.trySkip(dataSize + padding(dataSize))) return entry;
     return skipData(reader, dataSize, padding(dataSize), parser.where, dataOffset).then(() => entry);
+  }
+
+  /**
+   * A sparse file (see tar-sparse.ts): the rest of its map (old GNU extension blocks, or the
+   * PAX 1.0 map at the start of its data), then its content: the stored fragments with the
+   * holes between them as zeros.
+   */
+  private async sparseEntry(entry: LayerEntry, spec: SparseSpec, dataOffset: number): Promise<LayerEntry> {
+    const reader = this.reader;
+    const where = this.parser.where;
+    let stored = this.parser.size;
+    let at = dataOffset;
+    let fragments = spec.fragments;
+    const nextBlock = async (): Promise<Buffer> => {
+      if (at - dataOffset >= this.maxMetadata) {
+        throw new FormatError('tar.sparse', `${where}: sparse map exceeds the ${this.maxMetadata}-byte limit`, { offset: at });
+      }
+      const block = reader.tryReadExact(BLOCK_SIZE) ?? (await reader.readExact(BLOCK_SIZE));
+      if (block.length < BLOCK_SIZE) throw new FormatError('tar.sparse', `${where}: archive truncated inside the sparse map`, { offset: at });
+      at += BLOCK_SIZE;
+      return block;
+    };
+    if (spec.format === 'old-gnu') {
+      for (let extended = spec.extended; extended; ) {
+        const blockAt = at;
+        const ext = oldGnuExtension(await nextBlock(), where, blockAt);
+        fragments = fragments.concat(ext.fragments);
+        extended = ext.extended;
+      }
+    } else if (spec.format === 'pax-1.0') {
+      let text = '';
+      for (let found = pax1Map(text, where, dataOffset); ; found = pax1Map(text, where, dataOffset)) {
+        if (typeof found !== 'number') {
+          fragments = found;
+          break;
+        }
+        if (stored < BLOCK_SIZE) throw new FormatError('tar.sparse', `${where}: the sparse map runs past the entry's ${this.parser.size} bytes of data`, { offset: at });
+        text += (await nextBlock()).toString('latin1');
+        stored -= BLOCK_SIZE;
+      }
+    }
+    checkSparseMap(fragments, entry.size, stored, where, dataOffset);
+    const body = new TarBody(reader, where, stored, at);
+    this.body = body;
+    entry.content = sparseContent(body, fragments, entry.size);
+    return entry;
   }
 
   private afterExtendedHeader(dataOffset: number): typeof MORE | Promise<NextEntry> {
@@ -232,6 +281,15 @@ class HeaderParser {
   where = '';
   private rawName = '';
   private readonly views = new WordViews();
+  /** The sparse map of the entry just read (see tar-sparse.ts), until taken. */
+  private sparse: SparseSpec | null = null;
+
+  /** The sparse spec of the entry just read, or null; cleared. */
+  takeSparse(): SparseSpec | null {
+    const spec = this.sparse;
+    this.sparse = null;
+    return spec;
+  }
 
   /** Reads and checks a (non-zero, complete or truncated) header block. */
   header(block: Buffer, headerOffset: number): void {
@@ -318,7 +376,10 @@ class HeaderParser {
     const isPosixUstar = block[257] === 0x75 && block[258] === 0x73 && block[259] === 0x74 && block[260] === 0x61 && block[261] === 0x72 && block[262] === 0;
     let name: string;
     const paxPath = records.get('path');
-    if (paxPath !== undefined) name = decodeFsName(paxPath);
+    const sparseName = records.size > 0 ? records.get('GNU.sparse.name') : undefined;
+    const paxSparseSpec = records.size > 0 ? paxSparse(records, `entry (header at offset ${headerOffset})`, dataOffset) : null;
+    if (paxSparseSpec !== null && sparseName !== undefined && sparseName.length > 0) name = decodeFsName(sparseName);
+    else if (paxPath !== undefined) name = decodeFsName(paxPath);
     else if (this.longName !== null) name = this.longName;
     else {
       name = rawName;
@@ -331,11 +392,6 @@ class HeaderParser {
     const linkName = paxLink !== undefined ? decodeFsName(paxLink) : (this.longLink ?? readString(block, Field.linkname));
     const entryWhere = `entry "${printableFsName(name)}" (header at offset ${headerOffset})`;
 
-    if (records.size > 0) for (const key of records.keys()) {
-      if (key.startsWith('GNU.sparse.')) {
-        throw new UnsupportedError(`tar ${entryWhere}: GNU sparse files (PAX ${key}) are not supported`);
-      }
-    }
 
     let type: LayerEntryType;
     switch (typeflag) {
@@ -367,7 +423,8 @@ class HeaderParser {
         type = 'fifo';
         break;
       case TypeFlag.gnuSparse:
-        throw new UnsupportedError(`tar ${entryWhere}: GNU old-style sparse files (type 'S') are not supported`);
+        type = 'file';
+        break;
       default:
         // Bad input like any other malformed header (exit code 2), as containerd's applier
         // refuses such entries too.
@@ -380,6 +437,11 @@ class HeaderParser {
 
     const paxSize = records.get('size');
     if (paxSize !== undefined) size = paxInteger(paxSize, 'size', entryWhere, dataOffset);
+    // Sparse files: `size` is what the archive stores; the entry's size is the file's.
+    const sparse = typeflag === TypeFlag.gnuSparse ? oldGnuSparse(block, entryWhere, headerOffset) : paxSparseSpec;
+    if (sparse !== null && type !== 'file') {
+      throw new FormatError('tar.sparse', `${entryWhere}: a sparse map on a ${type} entry`, { offset: dataOffset });
+    }
     const paxUid = records.get('uid');
     const paxGid = records.get('gid');
     const paxMtime = records.get('mtime');
@@ -391,7 +453,7 @@ class HeaderParser {
       uid: paxUid !== undefined ? paxInteger(paxUid, 'uid', entryWhere, dataOffset) : readNumber(block, 'uid', entryWhere, headerOffset),
       gid: paxGid !== undefined ? paxInteger(paxGid, 'gid', entryWhere, dataOffset) : readNumber(block, 'gid', entryWhere, headerOffset),
       mtime: paxMtime !== undefined ? paxSeconds(paxMtime, entryWhere, dataOffset) : readNumber(block, 'mtime', entryWhere, headerOffset),
-      size: type === 'file' ? size : 0,
+      size: type !== 'file' ? 0 : sparse !== null && sparse.realSize >= 0 ? sparse.realSize : size,
     };
     if (type === 'symlink') {
       entry.linkTarget = linkName;
@@ -410,6 +472,7 @@ class HeaderParser {
     this.reset();
     this.where = entryWhere;
     this.size = size; // with a PAX size applied
+    this.sparse = sparse;
     return entry;
   }
 }
@@ -512,6 +575,7 @@ function nulTerminated(data: Buffer): string {
 /** Parses PAX records: `"<len> <keyword>=<value>\n"`, where len counts the whole record. */
 function parsePax(data: Buffer, where: string, offset: number): PaxRecords {
   const records: PaxRecords = new Map();
+  const sparse: string[] = [];
   let pos = 0;
   while (pos < data.length) {
     if (data[pos] === 0) break; // some writers pad the payload with NULs
@@ -529,9 +593,22 @@ function parsePax(data: Buffer, where: string, offset: number): PaxRecords {
     if (eq < 0 || eq >= pos + len - 1) {
       throw new FormatError('tar.pax.record', `${where}: PAX record at byte ${pos} has no "="`, { offset: offset + pos });
     }
-    if (!isIgnoredTime(data, space + 1, eq)) records.set(data.toString('utf8', space + 1, eq), data.subarray(eq + 1, pos + len - 1));
+    if (!isIgnoredTime(data, space + 1, eq)) {
+      const key = data.toString('utf8', space + 1, eq);
+      const value = data.subarray(eq + 1, pos + len - 1);
+      if (key === 'GNU.sparse.offset' || key === 'GNU.sparse.numbytes') {
+        // PAX sparse 0.0 repeats these two keywords, alternating: kept as a 0.1 map, as Go does.
+        if ((sparse.length % 2 === 0) !== (key === 'GNU.sparse.offset') || value.includes(0x2c)) {
+          throw new FormatError('tar.pax.record', `${where}: ${key} out of order in a sparse map`, { offset: offset + pos });
+        }
+        sparse.push(value.toString('latin1'));
+      } else {
+        records.set(key, value);
+      }
+    }
     pos += len;
   }
+  if (sparse.length > 0) records.set('GNU.sparse.map', Buffer.from(sparse.join(','), 'latin1'));
   return records;
 }
 
