@@ -54,10 +54,19 @@ export function reportError(err: unknown, io: CliIo): number {
   }
   const error = fileSystemError(err);
   if (isNydusError(error)) {
-    writeLine(io.stderr, `error: ${error.message}`);
+    writeLine(io.stderr, `error: ${escapedBytes(error.message)}`);
     return exitCodeFor(error);
   }
   const message = error instanceof Error ? (error.stack ?? error.message) : String(error);
   writeLine(io.stderr, `error: ${message}`);
   return 1;
+}
+
+/**
+ * Messages name files, whose names are bytes: a byte that is not UTF-8 travels as a lone
+ * surrogate U+DC80–U+DCFF (decodeFsName in @nydus-ts/format, not loaded here) and is shown as
+ * `\xNN`, as listings show it, instead of the U+FFFD a terminal would get.
+ */
+function escapedBytes(message: string): string {
+  return message.replace(/(?<![\ud800-\udbff])[\udc80-\udcff]/g, (c) => `\\x${(c.charCodeAt(0) - 0xdc00).toString(16).padStart(2, '0')}`);
 }

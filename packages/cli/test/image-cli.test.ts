@@ -26,9 +26,10 @@ async function run(...argv: string[]): Promise<{ code: number; stdout: string; s
 }
 
 /** A tar holding one entry whose name is `name`, written byte by byte (GNU tar refuses `..`). */
-function tarWithName(name: string, typeflag = '0'): Buffer {
+function tarWithName(name: string | Buffer, typeflag = '0'): Buffer {
   const h = Buffer.alloc(512);
-  h.write(name, 0);
+  if (typeof name === 'string') h.write(name, 0);
+  else name.copy(h, 0);
   h.write('0000644\0', 100);
   h.write('0000000\0', 108);
   h.write('0000000\0', 116);
@@ -155,6 +156,13 @@ describe('nydusify-ts image', () => {
     const created = await run('image', 'create', '--type', 'tar-rafs', evil, '--bootstrap', boot, '--blob-dir', blobs);
     expect(created.code).toBe(2);
     expect(created.stderr).toMatch(/a\/\.\.\/\.\.\/etc\/passwd/);
+    // A name that is not UTF-8 is shown with its bytes as \xNN, not as U+FFFD.
+    const evilBytes = path.join(work, 'evil-bytes.tar');
+    await writeFile(evilBytes, tarWithName(Buffer.from('b\xff/../../x', 'latin1')));
+    const refusedBytes = await run('image', 'create', '--type', 'tar-rafs', evilBytes, '--bootstrap', path.join(work, 'evil-bytes/boot'), '--blob-dir', path.join(work, 'evil-bytes/blobs'));
+    expect(refusedBytes.code).toBe(2);
+    expect(refusedBytes.stderr).toContain('b\\xff/../../x');
+    expect(refusedBytes.stderr).not.toContain('\ufffd');
     // no blob, no temp file and no bootstrap left behind
     expect((await readdir(blobs).catch(() => [])).length).toBe(0);
     await expect(readFile(boot)).rejects.toThrow();
