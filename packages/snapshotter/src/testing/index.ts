@@ -8,3 +8,4 @@ export type { StartContainerdOptions, TestContainerd } from './containerd.js';
 export { buildLayer, describeLayer, pushImage, makeBusyboxRootfs, pseudoRandomBytes } from './images.js';
 export type { LayerFile, ImageConfigOptions, PushImageOptions, PushedImage } from './images.js';
 export { bundleTestEntry } from './bundle-entry.js';
+export { processesUsing, stopEverythingUnder } from './cleanup.js';
