@@ -2,7 +2,7 @@
 // in-process and through its gRPC service (the adapter containerd's proxy client talks to).
 import path from 'node:path';
 import { NydusSnapshotter, SnapshotsClient, serveSnapshotter } from '@nydus-ts/snapshotter';
-import { snapshotterSuite } from '@nydus-ts/snapshotter/testing';
+import { snapshotterSuite } from '@nydus-ts/snapshotter/conformance';
 
 snapshotterSuite('NydusSnapshotter', async (root) => ({ snapshotter: await NydusSnapshotter.open({ root }) }));
 

@@ -1,5 +1,4 @@
-export { snapshotterSuite } from './snapshotter-suite.js';
-export type { SnapshotterFactory, SuiteSubject } from './snapshotter-suite.js';
+// The conformance suite (it imports vitest) is the `@nydus-ts/snapshotter/conformance` entry.
 export { mountAll, unmountAll } from './mount.js';
 export { run, runCommand } from './exec.js';
 export type { RunOptions, RunResult } from './exec.js';
