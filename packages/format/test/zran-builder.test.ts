@@ -1,3 +1,5 @@
+import { gzipSync } from 'node:zlib';
+import { CheckpointingGunzip } from '@nydus-ts/native';
 import { describe, expect, it } from 'vitest';
 import {
   BlobFeatures,
@@ -5,6 +7,7 @@ import {
   ChunkInfoV2Flags,
   RafsFileReader,
   TarRefLocator,
+  ZranIndexBuilder,
   attachRefBlobMetas,
   buildRefLayer,
   parseBlobMetaFile,
@@ -79,5 +82,78 @@ describe('targz-ref layer builder', () => {
     })();
     await expect(buildRefLayer(entries, { write: async () => undefined }, { blobId: 'ab'.repeat(32), sourceSize: 1, locator: new TarRefLocator() })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
     await expect(buildRefLayer((async function* () {})(), { write: async () => undefined }, { blobId: 'nope', sourceSize: 1, locator: new TarRefLocator() })).rejects.toThrow(/blobId/);
+  });
+
+  it('cuts the windows of the contexts it opens from the output when checkpoints come without them: same tables', () => {
+    // Two members of text and random runs; chunks of odd sizes, some crossing step ends.
+    const plain = Buffer.concat([pseudoRandomBytes(900_000, 3, true), pseudoRandomBytes(1_500_000, 4, false), pseudoRandomBytes(700_000, 5, true)]);
+    const gz = Buffer.concat([gzipSync(plain.subarray(0, 1_000_000)), gzipSync(plain.subarray(1_000_000))]);
+    const chunks: [number, number][] = [];
+    for (let at = 0, i = 0; at < plain.length; i++) {
+      const end = Math.min(plain.length, at + 1000 + ((i * 7919) % 90_000));
+      chunks.push([at, end]);
+      at = end + (i % 3 === 0 ? 512 : 0);
+    }
+    /** Inflates in `step`-byte outputs (a ring of 3 buffers when lazy), placing each chunk once its bytes are out. */
+    const build = (lazy: boolean, step: number): ZranIndexBuilder => {
+      const index = new ZranIndexBuilder();
+      const g = new CheckpointingGunzip({ windows: !lazy, maxCheckpointsPerStep: 16 });
+      const ring = [0, 1, 2].map(() => Buffer.alloc(step));
+      const ends: number[] = [];
+      let input = gz.subarray(0);
+      let totalIn = 0;
+      let totalOut = 0;
+      let next = 0;
+      for (let turn = 0; ; turn++) {
+        const slot = turn % 3;
+        if (lazy && ends[slot] !== undefined) index.retireOutput(ends[slot]!);
+        const r = g.step(input, ring[slot]!);
+        input = input.subarray(r.consumed);
+        totalIn += r.consumed;
+        totalOut += r.produced;
+        ends[slot] = totalOut;
+        if (lazy) index.addOutput(ring[slot]!.subarray(0, r.produced));
+        for (const c of r.checkpoints) index.addCheckpoint(c);
+        index.addProgress(totalIn, totalOut);
+        while (next < chunks.length && chunks[next]![1] <= totalOut) index.place(...chunks[next++]!);
+        if (r.status === 'member-end') {
+          if (input.length === 0) break;
+          g.nextMember();
+        }
+      }
+      expect(next).toBe(chunks.length);
+      return index;
+    };
+    // Steps smaller than a window: windows reach back across several retired buffers.
+    for (const step of [50_000, 9000, 1 << 20]) {
+      const eager = build(false, step);
+      expect(eager.contextCount).toBeGreaterThan(3);
+      const lazy = build(true, step);
+      expect(lazy.contextCount).toBe(eager.contextCount);
+      expect(Buffer.from(lazy.tables()).equals(Buffer.from(eager.tables())), `step ${step}`).toBe(true);
+    }
+  });
+
+  it('refuses checkpoints without a window size, and output retired past what it was given or still needs', () => {
+    const index = new ZranIndexBuilder();
+    expect(() => index.addCheckpoint({ inOffset: 10, outOffset: 0, bits: 0, byte: 0, member: 0 })).toThrow(/window size/);
+    expect(() => index.addCheckpoint({ inOffset: 10, outOffset: 5, bits: 0, byte: 0, member: 0, windowSize: 6 })).toThrow(/window size/);
+    index.addOutput(new Uint8Array(100_000));
+    expect(() => index.retireOutput(200_000)).toThrow(/only 100000 bytes/);
+    expect(() => index.retireOutput(50_000)).toThrow(/not the end/);
+    index.addOutput(new Uint8Array(100_000));
+    index.retireOutput(100_000);
+    // A boundary whose window reaches back past the kept 32 KiB cannot start a context.
+    index.addCheckpoint({ inOffset: 5000, outOffset: 150_000, bits: 0, byte: 0, member: 0, windowSize: 32768 });
+    index.addCheckpoint({ inOffset: 6000, outOffset: 60_000 + 100_000, bits: 0, byte: 0, member: 0, windowSize: 32768 });
+    index.addProgress(7000, 200_000);
+    expect(index.place(150_000, 151_000).contextIndex).toBe(0);
+    const late = new ZranIndexBuilder();
+    late.addOutput(new Uint8Array(100_000));
+    late.addOutput(new Uint8Array(100_000));
+    late.retireOutput(100_000);
+    late.addCheckpoint({ inOffset: 10, outOffset: 50_000, bits: 0, byte: 0, member: 0, windowSize: 32768 });
+    late.addProgress(7000, 200_000);
+    expect(() => late.place(60_000, 61_000)).toThrow(/no longer/);
   });
 });

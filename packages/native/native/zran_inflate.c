@@ -5,12 +5,16 @@
  *    GzipInflater, but with Z_BLOCK so that it stops at every deflate block boundary and records
  *    a checkpoint there: compressed bytes consumed, inflated bytes produced, the pending bits of
  *    the last consumed byte, and the window (inflateGetDictionary, at most 32 KiB) into the
- *    caller's `windows` buffer, one 32 KiB slot per checkpoint.
+ *    caller's `windows` buffer, one 32 KiB slot per checkpoint. Without a windows buffer only the
+ *    window's size is reported: the window is the last that many bytes of the member's output,
+ *    which the caller has (and copies only for the checkpoints it keeps).
  * 2. A resumed inflate (zranInflateFrom*): raw inflate primed with a checkpoint's bits and window
  *    that produces exactly as many bytes as the output holds, crossing gzip member ends (trailer
  *    skipped, next header parsed) on the way.
  *
- * Node's zlib binding exposes neither Z_BLOCK stops nor inflatePrime, hence this file. Every
+ * Node's zlib binding exposes neither Z_BLOCK stops nor inflatePrime, hence this file. It links
+ * against the system zlib, but loaded into node the zlib calls bind to the zlib that the node
+ * executable exports (Chromium's, with its faster inflate): same API and output. Every
  * JS buffer a thread-pool job touches is kept referenced until the job settles.
  */
 #include <node_api.h>
@@ -52,6 +56,7 @@ typedef struct {
   int busy;
   uint64_t total_in;
   uint64_t total_out;
+  uint64_t member_out; /* total_out when the current member started */
   uint32_t member;
   uint8_t last_byte;
   char message[128];
@@ -136,7 +141,11 @@ static void run_step(Inflater *z, uint8_t *in, size_t in_len, uint8_t *out, size
       cp->byte = cp->bits ? z->last_byte : 0;
       cp->member = z->member;
       uInt dict_len = 0;
-      if (inflateGetDictionary(s, windows + (size_t)at * WINDOW_SIZE, &dict_len) != Z_OK || dict_len > WINDOW_SIZE) {
+      if (windows == NULL) {
+        /* inflate's window holds the last min(32 KiB, member output) bytes of output. */
+        uint64_t member_out = z->total_out - z->member_out;
+        dict_len = member_out < WINDOW_SIZE ? (uInt)member_out : WINDOW_SIZE;
+      } else if (inflateGetDictionary(s, windows + (size_t)at * WINDOW_SIZE, &dict_len) != Z_OK || dict_len > WINDOW_SIZE) {
         keep_message(z->message, sizeof z->message, "inflateGetDictionary failed");
         *status = ZRAN_ERR_INTERNAL;
         break;
@@ -195,6 +204,7 @@ static napi_value next_member(napi_env env, napi_callback_info info) {
   if (z->busy) return throw_error(env, "zranInflaterNextMember: a step is running");
   if (inflateReset(&z->strm) != Z_OK) return throw_error(env, "zranInflaterNextMember: inflateReset failed");
   z->member++;
+  z->member_out = z->total_out;
   return NULL;
 }
 
@@ -245,8 +255,9 @@ static StepJob *step_job(napi_env env, napi_callback_info info, napi_value *argv
       napi_get_value_uint32(env, argv[4], &max_checkpoints) != napi_ok) {
     return throw_error(env, name), NULL;
   }
+  /* An empty windows buffer: sizes only (see the top of this file). */
   if (in_len > UINT32_MAX || out_len > UINT32_MAX || max_checkpoints == 0 || max_checkpoints > ZRAN_MAX_CHECKPOINTS ||
-      windows_len < (size_t)max_checkpoints * WINDOW_SIZE) {
+      (windows_len != 0 && windows_len < (size_t)max_checkpoints * WINDOW_SIZE)) {
     return throw_error(env, name), NULL;
   }
   if (z->busy) return throw_error(env, "zran inflate: a step is already running"), NULL;
@@ -262,7 +273,7 @@ static StepJob *step_job(napi_env env, napi_callback_info info, napi_value *argv
   j->in_len = in_len;
   j->out = out;
   j->out_len = out_len;
-  j->windows = windows;
+  j->windows = windows_len == 0 ? NULL : windows;
   j->max_checkpoints = max_checkpoints;
   return j;
 }

@@ -33,8 +33,16 @@ export interface GzipCheckpoint {
   bits: number;
   /** That byte (`in[inOffset - 1]`); 0 when `bits` is 0. */
   byte: number;
-  /** The inflated bytes before the boundary that later data may refer to (≤ 32 KiB; a view of a buffer owned by this step's result). */
-  window: Uint8Array;
+  /**
+   * Size of the window: the inflated bytes before the boundary that later data may refer to,
+   * which are the last `windowSize` bytes of the member's output (≤ 32 KiB; 0 at a member's start).
+   */
+  windowSize: number;
+  /**
+   * Those bytes, when the gunzip records windows (the default; a view of a buffer owned by this
+   * step's result). Without (`windows: false`), the caller cuts them from the output it has.
+   */
+  window?: Uint8Array;
   /** Index of the gzip member the boundary is in (0 for the first). */
   member: number;
 }
@@ -60,8 +68,14 @@ const ERR_TRUNCATED = -3;
 export interface CheckpointingGunzipOptions {
   /** What the stream is, for error messages. Default 'gzip stream'. */
   what?: string;
-  /** A step stops after recording this many checkpoints (each holds a 32 KiB window). Default 64. */
+  /** A step stops after recording this many checkpoints. Default 64. */
   maxCheckpointsPerStep?: number;
+  /**
+   * Copy each checkpoint's window out of zlib (default true). A caller that keeps few
+   * checkpoints and still has the output (the zran index builder) says false and cuts the
+   * windows it needs from the output itself: no 32 KiB copy per block boundary.
+   */
+  windows?: boolean;
 }
 
 /**
@@ -72,6 +86,7 @@ export interface CheckpointingGunzipOptions {
  * what follows) or `maxCheckpointsPerStep` boundaries were passed. Offsets count from the start
  * of the stream across members. Steps run one at a time; `stepAsync` runs on the libuv thread
  * pool and its buffers must stay untouched until it settles. Corrupt input is a FormatError.
+ * Each checkpoint carries its window (≤ 32 KiB) unless the option `windows` is false.
  */
 export class CheckpointingGunzip {
   readonly #handle = binding.zranInflaterCreate();
@@ -83,8 +98,10 @@ export class CheckpointingGunzip {
     this.#what = options.what ?? 'gzip stream';
     const max = options.maxCheckpointsPerStep ?? 64;
     if (!Number.isInteger(max) || max < 1 || max > 1024) throw new InvalidArgumentError(`maxCheckpointsPerStep: ${String(max)} is not an integer in 1..1024`);
+    if (options.windows !== undefined && typeof options.windows !== 'boolean') throw new InvalidArgumentError('windows: not a boolean');
     this.#maxCheckpoints = max;
-    this.#windows = Buffer.allocUnsafe(max * GZIP_WINDOW_SIZE);
+    // An empty buffer tells the addon to report window sizes only.
+    this.#windows = Buffer.allocUnsafe(options.windows === false ? 0 : max * GZIP_WINDOW_SIZE);
   }
 
   step(input: Uint8Array, output: Uint8Array): CheckpointStep {
@@ -111,18 +128,26 @@ export class CheckpointingGunzip {
     }
     const count = r[3]!;
     const checkpoints: GzipCheckpoint[] = new Array(count);
+    const withWindows = this.#windows.length > 0;
     // The step's windows, copied out of the reused slots into one buffer (one allocation per
     // step, not per checkpoint); each checkpoint's window is a view of it.
-    let total = 0;
-    for (let k = 0; k < count; k++) total += r[4 + 6 * k + 4]!;
-    const block = Buffer.allocUnsafe(total);
+    let block: Buffer | undefined;
+    if (withWindows) {
+      let total = 0;
+      for (let k = 0; k < count; k++) total += r[4 + 6 * k + 4]!;
+      block = Buffer.allocUnsafe(total);
+    }
     let at = 0;
     for (let k = 0; k < count; k++) {
       const f = 4 + 6 * k;
-      const dictSize = r[f + 4]!;
-      this.#windows.copy(block, at, k * GZIP_WINDOW_SIZE, k * GZIP_WINDOW_SIZE + dictSize);
-      checkpoints[k] = { inOffset: r[f]!, outOffset: r[f + 1]!, bits: r[f + 2]!, byte: r[f + 3]!, window: block.subarray(at, at + dictSize), member: r[f + 5]! };
-      at += dictSize;
+      const windowSize = r[f + 4]!;
+      const c: GzipCheckpoint = { inOffset: r[f]!, outOffset: r[f + 1]!, bits: r[f + 2]!, byte: r[f + 3]!, windowSize, member: r[f + 5]! };
+      if (block) {
+        this.#windows.copy(block, at, k * GZIP_WINDOW_SIZE, k * GZIP_WINDOW_SIZE + windowSize);
+        c.window = block.subarray(at, at + windowSize);
+        at += windowSize;
+      }
+      checkpoints[k] = c;
     }
     return { consumed: r[0]!, produced: r[1]!, status: STEP_STATUS[status]!, checkpoints };
   }

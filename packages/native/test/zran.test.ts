@@ -20,8 +20,8 @@ function sample(size: number, seed = 1): Buffer {
 }
 
 /** Inflates a whole gzip stream in steps of `outSize` bytes, feeding `inSize` bytes at a time. */
-async function inflateAll(gz: Uint8Array, opts: { inSize: number; outSize: number; async: boolean; maxCheckpoints?: number }) {
-  const g = new CheckpointingGunzip({ maxCheckpointsPerStep: opts.maxCheckpoints ?? 4, what: 'test.gz' });
+async function inflateAll(gz: Uint8Array, opts: { inSize: number; outSize: number; async: boolean; maxCheckpoints?: number; windows?: boolean }) {
+  const g = new CheckpointingGunzip({ maxCheckpointsPerStep: opts.maxCheckpoints ?? 4, what: 'test.gz', ...(opts.windows === false && { windows: false }) });
   const out: Buffer[] = [];
   const checkpoints: GzipCheckpoint[] = [];
   let pos = 0;
@@ -97,6 +97,24 @@ describe('CheckpointingGunzip', () => {
       const out = Buffer.alloc(n);
       await inflateFromCheckpointAsync(gz.subarray(c.inOffset), c, out);
       expect(out.equals(plain.subarray(c.outOffset, c.outOffset + n))).toBe(true);
+    }
+  });
+
+  it('without windows, reports the window sizes only: the same boundaries, sizes capped at the member output', async () => {
+    const plain = sample(2 << 20, 11);
+    const cuts = [0, 20_000, 1_200_000, plain.length];
+    const gz = Buffer.concat(cuts.slice(1).map((end, i) => gzipSync(plain.subarray(cuts[i], end))));
+    for (const async of [false, true]) {
+      const full = await inflateAll(gz, { inSize: 65536, outSize: 100_000, async });
+      const sizes = await inflateAll(gz, { inSize: 65536, outSize: 100_000, async, windows: false });
+      expect(sizes.data.equals(plain)).toBe(true);
+      expect(sizes.checkpoints.map(({ window: _, ...c }) => c)).toEqual(full.checkpoints.map(({ window: _, ...c }) => c));
+      for (const [i, c] of sizes.checkpoints.entries()) {
+        expect(c.window).toBeUndefined();
+        expect(c.windowSize).toBe(full.checkpoints[i]!.window!.length);
+        const memberStart = cuts[c.member]!;
+        expect(c.windowSize).toBe(Math.min(32768, c.outOffset - memberStart));
+      }
     }
   });
 

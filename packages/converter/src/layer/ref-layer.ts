@@ -126,12 +126,13 @@ const SMALL_INPUT = 16 << 10;
 /**
  * Gunzips a stream with the checkpointing inflater, one step on the thread pool ahead of the
  * consumer, feeding every block boundary and step end to `index` before the bytes they cover
- * are yielded. Several members are one stream; zero bytes after the last member are ignored,
+ * are yielded. Boundaries come without windows: the index gets the output too, and cuts the
+ * windows of the few boundaries it keeps from it. Several members are one stream; zero bytes after the last member are ignored,
  * anything else is an error, as is a stream that ends inside a member.
  */
 export async function* inflateWithCheckpoints(source: AsyncIterable<Uint8Array>, index: ZranIndexBuilder, signal?: AbortSignal): AsyncGenerator<Uint8Array, void, undefined> {
   const what = 'layer.gzip';
-  const inflater = new CheckpointingGunzip({ what });
+  const inflater = new CheckpointingGunzip({ what, windows: false, maxCheckpointsPerStep: 1024 });
   const it = source[Symbol.asyncIterator]();
   let input: Uint8Array = new Uint8Array(0);
   let sourceEnded = false;
@@ -140,7 +141,7 @@ export async function* inflateWithCheckpoints(source: AsyncIterable<Uint8Array>,
   let members = 0;
   let totalIn = 0;
   let totalOut = 0;
-  let pending: { step: Promise<CheckpointStep>; output: Buffer } | undefined;
+  let pending: { step: Promise<CheckpointStep>; output: Buffer; slot: number } | undefined;
 
   const pull = async (): Promise<boolean> => {
     if (sourceEnded) return false;
@@ -153,13 +154,17 @@ export async function* inflateWithCheckpoints(source: AsyncIterable<Uint8Array>,
     return true;
   };
   // Output buffers used in turn: the tar reader and the builder are done with a buffer by the
-  // time they have asked for two more (they copy what they keep), as with decompressStream.
+  // time they have asked for two more (they copy what they keep), as with decompressStream;
+  // the index is told before a buffer is reused (it may still need windows from it).
   const ring: Buffer[] = [];
+  const ringEnds: number[] = [];
   let turn = 0;
   const start = (): void => {
-    const output = (ring[turn++ % OUTPUT_RING] ??= Buffer.allocUnsafe(INFLATE_OUTPUT));
+    const slot = turn++ % OUTPUT_RING;
+    const output = (ring[slot] ??= Buffer.allocUnsafe(INFLATE_OUTPUT));
+    if (ringEnds[slot] !== undefined) index.retireOutput(ringEnds[slot]!);
     const step = input.length < SMALL_INPUT ? Promise.resolve().then(() => inflater.step(input, output)) : inflater.stepAsync(input, output);
-    pending = { step, output };
+    pending = { step, output, slot };
   };
 
   try {
@@ -182,12 +187,14 @@ export async function* inflateWithCheckpoints(source: AsyncIterable<Uint8Array>,
         if (input.length === 0 && !(await pull())) throw new FormatError(what, 'truncated gzip stream: unexpected end of data');
         start();
       }
-      const { step, output } = pending!;
+      const { step, output, slot } = pending!;
       const r = await step;
       pending = undefined;
       input = input.subarray(r.consumed);
       totalIn += r.consumed;
       totalOut += r.produced;
+      ringEnds[slot] = totalOut;
+      index.addOutput(output.subarray(0, r.produced));
       for (const c of r.checkpoints) index.addCheckpoint(c);
       index.addProgress(totalIn, totalOut);
       if (r.status === 'member-end') {

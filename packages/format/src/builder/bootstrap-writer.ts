@@ -30,6 +30,7 @@ import {
   encodeDeviceSlot,
   encodeErofsSuperblock,
   encodeRafsExtSuperblock,
+  decodeRafsExtSuperblock,
   encodeXattrs,
   superFlagForCompression,
   superFlagForDigest,
@@ -771,6 +772,19 @@ export function writeBootstrap(tree: FsTree, settings: BootstrapSettings): Uint8
   const plan = planBootstrap(tree, settings);
   const out = new Uint8Array(plan.total);
   plan.render(out, 0);
+  return out;
+}
+
+/**
+ * A copy of a bootstrap from `writeBootstrap` with blob table entry `index` re-encoded from
+ * `blob`: the bootstrap that `writeBootstrap` gives after one of its blob's fields that only the
+ * blob table holds (the ToC digest and size) changed, without laying out the tree again.
+ */
+export function withBlobEntry(bootstrap: Uint8Array, index: number, blob: TreeBlob): Uint8Array {
+  const { blobTableOffset, blobTableSize } = decodeRafsExtSuperblock(bootstrap);
+  if (!Number.isInteger(index) || index < 0 || BLOB_ENTRY_SIZE * (index + 1) > blobTableSize) throw new InvalidArgumentError(`blob index ${String(index)} is not in the blob table`);
+  const out = Uint8Array.from(bootstrap);
+  out.set(encodeBlobEntry({ ...blob, blobIndex: index }), blobTableOffset + BLOB_ENTRY_SIZE * index);
   return out;
 }
 

@@ -2,7 +2,7 @@ import { InvalidArgumentError, throwIfAborted } from '@nydus-ts/core';
 import type { LayerEntry } from '../entry.js';
 import { DEFAULT_CHUNK_SIZE, MAX_CHUNK_SIZE, MIN_CHUNK_SIZE, isPowerOfTwo } from '../layout/index.js';
 import type { BlobSink, LayerBuildStats } from './blob-writer.js';
-import { writeBootstrap } from './bootstrap-writer.js';
+import { withBlobEntry, writeBootstrap } from './bootstrap-writer.js';
 import { LayerEntries, validatePrefetchPatterns } from './build-layer.js';
 import { RefBlobWriter } from './ref-blob-writer.js';
 import { FsTree, type TreeBlob } from './tree.js';
@@ -74,10 +74,13 @@ export async function buildRefLayer(entries: AsyncIterable<LayerEntry>, sink: Bl
     prefetchPatterns,
   });
   const blobs = (): TreeBlob[] => (writer.hasData ? [writer.blob] : []);
-  const tail = await writer.finish(blobId, options.sourceSize, () => writeBootstrap(tree, settings(blobs())));
+  // The meta blob inlines the layer bootstrap before its own ToC exists; the bootstrap returned
+  // is the same with the ToC's digest and size in the blob's entry.
+  let inlined: Uint8Array | undefined;
+  const tail = await writer.finish(blobId, options.sourceSize, () => (inlined = writeBootstrap(tree, settings(blobs()))));
   await sink.end?.();
   return {
-    bootstrap: writeBootstrap(tree, settings(blobs())),
+    bootstrap: writer.hasData ? withBlobEntry(inlined!, 0, writer.blob) : inlined!,
     metaBlob: { id: tail.metaBlobId, size: tail.metaBlobSize },
     blobMeta: tail.blobMeta,
     chunkCount: tail.blob.chunkCount,

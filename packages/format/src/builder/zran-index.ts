@@ -40,7 +40,13 @@ export interface ZranCheckpoint {
   outOffset: number;
   bits: number;
   byte: number;
-  window: Uint8Array;
+  /**
+   * The window: the last ≤ 32 KiB of the member's output before the boundary. Without it,
+   * `windowSize` says how many bytes, and the index cuts them from the output given to
+   * `addOutput` if the boundary starts a context.
+   */
+  window?: Uint8Array;
+  windowSize?: number;
   member: number;
 }
 
@@ -51,6 +57,8 @@ const MAX_UNCOMPRESSED_SPAN = 2 << 20;
 const MAX_CONTEXTS = 1 << 24;
 /** Pending checkpoints kept at most; beyond, every other one is dropped (any boundary ≤ a chunk start serves). */
 const MAX_PENDING = 128;
+/** Largest deflate window. */
+const WINDOW_SIZE = 32768;
 
 interface OpenContext extends ZranContext {
   member: number;
@@ -63,6 +71,12 @@ interface OpenContext extends ZranContext {
  * A chunk is read back by inflating its context from the checkpoint (spec §4.4), so a new
  * context opens at the latest boundary before the chunk when the current one started too far
  * back (spec §4.1 spacing rule) or in an earlier gzip member.
+ *
+ * Windows: checkpoints may come without them (a 32 KiB copy at every block boundary costs more
+ * than the rest of the index). Then the inflater also hands over its output (`addOutput`, views
+ * kept by reference) and says before it reuses that memory (`retireOutput`); the index copies a
+ * window only for a boundary that opens a context, or that is still a candidate when its bytes
+ * are retired.
  */
 export class ZranIndexBuilder implements RefChunkLocator {
   readonly kind = 'zran';
@@ -75,11 +89,22 @@ export class ZranIndexBuilder implements RefChunkLocator {
   private marksIn: number[] = [];
   private marksOut: number[] = [];
   private marksHead = 0;
+  /** Output handed over and not retired: views in stream order, `spans[0]` starting at `spansStart`. */
+  private spans: Uint8Array[] = [];
+  private spansStart = 0;
+  private spansEnd = 0;
+  /** The last ≤ 32 KiB of retired output, ending at `spansStart` (windows of later boundaries reach into it). */
+  private tail = new Uint8Array(WINDOW_SIZE);
+  private spareTail = new Uint8Array(WINDOW_SIZE);
+  private tailLength = 0;
 
   /** A block boundary passed by the inflater (in stream order). */
   addCheckpoint(c: ZranCheckpoint): void {
     const last = this.pending[this.pending.length - 1];
     if (last !== undefined && c.outOffset < last.outOffset) throw new NydusError('INTERNAL', `zran checkpoint at ${c.outOffset} after one at ${last.outOffset}`);
+    if (c.window === undefined && !(Number.isInteger(c.windowSize) && c.windowSize! >= 0 && c.windowSize! <= WINDOW_SIZE && c.windowSize! <= c.outOffset)) {
+      throw new NydusError('INTERNAL', `zran checkpoint at ${c.outOffset}: neither a window nor a valid window size`);
+    }
     this.pending.push(c);
     if (this.pending.length > MAX_PENDING) this.pending = this.pending.filter((_, i, all) => i % 2 === 1 || i === all.length - 1);
     this.addProgress(c.inOffset, c.outOffset);
@@ -89,6 +114,70 @@ export class ZranIndexBuilder implements RefChunkLocator {
   addProgress(inOffset: number, outOffset: number): void {
     this.marksIn.push(inOffset);
     this.marksOut.push(outOffset);
+  }
+
+  /**
+   * The next bytes of the inflated stream (contiguous with what came before, from offset 0):
+   * kept by reference, unchanged, until `retireOutput` passes them. Needed only for checkpoints
+   * without windows.
+   */
+  addOutput(bytes: Uint8Array): void {
+    if (bytes.length === 0) return;
+    this.spans.push(bytes);
+    this.spansEnd += bytes.length;
+  }
+
+  /**
+   * The memory of the output before `end` (a span boundary) is about to be reused: windows that
+   * candidates still need from it are copied now, and the last 32 KiB before it kept.
+   */
+  retireOutput(end: number): void {
+    if (end <= this.spansStart) return;
+    if (end > this.spansEnd) throw new NydusError('INTERNAL', `zran index: output retired up to ${end}, only ${this.spansEnd} bytes were given`);
+    for (const c of this.pending) {
+      if (c.window === undefined && c.outOffset - c.windowSize! < end) c.window = this.cut(c.outOffset - c.windowSize!, c.outOffset);
+    }
+    // The new tail may come partly from the old one: built in the spare buffer, then swapped.
+    const keep = Math.min(WINDOW_SIZE, end);
+    this.copyOut(end - keep, end, this.spareTail.subarray(0, keep));
+    [this.tail, this.spareTail] = [this.spareTail, this.tail];
+    this.tailLength = keep;
+    let at = this.spansStart;
+    let n = 0;
+    while (n < this.spans.length && at + this.spans[n]!.length <= end) at += this.spans[n++]!.length;
+    if (at !== end) throw new NydusError('INTERNAL', `zran index: output retired up to ${end}, not the end of what was given`);
+    this.spans = this.spans.slice(n);
+    this.spansStart = end;
+  }
+
+  /** A copy of output bytes [start, end) from the kept tail and spans. */
+  private cut(start: number, end: number): Uint8Array {
+    return this.copyOut(start, end, Buffer.allocUnsafe(end - start));
+  }
+
+  /** Copies output bytes [start, end) from the kept tail and spans into `out` (of that length). */
+  private copyOut(start: number, end: number, out: Uint8Array): Uint8Array {
+    const tailStart = this.spansStart - this.tailLength;
+    if (start < tailStart || end > this.spansEnd) throw new NydusError('INTERNAL', `zran index: output ${start}..${end} is no longer (or not yet) available`);
+    let at = 0;
+    if (start < this.spansStart) {
+      const piece = this.tail.subarray(start - tailStart, Math.min(end, this.spansStart) - tailStart);
+      out.set(piece);
+      at = piece.length;
+    }
+    let spanStart = this.spansStart;
+    for (const span of this.spans) {
+      if (at === out.length) break;
+      const spanEnd = spanStart + span.length;
+      const from = start + at;
+      if (from < spanEnd) {
+        const piece = span.subarray(from - spanStart, Math.min(end, spanEnd) - spanStart);
+        out.set(piece, at);
+        at += piece.length;
+      }
+      spanStart = spanEnd;
+    }
+    return out;
   }
 
   get contextCount(): number {
@@ -155,20 +244,21 @@ export class ZranIndexBuilder implements RefChunkLocator {
 
   private openContext(c: ZranCheckpoint): OpenContext {
     if (this.contexts.length >= MAX_CONTEXTS) throw new NydusError('RESOURCE_EXHAUSTED', `a zran blob holds at most ${MAX_CONTEXTS} contexts`);
+    const window = (c.window ??= this.cut(c.outOffset - c.windowSize!, c.outOffset));
     const ctx: OpenContext = {
       inOffset: c.inOffset,
       outOffset: c.outOffset,
       dictOffset: this.dictBytes,
       inLen: 0,
       outLen: 0,
-      dictSize: c.window.length,
+      dictSize: window.length,
       ctxByte: c.bits === 0 ? 0 : c.byte,
       ctxBits: c.bits,
       member: c.member,
     };
     this.contexts.push(ctx);
-    this.windows.push(c.window);
-    this.dictBytes += c.window.length;
+    this.windows.push(window);
+    this.dictBytes += window.length;
     return ctx;
   }
 
