@@ -16,7 +16,7 @@ import { startRegistry, type TestRegistry } from '@nydus-ts/registry/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { checkConvertedImage, convertImage, createImage, mergeImage, unpackImage } from '../src/index.js';
 import { hostLinuxPlatform, pushRawImage } from './support/images.js';
-import { MountScope } from './support/kernel.js';
+import { MountScope } from '@nydus-ts/testing';
 
 const run = promisify(execFile);
 
