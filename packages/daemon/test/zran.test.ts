@@ -121,7 +121,7 @@ describe('nydusd-ts serves targz-ref (zran) images', () => {
       await c.close();
     }
     await nydusify(['convert', '--oci-ref', '--source', `${registry.host}/src/minbase:v1`, '--target', `${registry.host}/zran/minbase:v1`, '--source-insecure', '--target-insecure']);
-    const [source, s] = await Promise.all([snapshotTree(ensureMinbase().dir), serve(registry.host, 'zran/minbase', 'fuse', 'minbase-fuse')]);
+    const [source, s] = await Promise.all([snapshotTree((await ensureMinbase()).dir), serve(registry.host, 'zran/minbase', 'fuse', 'minbase-fuse')]);
     expect(source.nodes.size).toBeGreaterThan(5000);
     expect(diffTrees(source, s.tree, { ignorePath: (p) => p === '' })).toEqual([]);
     expect(await s.stop()).toBe(0);
