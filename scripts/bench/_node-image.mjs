@@ -1,26 +1,56 @@
 // The node image of the convert benchmarks (Debian minbase + this Node.js), shared by
-// convert.mjs and zran.mjs (not a benchmark itself: run.mjs skips `_` files).
+// convert.mjs and zran.mjs, and by the daemon tests that use the same image (not a benchmark
+// itself: run.mjs skips `_` files).
+import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { createReadStream, existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { createReadStream, existsSync, mkdirSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { cacheDir, sh } from './_lib.mjs';
+import { cacheDir } from './_lib.mjs';
+
+/** Makes the cached node layer under a lock (another process may be making it too). */
+function nodeLayerCommand(tar, tgz) {
+  const libDir = join(dirname(dirname(process.execPath)), 'lib', 'node_modules');
+  const script = [
+    'set -e',
+    `[ -f ${tgz} ] && exit 0`,
+    'stage=$(mktemp -d /tmp/bench-node-XXXXXX)',
+    'trap \'rm -rf "$stage"\' EXIT',
+    `mkdir -p "$stage"/usr/local/bin "$stage"/usr/local/lib && cp -a ${process.execPath} "$stage"/usr/local/bin/node` + (existsSync(libDir) ? ` && cp -a ${libDir} "$stage"/usr/local/lib/` : ''),
+    `tar --numeric-owner --owner=0 --group=0 -C "$stage" -cf ${tar}.tmp usr && mv ${tar}.tmp ${tar}`,
+    `gzip -6 -c ${tar} > ${tgz}.tmp && mv ${tgz}.tmp ${tgz}`,
+  ].join('\n');
+  mkdirSync(cacheDir, { recursive: true });
+  return ['flock', [join(cacheDir, '.node-layer.lock'), 'bash', '-c', script]];
+}
+
+function nodeLayerFiles() {
+  const tar = join(cacheDir, `node-${process.version}.tar`);
+  return { tar, tgz: `${tar}.gz` };
+}
 
 /** The node layer (usr/local/bin/node + usr/local/lib/node_modules) as tar and tar.gz, cached. */
 export function ensureNodeLayer() {
-  const tar = join(cacheDir, `node-${process.version}.tar`);
-  const tgz = `${tar}.gz`;
-  if (!existsSync(tgz)) {
-    const stage = mkdtempSync(join(tmpdir(), 'bench-node-'));
-    try {
-      const libDir = join(dirname(dirname(process.execPath)), 'lib', 'node_modules');
-      sh(`mkdir -p ${stage}/usr/local/bin ${stage}/usr/local/lib && cp -a ${process.execPath} ${stage}/usr/local/bin/node` + (existsSync(libDir) ? ` && cp -a ${libDir} ${stage}/usr/local/lib/` : ''));
-      sh(`tar --numeric-owner --owner=0 --group=0 -C ${stage} -cf ${tar}.tmp usr && mv ${tar}.tmp ${tar} && gzip -6 -c ${tar} > ${tgz}.tmp && mv ${tgz}.tmp ${tgz}`);
-    } finally {
-      rmSync(stage, { recursive: true, force: true });
-    }
+  const files = nodeLayerFiles();
+  if (!existsSync(files.tgz)) {
+    const [cmd, args] = nodeLayerCommand(files.tar, files.tgz);
+    const r = spawnSync(cmd, args, { stdio: ['ignore', 'inherit', 'inherit'] });
+    if (r.status !== 0) throw new Error(`making the node layer in ${cacheDir} failed (exit ${r.status})`);
   }
-  return { tar, tgz };
+  return files;
+}
+
+/** `ensureNodeLayer` without blocking the event loop while the layer is made (for tests). */
+export async function ensureNodeLayerAsync() {
+  const files = nodeLayerFiles();
+  if (!existsSync(files.tgz)) {
+    const [cmd, args] = nodeLayerCommand(files.tar, files.tgz);
+    await new Promise((resolve, reject) => {
+      const child = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'inherit'] });
+      child.on('error', reject);
+      child.on('close', (code) => (code === 0 ? resolve() : reject(new Error(`making the node layer in ${cacheDir} failed (exit ${code})`))));
+    });
+  }
+  return files;
 }
 
 async function sha256File(file) {

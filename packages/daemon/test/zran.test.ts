@@ -113,7 +113,7 @@ describe('nydusd-ts serves targz-ref (zran) images', () => {
     }, 600_000);
   }
 
-  it('Debian minbase as an oci-ref image: the served tree equals the source rootfs attribute by attribute', async () => {
+  it('Debian minbase as an oci-ref image: the served tree equals the source rootfs attribute by attribute, in FUSE and erofs mode', async () => {
     const c = new RegistryClient({ registry: registry.host, insecure: true, env: {} });
     try {
       await minbaseImage(c, { repository: 'src/minbase', tag: 'v1' });
@@ -121,10 +121,13 @@ describe('nydusd-ts serves targz-ref (zran) images', () => {
       await c.close();
     }
     await nydusify(['convert', '--oci-ref', '--source', `${registry.host}/src/minbase:v1`, '--target', `${registry.host}/zran/minbase:v1`, '--source-insecure', '--target-insecure']);
-    const [source, s] = await Promise.all([snapshotTree((await ensureMinbase()).dir), serve(registry.host, 'zran/minbase', 'fuse', 'minbase-fuse')]);
+    const source = await snapshotTree((await ensureMinbase()).dir);
     expect(source.nodes.size).toBeGreaterThan(5000);
-    expect(diffTrees(source, s.tree, { ignorePath: (p) => p === '' })).toEqual([]);
-    expect(await s.stop()).toBe(0);
+    for (const mode of ['fuse', 'erofs'] as const) {
+      const s = await serve(registry.host, 'zran/minbase', mode, `minbase-${mode}`);
+      expect(diffTrees(source, s.tree, { ignorePath: (p) => p === '' }), mode).toEqual([]);
+      expect(await s.stop()).toBe(0);
+    }
   }, 900_000);
 
   it('a copy to a second registry mounts from there', async () => {

@@ -1,5 +1,5 @@
 import { Blake3Hasher } from '@napi-rs/blake-hash';
-import { createHash } from 'node:crypto';
+import { createHash, hash } from 'node:crypto';
 import type { DigestName } from './layout/constants.js';
 
 export type ChunkDigester = DigestName;
@@ -25,7 +25,8 @@ export function digestChunk(algo: ChunkDigester, data: Uint8Array): string {
 export function digestChunkInto(algo: ChunkDigester, data: Uint8Array, out: Buffer, at: number): void {
   const input = Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
   if (algo === 'sha256') {
-    createHash('sha256').update(input).digest().copy(out, at);
+    // One-shot: no Hash object per chunk (most chunks are small files).
+    hash('sha256', input, 'buffer').copy(out, at);
     return;
   }
   const h = (blake3 ??= new Blake3Hasher());
