@@ -7,7 +7,8 @@
 # last install.
 install_npm_dependencies() {
   local stamp=node_modules/.setup-stamp want
-  want=$(sha256sum package-lock.json package.json packages/*/package.json apps/*/package.json 2>/dev/null | sha256sum | cut -d' ' -f1)
+  # The lock file and every package.json of the workspace (packages/*, apps/*, e2e, ...).
+  want=$(find . -maxdepth 3 -name node_modules -prune -o \( -name package.json -o -name package-lock.json \) -print | LC_ALL=C sort | xargs sha256sum | sha256sum | cut -d' ' -f1)
   if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then return 0; fi
   if ! npm ci --no-audit --no-fund; then
     echo "setup: npm ci failed; if a package.json changed, run \`npm install\` to update package-lock.json and commit it" >&2

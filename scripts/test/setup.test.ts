@@ -56,11 +56,14 @@ describe('scripts/setup.sh', () => {
       project = path.join(work, 'project');
       await mkdir(project);
       for (const file of ['package.json', 'package-lock.json']) await cp(path.join(root, file), path.join(project, file));
-      for (const dir of ['packages', 'apps']) {
-        for (const name of await readdir(path.join(root, dir))) {
-          const manifest = path.join(root, dir, name, 'package.json');
+      // Every workspace the root package.json names (`dir/*` globs or plain directories).
+      const { workspaces } = JSON.parse(await readFile(path.join(root, 'package.json'), 'utf8')) as { workspaces: string[] };
+      for (const pattern of workspaces) {
+        const dirs = pattern.endsWith('/*') ? (await readdir(path.join(root, pattern.slice(0, -2)))).map((name) => path.join(pattern.slice(0, -2), name)) : [pattern];
+        for (const dir of dirs) {
+          const manifest = path.join(root, dir, 'package.json');
           if (!(await stat(manifest).catch(() => undefined))) continue;
-          await cp(manifest, path.join(project, dir, name, 'package.json'));
+          await cp(manifest, path.join(project, dir, 'package.json'));
         }
       }
     });
