@@ -1,7 +1,8 @@
 // Inflate throughput on one tar.gz, in this process (run by zran.mjs; not a benchmark itself):
-// the checkpointing gunzip of @nydus-ts/native (system zlib, Z_BLOCK stops, a 32 KiB window
-// copied at every block boundary, steps on the libuv thread pool) and the resumed inflate from
-// checkpoints, against Node's zlib on the same bytes. Prints one JSON line on stdout.
+// the checkpointing gunzip of @nydus-ts/native (Z_BLOCK stops, steps on the libuv thread pool;
+// with a 32 KiB window copied at every block boundary, and with window sizes only, as the
+// converter runs it) and the resumed inflate from checkpoints, against Node's zlib on the same
+// bytes. Prints one JSON line on stdout.
 //   node _zran-inflate.mjs FILE.tar.gz RUNS
 import { readFileSync } from 'node:fs';
 import { createGunzip, gunzipSync } from 'node:zlib';
@@ -23,9 +24,9 @@ async function nodeStream() {
   return n;
 }
 
-/** The converter's way: 1 MiB input pieces, 1 MiB output steps on the thread pool. */
-async function checkpointing() {
-  const g = new CheckpointingGunzip({ maxCheckpointsPerStep: 64 });
+/** 1 MiB input pieces, 1 MiB output steps on the thread pool (the converter's way without windows). */
+async function checkpointing(windows = true) {
+  const g = new CheckpointingGunzip(windows ? { maxCheckpointsPerStep: 64 } : { maxCheckpointsPerStep: 1024, windows: false });
   const out = Buffer.allocUnsafe(STEP_OUT);
   let fed = 0;
   let input = gz.subarray(0, 0);
@@ -55,7 +56,7 @@ const time = async (fn) => {
   return { seconds: Number(process.hrtime.bigint() - t) / 1e9, r };
 };
 
-const rows = { nodeStream: [], nodeSync: [], checkpointing: [], resume: [] };
+const rows = { nodeStream: [], nodeSync: [], checkpointing: [], checkpointingNoWindows: [], resume: [] };
 let outBytes = 0;
 let checkpointCount = 0;
 let resumeBytes = 0;
@@ -68,6 +69,9 @@ for (let run = 0; run < runs; run++) {
   if (b.r.n !== outBytes) throw new Error(`checkpointing gunzip produced ${b.r.n} bytes, Node ${outBytes}`);
   rows.checkpointing.push(b.seconds);
   checkpointCount = b.r.checkpoints.length;
+  const bare = await time(() => checkpointing(false));
+  if (bare.r.n !== outBytes || bare.r.checkpoints.length !== checkpointCount) throw new Error('checkpointing gunzip without windows differs');
+  rows.checkpointingNoWindows.push(bare.seconds);
   // Resumed inflate: 1 MiB from each of 64 checkpoints spread over the stream (what a cold chunk
   // read does), against Node's gunzip of the whole stream per MB produced.
   const cps = b.r.checkpoints;
