@@ -8,3 +8,4 @@ export type { MountHandle, ErofsMountOptions } from './kernel.js';
 export { appBin } from './app-bin.js';
 export { runTool, runToolBuffer } from './run-tool.js';
 export type { RunToolOptions } from './run-tool.js';
+export { fetchNydusBootstrap } from './nydus-bootstrap.js';

@@ -41,6 +41,8 @@ export class ImageBlob {
   readonly file: BlobCacheFile;
   private readonly o: ImageBlobOptions;
   private readonly tasks: Map<number, FetchTask>;
+  /** Chunks some read of this image has needed (for the fetched / touched ratio). */
+  private readonly touched: Uint8Array;
 
   constructor(options: ImageBlobOptions) {
     this.o = options;
@@ -49,6 +51,15 @@ export class ImageBlob {
     let tasks = inflightTasks.get(options.file);
     if (!tasks) inflightTasks.set(options.file, (tasks = new Map()));
     this.tasks = tasks;
+    this.touched = new Uint8Array(options.table.count);
+  }
+
+  /** Records that a read needed chunk `ci` (counted once per chunk, by compressed size). */
+  touch(ci: number): void {
+    if (this.touched[ci] === 1) return;
+    this.touched[ci] = 1;
+    this.o.metrics.touchedChunks++;
+    this.o.metrics.touchedBytes += this.table.compressedSize[ci]!;
   }
 
   get blobId(): string {

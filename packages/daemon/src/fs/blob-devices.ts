@@ -90,6 +90,7 @@ export class BlobDevices implements VfsFilesystem {
     const metrics = this.image.cacheMetrics;
     metrics.total++;
     const cis = blob.table.chunksInRange(position, n);
+    for (const ci of cis) blob.touch(ci);
     const missing = cis.filter((ci) => !blob.file.isReady(ci));
     if (missing.length === 0) metrics.wholeHits++;
     else {

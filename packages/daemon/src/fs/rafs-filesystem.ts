@@ -249,6 +249,7 @@ export class RafsFilesystem {
       const k = f.entries[i]!;
       const blob = image.blobs[image.entryBlob[k]!]!;
       const ci = image.entryCi[k]!;
+      blob.touch(ci);
       if (blob.file.isReady(ci)) {
         readyCount++;
         continue;

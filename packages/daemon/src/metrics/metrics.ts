@@ -218,6 +218,9 @@ export class BlobcacheMetrics {
   fetchBytes = 0;
   /** Readers that found their chunk already being fetched and waited for it. */
   sharedFetches = 0;
+  /** Distinct chunks reads have needed, and their compressed bytes (what a perfect fetcher fetches). */
+  touchedChunks = 0;
+  touchedBytes = 0;
 
   constructor(id: string, storePath: string) {
     this.id = id;
@@ -249,6 +252,8 @@ export class BlobcacheMetrics {
       fetch_requests: this.fetchRequests,
       fetch_bytes: this.fetchBytes,
       shared_fetches: this.sharedFetches,
+      touched_chunks: this.touchedChunks,
+      touched_bytes: this.touchedBytes,
     };
   }
 }

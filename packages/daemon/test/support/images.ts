@@ -4,11 +4,9 @@
  * registry image (its last layer: a gzip'd tar holding image/image.boot).
  */
 import { execFile } from 'node:child_process';
-import { writeFile } from 'node:fs/promises';
-import { gunzipSync } from 'node:zlib';
 import type { ImageManifest } from '@nydus-ts/core';
 import { RegistryClient } from '@nydus-ts/registry';
-import { appBin } from '@nydus-ts/testing';
+import { appBin, fetchNydusBootstrap } from '@nydus-ts/testing';
 
 export interface BuildOptions {
   compressor?: 'none' | 'lz4_block' | 'zstd';
@@ -53,40 +51,10 @@ export async function convertDirToRegistry(registryHost: string, src: string, re
 export async function fetchBootstrap(registryHost: string, repo: string, tag: string, file: string): Promise<{ manifest: ImageManifest; blobIds: string[] }> {
   const client = new RegistryClient({ registry: registryHost, insecure: true, env: {} });
   try {
-    const m = await client.getManifest(repo, tag);
-    const manifest = JSON.parse(m.bytes.toString('utf8')) as ImageManifest;
-    const layer = manifest.layers[manifest.layers.length - 1]!;
-    const parts: Buffer[] = [];
-    for await (const c of client.fetchBlob(repo, layer)) parts.push(c as Buffer);
-    const tar = gunzipSync(Buffer.concat(parts));
-    const boot = tarMember(tar, 'image/image.boot');
-    if (!boot) throw new Error(`${repo}:${tag}: bootstrap layer has no image/image.boot`);
-    await writeFile(file, boot);
-    return { manifest, blobIds: manifest.layers.slice(0, -1).map((l) => l.digest.slice(7)) };
+    return await fetchNydusBootstrap(client, repo, tag, file);
   } finally {
     await client.close();
   }
-}
-
-/** A member of an uncompressed tar (ustar names and GNU long names are enough here). */
-function tarMember(tar: Buffer, name: string): Buffer | undefined {
-  let off = 0;
-  let longName: string | undefined;
-  while (off + 512 <= tar.length) {
-    const header = tar.subarray(off, off + 512);
-    if (header.every((b) => b === 0)) return undefined;
-    const field = (at: number, len: number): string => header.toString('utf8', at, at + len).replace(/\0.*$/s, '');
-    const size = parseInt(field(124, 12).trim() || '0', 8);
-    const type = String.fromCharCode(header[156]!);
-    const prefix = field(345, 155);
-    const memberName = longName ?? (prefix ? `${prefix}/${field(0, 100)}` : field(0, 100));
-    longName = undefined;
-    const body = tar.subarray(off + 512, off + 512 + size);
-    if (type === 'L') longName = body.toString('utf8').replace(/\0.*$/s, '');
-    else if ((type === '0' || type === '\0') && memberName.replace(/^\.\//, '') === name) return Buffer.from(body);
-    off += 512 + Math.ceil(size / 512) * 512;
-  }
-  return undefined;
 }
 
 /** A nydusd v1 config for a registry backend and a blobcache work dir. */
