@@ -59,7 +59,8 @@ function api(socketPath, path) {
 async function startDaemon(dir, config, bootstrap, mode) {
   mkdirSync(join(dir, 'mnt'), { recursive: true });
   const sock = join(dir, 'api.sock');
-  const child = spawn(process.execPath, [nydusdBin, '--config', config, '--bootstrap', bootstrap, '--mountpoint', join(dir, 'mnt'), '--apisock', sock, '--mode', mode, '--log-level', 'warn'], { stdio: ['ignore', 'ignore', 'inherit'], env });
+  // The flag is the one bin/nydusd-ts.js's shebang passes when run as a command.
+  const child = spawn(process.execPath, ['--max-semi-space-size=1', nydusdBin, '--config', config, '--bootstrap', bootstrap, '--mountpoint', join(dir, 'mnt'), '--apisock', sock, '--mode', mode, '--log-level', 'warn'], { stdio: ['ignore', 'ignore', 'inherit'], env });
   const exited = new Promise((resolve) => child.once('exit', resolve));
   for (let i = 0; i < 600; i++) {
     const info = await api(sock, '/api/v1/daemon').catch(() => undefined);

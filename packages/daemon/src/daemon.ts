@@ -9,6 +9,7 @@ import { mkdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { InvalidArgumentError, NydusError, noopLogger, type Logger } from '@nydus-ts/core';
 import { BlobCacheManager } from './cache/blob-cache-manager.js';
+import { BufferPool } from './cache/buffer-pool.js';
 import { FetchScheduler } from './cache/fetch-scheduler.js';
 import { createDaemonBackend, type DaemonBackend } from './backend/daemon-backend.js';
 import { parseDaemonConfig, type DaemonConfig } from './config/daemon-config.js';
@@ -40,6 +41,11 @@ export interface DaemonOptions {
   prefetchFiles?: string[];
   /** Concurrent backend requests (default 16). */
   maxFetches?: number;
+  /**
+   * Called with the size of every range fetched from a backend: the binary collects the young
+   * generation every few MiB, so that dead socket and chunk buffers do not pile up (RSS).
+   */
+  onFetched?: (bytes: number) => void;
   logger?: Logger;
 }
 
@@ -75,6 +81,7 @@ export class Daemon {
   private readonly options: DaemonOptions;
   private readonly logger: Logger;
   private readonly cacheManager: BlobCacheManager;
+  private readonly bufferPool = new BufferPool();
   private readonly vfs: Vfs;
   private readonly instances = new Map<string, DaemonInstance>();
   private session: FuseSession | undefined;
@@ -164,17 +171,18 @@ export class Daemon {
   private async mountErofs(root: DaemonInstance): Promise<void> {
     const workDir = root.config.cache.workDir;
     const deviceDir = path.join(path.resolve(workDir), 'erofs-devices', createHash('sha256').update(this.mountpoint).digest('hex').slice(0, 16));
-    await mkdir(deviceDir, { recursive: true });
-    // A killed daemon leaves the kernel mount over its dead device files: take both down.
+    // A killed daemon leaves the kernel mount over loop devices over its dead device files: take
+    // them down in that order before anything touches the device directory.
     const table = await readMountTable();
     if (table.some((m) => m.mountpoint === this.mountpoint && m.fstype === 'erofs')) {
       this.logger.warn('unmounting a kernel EROFS mount left by an earlier daemon', { mountpoint: this.mountpoint });
       await unmountKernel(this.mountpoint, true);
     }
-    await clearStaleMount(this.mountpoint, this.logger);
     const stale = await detachLoopsUnder(deviceDir);
     if (stale.length > 0) this.logger.warn('detached loop devices left by an earlier daemon', { loops: stale });
     await clearStaleMount(deviceDir, this.logger);
+    await clearStaleMount(this.mountpoint, this.logger);
+    await mkdir(deviceDir, { recursive: true });
     this.deviceDir = deviceDir;
     this.vfs.setRoot({ name: '', fs: root.devices!, metrics: root.metrics, readDeadlineMs: root.backend.maxReadMs + READ_DEADLINE_MARGIN_MS });
     this.instances.set('/', root);
@@ -197,6 +205,7 @@ export class Daemon {
     try {
       const image = await RafsImage.load(bootstrap, {
         backend,
+        bufferPool: this.bufferPool,
         cacheManager: this.cacheManager,
         scheduler: new FetchScheduler({ maxConcurrent: this.options.maxFetches ?? 16, prefetchConcurrent: config.prefetch.threads, prefetchBandwidth: config.prefetch.bandwidthLimit }),
         workDir: path.resolve(config.cache.workDir),
@@ -205,6 +214,7 @@ export class Daemon {
         id: mountpoint,
         logger,
         onDigestError: () => this.digestErrorCount++,
+        ...(this.options.onFetched && { onFetched: this.options.onFetched }),
       });
       const metrics = new FsMetrics(mountpoint, { filesAccount: config.iostatsFiles, accessPattern: config.accessPattern });
       const erofs = this.mode === 'erofs';

@@ -20,6 +20,7 @@ export { createDaemonBackend } from './backend/daemon-backend.js';
 export type { DaemonBackend, DaemonBackendOptions } from './backend/daemon-backend.js';
 export { BlobCacheFile } from './cache/blob-cache-file.js';
 export { BlobCacheManager } from './cache/blob-cache-manager.js';
+export { BufferPool } from './cache/buffer-pool.js';
 export { FetchScheduler } from './cache/fetch-scheduler.js';
 export type { FetchPriority, FetchSchedulerOptions } from './cache/fetch-scheduler.js';
 export { ImageBlob } from './cache/image-blob.js';

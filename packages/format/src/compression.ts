@@ -54,8 +54,10 @@ export async function compressBatchAsync(algo: ChunkCompressor, src: Uint8Array,
  * Decompresses data that must expand to exactly `expectedSize` bytes. The output buffer is sized
  * by the caller's expectation, never by a size the (possibly corrupted) input claims, so a mutated
  * frame header cannot trigger a huge allocation. Every failure is a FormatError naming `what`.
+ * `into` (optional, at least `expectedSize` bytes) receives the output instead of a new buffer
+ * (lz4_block and zstd; 'none' returns `data` itself), for callers that reuse buffers.
  */
-export function decompressChunk(algo: CompressionName, data: Uint8Array, expectedSize: number, what = 'chunk.data'): Uint8Array {
+export function decompressChunk(algo: CompressionName, data: Uint8Array, expectedSize: number, what = 'chunk.data', into?: Uint8Array): Uint8Array {
   if (!Number.isSafeInteger(expectedSize) || expectedSize < 0) {
     throw new FormatError(what, `invalid uncompressed size ${expectedSize}`, { value: expectedSize });
   }
@@ -70,12 +72,12 @@ export function decompressChunk(algo: CompressionName, data: Uint8Array, expecte
         if (declared !== undefined && declared > expectedSize) {
           throw new FormatError(what, `zstd frame declares ${declared} bytes, expected ${expectedSize}`, { value: declared });
         }
-        const dst = Buffer.allocUnsafe(expectedSize);
+        const dst = outputBuffer(into, expectedSize);
         out = dst.subarray(0, zstdDecompressInto(data, dst, what));
         break;
       }
       case 'lz4_block': {
-        const dst = Buffer.allocUnsafe(expectedSize);
+        const dst = outputBuffer(into, expectedSize);
         out = dst.subarray(0, lz4DecompressBlockInto(data, dst, what));
         break;
       }
@@ -94,4 +96,11 @@ export function decompressChunk(algo: CompressionName, data: Uint8Array, expecte
     throw new FormatError(what, `${algo} data decompressed to ${out.byteLength} bytes, expected ${expectedSize}`, { value: out.byteLength });
   }
   return out;
+}
+
+/** `into` (caller-owned, at least `size` bytes: a reused buffer) cut to `size`, or a new buffer. */
+function outputBuffer(into: Uint8Array | undefined, size: number): Uint8Array {
+  if (into === undefined) return Buffer.allocUnsafe(size);
+  if (into.byteLength < size) throw new RangeError(`output buffer of ${into.byteLength} bytes is smaller than ${size}`);
+  return into.subarray(0, size);
 }

@@ -28,6 +28,11 @@ export function renderPrometheus(daemon: Daemon): string {
   const e = new Exposition();
   e.metric('nydusd_up', 'gauge', 'Daemon state: 1 when RUNNING.', daemon.state === 'RUNNING' ? 1 : 0, { state: daemon.state });
   e.metric('nydusd_chunk_verify_errors_total', 'counter', 'Chunks whose bytes did not match their digest or CRC (never cached), all mounts.', daemon.digestErrors);
+  const mem = process.memoryUsage();
+  e.metric('nydusd_process_resident_memory_bytes', 'gauge', 'Resident set size of the daemon.', mem.rss);
+  for (const [kind, value] of [['heap_used', mem.heapUsed], ['heap_total', mem.heapTotal], ['external', mem.external], ['array_buffers', mem.arrayBuffers]] as const) {
+    e.metric('nydusd_process_memory_bytes', 'gauge', 'JavaScript heap and off-heap memory of the daemon.', value, { kind });
+  }
   for (const i of daemon.list()) {
     const mount = { mount: i.mountpoint };
     const m = i.metrics;

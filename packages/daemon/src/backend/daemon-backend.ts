@@ -3,10 +3,10 @@
  * `readRange(blobId, offset, length)`, with nydusd's per-request timeout and retry limit and the
  * backend metrics. The cache above verifies every chunk; nothing here trusts or checks content.
  */
-import { readFile } from 'node:fs/promises';
+import { open, readFile, type FileHandle } from 'node:fs/promises';
+import path from 'node:path';
 import { rootCertificates } from 'node:tls';
-import { NydusError, NotFoundError, noopLogger, type BlobBackend, type Digest, type Logger } from '@nydus-ts/core';
-import { LocalBlobBackend } from '@nydus-ts/backend';
+import { FormatError, NydusError, NotFoundError, noopLogger, type BlobBackend, type Digest, type Logger } from '@nydus-ts/core';
 import { RegistryClient, RetryBudget } from '@nydus-ts/registry';
 import { Agent, ProxyAgent, type Dispatcher } from 'undici';
 import { ConfigError, type BackendConfig, type LocalfsBackendConfig, type RegistryBackendConfig } from '../config/daemon-config.js';
@@ -14,6 +14,8 @@ import { BackendMetrics } from '../metrics/metrics.js';
 
 export interface DaemonBackend extends BlobBackend {
   readonly type: 'registry' | 'localfs';
+  /** `readRange` into the caller's buffer (exactly `target.byteLength` bytes at `offset`). */
+  readInto(blobId: string, offset: number, target: Uint8Array, signal?: AbortSignal): Promise<void>;
   readonly metrics: BackendMetrics;
   /**
    * The longest one `readRange` can take before it settles (tries × timeout + backoff), so a
@@ -44,47 +46,64 @@ class LocalfsBackend implements DaemonBackend {
   readonly type = 'localfs';
   readonly metrics = new BackendMetrics('localfs');
   readonly maxReadMs = 60_000;
-  private readonly dirs: LocalBlobBackend[];
-  private readonly blobFile: LocalBlobBackend | undefined;
-  private readonly blobFileName: string | undefined;
+  private readonly dirs: string[];
+  private readonly blobFile: string | undefined;
+  private readonly handles = new Map<string, Promise<FileHandle>>();
 
   constructor(config: LocalfsBackendConfig, _logger: Logger) {
-    this.dirs = [config.dir, ...config.altDirs].filter((d): d is string => !!d).map((d) => new LocalBlobBackend(d));
-    if (config.blobFile) {
-      const slash = config.blobFile.lastIndexOf('/');
-      this.blobFile = new LocalBlobBackend(slash >= 0 ? config.blobFile.slice(0, slash) || '/' : '.');
-      this.blobFileName = config.blobFile.slice(slash + 1);
-    }
+    this.dirs = [config.dir, ...config.altDirs].filter((d): d is string => !!d);
+    this.blobFile = config.blobFile;
+  }
+
+  /** The open blob file: `blob_file`, or the first directory holding `<blob id>`. */
+  private handle(blobId: string): Promise<FileHandle> {
+    let h = this.handles.get(blobId);
+    if (h) return h;
+    h = (async () => {
+      if (this.blobFile) return open(this.blobFile, 'r');
+      if (!/^[0-9a-zA-Z_.-]+$/.test(blobId) || blobId.startsWith('.')) throw new NydusError('INVALID_ARGUMENT', `blob id "${blobId}" cannot name a file`);
+      for (const dir of this.dirs) {
+        try {
+          return await open(path.join(dir, blobId), 'r');
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+        }
+      }
+      throw new NotFoundError(`blob ${blobId} not found in ${this.dirs.join(', ')}`);
+    })();
+    this.handles.set(blobId, h);
+    h.catch(() => this.handles.delete(blobId));
+    return h;
   }
 
   async readRange(blobId: string, offset: number, length: number): Promise<Uint8Array> {
+    const out = Buffer.allocUnsafe(length);
+    await this.readInto(blobId, offset, out);
+    return out;
+  }
+
+  async readInto(blobId: string, offset: number, target: Uint8Array): Promise<void> {
     const started = performance.now();
+    const length = target.byteLength;
     try {
-      const bytes = await this.read(blobId, offset, length);
+      const fh = await this.handle(blobId);
+      let done = 0;
+      while (done < length) {
+        const { bytesRead } = await fh.read(target, done, length - done, offset + done);
+        if (bytesRead === 0) throw new FormatError(`blob ${blobId}`, `range [${offset}, +${length}) exceeds the blob file`, { offset: offset + done });
+        done += bytesRead;
+      }
       this.metrics.record(length, Math.round((performance.now() - started) * 1000), true);
-      return bytes;
     } catch (err) {
       this.metrics.record(length, Math.round((performance.now() - started) * 1000), false);
       throw err;
     }
   }
 
-  private async read(blobId: string, offset: number, length: number): Promise<Uint8Array> {
-    if (this.blobFile) return this.blobFile.readRange(this.blobFileName!, offset, length);
-    let lastError: unknown;
-    for (const dir of this.dirs) {
-      try {
-        return await dir.readRange(blobId, offset, length);
-      } catch (err) {
-        if (!(err instanceof NotFoundError)) throw err;
-        lastError = err;
-      }
-    }
-    throw lastError ?? new NotFoundError(`blob ${blobId}: no localfs directory configured`);
-  }
-
   async close(): Promise<void> {
-    await Promise.all([...this.dirs, ...(this.blobFile ? [this.blobFile] : [])].map((d) => d.close()));
+    const handles = [...this.handles.values()];
+    this.handles.clear();
+    await Promise.all(handles.map(async (h) => (await h.catch(() => undefined))?.close()));
   }
 }
 
@@ -203,12 +222,19 @@ class RegistryBackend implements DaemonBackend {
     private readonly logger: Logger,
   ) {}
 
+  async readRange(blobId: string, offset: number, length: number, signal?: AbortSignal): Promise<Uint8Array> {
+    const out = Buffer.allocUnsafe(length);
+    await this.readInto(blobId, offset, out, signal);
+    return out;
+  }
+
   /**
    * One ranged GET (resumed with Range after resets and stalls, retried after 5xx/429, all within
    * the retry budget), through the proxy first when one is configured.
    */
-  async readRange(blobId: string, offset: number, length: number, signal?: AbortSignal): Promise<Uint8Array> {
+  async readInto(blobId: string, offset: number, target: Uint8Array, signal?: AbortSignal): Promise<void> {
     const digest = digestOf(blobId);
+    const length = target.byteLength;
     const deadline = new AbortController();
     const timer = setTimeout(() => deadline.abort(new ReadDeadlineError(`blob ${blobId} bytes ${offset}+${length}`, this.maxReadMs)), this.maxReadMs);
     const combined = signal ? AbortSignal.any([signal, deadline.signal]) : deadline.signal;
@@ -218,10 +244,10 @@ class RegistryBackend implements DaemonBackend {
         const budget = new RetryBudget(client.transport.retry);
         const started = performance.now();
         try {
-          const bytes = await this.fetch(client, digest, offset, length, combined, budget);
+          await this.fetch(client, digest, offset, target, combined, budget);
           this.metrics.retries += budget.failures;
           this.metrics.record(length, Math.round((performance.now() - started) * 1000), true);
-          return bytes;
+          return;
         } catch (err) {
           this.metrics.retries += budget.failures;
           this.metrics.record(length, Math.round((performance.now() - started) * 1000), false);
@@ -236,21 +262,20 @@ class RegistryBackend implements DaemonBackend {
     }
   }
 
-  private async fetch(client: RegistryClient, digest: Digest, offset: number, length: number, signal: AbortSignal, budget: RetryBudget): Promise<Uint8Array> {
-    const out = Buffer.allocUnsafe(length);
+  private async fetch(client: RegistryClient, digest: Digest, offset: number, target: Uint8Array, signal: AbortSignal, budget: RetryBudget): Promise<void> {
+    const length = target.byteLength;
     let pos = 0;
-    const stream = client.fetchRange(this.config.repo, digest, offset, length, { signal, retryBudget: budget, highWaterMark: Math.min(length, 1 << 20) });
+    const stream = client.fetchRange(this.config.repo, digest, offset, length, { signal, retryBudget: budget, highWaterMark: Math.min(length, 256 << 10) });
     for await (const chunk of stream) {
       const c = chunk as Buffer;
       if (pos + c.length > length) {
         stream.destroy();
         throw new NydusError('DATA_LOSS', `blob ${digest}: range [${offset}, +${length}) returned more than ${length} bytes`);
       }
-      c.copy(out, pos);
+      target.set(c, pos);
       pos += c.length;
     }
     if (pos !== length) throw new NydusError('DATA_LOSS', `blob ${digest}: range [${offset}, +${length}) returned ${pos} bytes`);
-    return out;
   }
 
   async close(): Promise<void> {

@@ -12,13 +12,17 @@ import type { BlobChunkTable } from '../chunks/blob-chunk-table.js';
 import type { ChunkSource, FetchUnit } from '../chunks/chunk-source.js';
 import type { BlobcacheMetrics } from '../metrics/metrics.js';
 import type { BlobCacheFile } from './blob-cache-file.js';
+import type { BufferPool } from './buffer-pool.js';
 import type { FetchPriority, FetchScheduler, FetchTask } from './fetch-scheduler.js';
 
 export interface ImageBlobOptions {
   table: BlobChunkTable;
   source: ChunkSource;
   file: BlobCacheFile;
-  backend: BlobBackend;
+  /** Where chunk bytes come from; `readInto`, when there, fills pooled buffers. */
+  backend: BlobBackend & { readInto?(blobId: string, offset: number, target: Uint8Array, signal?: AbortSignal): Promise<void> };
+  /** Reused fetch and decode buffers (optional). */
+  bufferPool?: BufferPool;
   scheduler: FetchScheduler;
   digester: ChunkDigester;
   metrics: BlobcacheMetrics;
@@ -31,6 +35,8 @@ export interface ImageBlobOptions {
   prefetchMergeLimit: number;
   /** Called once per chunk that fails verification (daemon-wide counters). */
   onDigestError?: () => void;
+  /** Called with the size of every fetched range (e.g. to collect garbage every few MiB). */
+  onFetched?: (bytes: number) => void;
 }
 
 /** In-flight fetch tasks by blob cache and CI index, so waiting readers can promote them. */
@@ -118,6 +124,20 @@ export class ImageBlob {
       if (wanted.has(ci)) mine.push(p);
     }
     const metrics = this.o.metrics;
+    const pool = this.o.bufferPool;
+    const backend = this.o.backend;
+    // Pooled buffers of this unit (fetched bytes, decoded chunks), given back once it is stored.
+    const held: Buffer[] = [];
+    const alloc = pool
+      ? (size: number): Uint8Array => {
+          const b = pool.acquire(size);
+          held.push(b);
+          return b.subarray(0, size);
+        }
+      : undefined;
+    const releaseHeld = (): void => {
+      for (const b of held.splice(0)) pool!.release(b);
+    };
     const { task, result } = this.o.scheduler.schedule(priority, unit.length, async (task) => {
       metrics.fetchRequests++;
       if (task.priority === 'prefetch') {
@@ -125,11 +145,18 @@ export class ImageBlob {
         metrics.prefetchMrCount++;
         metrics.prefetchTotalSize += unit.length;
       }
-      const raw = await this.o.backend.readRange(this.blobId, unit.offset, unit.length);
+      let raw: Uint8Array;
+      if (alloc && backend.readInto) {
+        raw = alloc(unit.length);
+        await backend.readInto(this.blobId, unit.offset, raw);
+      } else {
+        raw = await backend.readRange(this.blobId, unit.offset, unit.length);
+      }
       if (raw.byteLength !== unit.length) throw new NydusError('DATA_LOSS', `blob ${this.blobId}: backend returned ${raw.byteLength} bytes for [${unit.offset}, +${unit.length})`);
       metrics.fetchBytes += unit.length;
       if (task.priority === 'prefetch') metrics.prefetchDataAmount += unit.length;
-      return this.o.source.decode(unit, raw);
+      this.o.onFetched?.(unit.length);
+      return this.o.source.decode(unit, raw, alloc);
     });
     for (const ci of unit.chunks) this.tasks.set(ci, task);
     const done = (ci: number): void => {
@@ -162,8 +189,10 @@ export class ImageBlob {
           done(ci);
           s.reject(new NydusError('INTERNAL', `blob ${this.blobId}: chunk ${ci} missing from its decoded fetch unit`));
         }
+        releaseHeld();
       },
       (err: unknown) => {
+        releaseHeld();
         for (const [ci, s] of settle) {
           done(ci);
           s.reject(err);

@@ -43,8 +43,10 @@ export interface ChunkSource {
   /**
    * Decodes a unit from its fetched bytes (exactly `unit.length`). Returns one entry per chunk
    * of the unit, each exactly the chunk's uncompressed size; verification is the caller's.
+   * `alloc`, when given, provides output buffers of at least the size asked (reused by the
+   * caller once the chunks are stored); a source may also allocate its own.
    */
-  decode(unit: FetchUnit, raw: Uint8Array): DecodedChunk[] | Promise<DecodedChunk[]>;
+  decode(unit: FetchUnit, raw: Uint8Array, alloc?: (size: number) => Uint8Array): DecodedChunk[] | Promise<DecodedChunk[]>;
 }
 
 export interface ChunkSourceContext {

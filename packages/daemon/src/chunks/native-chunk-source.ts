@@ -42,7 +42,7 @@ export class NativeChunkSource implements ChunkSource {
     return units;
   }
 
-  decode(unit: FetchUnit, raw: Uint8Array): DecodedChunk[] {
+  decode(unit: FetchUnit, raw: Uint8Array, alloc?: (size: number) => Uint8Array): DecodedChunk[] {
     const t = this.table;
     const algo = t.blob.compressor;
     return unit.chunks.map((ci): DecodedChunk => {
@@ -57,7 +57,7 @@ export class NativeChunkSource implements ChunkSource {
           if (csize !== usize) throw new FormatError(what, `stored raw but sizes differ (${csize} != ${usize})`);
           return { ci, data: bytes };
         }
-        return { ci, data: decompressChunk(algo, bytes, usize, what) };
+        return { ci, data: decompressChunk(algo, bytes, usize, what, alloc?.(usize)) };
       } catch (err) {
         return { ci, error: err as Error };
       }

@@ -9,6 +9,7 @@ import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import { FormatError, NotFoundError, noopLogger, type BlobBackend, type Logger } from '@nydus-ts/core';
 import { BootstrapReader, DEFAULT_MAX_BOOTSTRAP_SIZE } from '@nydus-ts/format';
 import type { BlobCacheManager } from '../cache/blob-cache-manager.js';
+import type { BufferPool } from '../cache/buffer-pool.js';
 import type { FetchScheduler } from '../cache/fetch-scheduler.js';
 import { ImageBlob } from '../cache/image-blob.js';
 import { BlobChunkTable } from '../chunks/blob-chunk-table.js';
@@ -16,7 +17,9 @@ import { createChunkSource } from '../chunks/chunk-source.js';
 import { BlobcacheMetrics } from '../metrics/metrics.js';
 
 export interface RafsImageOptions {
-  backend: BlobBackend;
+  backend: BlobBackend & { readInto?(blobId: string, offset: number, target: Uint8Array, signal?: AbortSignal): Promise<void> };
+  /** Reused fetch and decode buffers (shared by the daemon's images). */
+  bufferPool?: BufferPool;
   cacheManager: BlobCacheManager;
   scheduler: FetchScheduler;
   workDir: string;
@@ -29,6 +32,8 @@ export interface RafsImageOptions {
   id: string;
   logger?: Logger;
   onDigestError?: () => void;
+  /** Called with the size of every fetched range. */
+  onFetched?: (bytes: number) => void;
 }
 
 /** Default largest merged fetch: nydusd's 1 MiB batch size. */
@@ -100,6 +105,7 @@ export class RafsImage {
             source,
             file,
             backend: options.backend,
+            ...(options.bufferPool && { bufferPool: options.bufferPool }),
             scheduler: options.scheduler,
             digester: reader.digester,
             metrics,
@@ -108,6 +114,7 @@ export class RafsImage {
             amplifyTo: options.amplifyIo,
             prefetchMergeLimit: options.prefetchMergeLimit ?? DEFAULT_MERGE_LIMIT,
             ...(options.onDigestError && { onDigestError: options.onDigestError }),
+            ...(options.onFetched && { onFetched: options.onFetched }),
           }),
         );
       }
