@@ -3,11 +3,13 @@
 // attribute by attribute and equal a kernel EROFS mount of the `--compressor none` build. Also
 // the reference fixture rafs-v6-2.2.boot with its blob from a localfs backend. Needs root, FUSE,
 // loop devices and the erofs module (CI has them).
+import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LocalBlobBackend } from '@nydus-ts/backend';
 import { BootstrapReader, RafsFileReader } from '@nydus-ts/format';
@@ -18,6 +20,17 @@ import { DaemonScope } from './support/nydusd-process.js';
 
 const fixtures = fileURLToPath(new URL('../../../testdata/nydus-upstream/', import.meta.url));
 const FIXTURE_BLOB = 'be7d77eeb719f70884758d1aa800ed0fb09d701aaec469964e9d54325f0d5fef';
+const run = promisify(execFile);
+
+/**
+ * What `find -printf` and `ls -lRn` show for a tree, everything but inode numbers: names in
+ * listing order, sizes, blocks, link counts, modes, owners, types, targets, the three times.
+ */
+async function listings(dir: string): Promise<{ find: string; ls: string }> {
+  const find = (await run('find', [dir, '-printf', '%P|%s|%b|%n|%m|%U|%G|%y|%l|%T@|%A@|%C@\\n'], { maxBuffer: 64 << 20 })).stdout;
+  const ls = (await run('ls', ['-lRn', '--time-style=+%s', dir], { maxBuffer: 64 << 20 })).stdout.split(dir).join('MNT');
+  return { find, ls };
+}
 
 describe('nydusd-ts serves images equal to their source', () => {
   const mounts = new MountScope();
@@ -27,6 +40,7 @@ describe('nydusd-ts serves images equal to their source', () => {
   let registry: TestRegistry;
   let source: TreeSnapshot;
   let kernel: TreeSnapshot;
+  let kernelListings: { find: string; ls: string };
 
   beforeAll(async () => {
     work = await mkdtemp(path.join(tmpdir(), 'nydusd-content-'));
@@ -40,6 +54,7 @@ describe('nydusd-ts serves images equal to their source', () => {
     const { blobId } = await buildLocalImage(src, boot, blobs, { compressor: 'none' });
     const mnt = await mounts.mountErofs(boot, { blobs: [path.join(blobs, blobId!)] });
     [source, kernel] = await Promise.all([snapshotTree(src), snapshotTree(mnt.mountpoint)]);
+    kernelListings = await listings(mnt.mountpoint);
     expect(source.nodes.size).toBeGreaterThan(10_000);
     expect(diffTrees(source, kernel)).toEqual([]);
   }, 600_000);
@@ -77,6 +92,11 @@ describe('nydusd-ts serves images equal to their source', () => {
         const served = await snapshotTree(mnt);
         expect(diffTrees(source, served), `${mode} vs source`).toEqual([]);
         expect(diffTrees(kernel, served), `${mode} vs kernel EROFS`).toEqual([]);
+        // What find -printf and ls -lR show (sizes, blocks, link counts, times, order) equals the
+        // kernel's view too; inode numbers aside.
+        const shown = await listings(mnt);
+        expect(shown.find === kernelListings.find, `${mode}: find -printf differs from the kernel mount`).toBe(true);
+        expect(shown.ls === kernelListings.ls, `${mode}: ls -lRn differs from the kernel mount`).toBe(true);
         expect(await d.stop()).toBe(0);
       }
     }, 600_000);
