@@ -12,8 +12,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RegistryClient } from '@nydus-ts/registry';
 import { startFaultProxy, startRegistry, type FaultProxy, type TestRegistry } from '@nydus-ts/registry/testing';
-import { ensureMinbase } from '../../../scripts/bench/_lib.mjs';
-import { ensureNodeLayer, pushNodeImage } from '../../../scripts/bench/_node-image.mjs';
+import { ensureNodeLayerAsync, pushNodeImage } from '../../../scripts/bench/_node-image.mjs';
+import { ensureMinbase } from '../../converter/test/support/images.js';
 import { readMountTable } from '../src/index.js';
 import { fetchBootstrap, nydusify, registryConfig } from './support/images.js';
 import { DaemonScope, forceUnmount } from './support/nydusd-process.js';
@@ -46,10 +46,10 @@ describe('laziness and concurrency on the node image', () => {
   beforeAll(async () => {
     work = await mkdtemp(path.join(tmpdir(), 'nydusd-lazy-'));
     registry = await startRegistry();
-    const minbase = ensureMinbase();
+    const minbase = await ensureMinbase();
     minbaseDir = minbase.dir;
     const client = new RegistryClient({ registry: registry.host, insecure: true, env: {} });
-    await pushNodeImage(client, 'bench/node', [{ tar: minbase.tar, tgz: minbase.tgz }, ensureNodeLayer()]);
+    await pushNodeImage(client, 'bench/node', [{ tar: minbase.tar, tgz: minbase.tgz }, await ensureNodeLayerAsync()]);
     await client.close();
     await nydusify(['convert', '--source', `${registry.host}/bench/node:v1`, '--target', `${registry.host}/bench/node-nydus:v1`, '--source-insecure', '--target-insecure']);
     boot = path.join(work, 'image.boot');
