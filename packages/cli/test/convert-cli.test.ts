@@ -2,7 +2,7 @@
 // converting the node image (minbase + Node.js) writes ≤ 1.1× its output to disk (no staging).
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BootstrapReader } from '@nydus-ts/format';

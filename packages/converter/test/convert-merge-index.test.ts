@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto';
 import { promisify } from 'node:util';
 import { gunzipSync } from 'node:zlib';
 import { MediaType } from '@nydus-ts/core';
-import type { ImageConfig, ImageIndex, ImageManifest } from '@nydus-ts/core';
+import type { Descriptor, ImageConfig, ImageIndex, ImageManifest } from '@nydus-ts/core';
 import { RegistryClient, copyImage } from '@nydus-ts/registry';
 import { startRegistry, type TestRegistry } from '@nydus-ts/registry/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -46,7 +46,7 @@ describe('--merge-platform in the reference tools\' form', () => {
   });
 
   const json = async <T>(repo: string, ref: string): Promise<T> => JSON.parse((await client.getManifest(repo, ref)).bytes.toString('utf8')) as T;
-  const blobJson = async <T>(repo: string, d: { digest: `sha256:${string}`; size: number }): Promise<T> => {
+  const blobJson = async <T>(repo: string, d: Pick<Descriptor, 'digest' | 'size'>): Promise<T> => {
     const parts: Buffer[] = [];
     for await (const c of client.fetchBlob(repo, d)) parts.push(c as Buffer);
     return JSON.parse(Buffer.concat(parts).toString('utf8')) as T;

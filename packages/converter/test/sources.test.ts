@@ -10,14 +10,15 @@ import { promisify } from 'node:util';
 import { createGzip } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MediaType, isNydusError } from '@nydus-ts/core';
-import type { Descriptor, ImageIndex, ImageManifest } from '@nydus-ts/core';
+import type { Descriptor, Digest, ImageIndex, ImageManifest } from '@nydus-ts/core';
 import { RegistryClient } from '@nydus-ts/registry';
 import type { ImageSource } from '@nydus-ts/registry';
 import { generatedStream, measureProcess, startRegistry } from '@nydus-ts/registry/testing';
 import type { TestRegistry } from '@nydus-ts/registry/testing';
+import type {
+  OciArchiveSource} from '../src/index.js';
 import {
   DockerArchiveSource,
-  OciArchiveSource,
   decompressStream,
   indexTarFile,
   openArchiveSource,
@@ -45,7 +46,7 @@ async function bytesOf(stream: Readable): Promise<Buffer> {
   return Buffer.concat(parts);
 }
 
-const sha256 = (b: Uint8Array): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
+const sha256 = (b: Uint8Array): Digest => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 
 /** The entries of a layer blob from a source, as `path type size sha256` lines. */
 async function layerListing(source: ImageSource, layer: Descriptor): Promise<string[]> {

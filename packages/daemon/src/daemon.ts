@@ -148,7 +148,7 @@ export class Daemon {
     }
     this.stateValue = 'RUNNING';
     this.logger.info('daemon running', { mountpoint: this.mountpoint, mode: this.mode, shared: this.shared });
-    root?.prefetcher?.start();
+    void root?.prefetcher?.start(); // never rejects: failures are logged
   }
 
   private async mountFuse(root: DaemonInstance | undefined): Promise<void> {
@@ -276,7 +276,7 @@ export class Daemon {
     }
     this.instances.set(mountpoint, instance);
     this.vfs.add({ name, fs: instance.fs!, metrics: instance.metrics, readDeadlineMs: instance.backend.maxReadMs + READ_DEADLINE_MARGIN_MS });
-    instance.prefetcher?.start();
+    void instance.prefetcher?.start();
   }
 
   /** Replaces the image at `mountpoint` with another bootstrap (nydusd's remount). */
@@ -289,7 +289,7 @@ export class Daemon {
     this.instances.set(mountpoint, instance);
     this.vfs.remove(name);
     this.vfs.add({ name, fs: instance.fs!, metrics: instance.metrics, readDeadlineMs: instance.backend.maxReadMs + READ_DEADLINE_MARGIN_MS });
-    instance.prefetcher?.start();
+    void instance.prefetcher?.start();
     await this.closeInstance(old);
   }
 

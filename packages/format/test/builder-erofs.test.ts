@@ -2,6 +2,7 @@
 // ('none') blob is a valid EROFS extra device, so fsck can verify and extract the layer.
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
+import type { Stats } from 'node:fs';
 import { lstatSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -67,7 +68,7 @@ function layer(): { entries: () => LayerEntry[]; expected: Map<string, Expected>
   return { entries, expected };
 }
 
-function typeOf(st: ReturnType<typeof lstatSync>): Expected['type'] {
+function typeOf(st: Stats): Expected['type'] {
   if (st.isFile()) return 'file';
   if (st.isDirectory()) return 'dir';
   if (st.isSymbolicLink()) return 'symlink';

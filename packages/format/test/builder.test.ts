@@ -648,7 +648,7 @@ describe('buildLayer WHOLE_CONTENT fast path', () => {
   });
 
   it('rejects a whole body whose length differs from the entry size', async () => {
-    const entry = (): LayerEntry[] => [{ ...E.file('f', 'abc'), content: { [Symbol.asyncIterator]: () => fromArray([Buffer.from('abc')]), [WHOLE_CONTENT]: () => Buffer.from('ab') } as LayerEntry['content'] }];
+    const entry = (): LayerEntry[] => [{ ...E.file('f', 'abc'), content: { [Symbol.asyncIterator]: async function* () { yield Buffer.from('abc'); }, [WHOLE_CONTENT]: () => Buffer.from('ab') } as LayerEntry['content'] }];
     await expectInvalid(build(entry), "entry 'f'", 'content has 2 bytes, its size says 3');
   });
 });

@@ -154,7 +154,7 @@ export function makeImage(root: SynthNode & { kind: 'dir' }, options: { chunkSiz
       mtimeNsec: compact ? 0 : (a.mtimeNsec ?? 0),
     };
     const isz = (compact ? 32 : 64) + xattrs.bytes.length;
-    let payload = new Uint8Array(0);
+    let payload: Uint8Array = new Uint8Array(0);
     let flat: Uint8Array | undefined;
     if (node.kind === 'dir') {
       const entries: Dirent[] = [

@@ -8,7 +8,7 @@ import type { Fetcher, ManifestStore, Pusher } from './capabilities.js';
 import type { CommittedBlob } from './blob-upload.js';
 import { resumableBody } from './blob-reader.js';
 import type { OpenedBody } from './blob-reader.js';
-import { RegistryProtocolError, RegistryResponseError, redactUrl } from './errors.js';
+import { RegistryProtocolError, redactUrl } from './errors.js';
 import { discardBody, readBodyLimited } from './http-body.js';
 import { manifestAcceptHeader, sniffManifestMediaType } from './manifest-media-types.js';
 import { RegistryTransport } from './registry-transport.js';

@@ -11,7 +11,6 @@ let dstProxy: FaultProxy;
 let img: PushedImage;
 let dstClient: RegistryClient;
 
-const blobGet = /\/v2\/fault\/app\/blobs\/sha256:/;
 const fast = { attempts: 6, baseDelayMs: 10, maxDelayMs: 2000 };
 
 beforeAll(async () => {

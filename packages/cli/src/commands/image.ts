@@ -1,4 +1,5 @@
-import { Command, Option } from 'commander';
+import type { Command} from 'commander';
+import { Option } from 'commander';
 import { InvalidArgumentError, NotFoundError } from '@nydus-ts/core';
 import {
   SOURCE_TYPES,

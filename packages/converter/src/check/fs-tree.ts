@@ -44,7 +44,6 @@ export function xattrMap(xattrs: ReadonlyMap<string, Uint8Array> | undefined): M
 export function formatXattrValue(hex: string): string {
   const b = Buffer.from(hex, 'hex');
   const text = b.toString('utf8');
-  // eslint-disable-next-line no-control-regex
   if (Buffer.from(text, 'utf8').equals(b) && !/[\u0000-\u0008\u000b-\u001f\u007f]/.test(text)) return JSON.stringify(text);
   return `0x${hex}`;
 }

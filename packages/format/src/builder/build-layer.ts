@@ -18,7 +18,8 @@ import {
 import { writeBootstrap, writeBootstrapTo } from './bootstrap-writer.js';
 import { BlobWriter, type BlobSink, type LayerBuildStats } from './blob-writer.js';
 import { ChunkDict } from './chunk-dict.js';
-import { ChunkStore, FsTree, KINDS, KIND_CODE, K_DIR, K_FILE, TYPE_BITS, displayName, nameKey, type NodeKind, type TreeBlob } from './tree.js';
+import type { ChunkStore} from './tree.js';
+import { FsTree, KINDS, KIND_CODE, K_DIR, K_FILE, TYPE_BITS, displayName, nameKey, type NodeKind, type TreeBlob } from './tree.js';
 import { encodeFsName } from '../names.js';
 
 export interface BuildLayerOptions {

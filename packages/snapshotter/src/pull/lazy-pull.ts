@@ -13,6 +13,7 @@
  * 4. the image record points at the manifest; the lease is deleted.
  */
 import { randomBytes } from 'node:crypto';
+import type { Readable } from 'node:stream';
 import type * as grpc from '@grpc/grpc-js';
 import { InvalidArgumentError, NydusError, isIndexMediaType, isNydusError, noopLogger } from '@nydus-ts/core';
 import type { Descriptor, ImageConfig, ImageIndex, ImageManifest, Logger, Platform } from '@nydus-ts/core';
@@ -253,7 +254,7 @@ async function exists(snapshots: SnapshotsClient, key: string): Promise<boolean>
 async function putContent(
   content: grpc.Client,
   o: { ref: string; digest: string; size: number; labels: Record<string, string> },
-  data: Buffer | (() => import('node:stream').Readable),
+  data: Buffer | (() => Readable),
   ctx: CallContext,
 ): Promise<number> {
   const sent = await writeContent(content, o, typeof data === 'function' ? data : () => data, ctx);
