@@ -1,4 +1,4 @@
-import { FormatError, InvalidArgumentError, NydusError, UnsupportedError, throwIfAborted } from '@nydus-ts/core';
+import { FormatError, InvalidArgumentError, NydusError, throwIfAborted } from '@nydus-ts/core';
 import { WHOLE_CONTENT, decodeFsName, printableFsName, type LayerEntry, type LayerEntryType, type WholeContentSource } from '@nydus-ts/format';
 import { ChunkReader } from './chunk-reader.js';
 import { checkSparseMap, oldGnuExtension, oldGnuSparse, pax1Map, paxSparse, sparseContent, type SparseSpec } from './tar-sparse.js';
