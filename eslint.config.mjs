@@ -19,4 +19,12 @@ export default tseslint.config(
       '@typescript-eslint/consistent-type-imports': ['error', { fixStyle: 'separate-type-imports' }],
     },
   },
+  {
+    // Public surfaces list their names: an `export *` would publish whatever a module happens to
+    // export (the export-surface test would notice, but only after the fact).
+    files: ['packages/*/src/**/*.ts', 'apps/*/src/**/*.ts'],
+    rules: {
+      'no-restricted-syntax': ['error', { selector: 'ExportAllDeclaration', message: 'List the exported names (no export *).' }],
+    },
+  },
 );

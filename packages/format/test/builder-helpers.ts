@@ -1,38 +1,7 @@
 // Shared fixtures of the builder and merge tests: entries from code, an in-memory sink.
 import { createHash } from 'node:crypto';
-import {
-  BlobFeatures,
-  CompressionAlgo,
-  DEVICE_TABLE_OFFSET,
-  DataLayout,
-  DigestAlgo,
-  buildLayer,
-  decodeBlobEntry,
-  decodeChunkAddress,
-  decodeChunkInfo,
-  decodeDeviceSlot,
-  decodeDirentBlocks,
-  decodeErofsSuperblock,
-  decodeInode,
-  decodeRafsExtSuperblock,
-  decodeXattrs,
-  decompressChunk,
-  validateBlobEntry,
-  validateErofsSuperblock,
-  validateRafsExtSuperblock,
-  xattrAreaSize,
-  type BlobEntry,
-  type BuildLayerOptions,
-  type ChunkAddress,
-  type ChunkInfo,
-  type DeviceSlot,
-  type Dirent,
-  type ErofsInode,
-  type ErofsSuperblock,
-  type LayerBuildResult,
-  type LayerEntry,
-  type RafsExtSuperblock,
-} from '../src/index.js';
+import { BlobFeatures, buildLayer, decompressChunk, type BuildLayerOptions, type LayerBuildResult, type LayerEntry } from '../src/index.js';
+import { CompressionAlgo, DEVICE_TABLE_OFFSET, DataLayout, DigestAlgo, decodeBlobEntry, decodeChunkAddress, decodeChunkInfo, decodeDeviceSlot, decodeDirentBlocks, decodeErofsSuperblock, decodeInode, decodeRafsExtSuperblock, decodeXattrs, validateBlobEntry, validateErofsSuperblock, validateRafsExtSuperblock, xattrAreaSize, type BlobEntry, type ChunkAddress, type ChunkInfo, type DeviceSlot, type Dirent, type ErofsInode, type ErofsSuperblock, type RafsExtSuperblock } from '../src/internal.js';
 import type { TreeBlob } from '../src/builder/tree.js';
 
 export interface EntryAttrs {

@@ -1,21 +1,8 @@
 // buildLayer output read back through the reader (BootstrapReader + RafsFileReader, digests and
 // CRCs verified), for every compressor × digester, with and without an inlined bootstrap.
 import { describe, expect, it } from 'vitest';
-import {
-  BootstrapReader,
-  CHUNK_COMPRESSORS,
-  CHUNK_DIGESTERS,
-  RafsFileReader,
-  TocNames,
-  bufferSource,
-  compressChunk,
-  extractBlobSection,
-  parseBlobMetaFile,
-  readBlobMeta,
-  readBlobToc,
-  type BlobBackend,
-  type LayerEntry,
-} from '../src/index.js';
+import { BootstrapReader, CHUNK_COMPRESSORS, CHUNK_DIGESTERS, RafsFileReader, bufferSource, compressChunk, extractBlobSection, parseBlobMetaFile, readBlobMeta, readBlobToc, type BlobBackend, type LayerEntry } from '../src/index.js';
+import { TocNames } from '../src/internal.js';
 import { E, build, prng, sha256 } from './builder-helpers.js';
 
 function memoryBackend(blobs: Record<string, Uint8Array>): BlobBackend {

@@ -2,7 +2,8 @@
 // streamed in pieces (bootstrapSink / writeBootstrapTo) and output slabs reused for sinks that
 // release what they were given.
 import { describe, expect, it } from 'vitest';
-import { BootstrapReader, S_IFDIR, S_IFLNK, S_IFREG, buildLayer, writeBootstrap, writeBootstrapTo, type LayerEntry } from '../src/index.js';
+import { BootstrapReader, buildLayer, type LayerEntry } from '../src/index.js';
+import { S_IFDIR, S_IFLNK, S_IFREG, writeBootstrap, writeBootstrapTo } from '../src/internal.js';
 import { ChunkStore, FsTree, K_DIR, K_FILE, K_SYMLINK, SECOND_STORE, type TreeBlob } from '../src/builder/tree.js';
 import { E, MemorySink, build, fromArray, prng, treeBlob } from './builder-helpers.js';
 

@@ -2,29 +2,8 @@ import { isNydusError } from '@nydus-ts/core';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import {
-  BlobFeatures,
-  CCT_MAGIC,
-  ChunkDict,
-  ChunkFlags,
-  DataLayout,
-  BootstrapReader,
-  INLINED_BLOB_ID,
-  MAX_DIRECTORY_DEPTH,
-  RafsSuperFlags,
-  mergeBootstraps,
-  buildLayer,
-  decodeChunkInfoV1,
-  decodeCompressionContextHeader,
-  decodeTailTarHeader,
-  decodeTocEntry,
-  decompressChunk,
-  digestChunk,
-  encodeRdev,
-  encodeTailTarHeader,
-  WHOLE_CONTENT,
-  type LayerEntry,
-} from '../src/index.js';
+import { BlobFeatures, ChunkDict, ChunkFlags, BootstrapReader, INLINED_BLOB_ID, mergeBootstraps, buildLayer, decompressChunk, digestChunk, encodeRdev, WHOLE_CONTENT, type LayerEntry } from '../src/index.js';
+import { CCT_MAGIC, DataLayout, MAX_DIRECTORY_DEPTH, RafsSuperFlags, decodeChunkInfoV1, decodeCompressionContextHeader, decodeTailTarHeader, decodeTocEntry, encodeTailTarHeader } from '../src/internal.js';
 import { BootstrapView, E, MemorySink, build, fromArray, prng, readFileFromBlob, sha256 } from './builder-helpers.js';
 
 const fixtures = fileURLToPath(new URL('../../../testdata/nydus-upstream/', import.meta.url));

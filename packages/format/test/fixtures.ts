@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { BlobFeatures, ZERO_DIGEST_HEX, type BlobEntry } from '../src/index.js';
+import { BlobFeatures } from '../src/index.js';
+import { ZERO_DIGEST_HEX, type BlobEntry } from '../src/internal.js';
 
 /** The reference tools' fixtures, copied into testdata/ with their README and SHA256SUMS. */
 export const fixturesDir = fileURLToPath(new URL('../../../testdata/nydus-upstream/', import.meta.url));

@@ -1,29 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import {
-  BLOB_ENTRY_SIZE,
-  DEVICE_TABLE_OFFSET,
-  ROOT_NID,
-  decodeBlobEntry,
-  decodeChunkInfoV1,
-  decodeDeviceSlot,
-  decodeErofsSuperblock,
-  decodeRafsExtSuperblock,
-  encodeBlobEntry,
-  encodeChunkInfoV1,
-  encodeChunkInfoV2,
-  decodeChunkInfoV2,
-  encodeErofsSuperblock,
-  encodeRafsExtSuperblock,
-  encodeTailTarHeader,
-  decodeTailTarHeader,
-  encodeRdev,
-  decodeRdev,
-  validateErofsSuperblock,
-  validateRafsExtSuperblock,
-  validateBlobEntry,
-} from '../src/index.js';
+import { encodeRdev, decodeRdev } from '../src/index.js';
+import { BLOB_ENTRY_SIZE, DEVICE_TABLE_OFFSET, ROOT_NID, decodeBlobEntry, decodeChunkInfoV1, decodeDeviceSlot, decodeErofsSuperblock, decodeRafsExtSuperblock, encodeBlobEntry, encodeChunkInfoV1, encodeChunkInfoV2, decodeChunkInfoV2, encodeErofsSuperblock, encodeRafsExtSuperblock, encodeTailTarHeader, decodeTailTarHeader, validateErofsSuperblock, validateRafsExtSuperblock, validateBlobEntry } from '../src/internal.js';
 
 const fixtures = fileURLToPath(new URL('../../../testdata/nydus-upstream/', import.meta.url));
 const boot = readFileSync(fixtures + 'rafs-v6-2.2.boot');

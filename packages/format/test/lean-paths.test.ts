@@ -2,15 +2,8 @@
 // direntList / chunkEntryIndexes and inode decoding, the tree's byte-keyed names, the chunk
 // store's copy of a chunk-table entry and the writer's blob table by first reference.
 import { describe, expect, it } from 'vitest';
-import {
-  BootstrapReader,
-  S_IFDIR,
-  S_IFREG,
-  decodeChunkInfo,
-  decodeInode,
-  decodeInodeAt,
-  writeBootstrap,
-} from '../src/index.js';
+import { BootstrapReader } from '../src/index.js';
+import { S_IFDIR, S_IFREG, decodeChunkInfo, decodeInode, decodeInodeAt, writeBootstrap } from '../src/internal.js';
 import { writeBootstrapOfReferencedBlobs } from '../src/builder/bootstrap-writer.js';
 import { ChunkStore, FsTree, K_DIR, K_FILE, type TreeBlob } from '../src/builder/tree.js';
 import { makeImage, pseudoRandomBytes, type SynthNode } from './reader-helpers.js';

@@ -5,21 +5,8 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import {
-  BlobFeatures,
-  BootstrapReader,
-  IMPLIED_DIRECTORY_XATTR,
-  ChunkDict,
-  RafsFileReader,
-  RafsSuperFlags,
-  TocNames,
-  bufferSource,
-  extractBlobSection,
-  mergeBootstraps,
-  readBlobToc,
-  type BuildLayerOptions,
-  type LayerEntry,
-} from '../src/index.js';
+import { BlobFeatures, BootstrapReader, IMPLIED_DIRECTORY_XATTR, ChunkDict, RafsFileReader, bufferSource, extractBlobSection, mergeBootstraps, readBlobToc, type BuildLayerOptions, type LayerEntry } from '../src/index.js';
+import { RafsSuperFlags, TocNames } from '../src/internal.js';
 import { BootstrapView, E, build, prng, readFileFromBlob, type BuiltLayer } from './builder-helpers.js';
 
 const run = promisify(execFile);

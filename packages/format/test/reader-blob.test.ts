@@ -3,20 +3,8 @@ import { fileURLToPath } from 'node:url';
 import { createHash } from 'node:crypto';
 import { zstdDecompressInto } from '@nydus-ts/native';
 import { describe, expect, it } from 'vitest';
-import {
-  BootstrapReader,
-  RafsFileReader,
-  ZERO_DIGEST_HEX,
-  bufferSource,
-  extractBlobSection,
-  parseBlobMetaFile,
-  parseBlobMetaSection,
-  parseBlobToc,
-  readBlobMeta,
-  readBlobToc,
-  walkBlobTail,
-  type ByteSource,
-} from '../src/index.js';
+import { BootstrapReader, RafsFileReader, bufferSource, extractBlobSection, parseBlobMetaFile, parseBlobMetaSection, parseBlobToc, readBlobMeta, readBlobToc, walkBlobTail, type ByteSource } from '../src/index.js';
+import { ZERO_DIGEST_HEX } from '../src/internal.js';
 import { zranEntry, zranMeta } from './fixtures.js';
 import { mapBackend } from './reader-helpers.js';
 

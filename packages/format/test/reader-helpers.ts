@@ -1,31 +1,7 @@
 import { createHash } from 'node:crypto';
 import { crc32c } from '@nydus-ts/native';
-import {
-  BlobFeatures,
-  ChunkFlags,
-  DataLayout,
-  FEATURE_COMPAT_RAFS_V6,
-  RafsSuperFlags,
-  compressChunk,
-  digestChunk,
-  encodeBlobEntry,
-  encodeChunkAddress,
-  encodeChunkInfo,
-  encodeDeviceSlot,
-  encodeDirentBlocks,
-  encodeErofsSuperblock,
-  encodeInode,
-  encodeRafsExtSuperblock,
-  encodeRdev,
-  encodeXattrs,
-  fileTypeOfMode,
-  planDirentBlocks,
-  ZERO_DIGEST_HEX,
-  type ChunkInfo,
-  type Dirent,
-  type ErofsInode,
-  type BlobBackend,
-} from '../src/index.js';
+import { BlobFeatures, ChunkFlags, compressChunk, digestChunk, encodeRdev, type BlobBackend } from '../src/index.js';
+import { DataLayout, FEATURE_COMPAT_RAFS_V6, RafsSuperFlags, encodeBlobEntry, encodeChunkAddress, encodeChunkInfo, encodeDeviceSlot, encodeDirentBlocks, encodeErofsSuperblock, encodeInode, encodeRafsExtSuperblock, encodeXattrs, fileTypeOfMode, planDirentBlocks, ZERO_DIGEST_HEX, type ChunkInfo, type Dirent, type ErofsInode } from '../src/internal.js';
 
 /** A BlobBackend over in-memory blobs keyed by blob id; counts the reads it serves. */
 export function mapBackend(blobs: Record<string, Uint8Array>): BlobBackend & { reads: number } {

@@ -2,7 +2,8 @@
 // sorted in) and the chunk table by digest then blob index, first placement winning among
 // equal keys, including names and digests that agree on their first bytes.
 import { describe, expect, it } from 'vitest';
-import { BootstrapReader, S_IFDIR, S_IFREG, writeBootstrap } from '../src/index.js';
+import { BootstrapReader } from '../src/index.js';
+import { S_IFDIR, S_IFREG, writeBootstrap } from '../src/internal.js';
 import { treeBlob } from './builder-helpers.js';
 import { ChunkStore, FsTree, K_DIR, K_FILE, type TreeBlob } from '../src/builder/tree.js';
 

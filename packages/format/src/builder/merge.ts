@@ -1,6 +1,6 @@
 import { FormatError, InvalidArgumentError, NydusError, UnsupportedError, throwIfAborted } from '@nydus-ts/core';
 import { BlobFeatures, MAX_DIRECTORY_DEPTH, RafsSuperFlags, type DirentList } from '../layout/index.js';
-import { BootstrapReader } from '../reader/index.js';
+import { BootstrapReader } from '../reader/bootstrap-reader.js';
 import { writeBootstrapOfReferencedBlobs } from './bootstrap-writer.js';
 import { IMPLIED_DIRECTORY_XATTR, validatePrefetchPatterns } from './build-layer.js';
 import { INLINED_BLOB_ID } from './blob-writer.js';
