@@ -275,7 +275,7 @@ export class DaemonManager {
     const instances = this.#o.store.instances();
     for (const d of this.#o.store.daemons()) {
       await this.#serialize(`daemon:${d.id}`, async () => {
-        const used = instances.some((i) => i.daemonId === d.id);
+        const used = instances.some((i) => i.daemonId === d.id) || d.id === SHARED_ID;
         if (!used) {
           await this.#kill(d);
           this.#o.store.deleteDaemon(d.id);
@@ -288,14 +288,13 @@ export class DaemonManager {
     }
   }
 
-  /** Stops the shared daemon when it serves no image any more. */
-  async stopIdle(): Promise<void> {
-    const shared = this.#o.store.daemon(SHARED_ID);
-    if (!shared || this.#o.store.instances().some((i) => i.daemonId === SHARED_ID)) return;
-    await this.#serialize(`daemon:${SHARED_ID}`, async () => {
-      await this.#kill(shared);
-      this.#o.store.deleteDaemon(SHARED_ID);
-    });
+  /**
+   * Starts the shared daemon now, so that the first container does not wait for it (as
+   * nydus-snapshotter does in shared mode). It then runs until {@link stopAll}.
+   */
+  async startShared(): Promise<void> {
+    if (this.#o.mode !== 'shared') return;
+    await this.#serialize(`daemon:${SHARED_ID}`, () => this.#ensureSharedDaemon());
   }
 
   /** Stops every daemon and unmounts its images (tear-down; a normal snapshotter exit leaves them running). */

@@ -158,6 +158,12 @@ export class NydusSnapshotter implements Snapshotter {
     await sn.#daemons.recover().catch((err: unknown) => {
       sn.#log.error('could not recover nydusd-ts daemons; they are restarted on next use', { error: (err as Error).message });
     });
+    if (o.daemon.command) {
+      // In the background: serving starts at once; the first container waits for it if need be.
+      sn.#daemons.startShared().catch((err: unknown) => {
+        sn.#log.error('could not start the shared nydusd-ts; it is started again on first use', { error: (err as Error).message });
+      });
+    }
     return sn;
   }
 
@@ -424,7 +430,6 @@ export class NydusSnapshotter implements Snapshotter {
   async cleanup(): Promise<void> {
     this.#check();
     await this.#removeOrphanDirs();
-    await this.#daemons.stopIdle();
     await this.#collectCache();
   }
 

@@ -1,7 +1,6 @@
 import type { Command } from 'commander';
 import { InvalidArgumentError, createConsoleLogger } from '@nydus-ts/core';
 import { dockerConfigCredentials, parseCredentials, parsePlatform } from '@nydus-ts/registry';
-import { lazyPull } from '@nydus-ts/snapshotter/pull';
 import type { LazyPullOptions } from '@nydus-ts/snapshotter/pull';
 import type { CliIo } from '../io.js';
 import { writeLine } from '../io.js';
@@ -55,6 +54,7 @@ export function registerPullCommand(program: Command, io: CliIo): void {
     .action(async (ref: string, flags: PullFlags) => {
       const options = parsePullFlags(ref, flags, io);
       options.logger = createConsoleLogger({ level: (flags.logLevel as 'info') ?? 'warn', write: (l) => io.stderr.write(l + '\n') });
+      const { lazyPull } = await import('@nydus-ts/snapshotter/pull');
       const r = await lazyPull(options);
       const count = (how: string): number => r.layers.filter((l) => l.how === how).length;
       writeLine(

@@ -1,7 +1,5 @@
 import type { Command } from 'commander';
 import { createConsoleLogger } from '@nydus-ts/core';
-import { dockerConfigCredentials } from '@nydus-ts/registry';
-import { NydusSnapshotter, serveSnapshotter } from '@nydus-ts/snapshotter';
 import type { CliIo } from '../io.js';
 import { DEFAULT_ADDRESS, DEFAULT_ROOT, resolveSnapshotterSettings } from './snapshotter-config.js';
 import type { SnapshotterFlags } from './snapshotter-config.js';
@@ -23,6 +21,8 @@ export function registerSnapshotterCommand(program: Command, io: CliIo, hooks: C
     .option('--log-level <level>', 'trace, debug, info (default), warn, error')
     .action(async (flags: SnapshotterFlags) => {
       const s = await resolveSnapshotterSettings(flags, io.cwd, hooks.selfCommand);
+      // Loaded here, not with the command table (`pull` and `--help` need none of it).
+      const [{ NydusSnapshotter, serveSnapshotter }, { dockerConfigCredentials }] = await Promise.all([import('@nydus-ts/snapshotter'), import('@nydus-ts/registry')]);
       const logger = createConsoleLogger({ level: s.logLevel, json: true, write: (line) => io.stderr.write(line + '\n') });
       const snapshotter = await NydusSnapshotter.open({
         root: s.root,

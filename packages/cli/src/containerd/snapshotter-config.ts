@@ -6,7 +6,6 @@ import { access, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { InvalidArgumentError } from '@nydus-ts/core';
 import type { LogLevel } from '@nydus-ts/core';
-import { validateNydusdConfigTemplate } from '@nydus-ts/snapshotter';
 import type { DaemonMode, NydusdConfigV1, RegistryHostConfig } from '@nydus-ts/snapshotter';
 import { parseChoice, parsePositiveInt } from '../parse.js';
 
@@ -148,7 +147,11 @@ export async function resolveSnapshotterSettings(flags: SnapshotterFlags, cwd: s
     });
   }
   const nydusdConfigFile = flags.nydusdConfig ? path.resolve(cwd, flags.nydusdConfig) : fromFile.nydusdConfig;
-  const nydusdConfig = nydusdConfigFile ? validateNydusdConfigTemplate(await readJson(nydusdConfigFile, '--nydusd-config'), nydusdConfigFile) : undefined;
+  let nydusdConfig: NydusdConfigV1 | undefined;
+  if (nydusdConfigFile) {
+    const { validateNydusdConfigTemplate } = await import('@nydus-ts/snapshotter');
+    nydusdConfig = validateNydusdConfigTemplate(await readJson(nydusdConfigFile, '--nydusd-config'), nydusdConfigFile);
+  }
   const credentialsFile = flags.credentials ? path.resolve(cwd, flags.credentials) : fromFile.credentials;
   if (credentialsFile) await readJson(credentialsFile, '--credentials'); // present and valid JSON now, not at the first pull
   const registryHosts: Record<string, RegistryHostConfig> = {};
