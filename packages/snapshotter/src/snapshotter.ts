@@ -16,8 +16,8 @@ import path from 'node:path';
 import { InvalidArgumentError, NydusError, isNydusError, noopLogger } from '@nydus-ts/core';
 import type { Logger } from '@nydus-ts/core';
 import { BootstrapReader } from '@nydus-ts/format';
-import { parseReference } from '@nydus-ts/registry';
-import type { CredentialsProvider } from '@nydus-ts/registry';
+import { RegistryClient, parseReference } from '@nydus-ts/registry';
+import type { Credentials, CredentialsProvider } from '@nydus-ts/registry';
 import type { Mount, SnapshotInfo, SnapshotUsage, Snapshotter } from './types.js';
 import { MetaStore } from './metastore.js';
 import type { SnapshotRecord } from './metastore.js';
@@ -343,7 +343,38 @@ export class NydusSnapshotter implements Snapshotter {
     const ref = parseReference(imageRef);
     const credentials = await this.options.credentials(ref.registry);
     const config = buildNydusdConfig({ template: this.options.daemon.config, imageRef, credentials, cacheDir: this.cacheDir, host: this.options.registryHosts[ref.registry] });
+    await this.#checkRegistryAccess(imageRef, config, credentials);
     return { bootstrap, imageRef, config, blobIds };
+  }
+
+  /**
+   * One request with the daemon's registry settings before the image is mounted: a registry that
+   * refuses them would otherwise show up only as EIO on the container's first reads.
+   */
+  async #checkRegistryAccess(imageRef: string, config: NydusdConfigV1, credentials: Credentials | undefined): Promise<void> {
+    const ref = parseReference(imageRef);
+    const backend = config.device.backend.config as { scheme?: string; skip_verify?: boolean };
+    const client = new RegistryClient({
+      registry: ref.registry,
+      insecure: backend.scheme === 'http' || backend.skip_verify === true,
+      retry: { attempts: 1 },
+      ...(credentials && { credentials }),
+    });
+    try {
+      await client.headManifest(ref.repository, ref.digest ?? ref.tag ?? 'latest');
+    } catch (err) {
+      if (isNydusError(err, 'UNAUTHENTICATED') || isNydusError(err, 'PERMISSION_DENIED')) {
+        throw new NydusError(
+          'FAILED_PRECONDITION',
+          `registry ${ref.registry} refuses ${credentials ? 'the credentials' : 'anonymous access'} for ${ref.repository} (${(err as Error).message}): give the snapshotter credentials (--credentials FILE or docker's config.json)`,
+          { cause: err },
+        );
+      }
+      // Anything else (a slow or flaky registry) is for the daemon's own retries.
+      this.#log.warn('registry check before mounting failed; mounting anyway', { image: imageRef, error: (err as Error).message });
+    } finally {
+      await client.close();
+    }
   }
 
   async commit(name: string, key: string, labels: Record<string, string> = {}): Promise<void> {

@@ -14,6 +14,7 @@ import { createGzip } from 'node:zlib';
 import { MediaType } from '@nydus-ts/core';
 import type { Descriptor, Digest } from '@nydus-ts/core';
 import { RegistryClient } from '@nydus-ts/registry';
+import type { Credentials } from '@nydus-ts/registry';
 import { run } from './exec.js';
 
 /** A layer blob on disk. */
@@ -81,6 +82,7 @@ export interface PushImageOptions {
   config?: ImageConfigOptions;
   /** Plain HTTP (default true: test registries run on loopback). */
   insecure?: boolean;
+  credentials?: Credentials;
 }
 
 export interface PushedImage {
@@ -97,7 +99,7 @@ function sha256(bytes: Uint8Array): Digest {
 
 /** Pushes layers, config and an OCI manifest; the tag last. */
 export async function pushImage(options: PushImageOptions): Promise<PushedImage> {
-  const client = new RegistryClient({ registry: options.registry, insecure: options.insecure ?? true });
+  const client = new RegistryClient({ registry: options.registry, insecure: options.insecure ?? true, ...(options.credentials && { credentials: options.credentials }) });
   try {
     const layers: Descriptor[] = [];
     for (const l of options.layers) {

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createConsoleLogger } from '@nydus-ts/core';
 import { startRegistry } from '@nydus-ts/registry/testing';
-import type { TestRegistry } from '@nydus-ts/registry/testing';
+import type { StartRegistryOptions, TestRegistry } from '@nydus-ts/registry/testing';
 import { NydusSnapshotter, SnapshotsClient, serveSnapshotter } from '@nydus-ts/snapshotter';
 import type { SnapshotsServer, SnapshotterOptions } from '@nydus-ts/snapshotter';
 import { startContainerd, waitForSnapshotter } from '@nydus-ts/snapshotter/testing';
@@ -25,7 +25,7 @@ export interface TestEnv {
   stop(): Promise<void>;
 }
 
-export async function startTestEnv(options: Omit<SnapshotterOptions, 'root'> = {}): Promise<TestEnv> {
+export async function startTestEnv(options: Omit<SnapshotterOptions, 'root'> = {}, registryOptions: StartRegistryOptions = {}): Promise<TestEnv> {
   // NYDUS_TS_TEST_LOG=debug shows the snapshotter's log while debugging a test.
   if (process.env.NYDUS_TS_TEST_LOG) options = { logger: createConsoleLogger({ level: process.env.NYDUS_TS_TEST_LOG as 'debug' }), ...options };
   const work = await mkdtemp(path.join(tmpdir(), 'sn-env-'));
@@ -34,7 +34,7 @@ export async function startTestEnv(options: Omit<SnapshotterOptions, 'root'> = {
     for (const s of stops.splice(0).reverse()) await s().catch(() => undefined);
   };
   try {
-    const registry = await startRegistry();
+    const registry = await startRegistry(registryOptions);
     stops.push(() => registry.stop());
     const root = path.join(work, 'snapshotter');
     const address = path.join(work, 'snapshotter.sock');
