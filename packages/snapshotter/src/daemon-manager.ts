@@ -231,7 +231,9 @@ export class DaemonManager {
       const inst: RafsInstanceRecord = { snapshotId, daemonId: '', mountpoint, bootstrap: s.bootstrap, imageRef: s.imageRef, configFile, blobIds: s.blobIds };
       if (this.#o.mode === 'shared') {
         const daemon = await this.#serialize(`daemon:${SHARED_ID}`, () => this.#ensureSharedDaemon());
+        const t = Date.now();
         await this.#mountInShared(daemon, inst);
+        this.#o.logger.debug('image mounted in the shared nydusd-ts', { snapshot: snapshotId, ms: Date.now() - t });
         inst.daemonId = daemon.id;
       } else {
         const id = `d${snapshotId}`;

@@ -104,6 +104,7 @@ function imageLayersLabel(layers: Descriptor[], from: number): string {
 export async function lazyPull(options: LazyPullOptions): Promise<LazyPullResult> {
   const started = Date.now();
   const log = options.logger ?? noopLogger;
+  const ms = (): number => Date.now() - started;
   if (!options.snapshotter) throw new InvalidArgumentError('pull: a snapshotter name is required');
   const ref = parseReference(options.ref);
   const name = formatReference(ref);
@@ -147,6 +148,7 @@ export async function lazyPull(options: LazyPullOptions): Promise<LazyPullResult
     if (diffIds.length !== manifest.layers.length) {
       throw new NydusError('INVALID_FORMAT', `${name}: config lists ${diffIds.length} diff ids for ${manifest.layers.length} layers`);
     }
+    log.debug('manifest and config fetched', { ms: ms(), nydus });
     const chains = chainIds(diffIds);
     const topChain = chains[chains.length - 1] ?? '';
 
@@ -155,6 +157,7 @@ export async function lazyPull(options: LazyPullOptions): Promise<LazyPullResult
     manifest.layers.forEach((l, i) => (manifestLabels[`containerd.io/gc.ref.content.l.${i}`] = l.digest));
     await putContent(content, { ref: `manifest-${manifestData.descriptor.digest}`, digest: manifestData.descriptor.digest, size: manifestData.bytes.length, labels: manifestLabels }, Buffer.from(manifestData.bytes), ctx);
 
+    log.debug('manifest and config written', { ms: ms() });
     // 2. layers, bottom up
     const layers: PulledLayer[] = [];
     for (let i = 0; i < manifest.layers.length; i++) {
@@ -178,7 +181,7 @@ export async function lazyPull(options: LazyPullOptions): Promise<LazyPullResult
         if (!isNydusError(err, 'ALREADY_EXISTS')) throw err;
         await snapshots.stat(chainId); // the remote snapshot it told us about
         pulled.how = 'remote';
-        log.debug('layer is remote', { layer: layer.digest, chainId });
+        log.debug('layer is remote', { layer: layer.digest, chainId, ms: ms() });
         continue;
       }
       try {
@@ -189,6 +192,7 @@ export async function lazyPull(options: LazyPullOptions): Promise<LazyPullResult
           ctx,
         );
         bytesFetched += pulled.bytes;
+        log.debug('layer written', { layer: layer.digest, bytes: pulled.bytes, ms: ms() });
         const applied = await unary<{ applied: { digest: string } }>(
           diff,
           'Apply',
@@ -198,9 +202,10 @@ export async function lazyPull(options: LazyPullOptions): Promise<LazyPullResult
         if (applied.applied?.digest !== diffIds[i]) {
           throw new NydusError('DATA_LOSS', `layer ${layer.digest}: applied diff ${applied.applied?.digest} differs from the config's diff id ${diffIds[i]}`);
         }
+        log.debug('layer applied', { layer: layer.digest, ms: ms() });
         await snapshots.commit(chainId, key, labels);
         pulled.how = 'unpacked';
-        log.debug('layer unpacked', { layer: layer.digest, chainId, bytes: pulled.bytes });
+        log.debug('layer unpacked', { layer: layer.digest, chainId, bytes: pulled.bytes, ms: ms() });
       } catch (err) {
         await snapshots.remove(key).catch(() => undefined);
         throw err;
@@ -217,6 +222,7 @@ export async function lazyPull(options: LazyPullOptions): Promise<LazyPullResult
       if (!isNydusError(err, 'ALREADY_EXISTS')) throw err;
       await unary(images, 'Update', { image, update_mask: { paths: [] } }, ctx);
     }
+    log.debug('image record written', { ms: ms() });
     return {
       name,
       manifest: { ...manifestData.descriptor, size: manifestData.bytes.length },
