@@ -12,7 +12,8 @@ import type { TestRegistry } from '@nydus-ts/registry/testing';
 import { NydusSnapshotter, SnapshotsClient, serveSnapshotter } from '@nydus-ts/snapshotter';
 import type { SnapshotsServer } from '@nydus-ts/snapshotter';
 import { buildLayer, makeBusyboxRootfs, pseudoRandomBytes, pushImage, startContainerd, waitForSnapshotter, run } from '@nydus-ts/snapshotter/testing';
-import type { PushedImage, TestContainerd } from '@nydus-ts/snapshotter/testing';
+import type { LayerFile, PushedImage, TestContainerd } from '@nydus-ts/snapshotter/testing';
+import { chainIds } from '@nydus-ts/snapshotter/pull';
 
 const NAME = 'nydus-ts';
 let work: string;
@@ -22,6 +23,7 @@ let snapshotter: NydusSnapshotter;
 let server: SnapshotsServer;
 let direct: SnapshotsClient;
 let image: PushedImage;
+let layers: LayerFile[];
 const data = pseudoRandomBytes('containerd-test', 3 << 20);
 
 beforeAll(async () => {
@@ -44,7 +46,7 @@ beforeAll(async () => {
   await writeFile(path.join(upper, 'data/blob.bin'), data);
   await mkdir(path.join(upper, 'etc'));
   await writeFile(path.join(upper, 'etc/.wh.motd'), '');
-  const layers = [await buildLayer(base, path.join(work, 'base.tgz')), await buildLayer(upper, path.join(work, 'upper.tgz'))];
+  layers = [await buildLayer(base, path.join(work, 'base.tgz')), await buildLayer(upper, path.join(work, 'upper.tgz'))];
   image = await pushImage({ registry: registry.host, repository: 'test/busybox', tag: 'v1', layers, config: { cmd: ['/bin/sh'] } });
 });
 
@@ -96,9 +98,14 @@ describe('containerd 1.6 with nydus-ts as a proxy snapshotter', () => {
     expect(r.stdout).toContain(createHash('sha256').update(data).digest('hex'));
     expect(r.stdout).not.toContain('motd'); // the whiteout in the upper layer hides it
     expect(r.code).toBe(7);
-    // The image's layers are committed snapshots of ours, with containerd's chain ids.
-    const committed = (await direct.list()).filter((s) => s.kind === 'COMMITTED');
-    expect(committed.length).toBe(2);
+    // The image's layers are committed snapshots of ours, named by containerd with their chain
+    // ids, each on top of the one below. (Only this image's: containerd's GC removes the
+    // previous test's snapshots from us asynchronously, so others may still be listed.)
+    const [base, top] = chainIds(layers.map((l) => l.diffId));
+    const all = await direct.list();
+    const ofChain = (chain: string): typeof all => all.filter((s) => s.name.endsWith(`/${chain}`));
+    expect(ofChain(base!).map((s) => [s.kind, s.parent])).toEqual([['COMMITTED', '']]);
+    expect(ofChain(top!).map((s) => [s.kind, s.parent])).toEqual([['COMMITTED', ofChain(base!)[0]!.name]]);
   });
 
   it('writes land in the container snapshot, not in the image layers', async () => {
@@ -120,7 +127,7 @@ describe('containerd 1.6 with nydus-ts as a proxy snapshotter', () => {
   it('removing the image lets containerd GC remove our snapshots (Remove, then Cleanup)', async () => {
     await containerd.ctrOk(['images', 'rm', '--sync', image.ref]);
     let left = await direct.list();
-    for (let i = 0; i < 100 && left.length > 0; i++) {
+    for (let i = 0; i < 300 && left.length > 0; i++) {
       await sleep(200);
       left = await direct.list();
     }
