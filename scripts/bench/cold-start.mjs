@@ -11,7 +11,9 @@
 // store, our snapshots and blob cache), page cache dropped. Writes docs/cold-start.svg (the
 // chart) and prints a Markdown section on stdout; progress on stderr.
 //
-// Env: BENCH_COLD_RUNS (5), BENCH_COLD_OCI_THROTTLED_RUNS (3), BENCH_COLD_RATE (3e6 bytes/s).
+// Env: BENCH_COLD_RUNS (5), BENCH_COLD_OCI_THROTTLED_RUNS (3), BENCH_COLD_RATE (3e6 bytes/s);
+// for experiments (the report then lacks rows): BENCH_COLD_KINDS (oci,native,zran),
+// BENCH_COLD_CONDITIONS (throttled,unthrottled), BENCH_COLD_NYDUSD_CONFIG (a --nydusd-config file).
 import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -28,6 +30,9 @@ import { throttlePort } from './_throttle.mjs';
 const RUNS = Number(process.env.BENCH_COLD_RUNS ?? 5);
 const OCI_THROTTLED_RUNS = Number(process.env.BENCH_COLD_OCI_THROTTLED_RUNS ?? 3);
 const RATE = Number(process.env.BENCH_COLD_RATE ?? 3e6);
+const KINDS = (process.env.BENCH_COLD_KINDS ?? 'native,zran,oci').split(',');
+const CONDITIONS = (process.env.BENCH_COLD_CONDITIONS ?? 'throttled,unthrottled').split(',');
+const NYDUSD_CONFIG = process.env.BENCH_COLD_NYDUSD_CONFIG;
 const nydusdBin = join(repoRoot, 'apps/nydusd-ts/bin/nydusd-ts.js');
 const log = (s) => process.stderr.write(`[bench cold-start] ${s}\n`);
 // (as in the other benchmarks: no per-process certificate store built from NODE_EXTRA_CA_CERTS)
@@ -97,7 +102,7 @@ async function main() {
     const oci = await pushImage({ registry: host, repository: 'bench/node-app', tag: 'oci', layers, config: { cmd: ['node'], workingDir: '/app', env: ['PATH=/usr/local/bin:/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin'] } });
     const refs = { oci: oci.ref, native: `${host}/bench/node-app:native`, zran: `${host}/bench/node-app:zran` };
     conversions = {};
-    for (const [kind, extra] of [['native', []], ['zran', ['--oci-ref']]]) {
+    for (const [kind, extra] of [['native', []], ['zran', ['--oci-ref']]].filter(([k]) => KINDS.includes(k))) {
       log(`convert ${kind}`);
       const t = Date.now();
       await run(process.execPath, [nydusifyBin, 'convert', '--source', refs.oci, '--target', refs[kind], '--source-insecure', '--target-insecure', ...extra]);
@@ -107,7 +112,7 @@ async function main() {
     // the snapshotter (shared daemon, as deployed) and a private containerd
     const root = join(work, 'snapshotter');
     const sock = join(work, 'snapshotter.sock');
-    const snap = spawn(process.execPath, [nydusdBin, 'snapshotter', '--root', root, '--address', sock, '--log-level', 'warn'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const snap = spawn(process.execPath, [nydusdBin, 'snapshotter', '--root', root, '--address', sock, '--log-level', 'warn', ...(NYDUSD_CONFIG ? ['--nydusd-config', NYDUSD_CONFIG] : [])], { stdio: ['ignore', 'ignore', 'pipe'] });
     let snapErr = '';
     snap.stderr.setEncoding('utf8').on('data', (d) => (snapErr = (snapErr + d).slice(-20000)));
     cleanups.push(() => stopEverythingUnder(work));
@@ -165,8 +170,9 @@ async function main() {
     }
 
     for (const [condition, rate] of [['3 MB/s', RATE], ['unthrottled', null]]) {
+      if (!CONDITIONS.includes(rate === null ? 'unthrottled' : 'throttled')) continue;
       throttle.setRate(rate);
-      for (const kind of ['native', 'zran', 'oci']) {
+      for (const kind of KINDS) {
         for (const workload of workloads) {
           const n = kind === 'oci' && rate !== null ? OCI_THROTTLED_RUNS : RUNS;
           for (let i = 0; i < n; i++) {
@@ -251,7 +257,7 @@ function report({ results, floor, imageBytes, layers, conversions }) {
   lines.push('');
   lines.push(`Image: Debian bookworm minbase + Node.js ${process.version} + an application layer with ${19} npm packages installed at build time (next, @swc/core, typescript, aws-sdk, @tensorflow/tfjs, monaco-editor, webpack, babel, …): ` +
     `${(imageBytes / MB).toFixed(1)} MB compressed (${layers.map((l) => (l.size / MB).toFixed(1)).join(' + ')} MB). Cold start = pull + \`ctr run\` until the first line of output; every run from a cold state (images removed and garbage-collected, blob cache empty, page cache dropped). ` +
-    `Registry bytes from tc's counter on the registry port; 3 MB/s = tc htb on that port. Medians of ${RUNS} runs (${OCI_THROTTLED_RUNS} for OCI at 3 MB/s), p95 = slowest. Conversions: native ${conversions.native.toFixed(0)} s, zran ${conversions.zran.toFixed(0)} s.`);
+    `Registry bytes from tc's counter on the registry port; 3 MB/s = tc htb on that port. Medians of ${RUNS} runs (${OCI_THROTTLED_RUNS} for OCI at 3 MB/s), p95 = slowest. Conversions: native ${conversions.native?.toFixed(0)} s, zran ${conversions.zran?.toFixed(0)} s.`);
   lines.push('');
   lines.push('| network | workload | image | cold start median (s) | p95 (s) | of which pull (s) | × OCI | MB from the registry | % of image |');
   lines.push('|---|---|---|---:|---:|---:|---:|---:|---:|');
@@ -261,10 +267,11 @@ function report({ results, floor, imageBytes, layers, conversions }) {
       const ociStat = stat(condition, workload, 'oci');
       for (const kind of ['oci', 'native', 'zran']) {
         const s = stat(condition, workload, kind);
+        if (s.n === 0) continue; // (not run: BENCH_COLD_KINDS / BENCH_COLD_CONDITIONS)
         lines.push(`| ${condition} | \`${workload}\` | ${label[kind]} | ${s.median.toFixed(2)} | ${s.p95.toFixed(2)} | ${s.pull.toFixed(2)} | ${(s.median / ociStat.median).toFixed(3)} | ${(s.bytes / MB).toFixed(1)} | ${((100 * s.bytes) / imageBytes).toFixed(1)} |`);
         chart.push({ condition, workload, name: kind === 'oci' ? 'OCI' : kind === 'native' ? 'Nydus' : 'zran', seconds: s.median });
       }
-      if (condition === '3 MB/s') {
+      if (condition === '3 MB/s' && stat(condition, workload, 'native').n > 0) {
         const nydus = stat(condition, workload, 'native');
         const touched = Number.isFinite(nydus.touched) ? nydus.touched : nydus.daemonBytes;
         const f = touched / RATE + floor[workload].localSeconds;
@@ -279,7 +286,7 @@ function report({ results, floor, imageBytes, layers, conversions }) {
   const t = (c, w, k) => stat(c, w, k).median / stat(c, w, 'oci').median;
   const w0 = Object.keys(floor)[0];
   const touchedNote = results.some((r) => Number.isFinite(r.touchedBytes)) ? 'the daemon\'s touched_bytes (compressed bytes of the chunks reads needed)' : 'the daemon\'s backend read_amount_total (chunks fetched, including merged neighbours: an upper bound of what was read)';
-  lines.push(`Targets at 3 MB/s (\`${w0}\`): Nydus ≤ 0.08× OCI: ${t('3 MB/s', w0, 'native').toFixed(3)}×; zran ≤ 0.11×: ${t('3 MB/s', w0, 'zran').toFixed(3)}×; bytes ≤ 5% (Nydus): ${((100 * stat('3 MB/s', w0, 'native').bytes) / imageBytes).toFixed(1)}%, ≤ 8% (zran): ${((100 * stat('3 MB/s', w0, 'zran').bytes) / imageBytes).toFixed(1)}%; Nydus ≤ 1.5× floor: ${(stat('3 MB/s', w0, 'native').median / floor[w0].seconds).toFixed(2)}×. Unthrottled: Nydus ≤ 0.6× OCI: ${t('unthrottled', w0, 'native').toFixed(3)}×. Floor bytes: ${touchedNote}.`);
+  if (results.length === RUNS * 2 * 2 * 2 + OCI_THROTTLED_RUNS * 2 + RUNS * 2) lines.push(`Targets at 3 MB/s (\`${w0}\`): Nydus ≤ 0.08× OCI: ${t('3 MB/s', w0, 'native').toFixed(3)}×; zran ≤ 0.11×: ${t('3 MB/s', w0, 'zran').toFixed(3)}×; bytes ≤ 5% (Nydus): ${((100 * stat('3 MB/s', w0, 'native').bytes) / imageBytes).toFixed(1)}%, ≤ 8% (zran): ${((100 * stat('3 MB/s', w0, 'zran').bytes) / imageBytes).toFixed(1)}%; Nydus ≤ 1.5× floor: ${(stat('3 MB/s', w0, 'native').median / floor[w0].seconds).toFixed(2)}×. Unthrottled: Nydus ≤ 0.6× OCI: ${t('unthrottled', w0, 'native').toFixed(3)}×. Floor bytes: ${touchedNote}.`);
   lines.push('');
   lines.push('![cold start chart](cold-start.svg)');
   writeFileSync(join(repoRoot, 'docs/cold-start.svg'), svgChart(chart));
