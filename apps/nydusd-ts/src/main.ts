@@ -8,6 +8,11 @@ for (const stream of [process.stdout, process.stderr]) {
   });
 }
 
+// Reads from the cache files run on the libuv thread pool; the kernel sends up to 10 FUSE
+// requests at once (and more read-ahead in erofs mode): give it room. Read when the pool
+// starts, i.e. after this line.
+process.env.UV_THREADPOOL_SIZE ??= '16';
+
 // `nydusd-ts snapshotter|pull`: the containerd integration, on its own entry.
 if (process.argv[2] === 'snapshotter' || process.argv[2] === 'pull') {
   const containerd = await import('@nydus-ts/cli/containerd');
