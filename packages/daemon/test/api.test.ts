@@ -1,15 +1,18 @@
 // Issue 11, done-when 6 (API): every endpoint answers with nydusd's shape; shared mode mounts two
 // images in one daemon (nydusd's POST /api/v1/mount body) and unmounts one while the other keeps
-// serving; errors are nydusd's {code, message} with an HTTP status; exit through the API.
+// serving; errors are nydusd's {code, message} with an HTTP status; exit through the API. Shared
+// mode as the snapshotter drives it: a daemon started without config or bootstrap, images from
+// two repositories of a loopback registry, each mount's config naming its repository.
 import { createHash } from 'node:crypto';
 import { mkdir, mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startRegistry, type TestRegistry } from '@nydus-ts/registry/testing';
 import { createRandom } from '@nydus-ts/testing';
 import { readMountTable } from '../src/index.js';
-import { buildLocalImage, localfsConfig } from './support/images.js';
+import { buildLocalImage, convertDirToRegistry, fetchBootstrap, localfsConfig, registryConfig } from './support/images.js';
 import { DaemonScope, type NydusdProcess } from './support/nydusd-process.js';
 
 const sha = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
@@ -21,6 +24,7 @@ describe('nydusd API and shared mode', () => {
   const boots: Record<string, string> = {};
   let blobDir: string;
   let cacheDir: string;
+  let registry: TestRegistry | undefined;
 
   beforeAll(async () => {
     work = await mkdtemp(path.join(tmpdir(), 'nydusd-api-'));
@@ -47,6 +51,7 @@ describe('nydusd API and shared mode', () => {
 
   afterAll(async () => {
     await daemons.cleanup();
+    await registry?.stop();
     await rm(work, { recursive: true, force: true });
   }, 60_000);
 
@@ -185,4 +190,40 @@ describe('nydusd API and shared mode', () => {
     expect(await d.stop('SIGINT')).toBe(0);
     expect((await readMountTable()).some((e) => e.mountpoint === mnt)).toBe(false);
   }, 120_000);
+  it('shared mode without --config: images of two registry repositories, each mount naming its own, unmount one while the other serves', async () => {
+    registry = await startRegistry();
+    const host = registry.host;
+    const regBoots: Record<string, string> = {};
+    for (const name of ['a', 'b']) {
+      await convertDirToRegistry(host, path.join(work, `src-${name}`), `shared/${name}`, { compressor: 'zstd' });
+      regBoots[name] = path.join(work, `registry-${name}.boot`);
+      await fetchBootstrap(host, `shared/${name}`, 'v1', regBoots[name]);
+    }
+    const mnt = path.join(work, 'shared-registry');
+    await mkdir(mnt);
+    const d = await daemons.start({ mountpoint: mnt, apisock: path.join(work, 'shared-registry.sock'), args: [] });
+    const cache = path.join(work, 'cache-registry');
+    // Without a config of its own, a mount must bring one.
+    expectError(await d.api('POST', '/api/v1/mount?mountpoint=/a', { source: regBoots.a, fs_type: 'rafs' }), 400, /no config/);
+    for (const name of ['a', 'b']) {
+      const config = registryConfig(host, `shared/${name}`, cache, { amplify_io: 0 });
+      expect((await d.api('POST', `/api/v1/mount?mountpoint=/${name}`, { source: regBoots[name], fs_type: 'rafs', config })).status).toBe(204);
+    }
+    await expectTree(path.join(mnt, 'a'), trees.a!);
+    // b: its small files now, data.bin (its own chunks) only after a is gone.
+    for (const rel of ['etc/os-release', 'small']) expect(sha(await readFile(path.join(mnt, 'b', rel))), rel).toBe(sha(trees.b!.get(rel)!));
+    const backend = async (id: string): Promise<{ backend_type: string; read_errors: number; read_amount_total: number }> =>
+      (await d.api('GET', `/api/v1/metrics/backend?id=${id}`)).json as { backend_type: string; read_errors: number; read_amount_total: number };
+    for (const id of ['/a', '/b']) {
+      expect(await backend(id)).toMatchObject({ backend_type: 'registry', read_errors: 0 });
+      expect((await backend(id)).read_amount_total).toBeGreaterThan(0);
+    }
+    expect((await d.api('DELETE', '/api/v1/mount?mountpoint=/a')).status).toBe(204);
+    expect(await readdir(mnt)).toEqual(['b']);
+    const fetchedBefore = (await backend('/b')).read_amount_total;
+    expect(sha(await readFile(path.join(mnt, 'b', 'data.bin')))).toBe(sha(trees.b!.get('data.bin')!));
+    expect((await backend('/b')).read_amount_total).toBeGreaterThan(fetchedBefore);
+    expect(await d.stop()).toBe(0);
+    expect((await readMountTable()).some((e) => e.mountpoint === mnt)).toBe(false);
+  }, 300_000);
 });

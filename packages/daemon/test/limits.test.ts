@@ -1,7 +1,8 @@
 // The FUSE binding's documented limits, and the erofs mode that has none of them: a name that is
-// not UTF-8 is listed by the FUSE mode with U+FFFD and cannot be looked up, a sub-millisecond
-// mtime is cut to milliseconds; the erofs mode (the kernel reads the bootstrap) lists the exact
-// name bytes, opens the file and reports the exact time.
+// not UTF-8 is listed by the FUSE mode with U+FFFD and opens only if no other name of its
+// directory reads the same way; a sub-millisecond mtime is cut to milliseconds. The erofs mode
+// (the kernel reads the bootstrap) lists the exact name bytes, opens every file and reports the
+// exact time.
 import { mkdir, mkdtemp, readdir, readFile, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -9,8 +10,13 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildLocalImage, localfsConfig } from './support/images.js';
 import { DaemonScope } from './support/nydusd-process.js';
 
-/** Latin-1 "café" as one byte per character: not valid UTF-8. */
+/** Latin-1 "café" and "cafè", one byte per character: not valid UTF-8, both read as "caf\ufffd". */
 const LATIN1_NAME = Buffer.from([0x63, 0x61, 0x66, 0xe9]);
+const LATIN1_TWIN = Buffer.from([0x63, 0x61, 0x66, 0xe8]);
+
+function under(dir: string, name: Buffer): Buffer {
+  return Buffer.concat([Buffer.from(dir + '/'), name]);
+}
 
 describe('FUSE-mode limits and the erofs mode', () => {
   const daemons = new DaemonScope();
@@ -23,7 +29,11 @@ describe('FUSE-mode limits and the erofs mode', () => {
     work = await mkdtemp(path.join(tmpdir(), 'nydusd-limits-'));
     const src = path.join(work, 'src');
     await mkdir(src);
-    await writeFile(Buffer.concat([Buffer.from(src + '/'), LATIN1_NAME]), 'latin-1 name\n');
+    await mkdir(path.join(src, 'one'));
+    await mkdir(path.join(src, 'two'));
+    await writeFile(under(path.join(src, 'one'), LATIN1_NAME), 'latin-1 name\n');
+    await writeFile(under(path.join(src, 'two'), LATIN1_NAME), 'first twin\n');
+    await writeFile(under(path.join(src, 'two'), LATIN1_TWIN), 'second twin\n');
     await writeFile(path.join(src, 'precise'), 'time\n');
     await utimes(path.join(src, 'precise'), 1_600_000_000.000125, 1_600_000_000.000125);
     sourceMtimeNs = (await stat(path.join(src, 'precise'), { bigint: true })).mtimeNs;
@@ -49,21 +59,28 @@ describe('FUSE-mode limits and the erofs mode', () => {
     return mnt;
   }
 
-  it('FUSE mode: the non-UTF-8 name is listed with U+FFFD and cannot be opened; times are whole milliseconds', async () => {
+  it('FUSE mode: non-UTF-8 names are listed with U+FFFD and open when unambiguous; times are whole milliseconds', async () => {
     const mnt = await serve('fuse');
-    const names = await readdir(mnt, { encoding: 'buffer' });
-    expect(names.some((n) => n.equals(LATIN1_NAME))).toBe(false);
-    expect(names.some((n) => n.equals(Buffer.from('caf\ufffd')))).toBe(true);
-    await expect(readFile(Buffer.concat([Buffer.from(mnt + '/'), LATIN1_NAME]))).rejects.toMatchObject({ code: 'ENOENT' });
+    const lossy = Buffer.from('caf\ufffd');
+    // Looked up before its directory is listed, then listed.
+    expect((await readFile(under(path.join(mnt, 'one'), LATIN1_NAME))).toString()).toBe('latin-1 name\n');
+    expect(await readdir(path.join(mnt, 'one'), { encoding: 'buffer' })).toEqual([lossy]);
+    expect((await readFile(under(path.join(mnt, 'one'), lossy))).toString()).toBe('latin-1 name\n');
+    const two = await readdir(path.join(mnt, 'two'), { encoding: 'buffer' });
+    expect(two).toEqual([lossy, lossy]);
+    await expect(readFile(under(path.join(mnt, 'two'), LATIN1_NAME))).rejects.toMatchObject({ code: 'ENOENT' });
+    await expect(readFile(under(path.join(mnt, 'two'), LATIN1_TWIN))).rejects.toMatchObject({ code: 'ENOENT' });
     const { mtimeNs } = await stat(path.join(mnt, 'precise'), { bigint: true });
     expect(mtimeNs).toBe((sourceMtimeNs / 1_000_000n) * 1_000_000n);
   }, 60_000);
 
   it('erofs mode: the exact name bytes and the exact time', async () => {
     const mnt = await serve('erofs');
-    const names = await readdir(mnt, { encoding: 'buffer' });
-    expect(names.some((n) => n.equals(LATIN1_NAME))).toBe(true);
-    expect((await readFile(Buffer.concat([Buffer.from(mnt + '/'), LATIN1_NAME]))).toString()).toBe('latin-1 name\n');
+    expect(await readdir(path.join(mnt, 'one'), { encoding: 'buffer' })).toEqual([LATIN1_NAME]);
+    expect((await readFile(under(path.join(mnt, 'one'), LATIN1_NAME))).toString()).toBe('latin-1 name\n');
+    expect(await readdir(path.join(mnt, 'two'), { encoding: 'buffer' })).toEqual([LATIN1_TWIN, LATIN1_NAME]);
+    expect((await readFile(under(path.join(mnt, 'two'), LATIN1_NAME))).toString()).toBe('first twin\n');
+    expect((await readFile(under(path.join(mnt, 'two'), LATIN1_TWIN))).toString()).toBe('second twin\n');
     expect((await stat(path.join(mnt, 'precise'), { bigint: true })).mtimeNs).toBe(sourceMtimeNs);
   }, 60_000);
 });

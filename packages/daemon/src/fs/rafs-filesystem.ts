@@ -123,13 +123,29 @@ export class RafsFilesystem {
       if (c < 0) lo = mid + 1;
       else hi = mid - 1;
     }
-    return undefined;
+    return name.includes('\ufffd') ? this.lookupLossy(dirNid, name) : undefined;
+  }
+
+  /**
+   * A name that is not valid UTF-8 reaches us with U+FFFD in place of its bad bytes (the FUSE
+   * binding passes strings): it names the one entry that decodes to it, or none if several do.
+   */
+  private lookupLossy(dirNid: number, name: string): number | undefined {
+    const list = this.image.reader.direntList(dirNid);
+    let found: number | undefined;
+    for (let i = 0; i < list.count; i++) {
+      if (Buffer.from(list.name(i)).toString('utf8') !== name) continue;
+      if (found !== undefined) return undefined;
+      found = list.nid(i);
+    }
+    return found;
   }
 
   /**
    * Entries of a directory in on-disk (byte-sorted) order, `.` and `..` included, as the kernel
    * lists them; the children's paths are remembered so that the lookups that follow are cheap.
-   * Names that are not valid UTF-8 come back with U+FFFD (the FUSE binding only passes strings).
+   * Names that are not valid UTF-8 come back with U+FFFD (the FUSE binding only passes strings);
+   * their paths are not remembered: `lookup` decides whether such a name is unambiguous.
    */
   readdir(path: string): string[] {
     const nid = this.resolve(path);
@@ -141,7 +157,7 @@ export class RafsFilesystem {
     for (let i = 0; i < list.count; i++) {
       const name = Buffer.from(list.name(i)).toString('utf8');
       names[i] = name;
-      if (list.isDots(i, 1) || list.isDots(i, 2)) continue;
+      if (list.isDots(i, 1) || list.isDots(i, 2) || name.includes('\ufffd')) continue;
       const child = list.nid(i);
       this.paths.set(prefix + name, child);
       if (this.firstPaths && !this.firstPaths.has(child)) this.firstPaths.set(child, prefix + name);

@@ -9,8 +9,9 @@
  *   answers ERANGE when the value or list does not fit (and the exact size for size queries);
  * - every operation has a 15 s default timeout answering ETIMEDOUT: it is turned off here, and
  *   the daemon answers every operation itself (EIO after its own deadline);
- * - paths and names cross as UTF-8 strings (names that are not UTF-8 cannot be looked up) and
- *   times as milliseconds: documented limits of the FUSE mode (the erofs mode has neither).
+ * - paths and names cross as UTF-8 strings (a name that is not UTF-8 arrives with U+FFFD; the
+ *   filesystem finds it only when unambiguous) and times as milliseconds: documented limits of
+ *   the FUSE mode (the erofs mode has neither).
  */
 import { createRequire } from 'node:module';
 
