@@ -4,7 +4,7 @@
 // (thread pool, as the builder does), all layers at once, output discarded.
 // Usage: node _convert-floor.mjs FILE...
 import { createReadStream } from 'node:fs';
-import { decompressStream } from '@nydus-ts/converter';
+import { decompressStream } from '@nydus-ts/image';
 import { zstdCompressBatchAsync } from '@nydus-ts/native';
 import { forEachFixedChunk } from './_fixed-chunks.mjs';
 

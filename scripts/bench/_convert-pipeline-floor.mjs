@@ -6,7 +6,7 @@
 // committed under their sha256. All layers at once.
 // Usage: node _convert-pipeline-floor.mjs REGISTRY SOURCE_REPO TAG TARGET_REPO
 import { Blake3Hasher } from '@napi-rs/blake-hash';
-import { decompressStream } from '@nydus-ts/converter';
+import { decompressStream } from '@nydus-ts/image';
 import { zstdCompressBatchAsync } from '@nydus-ts/native';
 import { RegistryClient } from '@nydus-ts/registry';
 import { forEachFixedChunk } from './_fixed-chunks.mjs';

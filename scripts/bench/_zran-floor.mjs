@@ -7,7 +7,7 @@
 // With `fetch`, only the first step: each layer fetched (sha256-verified) and discarded.
 // Usage: node _zran-floor.mjs REGISTRY REPO TAG [fetch]
 import { createHash } from 'node:crypto';
-import { inflateWithCheckpoints } from '@nydus-ts/converter';
+import { inflateWithCheckpoints } from '@nydus-ts/image';
 import { ZranIndexBuilder } from '@nydus-ts/format';
 import { RegistryClient } from '@nydus-ts/registry';
 

@@ -20,7 +20,7 @@ if (argv[0] === 'copy') {
   const { processIo, interruptOnSignals, runNydusifyCopy } = await import('@nydus-ts/cli/copy');
   await finish(runNydusifyCopy, { ...processIo(), signal: interruptOnSignals() });
 } else if (argv[0] === 'image') {
-  // Likewise `image` needs only the local part of the converter, not the registry client.
+  // Likewise `image` needs only @nydus-ts/image (local images), not the registry client.
   const { processIo, interruptOnSignals, runNydusifyImage } = await import('@nydus-ts/cli/image');
   await finish(runNydusifyImage, { ...processIo(), signal: interruptOnSignals() });
 } else {

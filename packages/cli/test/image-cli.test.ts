@@ -5,7 +5,7 @@ import path from 'node:path';
 import { PassThrough } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runNydusify, type CliIo } from '../src/index.js';
-import { writeTarEntries } from '@nydus-ts/converter';
+import { writeTarEntries } from '@nydus-ts/image';
 import type { LayerEntry } from '@nydus-ts/format';
 import { promisify } from 'node:util';
 import { nydusifyBin } from './support/bin.js';

@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { convertImage } from '../src/index.js';
 import type { ConvertImageOptions } from '../src/index.js';
 import { busyboxImage, corruptGzipLayers, dotDotLayers, pushRawImage } from './support/images.js';
-import { END, fileMember } from './support/raw-tar.js';
+import { END, fileMember } from '@nydus-ts/testing';
 
 describe('convertImage: bad sources', () => {
   let registry: TestRegistry;

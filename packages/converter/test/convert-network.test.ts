@@ -12,7 +12,7 @@ import { checkConvertedImage, convertImage } from '../src/index.js';
 import type { ConvertImageOptions, ConvertProgressEvent } from '../src/index.js';
 import { busyboxImage, pushRawImage } from './support/images.js';
 import type { TestImage } from './support/images.js';
-import { END, fileMember } from './support/raw-tar.js';
+import { END, fileMember } from '@nydus-ts/testing';
 
 const fast = { attempts: 4, baseDelayMs: 10, maxDelayMs: 1500 };
 

@@ -14,7 +14,8 @@ import { LocalBlobBackend } from '@nydus-ts/backend';
 import { RegistryClient } from '@nydus-ts/registry';
 import { startRegistry, type TestRegistry } from '@nydus-ts/registry/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { checkConvertedImage, convertImage, createImage, mergeImage, unpackImage } from '../src/index.js';
+import { checkConvertedImage, convertImage } from '../src/index.js';
+import { createImage, mergeImage, unpackImage } from '@nydus-ts/image';
 import { hostLinuxPlatform, pushRawImage } from './support/images.js';
 import { MountScope } from '@nydus-ts/testing';
 

@@ -15,18 +15,10 @@ import { RegistryClient } from '@nydus-ts/registry';
 import type { ImageSource } from '@nydus-ts/registry';
 import { generatedStream, measureProcess, startRegistry } from '@nydus-ts/registry/testing';
 import type { TestRegistry } from '@nydus-ts/registry/testing';
-import type {
-  OciArchiveSource} from '../src/index.js';
-import {
-  DockerArchiveSource,
-  decompressStream,
-  indexTarFile,
-  openArchiveSource,
-  openImageSource,
-  parseArchiveLocation,
-  readTarEntries,
-  writeTarEntries,
-} from '../src/index.js';
+import type { OciArchiveSource } from '../src/index.js';
+import { DockerArchiveSource, openArchiveSource, openImageSource, parseArchiveLocation } from '../src/index.js';
+import { decompressStream, readTarEntries, writeTarEntries } from '@nydus-ts/image';
+import { indexTarFile } from '../src/internal.js';
 import { busyboxImage, dir, file, symlink, whiteoutImage, writeOciLayout } from './support/images.js';
 import type { TestImage } from './support/images.js';
 

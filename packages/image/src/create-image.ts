@@ -15,9 +15,9 @@ import {
 import { createReadStream, type BigIntStats } from 'node:fs';
 import { open, readFile, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { readFileChunks } from '../layer/file-chunks.js';
-import { BLOCK_SIZE, headerChecksum, readNumber } from '../layer/tar-header.js';
-import { readTarEntries } from '../layer/tar-reader.js';
+import { readFileChunks } from './layer/file-chunks.js';
+import { BLOCK_SIZE, headerChecksum, readNumber } from './layer/tar-header.js';
+import { readTarEntries } from './layer/tar-reader.js';
 import { AtomicFileWriter } from './atomic-file.js';
 
 /** Source types of `image create`, as `nydus-image create --type` names them. */
@@ -90,7 +90,7 @@ export async function openLayerSource(type: SourceType, source: string, options:
   if (type === 'dir-rafs') {
     if (!st.isDirectory()) throw new InvalidArgumentError(`source ${source} is not a directory (--type dir-rafs)`);
     // Loaded on demand (like the decompressor below): a tar build needs neither.
-    const { readDirectoryEntries } = await import('../layer/dir-reader.js');
+    const { readDirectoryEntries } = await import('./layer/dir-reader.js');
     return readDirectoryEntries(source, options.exclude ? { exclude: options.exclude } : {});
   }
   if (!st.isFile()) throw new InvalidArgumentError(`source ${source} is not a file (--type ${type})`);
@@ -99,7 +99,7 @@ export async function openLayerSource(type: SourceType, source: string, options:
   // (the tar reader and the builder keep no source bytes across reads); anything else streams
   // through the decompressor, which tells gzip, zstd and plain apart.
   if (await startsWithTarHeader(source)) return readTarEntries(readFileChunks(source));
-  const { decompressStream } = await import('../layer/decompress.js');
+  const { decompressStream } = await import('./layer/decompress.js');
   return readTarEntries(decompressStream(createReadStream(source, { highWaterMark: 1 << 20 })));
 }
 

@@ -2,7 +2,7 @@ import { throwIfAborted, type Logger } from '@nydus-ts/core';
 import { checkOutputFile, makeDirectories, removeCreatedDirectories } from '@nydus-ts/core/files';
 import { RafsFileReader, attachRefBlobMetas, decodeRdev, type BootstrapReader, type LayerEntry } from '@nydus-ts/format';
 import path from 'node:path';
-import { writeTarEntries } from '../layer/tar-writer.js';
+import { writeTarEntries } from './layer/tar-writer.js';
 import { AtomicFileWriter } from './atomic-file.js';
 import { openBootstrapFile } from './inspect-image.js';
 import { LocalBlobBackend } from '@nydus-ts/backend';

@@ -9,8 +9,8 @@ import { describe, expect, it } from 'vitest';
 import { decompressStream, detectCompression, readTarEntries } from '../src/index.js';
 import type { LayerCompression } from '../src/index.js';
 import { createRandom, runToolBuffer } from '@nydus-ts/testing';
-import { END, fileMember } from './support/raw-tar.js';
-import { chunked, collect, zstdCompressProcess, zstdFrame as zstdCompress } from './support/streams.js';
+import { END, fileMember } from '@nydus-ts/testing';
+import { chunked, collect, zstdCompressProcess, zstdFrame as zstdCompress } from '@nydus-ts/testing';
 
 const fixtures = resolve(dirname(fileURLToPath(import.meta.url)), '../../../testdata/nydus-upstream');
 

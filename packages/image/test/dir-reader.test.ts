@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readDirectoryEntries } from '../src/index.js';
 import { splitDev } from '../src/layer/dir-reader.js';
 import { diffTrees, makeTree, snapshotEntries, snapshotTree } from '@nydus-ts/testing';
-import { collect } from './support/streams.js';
+import { collect } from '@nydus-ts/testing';
 
 async function errorOf(p: Promise<unknown>): Promise<unknown> {
   try {

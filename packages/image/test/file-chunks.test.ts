@@ -9,8 +9,8 @@ import { buildLayer, type LayerEntry } from '@nydus-ts/format';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readTarEntries } from '../src/index.js';
 import { readFileChunks } from '../src/layer/file-chunks.js';
-import { END, fileMember, paxHeader } from './support/raw-tar.js';
-import { chunked } from './support/streams.js';
+import { END, fileMember, paxHeader } from '@nydus-ts/testing';
+import { chunked } from '@nydus-ts/testing';
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
 const allTypes = resolve(repoRoot, 'testdata/nydus-upstream/all-entry-type.tar');
@@ -157,7 +157,7 @@ describe('headerChecksum', () => {
 
 describe('AtomicFileWriter.end', () => {
   it('starts the sync early; writes after it still land; commit renames', async () => {
-    const { AtomicFileWriter } = await import('../src/local/atomic-file.js');
+    const { AtomicFileWriter } = await import('../src/atomic-file.js');
     const work = await mkdtemp(join(tmpdir(), 'nydus-atomic-'));
     try {
       const w = await AtomicFileWriter.create(work);

@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createImage, inspectImage } from '../src/index.js';
 import { diffTrees, makeTree, MountScope, snapshotTree, runTool } from '@nydus-ts/testing';
-import { END, fileMember, paxHeader, rawHeader } from './support/raw-tar.js';
+import { END, fileMember, paxHeader, rawHeader } from '@nydus-ts/testing';
 
 const fixtures = fileURLToPath(new URL('../../../testdata/nydus-upstream/', import.meta.url));
 

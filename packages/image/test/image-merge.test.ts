@@ -9,7 +9,7 @@ import { setAttributeSync } from 'fs-xattr';
 import type { LayerEntry } from '@nydus-ts/format';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createImage, mergeImage, writeTarEntries } from '../src/index.js';
-import { AtomicFileWriter } from '../src/local/atomic-file.js';
+import { AtomicFileWriter } from '../src/atomic-file.js';
 import { diffTrees, MountScope, snapshotTree } from '@nydus-ts/testing';
 
 /** One change in a layer. Whiteouts and opaque markers get their OCI form in the tar and their overlayfs form on disk. */

@@ -4,7 +4,7 @@ import { lstat, mkdir, mkdtemp, readFile, readlink, rm, writeFile } from 'node:f
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { zstdFrame as zstdCompress } from './support/streams.js';
+import { zstdFrame as zstdCompress } from '@nydus-ts/testing';
 import { DigestMismatchError, isNydusError, type BlobBackend } from '@nydus-ts/core';
 import { BlobFeatures, BootstrapReader, RafsFileReader, attachRefBlobMetas, bufferSource, mergeBootstraps, walkBlobTail } from '@nydus-ts/format';
 import { describe, expect, it } from 'vitest';

@@ -10,8 +10,8 @@ import { LocalBlobBackend } from '@nydus-ts/backend';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createImage, readTarEntries } from '../src/index.js';
 import { diffTrees, makeTree, snapshotEntries, snapshotTree, runTool } from '@nydus-ts/testing';
-import { END, fileMember, fixChecksum, pad, paxHeader, rawHeader } from './support/raw-tar.js';
-import { chunked, collect } from './support/streams.js';
+import { END, fileMember, fixChecksum, pad, paxHeader, rawHeader } from '@nydus-ts/testing';
+import { chunked, collect } from '@nydus-ts/testing';
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
 const fixtures = resolve(repoRoot, 'testdata/nydus-upstream');

@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readDirectoryEntries, readTarEntries, writeTarEntries } from '../src/index.js';
 import { encodeTarHeader } from '../src/layer/tar-writer.js';
 import { CAPABILITY_NET_BIND_SERVICE, createRandom, diffTrees, makeTree, snapshotEntries, snapshotTree, runTool, runToolBuffer } from '@nydus-ts/testing';
-import { chunked, collect, fromArray } from './support/streams.js';
+import { chunked, collect, fromArray } from '@nydus-ts/testing';
 
 async function errorOf(p: Promise<unknown>): Promise<unknown> {
   try {

@@ -9,3 +9,6 @@ export { appBin } from './app-bin.js';
 export { runTool, runToolBuffer } from './run-tool.js';
 export type { RunToolOptions } from './run-tool.js';
 export { fetchNydusBootstrap } from './nydus-bootstrap.js';
+export { rawHeader, fixChecksum, paxHeader, fileMember, pad, END } from './raw-tar.js';
+export type { RawHeader } from './raw-tar.js';
+export { letEventLoopRun, chunked, collect, sha256Of, fromArray, zstdFrame, zstdCompressProcess } from './streams.js';

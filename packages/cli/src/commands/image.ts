@@ -10,7 +10,7 @@ import {
   unpackImage,
   type ImageInspection,
   type SourceType,
-} from '@nydus-ts/converter/local';
+} from '@nydus-ts/image';
 import { CHUNK_COMPRESSORS, CHUNK_DIGESTERS, printableFsName, type ChunkCompressor, type ChunkDigester } from '@nydus-ts/format';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { isNydusError, throwIfAborted } from '@nydus-ts/core';
 import { decodeRdev, type BootstrapReader, type RafsFileReader } from '@nydus-ts/format';
 import { Limiter } from '@nydus-ts/registry';
-import { assignLinkGroups, xattrMap, type FsAttrs, type FsTree } from './fs-tree.js';
+import { assignLinkGroups, xattrMap, type CheckAttrs, type CheckTree } from './check-tree.js';
 
 const infrastructure = new Set(['CANCELLED', 'UNAVAILABLE', 'UNAUTHENTICATED', 'PERMISSION_DENIED', 'RESOURCE_EXHAUSTED', 'INTERNAL']);
 
@@ -15,7 +15,7 @@ export interface ActualTreeOptions {
 }
 
 export interface ActualTreeResult {
-  tree: FsTree;
+  tree: CheckTree;
   /** Regular-file inodes whose content was read and hashed. */
   filesRead: number;
   bytesRead: number;
@@ -30,8 +30,8 @@ export interface ActualTreeResult {
  * that cannot be read (missing blob, corrupt chunk) is recorded as unreadable, not thrown.
  */
 export async function buildActualTree(reader: BootstrapReader, files: RafsFileReader, options: ActualTreeOptions = {}): Promise<ActualTreeResult> {
-  const tree: FsTree = new Map();
-  const byNid = new Map<number, FsAttrs>();
+  const tree: CheckTree = new Map();
+  const byNid = new Map<number, CheckAttrs>();
   const nidOf = new Map<string, number>();
   for (const { path, nid, inode } of reader.walk()) {
     let attrs = byNid.get(nid);

@@ -17,8 +17,7 @@ import type { Descriptor, Digest, ImageConfig, ImageIndex, ImageManifest, Logger
 import { BootstrapReader, DEFAULT_MAX_BOOTSTRAP_SIZE, RafsFileReader, checkBlobMetaAgainstEntry, fetchRefBlobMeta, isSeparateBlob, parseBlobMetaFile } from '@nydus-ts/format';
 import { Limiter, readBodyLimited, formatPlatform, hostPlatform, parseImageLocation, parsePlatform, platformMatches } from '@nydus-ts/registry';
 import type { Credentials, ImageSource, ManifestData, RegistryClient, RetryOptions, TimeoutOptions } from '@nydus-ts/registry';
-import { decompressStream } from '../layer/decompress.js';
-import { readTarEntries } from '../layer/tar-reader.js';
+import { decompressStream, readTarEntries } from '@nydus-ts/image';
 import { RegistryBlobBackend } from '@nydus-ts/backend';
 import { createRegistryClient, openImageSource } from '../sources/index.js';
 import { buildActualTree } from './actual-tree.js';

@@ -3,10 +3,10 @@
  * container (type, permission bits, owner, size, link target, device number, xattrs, content
  * digest, hardlink group). Both sides (source layers, Nydus bootstrap) are reduced to this.
  */
-export type FsNodeType = 'file' | 'directory' | 'symlink' | 'char-device' | 'block-device' | 'fifo' | 'socket';
+export type CheckNodeType = 'file' | 'directory' | 'symlink' | 'char-device' | 'block-device' | 'fifo' | 'socket';
 
-export interface FsAttrs {
-  type: FsNodeType;
+export interface CheckAttrs {
+  type: CheckNodeType;
   /** Permission bits incl. setuid/setgid/sticky (`& 0o7777`). */
   mode: number;
   uid: number;
@@ -25,14 +25,14 @@ export interface FsAttrs {
   unreadable?: string;
 }
 
-export interface FsEntry {
+export interface CheckEntry {
   path: string;
-  attrs: FsAttrs;
+  attrs: CheckAttrs;
   /** Regular files with more than one name: every surviving name of the inode, sorted. */
   links?: string[];
 }
 
-export type FsTree = Map<string, FsEntry>;
+export type CheckTree = Map<string, CheckEntry>;
 
 export function xattrMap(xattrs: ReadonlyMap<string, Uint8Array> | undefined): Map<string, string> {
   const out = new Map<string, string>();
@@ -49,7 +49,7 @@ export function formatXattrValue(hex: string): string {
 }
 
 /** Fills `links` of every regular file whose inode (attrs object) has several surviving names. */
-export function assignLinkGroups(tree: FsTree, groupOf: (e: FsEntry) => unknown): void {
+export function assignLinkGroups(tree: CheckTree, groupOf: (e: CheckEntry) => unknown): void {
   const groups = new Map<unknown, string[]>();
   for (const e of tree.values()) {
     if (e.attrs.type !== 'file') continue;

@@ -1,5 +1,5 @@
 import { printableFsName } from '@nydus-ts/format';
-import { formatXattrValue, type FsEntry, type FsTree } from './fs-tree.js';
+import { formatXattrValue, type CheckEntry, type CheckTree } from './check-tree.js';
 
 const oct = (mode: number): string => mode.toString(8).padStart(4, '0');
 const rdev = (r: { major: number; minor: number } | undefined): string => (r ? `${r.major}:${r.minor}` : 'none');
@@ -9,7 +9,7 @@ const rdev = (r: { major: number; minor: number } | undefined): string => (r ? `
  * `PATH: WHAT SOURCE != TARGET`. Symlink permission bits are not compared (Linux has none);
  * nor are mtimes, nor directory sizes.
  */
-export function compareTrees(expected: FsTree, actual: FsTree): string[] {
+export function compareTrees(expected: CheckTree, actual: CheckTree): string[] {
   const out: string[] = [];
   // Paths are compared as the bytes they stand for (decodeFsName); lines show bytes that are
   // not UTF-8 as \xNN.
@@ -27,7 +27,7 @@ export function compareTrees(expected: FsTree, actual: FsTree): string[] {
   return out;
 }
 
-function compareEntry(path: string, e: FsEntry, a: FsEntry, out: string[]): void {
+function compareEntry(path: string, e: CheckEntry, a: CheckEntry, out: string[]): void {
   const x = e.attrs;
   const y = a.attrs;
   if (x.type !== y.type) {

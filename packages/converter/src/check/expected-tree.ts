@@ -3,21 +3,20 @@ import { FormatError, throwIfAborted } from '@nydus-ts/core';
 import type { Descriptor } from '@nydus-ts/core';
 import type { LayerEntry } from '@nydus-ts/format';
 import type { ImageSource } from '@nydus-ts/registry';
-import { decompressStream } from '../layer/decompress.js';
-import { readTarEntries } from '../layer/tar-reader.js';
-import { assignLinkGroups, xattrMap, type FsAttrs, type FsTree } from './fs-tree.js';
+import { decompressStream, readTarEntries } from '@nydus-ts/image';
+import { assignLinkGroups, xattrMap, type CheckAttrs, type CheckTree } from './check-tree.js';
 
 const WHITEOUT_PREFIX = '.wh.';
 const OPAQUE = '.wh..wh..opq';
 
 /** Attributes of a directory a layer implies (a parent no entry describes). */
-function implicitDirAttrs(): FsAttrs {
+function implicitDirAttrs(): CheckAttrs {
   return { type: 'directory', mode: 0o755, uid: 0, gid: 0, size: 0, xattrs: new Map() };
 }
 
 interface Node {
   /** Shared between the names of one hardlinked inode. */
-  attrs: FsAttrs;
+  attrs: CheckAttrs;
   /** Directory created for a path's parent without an entry of its own (keeps lower attributes). */
   implicit: boolean;
   children: Map<string, Node> | null;
@@ -26,7 +25,7 @@ interface Node {
   opaque?: boolean;
 }
 
-function dirNode(attrs: FsAttrs, implicit: boolean): Node {
+function dirNode(attrs: CheckAttrs, implicit: boolean): Node {
   return { attrs, implicit, children: new Map() };
 }
 
@@ -132,8 +131,8 @@ async function drain(entry: LayerEntry): Promise<void> {
   if (entry.content) for await (const _ of entry.content) { /* whiteout markers carry no meaning in their data */ }
 }
 
-function attrsOf(entry: LayerEntry): FsAttrs {
-  const attrs: FsAttrs = {
+function attrsOf(entry: LayerEntry): CheckAttrs {
+  const attrs: CheckAttrs = {
     type: entry.type === 'hardlink' ? 'file' : entry.type,
     mode: entry.mode & 0o7777,
     uid: entry.uid,
@@ -188,7 +187,7 @@ export interface ExpectedTreeOptions {
  * tar-parsed), file contents hashed on the way and never kept, whiteouts applied in order.
  * Hardlinks of a layer share their inode's attributes (and later names of the group).
  */
-export async function buildExpectedTree(source: ImageSource, layers: readonly Descriptor[], options: ExpectedTreeOptions = {}): Promise<FsTree> {
+export async function buildExpectedTree(source: ImageSource, layers: readonly Descriptor[], options: ExpectedTreeOptions = {}): Promise<CheckTree> {
   const root = dirNode(implicitDirAttrs(), true);
   for (const [i, layer] of layers.entries()) {
     throwIfAborted(options.signal);
@@ -206,7 +205,7 @@ export async function buildExpectedTree(source: ImageSource, layers: readonly De
     mergeDir(root, tree.root);
     options.onLayer?.(i, entries);
   }
-  const out: FsTree = new Map();
+  const out: CheckTree = new Map();
   const visit = (node: Node, path: string): void => {
     out.set(path, { path, attrs: node.attrs });
     if (node.children === null) return;

@@ -3,9 +3,7 @@ import { gzipSync } from 'node:zlib';
 import { FormatError, NydusError } from '@nydus-ts/core';
 import type { Digest } from '@nydus-ts/core';
 import type { LayerEntry } from '@nydus-ts/format';
-import { decompressStream } from '../layer/decompress.js';
-import { readTarEntries } from '../layer/tar-reader.js';
-import { writeTarEntries } from '../layer/tar-writer.js';
+import { decompressStream, readTarEntries, writeTarEntries } from '@nydus-ts/image';
 import { BOOTSTRAP_PATH_IN_LAYER, LEGACY_BOOTSTRAP_PATH_IN_LAYER, blobMetaPathInLayer } from './nydus-conventions.js';
 
 /** The bootstrap layer, packed: gzip'd tar bytes and their digests. */

@@ -24,7 +24,7 @@ import { DIRECTORY_LAYER_MEDIA_TYPE, makeRegistryClient, openConvertSource } fro
 import type { ConvertSource } from './convert-source.js';
 import { convertLayer } from './layer-converter.js';
 import { convertRefLayer, type ConvertedRefLayer } from './ref-layer-converter.js';
-import { RefLayerUnsupportedError } from '../layer/ref-layer.js';
+import { RefLayerUnsupportedError } from '@nydus-ts/image';
 import type { LayerJob } from './layer-job.js';
 import { LayerWorkerPool } from './layer-worker-pool.js';
 import type { ConvertedLayer } from './layer-converter.js';

@@ -8,9 +8,7 @@ import type { LayerEntry } from '@nydus-ts/format';
 import { hostPlatform, parseCredentials, parseImageLocation } from '@nydus-ts/registry';
 import type { FetchBlobOptions, ImageReference, ImageSource, ManifestData, RegistryClient, RegistryLocation, RetryBudget, RetryOptions, TimeoutOptions } from '@nydus-ts/registry';
 import { createRegistryClient, openImageSource } from '../sources/index.js';
-import { decompressStream } from '../layer/decompress.js';
-import { readDirectoryEntries } from '../layer/dir-reader.js';
-import { readTarEntries } from '../layer/tar-reader.js';
+import { decompressStream, readDirectoryEntries, readTarEntries } from '@nydus-ts/image';
 
 /** Media type of the synthetic single layer of a `dir:` source (never pushed anywhere). */
 export const DIRECTORY_LAYER_MEDIA_TYPE = 'application/vnd.nydus-ts.directory.rootfs';

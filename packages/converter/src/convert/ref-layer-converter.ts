@@ -3,7 +3,7 @@ import { NydusError, throwIfAborted } from '@nydus-ts/core';
 import type { Descriptor, Digest } from '@nydus-ts/core';
 import type { ImageReference, ImageSource, RegistryClient, RetryBudget } from '@nydus-ts/registry';
 import { throwTransferError } from './convert-source.js';
-import { buildRefLayerFromStream } from '../layer/ref-layer.js';
+import { buildRefLayerFromStream } from '@nydus-ts/image';
 import type { ConvertedLayer } from './layer-converter.js';
 import { UploadSink } from './layer-converter.js';
 import { Annotation, NYDUS_BLOB_MEDIA_TYPE } from './nydus-conventions.js';

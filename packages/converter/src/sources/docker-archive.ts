@@ -3,7 +3,8 @@ import type { Readable } from 'node:stream';
 import { DigestMismatchError, FormatError, InvalidArgumentError, MediaType, NotFoundError, throwIfAborted } from '@nydus-ts/core';
 import type { Descriptor, Digest, ImageConfig, ImageManifest } from '@nydus-ts/core';
 import type { FetchBlobOptions, ImageSource, ManifestData } from '@nydus-ts/registry';
-import { SNIFF_LENGTH, detectCompression, type LayerCompression } from '../layer/decompress.js';
+import { detectCompression, type LayerCompression } from '@nydus-ts/image';
+import { SNIFF_LENGTH } from '@nydus-ts/image/internal';
 import { ArchiveFile } from './archive-file.js';
 import type { TarMember } from './tar-index.js';
 

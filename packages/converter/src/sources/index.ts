@@ -12,13 +12,6 @@ import type { Credentials, ImageReference, ImageSource, RetryOptions, TimeoutOpt
 import { DockerArchiveSource } from './docker-archive.js';
 import { OciArchiveSource } from './oci-archive.js';
 
-export { OciArchiveSource, MAX_ARCHIVE_MANIFEST_BYTES } from './oci-archive.js';
-export { DockerArchiveSource, MAX_ARCHIVE_CONFIG_BYTES } from './docker-archive.js';
-export type { DockerArchiveEntry } from './docker-archive.js';
-export { ArchiveFile } from './archive-file.js';
-export { indexTarFile, normalizeMemberName } from './tar-index.js';
-export type { TarIndex, TarMember } from './tar-index.js';
-
 export type ArchiveKind = 'oci-archive' | 'docker-archive';
 
 /** An archive location: `oci-archive:FILE[:TAG]` or `docker-archive:FILE[:NAME:TAG | :@N]`. */

@@ -1,6 +1,6 @@
 import { open, type FileHandle } from 'node:fs/promises';
 import { FormatError, NotFoundError, throwIfAborted } from '@nydus-ts/core';
-import { BLOCK_SIZE, Field, TypeFlag, headerChecksum, headerChecksumSigned, isZeroBlock, readNumber, readString } from '../layer/tar-header.js';
+import { BLOCK_SIZE, Field, TypeFlag, headerChecksum, headerChecksumSigned, isZeroBlock, readNumber, readString } from '@nydus-ts/image/internal';
 
 /** Where one regular-file member's data lies in a tar file. */
 export interface TarMember {

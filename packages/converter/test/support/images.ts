@@ -21,9 +21,9 @@ import type { Descriptor, Digest, ImageConfig, Platform } from '@nydus-ts/core';
 import type { LayerEntry } from '@nydus-ts/format';
 import { copyImage } from '@nydus-ts/registry';
 import type { ManifestData, RegistryClient } from '@nydus-ts/registry';
-import { readDirectoryEntries, writeTarEntries } from '../../src/index.js';
-import { END, fileMember } from './raw-tar.js';
-import { zstdCompressProcess } from './streams.js';
+import { readDirectoryEntries, writeTarEntries } from '@nydus-ts/image';
+import { END, fileMember } from '@nydus-ts/testing';
+import { zstdCompressProcess } from '@nydus-ts/testing';
 
 /** Fixed mtime of generated entries (2023-11-14). */
 export const TEST_MTIME = 1_700_000_000;
