@@ -18,7 +18,11 @@ export interface NydusdConfigV1 {
   [k: string]: unknown;
 }
 
-/** Our default template: as nydus-snapshotter's fusedev one, but without prefetch (lazy by default). */
+/**
+ * Our default template: as nydus-snapshotter's fusedev one (on-demand reads widened to 1 MiB of a
+ * blob: fewer, larger requests, ~10-20% faster cold starts at 3 MB/s for ~10% more bytes than
+ * nydusd-ts's own 128 KiB default), but without prefetch (lazy by default).
+ */
 export function defaultNydusdConfig(): NydusdConfigV1 {
   return {
     device: {
@@ -29,6 +33,7 @@ export function defaultNydusdConfig(): NydusdConfigV1 {
     digest_validate: false,
     iostats_files: false,
     enable_xattr: true,
+    amplify_io: 1 << 20,
     fs_prefetch: { enable: false, threads_count: 4, merging_size: 1048576, prefetch_all: false },
   };
 }
