@@ -22,7 +22,7 @@ const small = pseudoRandomBytes('nydus-small', 300 << 10);
 const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
 
 /** Pushes a two-layer busybox image and its native and zran Nydus conversions; returns the refs. */
-async function prepareImages(env: TestEnv): Promise<{ oci: string; native: string; zran: string; blobBytes: number }> {
+async function prepareImages(env: TestEnv): Promise<{ oci: string; native: string; zran: string; blobBytes: number; ociLayers: string[] }> {
   const base = path.join(env.work, 'img-base');
   await makeBusyboxRootfs(base);
   const upper = path.join(env.work, 'img-upper');
@@ -35,7 +35,7 @@ async function prepareImages(env: TestEnv): Promise<{ oci: string; native: strin
   const zran = `${env.registry.host}/nydus/busybox:zran`;
   await convertImage({ source: pushed.ref, target: native, sourceInsecure: true, targetInsecure: true });
   await convertImage({ source: pushed.ref, target: zran, sourceInsecure: true, targetInsecure: true, ociRef: true });
-  return { oci: pushed.ref, native, zran, blobBytes: layers.reduce((a, l) => a + l.size, 0) };
+  return { oci: pushed.ref, native, zran, blobBytes: layers.reduce((a, l) => a + l.size, 0), ociLayers: layers.map((l) => l.digest) };
 }
 
 /** Pids of the nydusd-ts processes whose API socket lies under `root`. */
@@ -147,10 +147,31 @@ for (const mode of ['shared', 'dedicated'] as const) {
       expect(pids).not.toContain(now[0]);
     });
 
+    it('removing one image frees only its blob cache files', async () => {
+      const cache = env.snapshotter.cacheDir;
+      const blobIdsInCache = async (): Promise<string[]> => [...new Set((await readdir(cache)).map((n) => /^[0-9a-f]{64}/.exec(n)?.[0]).filter((id) => id !== undefined))];
+      // a zran image's blobs are the OCI layers themselves; the native image has its own
+      const zranBlob = (id: string): boolean => refs.ociLayers.includes(`sha256:${id}`);
+      const before = await blobIdsInCache();
+      expect(before.filter(zranBlob).length).toBeGreaterThan(0);
+      expect(before.filter((id) => !zranBlob(id)).length).toBeGreaterThan(0);
+      await env.containerd.ctrOk(['images', 'rm', '--sync', refs.native]);
+      const ofNative = async (): Promise<number> => (await env.direct.list()).filter((s) => s.labels[SnapshotLabel.CriImageRef] === refs.native).length;
+      for (let i = 0; i < 300 && (await ofNative()) > 0; i++) await sleep(200);
+      expect(await ofNative()).toBe(0);
+      await env.direct.cleanup();
+      const after = await blobIdsInCache();
+      expect(after.filter((id) => !zranBlob(id))).toEqual([]);
+      expect(after.sort()).toEqual(before.filter(zranBlob).sort());
+      // the zran image still reads (from its cache files and the registry)
+      const out = await env.containerd.ctrOk(['run', '--rm', '--snapshotter', SNAPSHOTTER, refs.zran, 'zran-after-gc', '/bin/sha256sum', '/data/small.bin']);
+      expect(out.split(' ')[0]).toBe(sha(small));
+    });
+
     it('removing the images lets GC unmount them, stop dedicated daemons and free the blob cache', async () => {
       const cache = env.snapshotter.cacheDir;
       expect((await readdir(cache)).length).toBeGreaterThan(0);
-      for (const ref of [refs.native, refs.zran]) await env.containerd.ctrOk(['images', 'rm', '--sync', ref]);
+      for (const ref of [refs.native, refs.zran]) await env.containerd.ctr(['images', 'rm', '--sync', ref]);
       let left = await env.direct.list();
       for (let i = 0; i < 100 && left.length > 0; i++) {
         await sleep(200);
