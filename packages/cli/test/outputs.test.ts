@@ -5,7 +5,8 @@
  * one line naming the path and the errno.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { randomFill } from 'node:crypto';
+import { createHash, randomFill } from 'node:crypto';
+import { createWriteStream } from 'node:fs';
 import { mkdir, mkdtemp, readdir, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -211,6 +212,95 @@ describe('nydusify-ts image on a full file system (tmpfs)', () => {
     expect(r.code).toBe(1);
     expect(oneLine(r.stderr)).toMatch(new RegExp(`^error: writing ${full}/x/\\.rootfs\\.tar-\\d+-[0-9a-f]+: no space left on device \\(ENOSPC\\)$`));
     expect(await listAll(full)).toEqual([]);
+  });
+});
+
+describe('nydusify-ts copy into an OCI layout', () => {
+  let work: string;
+  let full: string;
+  let layer: Buffer;
+  beforeAll(async () => {
+    work = await mkdtemp(path.join(tmpdir(), 'nydus-layout-out-'));
+    layer = Buffer.allocUnsafe(3 << 20);
+    await promisify(randomFill)(layer);
+    full = path.join(work, 'full');
+    await mkdir(full);
+    expect(await run_(['mount', '-t', 'tmpfs', '-o', 'size=2m', 'nydus-layout-enospc', full]), 'mount tmpfs').toBe(0);
+  });
+  afterAll(async () => {
+    await run_(['umount', full]);
+    await rm(work, { recursive: true, force: true });
+  });
+
+  /** An OCI layout at `dir` holding one image `t` whose layer is `layer` (the file written by `writeLayer`). */
+  async function sourceLayout(dir: string, writeLayer: (file: string) => Promise<void>): Promise<void> {
+    const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+    const blobs = path.join(dir, 'blobs/sha256');
+    await mkdir(blobs, { recursive: true });
+    const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [`sha256:${sha(layer)}`] } }));
+    const manifest = Buffer.from(JSON.stringify({
+      schemaVersion: 2,
+      mediaType: 'application/vnd.oci.image.manifest.v1+json',
+      config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: `sha256:${sha(config)}`, size: config.length },
+      layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar', digest: `sha256:${sha(layer)}`, size: layer.length }],
+    }));
+    await writeFile(path.join(blobs, sha(config)), config);
+    await writeFile(path.join(blobs, sha(manifest)), manifest);
+    await writeLayer(path.join(blobs, sha(layer)));
+    await writeFile(path.join(dir, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }));
+    const index = { schemaVersion: 2, manifests: [{ mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: `sha256:${sha(manifest)}`, size: manifest.length, annotations: { 'org.opencontainers.image.ref.name': 't' } }] };
+    await writeFile(path.join(dir, 'index.json'), JSON.stringify(index));
+  }
+
+  it('fails at once for a layout the kernel refuses to create (/proc), instead of spinning', async () => {
+    const src = path.join(work, 'src-proc');
+    await sourceLayout(src, (file) => writeFile(file, layer));
+    const started = start(['copy', '--source', `oci:${src}:t`, '--target', 'oci:/proc/nydus-ts-layout:t'], work);
+    let timer: NodeJS.Timeout | undefined;
+    const tooLong = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error('still running after 60 s (spinning in mkdir?)')), 60_000)));
+    const r = await Promise.race([started.done, tooLong]).finally(() => clearTimeout(timer));
+    expect(r.code).toBe(1);
+    expect(oneLine(r.stderr)).toBe('error: creating directory /proc/nydus-ts-layout: no such file or directory (ENOENT)');
+  });
+
+  it('ENOSPC: one line naming the file and the errno, exit 1, the layout it started removed', async () => {
+    const src = path.join(work, 'src-enospc');
+    await sourceLayout(src, (file) => writeFile(file, layer));
+    const r = await run(['copy', '--source', `oci:${src}:t`, '--target', `oci:${full}/lay:t`], work);
+    expect(r.code).toBe(1);
+    expect(oneLine(r.stderr)).toMatch(new RegExp(`^error: writing ${full}/lay/blobs/sha256/[0-9a-f]{64}\\.tmp-[0-9a-f]+: no space left on device \\(ENOSPC\\)$`));
+    expect(await listAll(full)).toEqual([]);
+  });
+
+  it('removes the layout it started on SIGINT, mid-blob', async () => {
+    // The source layer is a FIFO fed by this test: the copy stalls after 2 MiB (of which the
+    // verifying stream holds the last piece back), deterministically.
+    const src = path.join(work, 'src-fifo');
+    let feeder: ReturnType<typeof createWriteStream> | undefined;
+    await sourceLayout(src, async (file) => {
+      expect(await run_(['mkfifo', file])).toBe(0);
+      feeder = createWriteStream(file);
+      feeder.on('error', () => {}); // EPIPE once the copy is gone
+      feeder.write(layer.subarray(0, 2 << 20));
+    });
+    const out = path.join(work, 'new/target');
+    const r = start(['copy', '--source', `oci:${src}:t`, '--target', `oci:${out}:t`], work);
+    try {
+      const blobs = path.join(out, 'blobs/sha256');
+      const partial = await waitForTempFile(blobs, '', 1 << 20, r);
+      expect(partial).toMatch(/\.tmp-/);
+      r.child.kill('SIGINT');
+      // The run removes its partial blob at once. Its read of the FIFO, which never returns, would
+      // then hold the process's exit (libuv joins its threads): end it, as EOF.
+      for (let i = 0; i < 6000 && (await stat(path.join(blobs, partial)).then(() => true, () => false)); i++) await sleep(10);
+      feeder?.end();
+      const { code, stderr } = await r.done;
+      expect(code).toBe(130);
+      expect(oneLine(stderr)).toBe('error: interrupted by SIGINT');
+      await expect(stat(path.join(work, 'new'))).rejects.toThrow(/ENOENT/);
+    } finally {
+      feeder?.destroy();
+    }
   });
 });
 

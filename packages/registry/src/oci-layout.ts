@@ -1,12 +1,13 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { DigestMismatchError, FormatError, InvalidArgumentError, MediaType, NotFoundError, parseDigest } from '@nydus-ts/core';
+import { CancelledError, DigestMismatchError, FormatError, InvalidArgumentError, MediaType, NotFoundError, fileSystemError, parseDigest } from '@nydus-ts/core';
 import type { Descriptor, Digest, ImageIndex } from '@nydus-ts/core';
-import type { FetchBlobOptions, ImageSource, ImageTarget } from './image-store.js';
+import { makeDirectories, removeCreatedDirectories } from '@nydus-ts/core/files';
+import type { FetchBlobOptions, ImageSource, ImageTarget, PushBlobTargetOptions } from './image-store.js';
 import type { ManifestData } from './registry-client.js';
 import { VerifyStream } from './verify-stream.js';
 
@@ -18,9 +19,15 @@ const maxManifestBytes = 4 << 20;
 /**
  * An OCI image layout directory (`oci-layout`, `index.json`, `blobs/<alg>/<hex>`). Blobs are
  * written under a temporary name, verified, then renamed; `index.json` is replaced atomically.
+ * The instance remembers what it created (directories, the `oci-layout` file, blobs) so that a
+ * failed run can remove it again (`removeCreated`).
  */
 export class OciLayout {
   readonly dir: string;
+  /** Directories this instance made, outermost first; `[]` when the layout existed. */
+  readonly #createdDirs: string[] = [];
+  readonly #createdFiles = new Set<string>();
+  #layoutReady: Promise<void> | undefined;
 
   constructor(dir: string) {
     if (!dir) throw new InvalidArgumentError('OCI layout path is empty');
@@ -76,14 +83,27 @@ export class OciLayout {
     }
   }
 
-  /** A blob as a stream verified against its digest and size. */
-  openBlob(descriptor: Pick<Descriptor, 'digest' | 'size'>, onBytes?: (n: number) => void): Readable {
+  /** A blob as a stream verified against its digest and size; `signal` ends it with a CancelledError. */
+  openBlob(descriptor: Pick<Descriptor, 'digest' | 'size'>, onBytes?: (n: number) => void, signal?: AbortSignal): Readable {
     const path = this.blobPath(descriptor.digest);
     const verify = new VerifyStream(descriptor.digest, descriptor.size, `blob ${descriptor.digest} in ${this.dir}`, onBytes);
     const file = createReadStream(path, { highWaterMark: 1 << 20 });
     file.on('error', (err) => verify.destroy((err as NodeJS.ErrnoException).code === 'ENOENT'
       ? new NotFoundError(`blob ${descriptor.digest} missing from OCI layout ${this.dir}`, { cause: err })
-      : err));
+      : fileSystemError(err, path, 'reading') as Error));
+    if (signal) {
+      // A read that does not return (a FIFO, a hung network file system) must not hold the run.
+      const onAbort = () => {
+        const reason = new CancelledError(`reading blob ${descriptor.digest} from ${this.dir} cancelled`, { cause: signal.reason });
+        file.destroy();
+        verify.destroy(reason);
+      };
+      if (signal.aborted) onAbort();
+      else {
+        signal.addEventListener('abort', onAbort, { once: true });
+        verify.once('close', () => signal.removeEventListener('abort', onAbort));
+      }
+    }
     return file.pipe(verify);
   }
 
@@ -103,29 +123,71 @@ export class OciLayout {
     return bytes;
   }
 
-  async #ensureLayout(): Promise<void> {
-    await mkdir(join(this.dir, 'blobs', 'sha256'), { recursive: true });
-    await writeFile(join(this.dir, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }));
+  /**
+   * Makes the layout's directories one level at a time (Node's recursive mkdir spins forever
+   * where the kernel refuses new directories with ENOENT, as under /proc) and its `oci-layout`
+   * file, once per instance.
+   */
+  #ensureLayout(): Promise<void> {
+    this.#layoutReady ??= (async () => {
+      this.#createdDirs.push(...(await makeDirectories(join(this.dir, 'blobs', 'sha256'))));
+      const marker = join(this.dir, 'oci-layout');
+      if (await stat(marker).catch(() => undefined)) return;
+      await this.#writeSmallFile(marker, JSON.stringify({ imageLayoutVersion: '1.0.0' }));
+      this.#createdFiles.add(marker);
+    })();
+    // A failed attempt is not remembered: the next call tries again.
+    this.#layoutReady.catch(() => (this.#layoutReady = undefined));
+    return this.#layoutReady;
+  }
+
+  /** Writes `text` to `file` through a temporary name; a failure names the file and its errno. */
+  async #writeSmallFile(file: string, text: string): Promise<void> {
+    const tmp = `${file}.tmp-${randomBytes(6).toString('hex')}`;
+    try {
+      await writeFile(tmp, text);
+      await rename(tmp, file);
+    } catch (err) {
+      await rm(tmp, { force: true });
+      throw fileSystemError(err, tmp, 'writing');
+    }
   }
 
   /** Writes a blob from a stream: temporary file, digest/size check, rename. */
-  async writeBlob(descriptor: Pick<Descriptor, 'digest' | 'size'>, data: Readable | Uint8Array): Promise<void> {
+  async writeBlob(descriptor: Pick<Descriptor, 'digest' | 'size'>, data: Readable | Uint8Array, signal?: AbortSignal): Promise<void> {
     await this.#ensureLayout();
     const final = this.blobPath(descriptor.digest);
-    await mkdir(join(final, '..'), { recursive: true });
+    this.#createdDirs.push(...(await makeDirectories(join(final, '..'))));
     const tmp = `${final}.tmp-${randomBytes(6).toString('hex')}`;
     try {
       const verify = new VerifyStream(descriptor.digest, descriptor.size, `blob ${descriptor.digest} for ${this.dir}`);
       if (data instanceof Uint8Array) {
-        await pipeline(async function* () { yield Buffer.from(data); }, verify, createWriteStream(tmp));
+        await pipeline(async function* () { yield Buffer.from(data); }, verify, createWriteStream(tmp), { ...(signal && { signal }) });
       } else {
-        await pipeline(data, verify, createWriteStream(tmp));
+        await pipeline(data, verify, createWriteStream(tmp), { ...(signal && { signal }) });
       }
+      const existed = await stat(final).then(() => true, () => false);
       await rename(tmp, final);
+      if (!existed) this.#createdFiles.add(final);
     } catch (err) {
       await rm(tmp, { force: true });
-      throw err;
+      // A write error of a file stream names no path: name the file.
+      throw fileSystemError(err, tmp, 'writing');
     }
+  }
+
+  /**
+   * Removes what this instance created: blobs, the `oci-layout` file and directories, but only
+   * when the layout directory itself was made by this instance. In a layout that existed, the
+   * complete blobs stay (as in a registry): another run writing to it at the same time may
+   * refer to the same blobs.
+   */
+  async removeCreated(): Promise<void> {
+    if (!this.#createdDirs.includes(resolve(this.dir))) return;
+    for (const file of this.#createdFiles) await rm(file, { force: true });
+    this.#createdFiles.clear();
+    await removeCreatedDirectories(this.#createdDirs);
+    this.#createdDirs.length = 0;
   }
 
   /** Records `descriptor` in `index.json` (replacing an entry with the same tag), atomically. */
@@ -139,10 +201,7 @@ export class OciLayout {
       tag !== undefined ? m.annotations?.[refNameAnnotation] !== tag : !(m.digest === descriptor.digest && !m.annotations?.[refNameAnnotation]),
     );
     index.manifests.push(entry);
-    const path = join(this.dir, 'index.json');
-    const tmp = `${path}.tmp-${randomBytes(6).toString('hex')}`;
-    await writeFile(tmp, JSON.stringify(index));
-    await rename(tmp, path);
+    await this.#writeSmallFile(join(this.dir, 'index.json'), JSON.stringify(index));
   }
 }
 
@@ -170,7 +229,7 @@ export class OciLayoutSource implements ImageSource {
   }
 
   fetchBlob(descriptor: Descriptor, options: FetchBlobOptions = {}): Readable {
-    return this.layout.openBlob(descriptor, options.onBytes);
+    return this.layout.openBlob(descriptor, options.onBytes, options.signal);
   }
 }
 
@@ -179,6 +238,7 @@ export class OciLayoutTarget implements ImageTarget {
   readonly name: string;
   readonly tag: string | undefined;
   readonly layout: OciLayout;
+  #committed = false;
 
   constructor(dir: string, tag?: string) {
     this.layout = new OciLayout(dir);
@@ -190,12 +250,20 @@ export class OciLayoutTarget implements ImageTarget {
     return this.layout.hasBlob(descriptor);
   }
 
-  async pushBlob(descriptor: Descriptor, data: Readable): Promise<void> {
-    await this.layout.writeBlob(descriptor, data);
+  async pushBlob(descriptor: Descriptor, data: Readable, options: PushBlobTargetOptions = {}): Promise<void> {
+    await this.layout.writeBlob(descriptor, data, options.signal);
   }
 
   async putManifest(manifest: ManifestData, options: { top: boolean }): Promise<void> {
     await this.layout.writeBlob(manifest.descriptor, manifest.bytes);
-    if (options.top) await this.layout.addToIndex(manifest.descriptor, this.tag);
+    if (options.top) {
+      await this.layout.addToIndex(manifest.descriptor, this.tag);
+      this.#committed = true;
+    }
+  }
+
+  /** After a run that did not reach the top manifest: removes the layout it started, if it made it. */
+  async close(): Promise<void> {
+    if (!this.#committed) await this.layout.removeCreated();
   }
 }
