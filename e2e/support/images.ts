@@ -26,8 +26,8 @@ export const busyboxData = pseudoRandomBytes('e2e-busybox-data', 6 << 20);
 async function convertBoth(host: string, repository: string, oci: string): Promise<{ native: string; zran: string }> {
   const native = `${host}/${repository}:native`;
   const zran = `${host}/${repository}:zran`;
-  await convertImage({ source: oci, target: native, sourceInsecure: true, targetInsecure: true });
-  await convertImage({ source: oci, target: zran, sourceInsecure: true, targetInsecure: true, ociRef: true });
+  await convertImage({ source: oci, target: native, sourceRegistry: { insecure: true }, targetRegistry: { insecure: true } });
+  await convertImage({ source: oci, target: zran, sourceRegistry: { insecure: true }, targetRegistry: { insecure: true }, ociRef: true });
   return { native, zran };
 }
 

@@ -82,7 +82,7 @@ async function unmount() {
 }
 
 try {
-  const client = new RegistryClient({ registry: host, insecure: true, env: {} });
+  const client = new RegistryClient({ registry: host, insecure: true });
   let bootstrap;
   try {
     const manifest = JSON.parse((await client.getManifest(repo, tag)).bytes.toString('utf8'));

@@ -166,7 +166,7 @@ async function main() {
   const registry = await startRegistry();
   const cleanups = [];
   try {
-    const client = new RegistryClient({ registry: registry.host, insecure: true, env: {} });
+    const client = new RegistryClient({ registry: registry.host, insecure: true });
     await pushNodeImage(client, 'bench/node', [{ tar: minbase.tar, tgz: minbase.tgz }, node]);
     log('converting the node image (zstd, and --compressor none for the kernel baseline)');
     run(process.execPath, [nydusifyBin, 'convert', '--source', `${registry.host}/bench/node:v1`, '--target', `${registry.host}/bench/node-nydus:v1`, '--source-insecure', '--target-insecure']);

@@ -3,7 +3,7 @@ import type { BlobBackend } from '@nydus-ts/core';
 import { open, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 
-/** Reads blob ranges from files named by blob id in a directory (`--blob-dir`). */
+/** Reads blob ranges from files named by blob id in a directory (a blob dir, as `image create` fills it). */
 export class LocalBlobBackend implements BlobBackend {
   readonly dir: string;
   #handles = new Map<string, Promise<FileHandle>>();

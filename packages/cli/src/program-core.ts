@@ -54,12 +54,41 @@ export function reportError(err: unknown, io: CliIo): number {
   }
   const error = fileSystemError(err);
   if (isNydusError(error)) {
-    writeLine(io.stderr, `error: ${escapedBytes(error.message)}`);
+    writeLine(io.stderr, `error: ${escapedBytes(withFlagNames(error.message, error.optionNames))}`);
     return exitCodeFor(error);
   }
   const message = error instanceof Error ? (error.stack ?? error.message) : String(error);
   writeLine(io.stderr, `error: ${message}`);
   return 1;
+}
+
+/**
+ * The flags of library options that library errors name (`optionNames`); the libraries know
+ * nothing of flags, so the CLI shows each option as the flag that sets it.
+ */
+export const OPTION_FLAGS: Readonly<Record<string, string>> = {
+  type: '--type',
+  compressor: '--compressor',
+  digester: '--digester',
+  chunkSize: '--chunk-size',
+  chunkDict: '--chunk-dict',
+  bootstrap: '--bootstrap',
+  blobDir: '--blob-dir',
+  blobIds: '--blob-ids',
+  mode: '--mode',
+  config: '--config',
+  platform: '--platform',
+  allPlatforms: '--all-platforms',
+};
+
+/** `message` with the first mention of each library option it names replaced by its flag. */
+export function withFlagNames(message: string, optionNames: readonly string[]): string {
+  let out = message;
+  for (const name of optionNames) {
+    const flag = OPTION_FLAGS[name];
+    if (flag) out = out.replace(new RegExp(`(?<![\\w/.:-])${name}(?![\\w/.:-])`), flag);
+  }
+  return out;
 }
 
 /**

@@ -57,7 +57,8 @@ beforeAll(async () => {
   await client.putManifest('cli/src', 'v1', Buffer.from(JSON.stringify(manifest)), MediaType.OciManifest);
   source = `${registry.host}/cli/src:v1`;
   target = `${registry.host}/cli/src:nydus`;
-  await convertImage({ source, target, sourceInsecure: true, targetInsecure: true, sourceCreds: 'dora:pw', targetCreds: 'dora:pw', env: {} });
+  const dora = { username: 'dora', password: 'pw' };
+  await convertImage({ source, target, sourceRegistry: { insecure: true, credentials: dora }, targetRegistry: { insecure: true, credentials: dora } });
   tmp = await mkdtemp(join(tmpdir(), 'nydus-cli-check-'));
 });
 
@@ -73,8 +74,13 @@ function hostArch(): string {
 
 describe('nydusify-ts check', () => {
   it('parses flags into options and rejects bad ones with exit code 2', async () => {
-    const o = parseCheckFlags({ source: 'oci-archive:/x.tar:v1', target: 'localhost:5000/a:b', targetInsecure: true, targetCreds: 'u:p', platform: 'linux/arm64', concurrency: '3' });
-    expect(o).toMatchObject({ source: 'oci-archive:/x.tar:v1', target: 'localhost:5000/a:b', targetInsecure: true, sourceInsecure: false, concurrency: 3, platform: { os: 'linux', architecture: 'arm64' }, targetCreds: { username: 'u', password: 'p' } });
+    const o = parseCheckFlags({ source: 'oci-archive:/x.tar:v1', target: 'localhost:5000/a:b', targetInsecure: true, targetCreds: 'u:p', platform: 'linux/arm64', concurrency: '3' }, { DOCKER_CONFIG: '/nonexistent-docker-config' });
+    expect(o).toMatchObject({ source: 'oci-archive:/x.tar:v1', target: 'localhost:5000/a:b', targetRegistry: { insecure: true }, concurrency: 3, platform: { os: 'linux', architecture: 'arm64' } });
+    expect(o.sourceRegistry).toBeUndefined(); // an archive source has no registry
+    // --target-creds for the target's registry; any other host (a mirror) asks docker's config (none here)
+    const credentials = o.targetRegistry?.credentials as (host: string) => Promise<unknown>;
+    expect(await credentials('localhost:5000')).toEqual({ username: 'u', password: 'p' });
+    expect(await credentials('mirror.example:5000')).toBeUndefined();
     expect(parseCheckFlags({ source: 'a/b:c', target: 'localhost:5000/a:b', connectTimeout: '2.5', idleTimeout: '1m' }).timeouts).toEqual({ connectMs: 2500, idleMs: 60_000 });
     const cases: Array<[string[], RegExp]> = [
       [['check', '--source', source], /required option '--target <ref>'/],

@@ -7,7 +7,6 @@ import { hostLinuxPlatform, minbaseImage, nodeImage } from './support/images.js'
 
 let registry: TestRegistry;
 let client: RegistryClient;
-const env = {};
 const platform = hostLinuxPlatform();
 
 beforeAll(async () => {
@@ -26,8 +25,8 @@ describe('check on real distributions', () => {
     const node = await nodeImage(client, { repository: 'check/node', tag: 'v1' });
     for (const img of [minbase, node]) {
       const target = `${registry.host}/${img.repository}:nydus`;
-      await convertImage({ source: img.reference, target, sourceInsecure: true, targetInsecure: true, env });
-      const r = await checkConvertedImage({ source: img.reference, target, sourceInsecure: true, targetInsecure: true, platform, env, concurrency: 16 });
+      await convertImage({ source: img.reference, target, sourceRegistry: { insecure: true }, targetRegistry: { insecure: true } });
+      const r = await checkConvertedImage({ source: img.reference, target, sourceRegistry: { insecure: true }, targetRegistry: { insecure: true }, platform, concurrency: 16 });
       expect(r.differences, img.repository).toEqual([]);
       expect(r.counts.sourceEntries).toBe(r.counts.targetEntries);
       expect(r.counts.sourceEntries).toBeGreaterThan(5000);

@@ -30,7 +30,6 @@ let tmp: string;
 let busybox: TestImage;
 let whiteouts: TestImage;
 const platform = hostLinuxPlatform();
-const env = {};
 /** `host/check/busybox:nydus`, the converted busybox. */
 let busyboxNydus: string;
 
@@ -51,11 +50,11 @@ async function pushBytes(repo: string, bytes: Uint8Array): Promise<Digest> {
 }
 
 function check(source: string, target: string, extra: Partial<Parameters<typeof checkConvertedImage>[0]> = {}): Promise<CheckReport> {
-  return checkConvertedImage({ source, target, sourceInsecure: true, targetInsecure: true, platform, env, ...extra });
+  return checkConvertedImage({ source, target, sourceRegistry: { insecure: true }, targetRegistry: { insecure: true }, platform, ...extra });
 }
 
 async function convert(source: string, target: string, extra: Partial<Parameters<typeof convertImage>[0]> = {}): Promise<void> {
-  await convertImage({ source, target: `${registry.host}/${target}`, sourceInsecure: true, targetInsecure: true, env, ...extra });
+  await convertImage({ source, target: `${registry.host}/${target}`, sourceRegistry: { insecure: true }, targetRegistry: { insecure: true }, ...extra });
 }
 
 /**
@@ -144,7 +143,7 @@ describe('check on converted images', () => {
     const dockerFile = path.join(tmp, 'busybox-docker.tar');
     await run('skopeo', ['copy', '-q', `oci:${layout}:v1`, `docker-archive:${dockerFile}:busybox:v1`]);
     for (const source of [`oci:${layout}:v1`, `oci-archive:${tarFile}:v1`, `docker-archive:${dockerFile}`]) {
-      const r = await checkConvertedImage({ source, target: busyboxNydus, targetInsecure: true, platform, env });
+      const r = await checkConvertedImage({ source, target: busyboxNydus, targetRegistry: { insecure: true }, platform });
       expect(r.differences, source).toEqual([]);
       expect(r.source.name).toBe(source);
     }
@@ -166,10 +165,10 @@ describe('check on converted images', () => {
       expect(r.target.digest).toBe(nydus?.digest);
     }
     // Checking one platform against the other's source is caught.
-    const crossed = await checkConvertedImage({ source: whiteouts.reference, target: `${registry.host}/check/multi:merged`, sourceInsecure: true, targetInsecure: true, platform, env });
+    const crossed = await checkConvertedImage({ source: whiteouts.reference, target: `${registry.host}/check/multi:merged`, sourceRegistry: { insecure: true }, targetRegistry: { insecure: true }, platform });
     expect(crossed.ok).toBe(false);
     expect(crossed.differences).toContain('/etc/passwd: not in source (target has a file)');
-    const none = checkConvertedImage({ source: busybox.reference, target: `${registry.host}/check/multi:merged`, sourceInsecure: true, targetInsecure: true, platform: 'linux/s390x', env });
+    const none = checkConvertedImage({ source: busybox.reference, target: `${registry.host}/check/multi:merged`, sourceRegistry: { insecure: true }, targetRegistry: { insecure: true }, platform: 'linux/s390x' });
     await expect(none).rejects.toSatisfy((e) => isNydusError(e, 'NOT_FOUND') && /no Nydus manifest for linux\/s390x/.test((e as Error).message));
   });
 });
@@ -275,7 +274,7 @@ describe('check reports precise differences', () => {
 
   it('a missing blob, a corrupt chunk and an invalid bootstrap', async () => {
     // Missing blob: the image copied to another repository, then one blob deleted there.
-    await copyImage({ source: busyboxNydus, target: `${registry.host}/check/missing:nydus`, sourceOptions: { insecure: true }, targetOptions: { insecure: true }, env });
+    await copyImage({ source: busyboxNydus, target: `${registry.host}/check/missing:nydus`, sourceRegistry: { insecure: true }, targetRegistry: { insecure: true } });
     const m = JSON.parse((await client.getManifest('check/missing', 'nydus')).bytes.toString()) as ImageManifest;
     const victim = m.layers[0]!;
     const del = await request(`${registry.url}/v2/check/missing/blobs/${victim.digest}`, { method: 'DELETE' });

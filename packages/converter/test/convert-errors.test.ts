@@ -33,7 +33,7 @@ describe('convertImage: bad sources', () => {
   /** Converts to `bad/<name>:nydus` and returns the error; the target tag must not exist. */
   async function failure(name: string, source: string, extra: Partial<ConvertImageOptions> = {}): Promise<Error & { code: string }> {
     const target = `${registry.host}/bad/${name}:nydus`;
-    const err = await convertImage({ source, target, sourceInsecure: true, targetInsecure: true, ...extra }).then(
+    const err = await convertImage({ source, target, sourceRegistry: { insecure: true }, targetRegistry: { insecure: true }, ...extra }).then(
       () => undefined,
       (e: unknown) => e,
     );
@@ -88,18 +88,18 @@ describe('convertImage: bad sources', () => {
     const authed = new RegistryClient({ registry: authRegistry.host, insecure: true, credentials: async () => ({ username: 'alice', password: 'right' }) });
     const img = await busyboxImage(authed, { repository: 'src/private', tag: 'v1' });
     await authed.close();
-    const err = await failure('auth', img.reference, { sourceCreds: 'alice:wrong' });
+    const err = await failure('auth', img.reference, { sourceRegistry: { insecure: true, credentials: { username: 'alice', password: 'wrong' } } });
     expect(err.code).toBe('UNAUTHENTICATED');
     expect(err.message).toContain(authRegistry.host);
-    const ok = await convertImage({ source: img.reference, target: `${registry.host}/bad/auth:nydus`, sourceInsecure: true, targetInsecure: true, sourceCreds: 'alice:right' });
+    const ok = await convertImage({ source: img.reference, target: `${registry.host}/bad/auth:nydus`, sourceRegistry: { insecure: true, credentials: { username: 'alice', password: 'right' } }, targetRegistry: { insecure: true } });
     expect((await client.headManifest('bad/auth', 'nydus'))?.digest).toBe(ok.targetDigest);
   });
 
   it('an existing tag is left as it was when a later conversion fails', async () => {
     const img = await busyboxImage(client, { repository: 'src/keep', tag: 'v1' });
-    const first = await convertImage({ source: img.reference, target: `${registry.host}/bad/keep:nydus`, sourceInsecure: true, targetInsecure: true });
+    const first = await convertImage({ source: img.reference, target: `${registry.host}/bad/keep:nydus`, sourceRegistry: { insecure: true }, targetRegistry: { insecure: true } });
     const corrupt = await pushRawImage(client, 'src/keep', 'broken', [{ bytes: Buffer.from([0x1f, 0x8b, 8, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9]), mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip' }]);
-    await expect(convertImage({ source: corrupt.reference, target: `${registry.host}/bad/keep:nydus`, sourceInsecure: true, targetInsecure: true })).rejects.toMatchObject({ code: 'INVALID_FORMAT' });
+    await expect(convertImage({ source: corrupt.reference, target: `${registry.host}/bad/keep:nydus`, sourceRegistry: { insecure: true }, targetRegistry: { insecure: true } })).rejects.toMatchObject({ code: 'INVALID_FORMAT' });
     expect((await client.headManifest('bad/keep', 'nydus'))?.digest).toBe(first.targetDigest);
   });
 

@@ -53,7 +53,7 @@ describe('--merge-platform in the reference tools\' form', () => {
   };
 
   it('prepends the empty layer to each converted source manifest, marks the Nydus ones with artifactType only and the Nydus config media type', async () => {
-    const r = await convertImage({ source: `${registry.host}/src/merge:v1`, target: `${registry.host}/conv/merge:v1`, allPlatforms: true, mergePlatform: true, sourceInsecure: true, targetInsecure: true });
+    const r = await convertImage({ source: `${registry.host}/src/merge:v1`, target: `${registry.host}/conv/merge:v1`, allPlatforms: true, mergePlatform: true, sourceRegistry: { insecure: true }, targetRegistry: { insecure: true } });
     const index = await json<ImageIndex>('conv/merge', 'v1');
     expect(index.mediaType).toBe(MediaType.OciIndex);
     expect(index.annotations).toEqual({
@@ -106,21 +106,21 @@ describe('--merge-platform in the reference tools\' form', () => {
     expect((JSON.parse(stdout) as { Layers: string[] }).Layers).toEqual([EMPTY_LAYER_DIGEST, ...images[0]!.layers.map((l) => l.digest)]);
     // check finds the Nydus manifest by artifactType and passes;
     for (const platform of [host, other]) {
-      const report = await checkConvertedImage({ source: `${registry.host}/src/merge:v1`, target: `${registry.host}/conv/merge:v1`, platform, sourceInsecure: true, targetInsecure: true, env: {} });
+      const report = await checkConvertedImage({ source: `${registry.host}/src/merge:v1`, target: `${registry.host}/conv/merge:v1`, platform, sourceRegistry: { insecure: true }, targetRegistry: { insecure: true } });
       expect(report.differences).toEqual([]);
     }
     // copy's platform choice takes the plain image, not the Nydus one.
-    const copied = await copyImage({ source: `${registry.host}/conv/merge:v1`, target: `${registry.host}/copied/merge:v1`, platform: other, sourceOptions: { insecure: true }, targetOptions: { insecure: true }, env: {} });
+    const copied = await copyImage({ source: `${registry.host}/conv/merge:v1`, target: `${registry.host}/copied/merge:v1`, platform: other, sourceRegistry: { insecure: true }, targetRegistry: { insecure: true } });
     expect(copied.digest).toBe(oci[1]!.digest);
   });
 
   it('the same source gives the same index (no timestamps), and a single-manifest source becomes [modified manifest, Nydus manifest]', async () => {
-    const opts = { source: `${registry.host}/src/merge:v1`, allPlatforms: true, mergePlatform: true, sourceInsecure: true, targetInsecure: true };
+    const opts = { source: `${registry.host}/src/merge:v1`, allPlatforms: true, mergePlatform: true, sourceRegistry: { insecure: true }, targetRegistry: { insecure: true } };
     const [a, b] = [await convertImage({ ...opts, target: `${registry.host}/conv/merge-a:v1` }), await convertImage({ ...opts, target: `${registry.host}/conv/merge-b:v1` })];
     expect(a.targetDigest).toBe(b.targetDigest);
 
     const single = images[0]!;
-    await convertImage({ source: single.reference, target: `${registry.host}/conv/merge-single:v1`, mergePlatform: true, sourceInsecure: true, targetInsecure: true });
+    await convertImage({ source: single.reference, target: `${registry.host}/conv/merge-single:v1`, mergePlatform: true, sourceRegistry: { insecure: true }, targetRegistry: { insecure: true } });
     const index = await json<ImageIndex>('conv/merge-single', 'v1');
     expect(index.manifests).toHaveLength(2);
     expect(index.manifests[0]!.platform).toEqual(host);
@@ -130,21 +130,21 @@ describe('--merge-platform in the reference tools\' form', () => {
   });
 
   it('readers accept the older marker too: check and copy on a --keep-source-manifests index, --merge-manifest over either form', async () => {
-    await convertImage({ source: `${registry.host}/src/merge:v1`, target: `${registry.host}/conv/legacy:v1`, allPlatforms: true, mergePlatform: true, keepSourceManifests: true, sourceInsecure: true, targetInsecure: true });
+    await convertImage({ source: `${registry.host}/src/merge:v1`, target: `${registry.host}/conv/legacy:v1`, allPlatforms: true, mergePlatform: true, keepSourceManifests: true, sourceRegistry: { insecure: true }, targetRegistry: { insecure: true } });
     const legacy = await json<ImageIndex>('conv/legacy', 'v1');
     expect(legacy.manifests.slice(0, 2)).toEqual(sourceIndex.manifests);
     for (const d of legacy.manifests.slice(2)) {
       expect(d.platform?.['os.features']).toEqual(['nydus.remoteimage.v1']);
       expect((await json<ImageManifest>('conv/legacy', d.digest)).config.mediaType).not.toBe(NYDUS_CONFIG_MEDIA_TYPE);
     }
-    const report = await checkConvertedImage({ source: `${registry.host}/src/merge:v1`, target: `${registry.host}/conv/legacy:v1`, platform: other, sourceInsecure: true, targetInsecure: true, env: {} });
+    const report = await checkConvertedImage({ source: `${registry.host}/src/merge:v1`, target: `${registry.host}/conv/legacy:v1`, platform: other, sourceRegistry: { insecure: true }, targetRegistry: { insecure: true } });
     expect(report.differences).toEqual([]);
-    const copied = await copyImage({ source: `${registry.host}/conv/legacy:v1`, target: `${registry.host}/copied/legacy:v1`, platform: host, sourceOptions: { insecure: true }, targetOptions: { insecure: true }, env: {} });
+    const copied = await copyImage({ source: `${registry.host}/conv/legacy:v1`, target: `${registry.host}/copied/legacy:v1`, platform: host, sourceRegistry: { insecure: true }, targetRegistry: { insecure: true } });
     expect(copied.digest).toBe(images[0]!.manifest.descriptor.digest);
 
     // --merge-manifest onto the legacy index (new form): the old Nydus entries of the platform
     // converted are replaced, the others and the OCI ones kept as they are.
-    const r = await convertImage({ source: images[0]!.reference, target: `${registry.host}/conv/legacy:v1`, mergeManifest: true, compressor: 'lz4_block', sourceInsecure: true, targetInsecure: true });
+    const r = await convertImage({ source: images[0]!.reference, target: `${registry.host}/conv/legacy:v1`, mergeManifest: true, compressor: 'lz4_block', sourceRegistry: { insecure: true }, targetRegistry: { insecure: true } });
     const merged = await json<ImageIndex>('conv/legacy', 'v1');
     const nydusEntries = merged.manifests.filter((d) => d.artifactType === NYDUS_MANIFEST_ARTIFACT_TYPE);
     expect(nydusEntries).toHaveLength(2);
@@ -152,11 +152,11 @@ describe('--merge-platform in the reference tools\' form', () => {
     expect(fresh.platform).toEqual(host);
     expect((await json<ImageManifest>('conv/legacy', fresh.digest)).config.mediaType).toBe(NYDUS_CONFIG_MEDIA_TYPE);
     expect(merged.manifests.slice(0, 2)).toEqual(sourceIndex.manifests);
-    const again = await checkConvertedImage({ source: images[0]!.reference, target: `${registry.host}/conv/legacy:v1`, platform: host, sourceInsecure: true, targetInsecure: true, env: {} });
+    const again = await checkConvertedImage({ source: images[0]!.reference, target: `${registry.host}/conv/legacy:v1`, platform: host, sourceRegistry: { insecure: true }, targetRegistry: { insecure: true } });
     expect(again.differences).toEqual([]);
   });
 
   it('--keep-source-manifests without a merge is refused', async () => {
-    await expect(convertImage({ source: images[0]!.reference, target: `${registry.host}/conv/x:v1`, keepSourceManifests: true, sourceInsecure: true, targetInsecure: true })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+    await expect(convertImage({ source: images[0]!.reference, target: `${registry.host}/conv/x:v1`, keepSourceManifests: true, sourceRegistry: { insecure: true }, targetRegistry: { insecure: true } })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
   });
 });

@@ -45,18 +45,17 @@ describe('convertImage over faulty networks', () => {
     return convertImage({
       source,
       target: `${dstProxy.host}/${repo}:nydus`,
-      sourceInsecure: true,
-      targetInsecure: true,
+      sourceRegistry: { insecure: true },
+      targetRegistry: { insecure: true },
       retry: fast,
       timeouts: { connectMs: 2000, idleMs: 700 },
       workers: false,
-      env: {},
       ...extra,
     });
   }
 
   async function expectChecks(repo: string): Promise<void> {
-    const report = await checkConvertedImage({ source: img.reference, target: `${dst.host}/${repo}:nydus`, sourceInsecure: true, targetInsecure: true, env: {} });
+    const report = await checkConvertedImage({ source: img.reference, target: `${dst.host}/${repo}:nydus`, sourceRegistry: { insecure: true }, targetRegistry: { insecure: true } });
     expect(report.differences).toEqual([]);
   }
 
@@ -146,7 +145,7 @@ describe('convertImage over faulty networks', () => {
       { method: 'GET', path: new RegExp(`/blobs/${boot}`), action: { kind: 'stall', afterBytes: 1000 } },
     ]);
     dstProxy.requests.length = 0;
-    const report = await checkConvertedImage({ source: img.reference, target: `${dstProxy.host}/net/check-stall:nydus`, sourceInsecure: true, targetInsecure: true, timeouts: { connectMs: 2000, idleMs: 500 }, retry: fast, env: {} });
+    const report = await checkConvertedImage({ source: img.reference, target: `${dstProxy.host}/net/check-stall:nydus`, sourceRegistry: { insecure: true }, targetRegistry: { insecure: true }, timeouts: { connectMs: 2000, idleMs: 500 }, retry: fast });
     expect(report.differences).toEqual([]);
     expect(dstProxy.injected).toBe(2);
     expect(dstProxy.requests.some((q) => q.path.includes(boot) && q.range !== undefined)).toBe(true);
@@ -159,7 +158,7 @@ describe('convertImage over faulty networks', () => {
     broken[Math.floor(broken.length / 2)] ^= 0xff;
     const bad = await pushRawImage(srcClient, 'net/broken', 'v1', [{ bytes: broken, mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip' }]);
     srcProxy.requests.length = 0;
-    const err = await convertImage({ source: `${srcProxy.host}/net/broken:v1`, target: `${dstProxy.host}/net/broken:nydus`, sourceInsecure: true, targetInsecure: true, retry: fast, workers: false, env: {} }).catch((e: unknown) => e);
+    const err = await convertImage({ source: `${srcProxy.host}/net/broken:v1`, target: `${dstProxy.host}/net/broken:nydus`, sourceRegistry: { insecure: true }, targetRegistry: { insecure: true }, retry: fast, workers: false }).catch((e: unknown) => e);
     expect(isNydusError(err, 'INVALID_FORMAT'), String(err)).toBe(true);
     expect(srcProxy.requests.filter((q) => q.method === 'GET' && q.path.includes(bad.layers[0]!.digest))).toHaveLength(1);
   });
@@ -173,7 +172,7 @@ describe('convertImage over faulty networks', () => {
     dstProxy.setRules([]);
     srcProxy.requests.length = 0;
     dstProxy.requests.length = 0;
-    const err = await convertImage({ source: `${srcProxy.host}/net/tall:v1`, target: `${dstProxy.host}/net/tall:nydus`, sourceInsecure: true, targetInsecure: true, retry: fast, workers: false, env: {} }).catch((e: unknown) => e);
+    const err = await convertImage({ source: `${srcProxy.host}/net/tall:v1`, target: `${dstProxy.host}/net/tall:nydus`, sourceRegistry: { insecure: true }, targetRegistry: { insecure: true }, retry: fast, workers: false }).catch((e: unknown) => e);
     expect(isNydusError(err, 'INVALID_ARGUMENT'), String(err)).toBe(true);
     expect((err as Error).message).toMatch(/has 255 layers, but a Nydus image holds at most 254 data blobs/);
     expect(srcProxy.requests.filter((q) => q.method === 'GET' && q.path.includes('/blobs/') && tall.layers.some((l) => q.path.includes(l.digest)))).toEqual([]);

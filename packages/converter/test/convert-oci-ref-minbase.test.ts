@@ -14,7 +14,6 @@ import { hostLinuxPlatform, minbaseImage, nodeImage } from './support/images.js'
 
 let registry: TestRegistry;
 let client: RegistryClient;
-const env = {};
 const platform = hostLinuxPlatform();
 
 beforeAll(async () => {
@@ -46,12 +45,12 @@ describe('convert --oci-ref on real distributions', () => {
     for (const img of [minbase, node]) {
       const repo = `${img.repository}-zran`;
       const target = `${registry.host}/${repo}:v1`;
-      const result = await convertImage({ source: img.reference, target, sourceInsecure: true, targetInsecure: true, env, ociRef: true });
+      const result = await convertImage({ source: img.reference, target, sourceRegistry: { insecure: true }, targetRegistry: { insecure: true }, ociRef: true });
       expect(result.ociRef!.sourceBytes).toBe(img.layers.reduce((a, l) => a + l.size, 0));
       expect(result.ociRef!.artifactBytes / result.ociRef!.sourceBytes, img.repository).toBeLessThanOrEqual(0.05);
       expect(result.manifests[0]!.layers.every((l) => l.ref?.kind === 'zran')).toBe(true);
 
-      const r = await checkConvertedImage({ source: img.reference, target, sourceInsecure: true, targetInsecure: true, platform, env, concurrency: 16 });
+      const r = await checkConvertedImage({ source: img.reference, target, sourceRegistry: { insecure: true }, targetRegistry: { insecure: true }, platform, concurrency: 16 });
       expect(r.differences, img.repository).toEqual([]);
       expect(r.counts.sourceEntries).toBe(r.counts.targetEntries);
       expect(r.counts.filesRead).toBeGreaterThan(3000);

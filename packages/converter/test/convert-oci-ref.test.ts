@@ -28,14 +28,13 @@ let tmp: string;
 const images = new Map<string, TestImage>();
 let mixed: TestImage;
 const platform = hostLinuxPlatform();
-const env = {};
 
 function convert(source: string, target: string, extra: Partial<Parameters<typeof convertImage>[0]> = {}): Promise<ConvertImageResult> {
-  return convertImage({ source, target, sourceInsecure: true, targetInsecure: true, env, ociRef: true, ...extra });
+  return convertImage({ source, target, sourceRegistry: { insecure: true }, targetRegistry: { insecure: true }, ociRef: true, ...extra });
 }
 
 async function check(source: string, target: string) {
-  return checkConvertedImage({ source, target, sourceInsecure: true, targetInsecure: true, platform, env });
+  return checkConvertedImage({ source, target, sourceRegistry: { insecure: true }, targetRegistry: { insecure: true }, platform });
 }
 
 async function manifestOf(c: RegistryClient, repo: string, tag: string): Promise<ImageManifest> {
@@ -118,10 +117,10 @@ describe('convert --oci-ref', () => {
     await copyImage({
       source: `${registry.host}/zran/mixed2:v1`,
       target: `${registry2.host}/copied/mixed:v1`,
-      sourceOptions: { insecure: true },
-      targetOptions: { insecure: true },
+      sourceRegistry: { insecure: true },
+      targetRegistry: { insecure: true },
       extraBlobs: referencedOriginalLayers,
-      env,
+      
     });
     for (const l of [mixed.layers[0]!, mixed.layers[2]!]) expect(await client2.headBlob('copied/mixed', l.digest)).toBe(l.size);
     expect((await check(mixed.reference, `${registry2.host}/copied/mixed:v1`)).differences).toEqual([]);

@@ -49,7 +49,7 @@ describe('convertImage: platforms, indexes, other sources, chunk dict', () => {
 
   it('multi-platform source, --all-platforms: every platform converted, an index pushed', async () => {
     const src = await twoPlatformSource('src/multi');
-    const result = await convertImage({ source: `${registry.host}/src/multi:v1`, target: `${registry.host}/conv/multi:nydus`, allPlatforms: true, sourceInsecure: true, targetInsecure: true });
+    const result = await convertImage({ source: `${registry.host}/src/multi:v1`, target: `${registry.host}/conv/multi:nydus`, allPlatforms: true, sourceRegistry: { insecure: true }, targetRegistry: { insecure: true } });
     expect(result.sourceDigest).toBe(src.index.descriptor.digest);
     expect(result.manifests.map((m) => m.platform).sort()).toEqual([`linux/${host.architecture}`, `linux/${other.architecture}`].sort());
     const { json: index, mediaType } = await getJson<ImageIndex>('conv/multi', 'nydus');
@@ -60,15 +60,15 @@ describe('convertImage: platforms, indexes, other sources, chunk dict', () => {
       expect(isNydusManifest(m.json)).toBe(true);
     }
     // one platform picked from an index gives a plain manifest
-    const one = await convertImage({ source: `${registry.host}/src/multi:v1`, target: `${registry.host}/conv/multi:one`, platform: `linux/${other.architecture}`, sourceInsecure: true, targetInsecure: true });
+    const one = await convertImage({ source: `${registry.host}/src/multi:v1`, target: `${registry.host}/conv/multi:one`, platform: `linux/${other.architecture}`, sourceRegistry: { insecure: true }, targetRegistry: { insecure: true } });
     expect(one.targetMediaType).toBe('application/vnd.oci.image.manifest.v1+json');
     expect(one.manifests[0]!.source.digest).toBe(src.images[1]!.manifest.descriptor.digest);
-    await expect(convertImage({ source: `${registry.host}/src/multi:v1`, target: `${registry.host}/conv/multi:none`, platform: 'linux/s390x', sourceInsecure: true, targetInsecure: true })).rejects.toMatchObject({ code: 'NOT_FOUND' });
+    await expect(convertImage({ source: `${registry.host}/src/multi:v1`, target: `${registry.host}/conv/multi:none`, platform: 'linux/s390x', sourceRegistry: { insecure: true }, targetRegistry: { insecure: true } })).rejects.toMatchObject({ code: 'NOT_FOUND' });
   });
 
   it('--merge-platform --keep-source-manifests: the source manifests unchanged (same digests) then the Nydus ones with artifactType and os.features', async () => {
     const src = await twoPlatformSource('src/mp');
-    await convertImage({ source: `${registry.host}/src/mp:v1`, target: `${registry.host}/conv/mp:v1`, allPlatforms: true, mergePlatform: true, keepSourceManifests: true, sourceInsecure: true, targetInsecure: true });
+    await convertImage({ source: `${registry.host}/src/mp:v1`, target: `${registry.host}/conv/mp:v1`, allPlatforms: true, mergePlatform: true, keepSourceManifests: true, sourceRegistry: { insecure: true }, targetRegistry: { insecure: true } });
     const { json: index } = await getJson<ImageIndex>('conv/mp', 'v1');
     const srcIndex = JSON.parse(src.index.bytes.toString()) as ImageIndex;
     expect(index.manifests.slice(0, 2)).toEqual(srcIndex.manifests);
@@ -86,7 +86,7 @@ describe('convertImage: platforms, indexes, other sources, chunk dict', () => {
 
     // single-manifest source: index of [source manifest, nydus manifest]
     const bb = await busyboxImage(client, { repository: 'src/mp-single', tag: 'v1' });
-    await convertImage({ source: bb.reference, target: `${registry.host}/conv/mp-single:v1`, mergePlatform: true, keepSourceManifests: true, sourceInsecure: true, targetInsecure: true });
+    await convertImage({ source: bb.reference, target: `${registry.host}/conv/mp-single:v1`, mergePlatform: true, keepSourceManifests: true, sourceRegistry: { insecure: true }, targetRegistry: { insecure: true } });
     const { json: single } = await getJson<ImageIndex>('conv/mp-single', 'v1');
     expect(single.manifests.map((d) => d.digest)[0]).toBe(bb.manifest.descriptor.digest);
     expect(single.manifests[0]!.platform).toEqual(host);
@@ -95,16 +95,16 @@ describe('convertImage: platforms, indexes, other sources, chunk dict', () => {
 
   it('--merge-manifest: the Nydus manifest is added to what the tag holds (manifest or index), replacing an older Nydus entry', async () => {
     const bb = await busyboxImage(client, { repository: 'conv/mm', tag: 'app' });
-    const r1 = await convertImage({ source: bb.reference, target: `${registry.host}/conv/mm:app`, mergeManifest: true, sourceInsecure: true, targetInsecure: true });
+    const r1 = await convertImage({ source: bb.reference, target: `${registry.host}/conv/mm:app`, mergeManifest: true, sourceRegistry: { insecure: true }, targetRegistry: { insecure: true } });
     const { json: first } = await getJson<ImageIndex>('conv/mm', 'app');
     expect(first.manifests.map((d) => d.digest)).toEqual([bb.manifest.descriptor.digest, r1.manifests[0]!.target.digest]);
     // again, with other chunk settings: the old Nydus entry is replaced, the OCI one kept
-    const r2 = await convertImage({ source: `${registry.host}/conv/mm@${bb.manifest.descriptor.digest}`, target: `${registry.host}/conv/mm:app`, mergeManifest: true, compressor: 'lz4_block', sourceInsecure: true, targetInsecure: true });
+    const r2 = await convertImage({ source: `${registry.host}/conv/mm@${bb.manifest.descriptor.digest}`, target: `${registry.host}/conv/mm:app`, mergeManifest: true, compressor: 'lz4_block', sourceRegistry: { insecure: true }, targetRegistry: { insecure: true } });
     const { json: second } = await getJson<ImageIndex>('conv/mm', 'app');
     expect(r2.manifests[0]!.target.digest).not.toBe(r1.manifests[0]!.target.digest);
     expect(second.manifests.map((d) => d.digest)).toEqual([bb.manifest.descriptor.digest, r2.manifests[0]!.target.digest]);
     // a tag that does not exist yet is just created
-    const r3 = await convertImage({ source: bb.reference, target: `${registry.host}/conv/mm:fresh`, mergeManifest: true, sourceInsecure: true, targetInsecure: true });
+    const r3 = await convertImage({ source: bb.reference, target: `${registry.host}/conv/mm:fresh`, mergeManifest: true, sourceRegistry: { insecure: true }, targetRegistry: { insecure: true } });
     expect(r3.targetDigest).toBe(r3.manifests[0]!.target.digest);
   });
 
@@ -112,7 +112,7 @@ describe('convertImage: platforms, indexes, other sources, chunk dict', () => {
     const img = await pushLayeredImage(client, whiteoutLayers().map((l) => ({ ...l, compression: l.compression === 'zstd' ? 'gzip' : l.compression, omitEndOfArchive: true })), { repository: 'src/for-layout', tag: 'v1' });
     const layout = path.join(work, 'layout');
     await writeOciLayout(client, img, layout, 'v1');
-    const result = await convertImage({ source: `oci:${layout}:v1`, target: `${registry.host}/conv/from-layout:nydus`, compressor: 'none', targetInsecure: true });
+    const result = await convertImage({ source: `oci:${layout}:v1`, target: `${registry.host}/conv/from-layout:nydus`, compressor: 'none', targetRegistry: { insecure: true } });
     expect(result.sourceDigest).toBe(img.manifest.descriptor.digest);
     const bundle = path.join(work, 'layout-bundle');
     await runTool('umoci', ['unpack', '--image', `${layout}:v1`, bundle]);
@@ -136,9 +136,9 @@ describe('convertImage: platforms, indexes, other sources, chunk dict', () => {
       [`oci-archive:${ociTar}:v1`, 'conv/from-oci-archive'],
       [`docker-archive:${dockerTar}:busybox:v1`, 'conv/from-docker-archive'],
     ] as const) {
-      const result = await convertImage({ source, target: `${registry.host}/${repo}:nydus`, targetInsecure: true });
+      const result = await convertImage({ source, target: `${registry.host}/${repo}:nydus`, targetRegistry: { insecure: true } });
       expect(result.manifests[0]!.layers.length).toBe(img.layers.length);
-      const report = await checkConvertedImage({ source, target: `${registry.host}/${repo}:nydus`, targetInsecure: true, env: {} });
+      const report = await checkConvertedImage({ source, target: `${registry.host}/${repo}:nydus`, targetRegistry: { insecure: true } });
       expect(report.differences).toEqual([]);
       expect(report.ok).toBe(true);
     }
@@ -154,7 +154,7 @@ describe('convertImage: platforms, indexes, other sources, chunk dict', () => {
       { repository: 'src/meta-only', tag: 'v1' },
     );
     const target = `${registry.host}/conv/meta-only:nydus`;
-    const result = await convertImage({ source: img.reference, target, targetInsecure: true, sourceInsecure: true });
+    const result = await convertImage({ source: img.reference, target, targetRegistry: { insecure: true }, sourceRegistry: { insecure: true } });
     const report = result.manifests[0]!;
     expect(report.layers.map((l) => l.chunks)).toEqual([2, 0]);
     const nydus = await fetchNydusImage(client, 'conv/meta-only', 'nydus');
@@ -162,7 +162,7 @@ describe('convertImage: platforms, indexes, other sources, chunk dict', () => {
     expect(nydus.manifest.layers.slice(0, 2).map((l: Descriptor) => l.digest)).toEqual(report.layers.map((l) => l.blob!.digest));
     expect(nydus.config.rootfs.diff_ids).toHaveLength(3);
     expect(nydus.config.rootfs.diff_ids.slice(0, 2)).toEqual(report.layers.map((l) => l.blob!.digest));
-    const check = await checkConvertedImage({ source: img.reference, target, sourceInsecure: true, targetInsecure: true, env: {} });
+    const check = await checkConvertedImage({ source: img.reference, target, sourceRegistry: { insecure: true }, targetRegistry: { insecure: true } });
     expect(check.differences).toEqual([]);
   });
 
@@ -172,7 +172,7 @@ describe('convertImage: platforms, indexes, other sources, chunk dict', () => {
     await writeFile(path.join(rootfs, 'etc/hello'), 'hello from a directory\n');
     await writeFile(path.join(rootfs, 'big'), Buffer.alloc(5 << 20, 7));
     await fsSymlink('etc/hello', path.join(rootfs, 'link'));
-    const result = await convertImage({ source: `dir:${rootfs}`, target: `${registry.host}/conv/from-dir:nydus`, compressor: 'none', targetInsecure: true });
+    const result = await convertImage({ source: `dir:${rootfs}`, target: `${registry.host}/conv/from-dir:nydus`, compressor: 'none', targetRegistry: { insecure: true } });
     expect(result.manifests[0]!.layers).toHaveLength(1);
     expect(result.manifests[0]!.layers[0]!.contentBytes).toBe((5 << 20) + 23);
     const nydus = await fetchNydusImage(client, 'conv/from-dir', 'nydus');
@@ -189,7 +189,7 @@ describe('convertImage: platforms, indexes, other sources, chunk dict', () => {
   it('--chunk-dict: chunks of an existing Nydus image are referenced, its blobs listed and present in the target repo, savings reported', async () => {
     const base = await busyboxImage(client, { repository: 'src/dict-base', tag: 'v1' });
     // uncompressed chunks: the kernel reads blobs as plain devices (below)
-    await convertImage({ source: base.reference, target: `${registry.host}/dict/base:nydus`, compressor: 'none', sourceInsecure: true, targetInsecure: true });
+    await convertImage({ source: base.reference, target: `${registry.host}/dict/base:nydus`, compressor: 'none', sourceRegistry: { insecure: true }, targetRegistry: { insecure: true } });
     // a second image that contains the same busybox binary plus something new
     const derived = await pushLayeredImage(
       client,
@@ -199,7 +199,7 @@ describe('convertImage: platforms, indexes, other sources, chunk dict', () => {
       ],
       { repository: 'src/dict-derived', tag: 'v1' },
     );
-    const result = await convertImage({ source: derived.reference, target: `${registry.host}/app/derived:nydus`, chunkDict: `bootstrap:registry:${registry.host}/dict/base:nydus`, compressor: 'none', sourceInsecure: true, targetInsecure: true });
+    const result = await convertImage({ source: derived.reference, target: `${registry.host}/app/derived:nydus`, chunkDict: `bootstrap:registry:${registry.host}/dict/base:nydus`, compressor: 'none', sourceRegistry: { insecure: true }, targetRegistry: { insecure: true } });
     const report = result.manifests[0]!;
     const busyboxSize = (await import('node:fs')).statSync('/usr/bin/busybox').size;
     expect(result.dedup.dictBytes).toBe(busyboxSize);

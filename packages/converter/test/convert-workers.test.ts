@@ -62,7 +62,7 @@ describe('convertImage: layers in worker threads', () => {
     for (const [i, [source, extra]] of cases.entries()) {
       const w = layerLog();
       const p = layerLog();
-      const base = { source, sourceInsecure: true, targetInsecure: true, ...extra };
+      const base = { source, sourceRegistry: { insecure: true }, targetRegistry: { insecure: true }, ...extra };
       const a = await convertImage({ ...base, target: `${registry.host}/conv/same${i}:workers`, workers: true, logger: w.logger });
       const b = await convertImage({ ...base, target: `${registry.host}/conv/same${i}:inproc`, workers: false, logger: p.logger });
       expect(a.workers).toBe(true);
@@ -76,11 +76,11 @@ describe('convertImage: layers in worker threads', () => {
     }
   });
 
-  it('NYDUS_TS_CONVERT_WORKERS=0/1 in env selects the path; by default workers need > 2 cores and > 1 layer', async () => {
+  it('workers: false/true selects the path; by default workers need > 2 cores and > 1 layer', async () => {
     await busyboxImage(client, { repository: 'src/bbenv', tag: 'v1' });
-    const convert = (v: string | undefined) => convertImage({ source: `${registry.host}/src/bbenv:v1`, target: `${registry.host}/conv/env:nydus`, sourceInsecure: true, targetInsecure: true, env: { ...process.env, NYDUS_TS_CONVERT_WORKERS: v } });
-    expect((await convert('0')).workers).toBe(false);
-    expect((await convert('1')).workers).toBe(true);
+    const convert = (workers: boolean | undefined) => convertImage({ source: `${registry.host}/src/bbenv:v1`, target: `${registry.host}/conv/env:nydus`, sourceRegistry: { insecure: true }, targetRegistry: { insecure: true }, ...(workers !== undefined && { workers }) });
+    expect((await convert(false)).workers).toBe(false);
+    expect((await convert(true)).workers).toBe(true);
     const auto = await convert(undefined);
     expect(auto.manifests[0]!.layers.length).toBeGreaterThan(1);
     expect(auto.workers).toBe(availableParallelism() > 2);
@@ -90,7 +90,7 @@ describe('convertImage: layers in worker threads', () => {
     const img = await pushRawImage(client, 'src/corrupt', 'v1', corruptGzipLayers());
     const dotdot = await pushRawImage(client, 'src/dotdot', 'v1', dotDotLayers());
     for (const [name, source] of [['corrupt', img.reference], ['dotdot', dotdot.reference]] as const) {
-      const run = (workers: boolean) => convertImage({ source, target: `${registry.host}/bad/${name}:nydus`, sourceInsecure: true, targetInsecure: true, workers }).then(() => undefined, (e: unknown) => e);
+      const run = (workers: boolean) => convertImage({ source, target: `${registry.host}/bad/${name}:nydus`, sourceRegistry: { insecure: true }, targetRegistry: { insecure: true }, workers }).then(() => undefined, (e: unknown) => e);
       const [w, p] = [await run(true), await run(false)];
       expect(isNydusError(w)).toBe(true);
       expect(isNydusError(p)).toBe(true);
@@ -106,12 +106,14 @@ describe('convertImage: layers in worker threads', () => {
       const authed = new RegistryClient({ registry: auth.host, insecure: true, credentials: async () => ({ username: 'alice', password: 'right' }) });
       const img = await busyboxImage(authed, { repository: 'src/private', tag: 'v1' });
       await authed.close();
-      const base = { source: img.reference, sourceInsecure: true, targetInsecure: true };
-      const w = await convertImage({ ...base, target: `${registry.host}/conv/private:w`, sourceCreds: 'alice:right', workers: true });
-      const p = await convertImage({ ...base, target: `${registry.host}/conv/private:p`, sourceCreds: 'alice:right', workers: false });
+      const base = { source: img.reference, targetRegistry: { insecure: true } };
+      // A lookup, as the CLI passes one: asked once in the main thread, its answer sent to the workers.
+      const right = { insecure: true, credentials: async () => ({ username: 'alice', password: 'right' }) };
+      const w = await convertImage({ ...base, target: `${registry.host}/conv/private:w`, sourceRegistry: right, workers: true });
+      const p = await convertImage({ ...base, target: `${registry.host}/conv/private:p`, sourceRegistry: right, workers: false });
       expect(w.workers).toBe(true);
       expect(w.targetDigest).toBe(p.targetDigest);
-      const bad = (workers: boolean) => convertImage({ ...base, target: `${registry.host}/conv/private:bad`, sourceCreds: 'alice:wrong', workers }).then(() => undefined, (e: unknown) => e as Error & { code: string });
+      const bad = (workers: boolean) => convertImage({ ...base, target: `${registry.host}/conv/private:bad`, sourceRegistry: { insecure: true, credentials: { username: 'alice', password: 'wrong' } }, workers }).then(() => undefined, (e: unknown) => e as Error & { code: string });
       const [bw, bp] = [await bad(true), await bad(false)];
       expect(bw?.code).toBe('UNAUTHENTICATED');
       expect(bw?.code).toBe(bp?.code);
@@ -128,8 +130,8 @@ describe('convertImage: layers in worker threads', () => {
       workers: true,
       source: `${registry.host}/src/cancel:v1`,
       target: `${registry.host}/conv/cancel:nydus`,
-      sourceInsecure: true,
-      targetInsecure: true,
+      sourceRegistry: { insecure: true },
+      targetRegistry: { insecure: true },
       signal: controller.signal,
       onProgress: (e) => {
         if (e.type === 'layer-start') controller.abort();

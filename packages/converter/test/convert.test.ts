@@ -64,8 +64,8 @@ describe('convertImage (registry → registry)', () => {
     const result = await convertImage({
       source: img.reference,
       target: `${registry.host}/conv/busybox:nydus`,
-      sourceInsecure: true,
-      targetInsecure: true,
+      sourceRegistry: { insecure: true },
+      targetRegistry: { insecure: true },
       compressor: 'none',
       onProgress: (e) => events.push(e.type),
     });
@@ -135,8 +135,8 @@ describe('convertImage (registry → registry)', () => {
 
   it('same input twice gives the same image (deterministic blobs, bootstrap layer, manifest)', async () => {
     const src = `${registry.host}/src/busybox:v1`;
-    const a = await convertImage({ source: src, target: `${registry.host}/conv/det:a`, sourceInsecure: true, targetInsecure: true });
-    const b = await convertImage({ source: src, target: `${registry.host}/conv/det:b`, sourceInsecure: true, targetInsecure: true, concurrency: 1 });
+    const a = await convertImage({ source: src, target: `${registry.host}/conv/det:a`, sourceRegistry: { insecure: true }, targetRegistry: { insecure: true } });
+    const b = await convertImage({ source: src, target: `${registry.host}/conv/det:b`, sourceRegistry: { insecure: true }, targetRegistry: { insecure: true }, concurrency: 1 });
     expect(a.targetDigest).toBe(b.targetDigest);
   });
 
@@ -145,8 +145,8 @@ describe('convertImage (registry → registry)', () => {
     const result = await convertImage({
       source: img.reference,
       target: `${registry.host}/conv/whiteout:nydus`,
-      sourceInsecure: true,
-      targetInsecure: true,
+      sourceRegistry: { insecure: true },
+      targetRegistry: { insecure: true },
       compressor: 'none',
       digester: 'sha256',
       chunkSize: 0x10000,
@@ -160,14 +160,14 @@ describe('convertImage (registry → registry)', () => {
 
   it('Docker media types stay Docker; --oci turns them into OCI ones', async () => {
     await busyboxImage(client, { repository: 'src/busybox-docker', tag: 'v1', format: 'docker' });
-    await convertImage({ source: `${registry.host}/src/busybox-docker:v1`, target: `${registry.host}/conv/busybox-docker:nydus`, sourceInsecure: true, targetInsecure: true });
+    await convertImage({ source: `${registry.host}/src/busybox-docker:v1`, target: `${registry.host}/conv/busybox-docker:nydus`, sourceRegistry: { insecure: true }, targetRegistry: { insecure: true } });
     const { manifest: dm } = await fetchNydusImage(client, 'conv/busybox-docker', 'nydus');
     expect(dm.mediaType).toBe('application/vnd.docker.distribution.manifest.v2+json');
     expect(dm.config.mediaType).toBe('application/vnd.docker.container.image.v1+json');
     expect(dm.layers[dm.layers.length - 1]!.mediaType).toBe('application/vnd.docker.image.rootfs.diff.tar.gzip');
     expect(dm.layers[0]!.mediaType).toBe(NYDUS_BLOB_MEDIA_TYPE);
 
-    const result = await convertImage({ source: `${registry.host}/src/busybox-docker:v1`, target: `${registry.host}/conv/busybox-oci:nydus`, sourceInsecure: true, targetInsecure: true, oci: true });
+    const result = await convertImage({ source: `${registry.host}/src/busybox-docker:v1`, target: `${registry.host}/conv/busybox-oci:nydus`, sourceRegistry: { insecure: true }, targetRegistry: { insecure: true }, oci: true });
     const m = await client.getManifest('conv/busybox-oci', 'nydus');
     expect(m.descriptor.digest).toBe(result.targetDigest);
     const manifest = JSON.parse(m.bytes.toString('utf8')) as { mediaType: string; config: { mediaType: string }; layers: Array<{ mediaType: string }> };

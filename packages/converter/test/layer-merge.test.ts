@@ -38,14 +38,13 @@ function layer(...entries: ReturnType<typeof file>[]): TestLayer {
 }
 
 async function convertAndCheck(img: TestImage, repository: string): Promise<BootstrapReader> {
-  await convertImage({ source: img.reference, target: `${registry.host}/${repository}:nydus`, sourceInsecure: true, targetInsecure: true, env: {} });
+  await convertImage({ source: img.reference, target: `${registry.host}/${repository}:nydus`, sourceRegistry: { insecure: true }, targetRegistry: { insecure: true } });
   const report = await checkConvertedImage({
     source: img.reference,
     target: `${registry.host}/${repository}:nydus`,
-    sourceInsecure: true,
-    targetInsecure: true,
+    sourceRegistry: { insecure: true },
+    targetRegistry: { insecure: true },
     platform: hostLinuxPlatform(),
-    env: {},
   });
   expect(report.differences).toEqual([]);
   expect(report.ok).toBe(true);

@@ -187,8 +187,8 @@ describe('check compares names as bytes', () => {
 
   it('passes on a converted image with such names, and reports a name that differs in one such byte', async () => {
     const source = await pushTarOf(src, 'names/a');
-    await convertImage({ source, target: `${registry.host}/names/a:nydus`, sourceInsecure: true, targetInsecure: true, env: {} });
-    const options = { target: `${registry.host}/names/a:nydus`, sourceInsecure: true, targetInsecure: true, platform: hostLinuxPlatform(), env: {} };
+    await convertImage({ source, target: `${registry.host}/names/a:nydus`, sourceRegistry: { insecure: true }, targetRegistry: { insecure: true } });
+    const options = { target: `${registry.host}/names/a:nydus`, sourceRegistry: { insecure: true }, targetRegistry: { insecure: true }, platform: hostLinuxPlatform() };
     const same = await checkConvertedImage({ ...options, source });
     expect(same.differences).toEqual([]);
 

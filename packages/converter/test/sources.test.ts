@@ -160,7 +160,7 @@ describe('oci-archive', () => {
         const bytes = await bytesOf(src.fetchBlob(layer));
         expect(sha256(bytes)).toBe(img.layers[i]!.digest);
         // The same layer read from the registry lists the same entries.
-        const fromRegistry = await openImageSource(`${registry.host}/${img.repository}:v1`, { insecure: true, env: {} });
+        const fromRegistry = await openImageSource(`${registry.host}/${img.repository}:v1`, { registry: { insecure: true } });
         try {
           expect(await layerListing(src, layer)).toEqual(await layerListing(fromRegistry.source, layer));
         } finally {
@@ -265,7 +265,7 @@ describe('docker-archive', () => {
       expect(bytes.equals(member)).toBe(true);
     }
     // Same tree as the registry image.
-    const reg = await openImageSource(`${registry.host}/src/busybox:v1`, { insecure: true, env: {} });
+    const reg = await openImageSource(`${registry.host}/src/busybox:v1`, { registry: { insecure: true } });
     try {
       for (const [i, layer] of manifest.layers.entries()) {
         expect(await layerListing(src, layer)).toEqual(await layerListing(reg.source, busybox.layers[i]!));
@@ -350,7 +350,7 @@ describe('docker-archive', () => {
     await run('skopeo', ['copy', '-q', `oci:${ociDir}:v1`, `docker-archive:${archive}:bb:1`]);
     const { copyImage } = await import('@nydus-ts/registry');
     const src = await openArchiveSource('docker-archive', archive);
-    const r = await copyImage({ source: src, target: `${registry.host}/src/from-archive:1`, targetOptions: { insecure: true }, env: {} });
+    const r = await copyImage({ source: src, target: `${registry.host}/src/from-archive:1`, targetRegistry: { insecure: true } });
     const back = await client.getManifest('src/from-archive', '1');
     expect(back.descriptor.digest).toBe(r.digest);
     const m = JSON.parse(back.bytes.toString()) as ImageManifest;

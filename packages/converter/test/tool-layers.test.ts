@@ -67,16 +67,15 @@ describe('layers written by umoci insert', () => {
     expect(layers[0]!.length % 512).toBe(501);
     expect(layers[0]!.subarray(-501)).toEqual(last);
 
-    await convertImage({ source: `oci:${layout}:v1`, target: `${registry.host}/umoci/insert:nydus`, targetInsecure: true, env: {} });
+    await convertImage({ source: `oci:${layout}:v1`, target: `${registry.host}/umoci/insert:nydus`, targetRegistry: { insecure: true } });
     expect(await readFileOf('umoci/insert', '/opt/last.bin')).toEqual(last);
     expect((await readFileOf('umoci/insert', '/opt/deep/sub/file.txt')).toString()).toBe('some text\n');
 
     const report = await checkConvertedImage({
       source: `oci:${layout}:v1`,
       target: `${registry.host}/umoci/insert:nydus`,
-      targetInsecure: true,
+      targetRegistry: { insecure: true },
       platform: hostLinuxPlatform(),
-      env: {},
     });
     expect(report.differences).toEqual([]);
     expect(report.ok).toBe(true);

@@ -22,15 +22,23 @@ const brand = Symbol.for('nydus-ts.error');
 
 export interface NydusErrorOptions {
   cause?: unknown;
+  /**
+   * Options the message names, by their library name (`blobDir`, `chunkDict`): an application
+   * shows them as it calls them (the CLI as the flags that set them).
+   */
+  optionNames?: readonly string[];
 }
 
 export class NydusError extends Error {
   readonly code: NydusErrorCode;
+  /** Library option names the message mentions (see {@link NydusErrorOptions.optionNames}). */
+  readonly optionNames: readonly string[];
   readonly [brand] = true;
 
   constructor(code: NydusErrorCode, message: string, options?: NydusErrorOptions) {
     super(message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.code = code;
+    this.optionNames = options?.optionNames ?? [];
     this.name = 'NydusError';
   }
 }

@@ -17,7 +17,7 @@ export interface CheckOutputOptions {
  * Checks, before anything is read or written, that `file` can be written as a new or replaced
  * regular file: it is not a directory (nor a device, FIFO or socket, which a rename would
  * replace), and its directory exists and is writable, or can be created (no file or dangling
- * symlink in the way). `what` names the output in messages (`--output`, `bootstrap`). A path that
+ * symlink in the way). `what` names the output in messages (`output`, `bootstrap`). A path that
  * is or names a directory is bad input (InvalidArgumentError); a system error is a
  * FileSystemError naming the path and the errno.
  */

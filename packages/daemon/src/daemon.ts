@@ -1,6 +1,6 @@
 /**
  * The nydusd-ts daemon: one FUSE session at the mountpoint serving either one image at its root
- * (dedicated mode: `--bootstrap`) or the images mounted through the API at `/ID` (shared mode),
+ * (dedicated mode: the bootstrap option) or the images mounted through the API at `/ID` (shared mode),
  * or, in erofs mode, one image through the kernel's EROFS driver over blob device files that the
  * FUSE session serves. States follow nydusd: INIT → RUNNING (→ STOPPED).
  */
@@ -128,7 +128,7 @@ export class Daemon {
 
   private async boot(): Promise<void> {
     const o = this.options;
-    if (this.mode === 'erofs' && o.bootstrap === undefined) throw new InvalidArgumentError('--mode erofs needs --bootstrap (shared mode serves FUSE only)');
+    if (this.mode === 'erofs' && o.bootstrap === undefined) throw new InvalidArgumentError('mode erofs needs bootstrap (shared mode serves FUSE only)', { optionNames: ['mode', 'bootstrap'] });
     const st = await stat(this.mountpoint).catch((err: NodeJS.ErrnoException) => {
       if (err.code === 'ENOTCONN') return undefined; // a dead FUSE mount: cleared below
       throw new InvalidArgumentError(`mountpoint ${this.mountpoint}: ${err.code === 'ENOENT' ? 'no such directory' : err.message}`);
@@ -136,7 +136,7 @@ export class Daemon {
     if (st && !st.isDirectory()) throw new InvalidArgumentError(`mountpoint ${this.mountpoint} is not a directory`);
     let root: DaemonInstance | undefined;
     if (o.bootstrap !== undefined) {
-      if (!o.config) throw new InvalidArgumentError('--config is required with --bootstrap');
+      if (!o.config) throw new InvalidArgumentError('config is required with bootstrap', { optionNames: ['config', 'bootstrap'] });
       root = await this.loadInstance('/', o.bootstrap, o.config, o.rawConfig, o.prefetchFiles ?? []);
     }
     try {
@@ -304,7 +304,7 @@ export class Daemon {
   }
 
   private checkSharedMountpoint(mountpoint: string): string {
-    if (!this.shared) throw new InvalidArgumentError(`this daemon serves one image at its root (--bootstrap); ${mountpoint} cannot be mounted through the API`);
+    if (!this.shared) throw new InvalidArgumentError(`this daemon serves one image at its root (started with a bootstrap); ${mountpoint} cannot be mounted through the API`);
     const m = /^\/([^/\0]+)$/.exec(mountpoint);
     if (!m || m[1] === '.' || m[1] === '..') throw new InvalidArgumentError(`mountpoint "${mountpoint}" must be /NAME (one path component)`);
     return m[1]!;
@@ -312,7 +312,7 @@ export class Daemon {
 
   private configFor(config: string | object | undefined): { parsed: DaemonConfig; raw: unknown } {
     if (config === undefined || config === '') {
-      if (!this.options.config) throw new InvalidArgumentError('the mount request has no config and the daemon was started without --config');
+      if (!this.options.config) throw new InvalidArgumentError('the mount request has no config and the daemon was started without a config');
       return { parsed: this.options.config, raw: this.options.rawConfig };
     }
     const raw = typeof config === 'string' ? safeJson(config) : config;
@@ -384,7 +384,7 @@ export async function loadDaemonConfigFile(file: string): Promise<{ config: Daem
   try {
     text = await readFile(file, 'utf8');
   } catch (err) {
-    throw new InvalidArgumentError(`--config ${file}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (err as Error).message}`);
+    throw new InvalidArgumentError(`config ${file}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (err as Error).message}`, { optionNames: ['config'] });
   }
   const { config, warnings } = parseDaemonConfig(text);
   return { config, raw: JSON.parse(text), warnings };

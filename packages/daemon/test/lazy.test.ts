@@ -48,7 +48,7 @@ describe('laziness and concurrency on the node image', () => {
     registry = await startRegistry();
     const minbase = await ensureMinbase();
     minbaseDir = minbase.dir;
-    const client = new RegistryClient({ registry: registry.host, insecure: true, env: {} });
+    const client = new RegistryClient({ registry: registry.host, insecure: true });
     await pushNodeImage(client, 'bench/node', [{ tar: minbase.tar, tgz: minbase.tgz }, await ensureNodeLayerAsync()]);
     await client.close();
     await nydusify(['convert', '--source', `${registry.host}/bench/node:v1`, '--target', `${registry.host}/bench/node-nydus:v1`, '--source-insecure', '--target-insecure']);

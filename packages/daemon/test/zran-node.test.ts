@@ -41,7 +41,7 @@ describe('nydusd-ts serves the node image converted with --oci-ref', () => {
     registry = await startRegistry();
     const minbase = await ensureMinbase();
     const node = await ensureNodeLayerAsync();
-    const client = new RegistryClient({ registry: registry.host, insecure: true, env: {} });
+    const client = new RegistryClient({ registry: registry.host, insecure: true });
     try {
       await pushNodeImage(client, 'src/node', [{ tar: minbase.tar, tgz: minbase.tgz }, node]);
     } finally {

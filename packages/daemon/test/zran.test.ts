@@ -67,7 +67,7 @@ describe('nydusd-ts serves targz-ref (zran) images', () => {
   beforeAll(async () => {
     work = await mkdtemp(path.join(tmpdir(), 'nydusd-zran-'));
     [registry, registry2] = await Promise.all([startRegistry(), startRegistry()]);
-    client = new RegistryClient({ registry: registry.host, insecure: true, env: {} });
+    client = new RegistryClient({ registry: registry.host, insecure: true });
     for (const name of FIXTURES) {
       const tgz = await readFile(path.join(fixtures, name));
       const base = name.replace(/\.tar\.gz$/, '');
@@ -114,7 +114,7 @@ describe('nydusd-ts serves targz-ref (zran) images', () => {
   }
 
   it('Debian minbase as an oci-ref image: the served tree equals the source rootfs attribute by attribute, in FUSE and erofs mode', async () => {
-    const c = new RegistryClient({ registry: registry.host, insecure: true, env: {} });
+    const c = new RegistryClient({ registry: registry.host, insecure: true });
     try {
       await minbaseImage(c, { repository: 'src/minbase', tag: 'v1' });
     } finally {

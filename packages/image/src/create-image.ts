@@ -53,15 +53,15 @@ export interface CreateImageResult {
 
 export function resolveCreateImageOptions(options: CreateImageOptions): Required<Pick<CreateImageOptions, 'compressor' | 'digester'>> & CreateImageOptions {
   if (!(SOURCE_TYPES as readonly string[]).includes(options.type)) {
-    throw new InvalidArgumentError(`--type: "${options.type}" is not one of ${SOURCE_TYPES.join(', ')}`);
+    throw new InvalidArgumentError(`type: "${options.type}" is not one of ${SOURCE_TYPES.join(', ')}`, { optionNames: ['type'] });
   }
   const compressor = options.compressor ?? 'zstd';
   if (!CHUNK_COMPRESSORS.includes(compressor)) {
-    throw new InvalidArgumentError(`--compressor: "${compressor}" is not one of ${CHUNK_COMPRESSORS.join(', ')}`);
+    throw new InvalidArgumentError(`compressor: "${compressor}" is not one of ${CHUNK_COMPRESSORS.join(', ')}`, { optionNames: ['compressor'] });
   }
   const digester = options.digester ?? 'blake3';
   if (!CHUNK_DIGESTERS.includes(digester)) {
-    throw new InvalidArgumentError(`--digester: "${digester}" is not one of ${CHUNK_DIGESTERS.join(', ')}`);
+    throw new InvalidArgumentError(`digester: "${digester}" is not one of ${CHUNK_DIGESTERS.join(', ')}`, { optionNames: ['digester'] });
   }
   if (options.chunkSize !== undefined || options.prefetchPatterns !== undefined) {
     // Validate the builder's options up front, before anything is created on disk.
@@ -70,8 +70,8 @@ export function resolveCreateImageOptions(options: CreateImageOptions): Required
       ...(options.prefetchPatterns !== undefined && { prefetchPatterns: options.prefetchPatterns }),
     });
   }
-  if (!options.bootstrap) throw new InvalidArgumentError('--bootstrap is required');
-  if (!options.blobDir) throw new InvalidArgumentError('--blob-dir is required');
+  if (!options.bootstrap) throw new InvalidArgumentError('bootstrap is required', { optionNames: ['bootstrap'] });
+  if (!options.blobDir) throw new InvalidArgumentError('blobDir is required', { optionNames: ['blobDir'] });
   return { ...options, compressor, digester };
 }
 
@@ -88,12 +88,12 @@ export async function openLayerSource(type: SourceType, source: string, options:
     throw fileSystemError(err, source, 'source');
   });
   if (type === 'dir-rafs') {
-    if (!st.isDirectory()) throw new InvalidArgumentError(`source ${source} is not a directory (--type dir-rafs)`);
+    if (!st.isDirectory()) throw new InvalidArgumentError(`source ${source} is not a directory (type dir-rafs)`, { optionNames: ['type'] });
     // Loaded on demand (like the decompressor below): a tar build needs neither.
     const { readDirectoryEntries } = await import('./layer/dir-reader.js');
     return readDirectoryEntries(source, options.exclude ? { exclude: options.exclude } : {});
   }
-  if (!st.isFile()) throw new InvalidArgumentError(`source ${source} is not a file (--type ${type})`);
+  if (!st.isFile()) throw new InvalidArgumentError(`source ${source} is not a file (type ${type})`, { optionNames: ['type'] });
   // tar-rafs takes a plain tar; compressed tars are detected either way, as users mix them up.
   // A plain tar (a first header with a valid checksum) is read straight into two reused buffers
   // (the tar reader and the builder keep no source bytes across reads); anything else streams
@@ -121,7 +121,7 @@ async function startsWithTarHeader(file: string): Promise<boolean> {
 
 export async function loadChunkDict(bootstrapPath: string): Promise<ChunkDict> {
   const bytes = await readFile(bootstrapPath).catch((err: NodeJS.ErrnoException) => {
-    throw new NotFoundError(`--chunk-dict ${bootstrapPath}: ${err.code === 'ENOENT' ? 'no such file' : err.message}`, { cause: err });
+    throw new NotFoundError(`chunkDict ${bootstrapPath}: ${err.code === 'ENOENT' ? 'no such file' : err.message}`, { cause: err, optionNames: ['chunkDict'] });
   });
   return ChunkDict.fromBootstrap(await BootstrapReader.open(bytes));
 }

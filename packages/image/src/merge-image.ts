@@ -22,7 +22,7 @@ export interface MergeImageOptions {
 export async function mergeImage(options: MergeImageOptions): Promise<{ bootstrap: string; blobIds: string[] }> {
   if (options.sources.length === 0) throw new InvalidArgumentError('image merge needs at least one source bootstrap');
   if (options.blobIds && options.blobIds.length !== options.sources.length) {
-    throw new InvalidArgumentError(`--blob-ids has ${options.blobIds.length} ids for ${options.sources.length} sources`);
+    throw new InvalidArgumentError(`blobIds has ${options.blobIds.length} ids for ${options.sources.length} sources`, { optionNames: ['blobIds'] });
   }
   await checkOutputFile(options.bootstrap, 'bootstrap');
   const layers = await Promise.all(

@@ -1,8 +1,8 @@
 import type { Readable } from 'node:stream';
 import { FormatError, InvalidArgumentError, NotFoundError, isIndexMediaType, noopLogger, throwIfAborted } from '@nydus-ts/core';
 import type { Descriptor, Digest, ImageIndex, ImageManifest, Logger, Platform } from '@nydus-ts/core';
-import type { Credentials } from './docker-config.js';
-import { dockerConfigCredentials, staticCredentials } from './docker-config.js';
+import { endpointFor } from './endpoint.js';
+import type { RegistryEndpoint } from './endpoint.js';
 import { parseImageLocation } from './image-location.js';
 import type { ImageSource, ImageTarget } from './image-store.js';
 import { Limiter } from './limiter.js';
@@ -11,19 +11,12 @@ import { formatPlatform, hostPlatform, parsePlatform, platformMatches } from './
 import { RegistryClient } from './registry-client.js';
 import type { ManifestData } from './registry-client.js';
 import { RegistryImageSource, RegistryImageTarget } from './registry-image-store.js';
-import type { MirrorOptions } from './registry-transport.js';
 import { RetryBudget, resolveRetryOptions, resolveTimeoutOptions, withRetry } from './retry.js';
 import type { RetryOptions, TimeoutOptions } from './retry.js';
 import { checkPushChunkSize } from './blob-upload.js';
 
-/** Connection settings for one side of a copy. */
-export interface CopySideOptions {
-  /** Allow plain HTTP and unverified TLS (`--source-insecure` / `--target-insecure`). */
-  insecure?: boolean;
-  /** Explicit credentials; otherwise docker's config file is consulted. */
-  credentials?: Credentials;
-  /** Mirrors tried before the origin for reads. */
-  mirrors?: Array<string | MirrorOptions>;
+/** One side of a copy: how to reach its registry (the host is the reference's), and its connection pool. */
+export interface CopySideOptions extends RegistryEndpoint {
   /** Keep-alive connections per host (default: concurrency + 2). */
   maxConnections?: number;
 }
@@ -48,8 +41,10 @@ export interface CopyImageOptions {
   source: string | ImageSource;
   /** Same forms; a registry target with neither tag nor digest is tagged `latest`. */
   target: string | ImageTarget;
-  sourceOptions?: CopySideOptions;
-  targetOptions?: CopySideOptions;
+  /** The source registry (for a registry reference). */
+  sourceRegistry?: CopySideOptions;
+  /** The target registry (for a registry reference). */
+  targetRegistry?: CopySideOptions;
   /**
    * For a multi-platform source: the platform whose manifest is copied (its manifest, not a
    * rewritten index). Default: the machine's platform. Ignored with `allPlatforms`.
@@ -74,8 +69,6 @@ export interface CopyImageOptions {
   retry?: RetryOptions;
   /** Connect and idle timeouts of every registry request (defaults 30 s / 60 s). */
   timeouts?: TimeoutOptions;
-  /** Docker config and proxy variables come from here (default process.env). */
-  env?: NodeJS.ProcessEnv;
   signal?: AbortSignal;
   logger?: Logger;
 }
@@ -113,23 +106,20 @@ interface ClientSettings {
   logger: Logger;
 }
 
-function openSource(spec: string | ImageSource, side: CopySideOptions, env: NodeJS.ProcessEnv, common: ClientSettings): { store: ImageSource; client?: RegistryClient } {
+function openSource(spec: string | ImageSource, side: CopySideOptions, common: ClientSettings): { store: ImageSource; client?: RegistryClient } {
   if (typeof spec !== 'string') return { store: spec };
   const loc = parseImageLocation(spec);
   if (loc.kind === 'oci-layout') return { store: new OciLayoutSource(loc.path, loc.tag) };
-  const client = makeClient(loc.reference.registry, side, env, common);
+  const client = makeClient(loc.reference.registry, side, 'sourceRegistry', common);
   return { store: new RegistryImageSource(client, loc.reference), client };
 }
 
-function makeClient(registry: string, side: CopySideOptions, env: NodeJS.ProcessEnv, common: ClientSettings): RegistryClient {
-  const fromConfig = dockerConfigCredentials(env);
+function makeClient(registry: string, side: CopySideOptions, option: string, common: ClientSettings): RegistryClient {
+  const { maxConnections, ...endpoint } = side;
   return new RegistryClient({
+    ...endpointFor(registry, endpoint, option),
     registry,
-    insecure: side.insecure ?? false,
-    mirrors: side.mirrors ?? [],
-    credentials: side.credentials ? staticCredentials(registry, side.credentials, fromConfig) : fromConfig,
-    env,
-    maxConnections: side.maxConnections ?? common.maxConnections,
+    maxConnections: maxConnections ?? common.maxConnections,
     retry: common.retry ?? {},
     ...(common.timeouts && { timeouts: common.timeouts }),
     logger: common.logger,
@@ -146,7 +136,6 @@ function makeClient(registry: string, side: CopySideOptions, env: NodeJS.Process
 export async function copyImage(options: CopyImageOptions): Promise<CopyImageResult> {
   const started = Date.now();
   const logger = options.logger ?? noopLogger;
-  const env = options.env ?? process.env;
   const concurrency = options.concurrency ?? 4;
   if (!Number.isInteger(concurrency) || concurrency < 1) throw new InvalidArgumentError(`concurrency must be a positive integer, got ${concurrency}`);
   const chunkSize = checkPushChunkSize(options.pushChunkSize ?? 0, 'pushChunkSize');
@@ -159,7 +148,7 @@ export async function copyImage(options: CopyImageOptions): Promise<CopyImageRes
   if (options.timeouts) resolveTimeoutOptions(options.timeouts); // bad values fail before any request
   const common: ClientSettings = { maxConnections: concurrency + 2, retry, logger, ...(options.timeouts && { timeouts: options.timeouts }) };
 
-  const src = openSource(options.source, options.sourceOptions ?? {}, env, common);
+  const src = openSource(options.source, options.sourceRegistry ?? {}, common);
   let target: ImageTarget;
   let targetClient: RegistryClient | undefined;
   if (typeof options.target === 'string') {
@@ -167,7 +156,7 @@ export async function copyImage(options: CopyImageOptions): Promise<CopyImageRes
     if (loc.kind === 'oci-layout') {
       target = new OciLayoutTarget(loc.path, loc.tag);
     } else {
-      targetClient = makeClient(loc.reference.registry, options.targetOptions ?? {}, env, common);
+      targetClient = makeClient(loc.reference.registry, options.targetRegistry ?? {}, 'targetRegistry', common);
       target = new RegistryImageTarget(targetClient, loc.reference, { chunkSize });
     }
   } else {
@@ -286,7 +275,7 @@ export async function copyImage(options: CopyImageOptions): Promise<CopyImageRes
       const chosen = candidates.find((d) => !d.artifactType && !d.platform?.['os.features']?.length) ?? candidates[0];
       if (!chosen) {
         const have = (index.manifests ?? []).map((d) => (d.platform ? formatPlatform(d.platform) : '?')).join(', ');
-        throw new NotFoundError(`${source.name} has no manifest for ${formatPlatform(platform)} (available: ${have}); use --platform or --all-platforms`);
+        throw new NotFoundError(`${source.name} has no manifest for ${formatPlatform(platform)} (available: ${have}); use platform or allPlatforms`, { optionNames: ['platform', 'allPlatforms'] });
       }
       platforms.push(formatPlatform(chosen.platform!));
       top = await source.getManifest(chosen, signal);

@@ -1,6 +1,4 @@
 import { readFile } from 'node:fs/promises';
-import { homedir } from 'node:os';
-import { join } from 'node:path';
 import { InvalidArgumentError, NydusError } from '@nydus-ts/core';
 import { dockerHubRegistry } from './reference.js';
 
@@ -19,13 +17,6 @@ interface DockerConfigFile {
   credHelpers?: Record<string, string>;
 }
 
-/** `user:pass` as given to `--source-creds`. */
-export function parseCredentials(value: string, flag = 'credentials'): Credentials {
-  const i = value.indexOf(':');
-  if (i <= 0) throw new InvalidArgumentError(`${flag}: expected USER:PASSWORD`);
-  return { username: value.slice(0, i), password: value.slice(i + 1) };
-}
-
 /** Strips scheme and path from an `auths` key: `https://index.docker.io/v1/` → `docker.io`. */
 export function normalizeAuthKey(key: string): string {
   let host = key.replace(/^[a-z]+:\/\//i, '');
@@ -34,12 +25,6 @@ export function normalizeAuthKey(key: string): string {
   host = host.toLowerCase();
   if (host === 'index.docker.io' || host === 'registry-1.docker.io') return dockerHubRegistry;
   return host;
-}
-
-/** Path of docker's config file: `$DOCKER_CONFIG/config.json` or `~/.docker/config.json`. */
-export function dockerConfigPath(env: NodeJS.ProcessEnv): string {
-  const dir = env.DOCKER_CONFIG ?? join(env.HOME ?? homedir(), '.docker');
-  return join(dir, 'config.json');
 }
 
 async function runCredentialHelper(helper: string, registry: string): Promise<Credentials | undefined> {
@@ -70,13 +55,12 @@ async function runCredentialHelper(helper: string, registry: string): Promise<Cr
 }
 
 /**
- * Credentials from docker's config file (`file`, default {@link dockerConfigPath}): `auths`
- * (base64 `auth`, `username`/`password`, `identitytoken`), then `credHelpers`/`credsStore`. A
- * missing file means anonymous.
+ * Credentials from a docker config file (`~/.docker/config.json` is the caller's to find):
+ * `auths` (base64 `auth`, `username`/`password`, `identitytoken`), then
+ * `credHelpers`/`credsStore`. A missing file means anonymous. Read once, on the first lookup.
  */
-export function dockerConfigCredentials(env: NodeJS.ProcessEnv = process.env, file?: string): CredentialsProvider {
+export function dockerConfigCredentials(path: string): CredentialsProvider {
   let loaded: Promise<DockerConfigFile | undefined> | undefined;
-  const path = file ?? dockerConfigPath(env);
   const load = (): Promise<DockerConfigFile | undefined> =>
     (loaded ??= readFile(path, 'utf8').then(
       (text) => {

@@ -2,7 +2,7 @@ export { parseReference, formatReference, registryEndpointHost, dockerHubRegistr
 export type { ImageReference } from './reference.js';
 export { parseImageLocation } from './image-location.js';
 export type { ImageLocation } from './image-location.js';
-export { dockerConfigCredentials, dockerConfigPath, normalizeAuthKey, parseCredentials, staticCredentials } from './docker-config.js';
+export { dockerConfigCredentials, normalizeAuthKey, staticCredentials } from './docker-config.js';
 export type { Credentials, CredentialsProvider } from './docker-config.js';
 export { parseWwwAuthenticate } from './www-authenticate.js';
 export type { AuthChallenge } from './www-authenticate.js';
@@ -23,7 +23,9 @@ export {
 } from './retry.js';
 export type { RetryOptions, ResolvedRetryOptions, TimeoutOptions, ResolvedTimeoutOptions } from './retry.js';
 export { RegistryTransport } from './registry-transport.js';
-export type { RegistryTransportOptions, MirrorOptions, RegistryRequest, RegistryReply, HttpMethod } from './registry-transport.js';
+export { endpointFor } from './endpoint.js';
+export type { RegistryEndpoint, MirrorOptions, ProxyOptions } from './endpoint.js';
+export type { RegistryTransportOptions, RegistryRequest, RegistryReply, HttpMethod } from './registry-transport.js';
 export { RegistryClient } from './registry-client.js';
 export type { Fetcher, Pusher, ManifestStore } from './capabilities.js';
 export type { RegistryClientOptions, ManifestData, PushBlobOptions, UploadOptions, SignalOptions, FetchOptions, BudgetOptions } from './registry-client.js';

@@ -4,7 +4,9 @@ import type { Dispatcher } from 'undici';
 import { CancelledError, InvalidArgumentError, noopLogger } from '@nydus-ts/core';
 import type { Logger } from '@nydus-ts/core';
 import { Authorizer } from './authorizer.js';
-import type { Credentials, CredentialsProvider } from './docker-config.js';
+import type { CredentialsProvider } from './docker-config.js';
+import type { RegistryEndpoint } from './endpoint.js';
+import { rootCertificates } from 'node:tls';
 import { RegistryConnectionError, RegistryResponseError, redactUrl } from './errors.js';
 import { discardBody, readErrorBody } from './http-body.js';
 import { registryEndpointHost } from './reference.js';
@@ -12,28 +14,10 @@ import { RetryBudget, isRetryableStatus, parseRetryAfter, resolveRetryOptions, r
 import type { ResolvedRetryOptions, ResolvedTimeoutOptions, RetryOptions, TimeoutOptions } from './retry.js';
 import { parseWwwAuthenticate } from './www-authenticate.js';
 
-/** A host tried before the origin for pulls (a pull-through cache or a P2P distributor such as Dragonfly). */
-export interface MirrorOptions {
-  /** Base URL, e.g. `http://127.0.0.1:65001`; requests go to `<url>/v2/...?ns=<registry>`. */
-  url: string;
-  /** Skip TLS verification for this mirror. */
-  insecure?: boolean;
-}
-
-export interface RegistryTransportOptions {
+/** A registry endpoint (TLS policy, credentials, mirrors, proxy, CA) plus connection settings. */
+export interface RegistryTransportOptions extends Omit<RegistryEndpoint, 'host'> {
   /** Registry name as in references: `docker.io`, `127.0.0.1:5000`. */
   registry: string;
-  /**
-   * Allow plain HTTP and unverified TLS: HTTPS (without certificate checks) is tried first and
-   * HTTP used if the host does not speak TLS.
-   */
-  insecure?: boolean;
-  /** Mirrors tried in order before the origin for manifest and blob reads. */
-  mirrors?: Array<string | MirrorOptions>;
-  /** Fixed credentials for this registry, or a lookup (e.g. {@link dockerConfigCredentials}). */
-  credentials?: Credentials | CredentialsProvider;
-  /** Proxy variables (`HTTPS_PROXY`, `HTTP_PROXY`, `NO_PROXY`) are read from here (default process.env). */
-  env?: NodeJS.ProcessEnv;
   /** Keep-alive connections per origin (default 8). */
   maxConnections?: number;
   /** Retries of failed requests: tries, backoff (see {@link RetryOptions}). */
@@ -103,23 +87,37 @@ function header(headers: Record<string, string | string[] | undefined>, name: st
   return Array.isArray(v) ? v[0] : v;
 }
 
+function proxySettings(proxy: RegistryEndpoint['proxy']): { http?: string; https?: string; noProxy?: string } {
+  if (proxy === undefined) return {};
+  const p = typeof proxy === 'string' ? { http: proxy, https: proxy } : proxy;
+  for (const url of [p.http, p.https]) {
+    if (url === undefined) continue;
+    try {
+      new URL(url);
+    } catch {
+      throw new InvalidArgumentError(`proxy "${url}" is not a URL (expected e.g. http://127.0.0.1:3128)`);
+    }
+  }
+  return p;
+}
+
 function createDispatcher(options: RegistryTransportOptions, timeouts: ResolvedTimeoutOptions, insecure: boolean): Dispatcher {
-  const env = options.env ?? process.env;
   const connections = options.maxConnections ?? 8;
   // Nothing is verified when insecure, so no CA store either: an empty `ca` keeps Node from
   // building its root certificate store (~30-40 ms of CPU on the first TLS connection, which
   // the HTTPS probe of a plain-HTTP registry would otherwise pay).
-  const tls = insecure ? { rejectUnauthorized: false, ca: [] } : {};
+  const extraCa = options.ca === undefined ? [] : Array.isArray(options.ca) ? options.ca : [options.ca];
+  const tls = insecure ? { rejectUnauthorized: false, ca: [] } : extraCa.length > 0 ? { ca: [...rootCertificates, ...extraCa] } : {};
   const connect = { ...tls, timeout: timeouts.connectMs };
   const idle = { headersTimeout: timeouts.idleMs, bodyTimeout: timeouts.idleMs };
-  const httpsProxy = env.HTTPS_PROXY ?? env.https_proxy;
-  const httpProxy = env.HTTP_PROXY ?? env.http_proxy;
+  const proxy = proxySettings(options.proxy);
   const { Agent, EnvHttpProxyAgent, interceptors } = lazyUndici();
-  const base: Dispatcher = httpsProxy || httpProxy
+  const base: Dispatcher = proxy.http || proxy.https
     ? new EnvHttpProxyAgent({
-        httpProxy,
-        httpsProxy,
-        noProxy: env.NO_PROXY ?? env.no_proxy,
+        // Empty rather than undefined: undici would read the proxy variables for a missing one.
+        httpProxy: proxy.http ?? '',
+        httpsProxy: proxy.https ?? '',
+        noProxy: proxy.noProxy ?? '',
         connections,
         connect,
         requestTls: tls,

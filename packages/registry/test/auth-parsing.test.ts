@@ -8,7 +8,6 @@ import {
   isRetryableError,
   mergeScopes,
   normalizeAuthKey,
-  parseCredentials,
   parseRetryAfter,
   parseWwwAuthenticate,
   redactUrl,
@@ -66,23 +65,21 @@ describe('docker config credentials', () => {
           'quay.io': { username: 'q', password: 'qp' },
         },
       }));
-      const creds = dockerConfigCredentials({ DOCKER_CONFIG: dir });
+      const creds = dockerConfigCredentials(join(dir, 'config.json'));
       expect(await creds('docker.io')).toEqual({ username: 'hubuser', password: 'hub:pass' });
       expect(await creds('127.0.0.1:5000')).toEqual({ username: 'local', password: 'pw' });
       expect(await creds('ghcr.io')).toEqual({ identityToken: 'refresh-me', username: 'x' });
       expect(await creds('quay.io')).toEqual({ username: 'q', password: 'qp' });
       expect(await creds('other.io')).toBeUndefined();
-      expect(await dockerConfigCredentials({ DOCKER_CONFIG: join(dir, 'none') })('docker.io')).toBeUndefined();
+      expect(await dockerConfigCredentials(join(dir, 'none', 'config.json'))('docker.io')).toBeUndefined();
       await writeFile(join(dir, 'config.json'), '{not json');
-      await expect(dockerConfigCredentials({ DOCKER_CONFIG: dir })('docker.io')).rejects.toThrow(/invalid JSON/);
+      await expect(dockerConfigCredentials(join(dir, 'config.json'))('docker.io')).rejects.toThrow(/invalid JSON/);
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
   });
-  it('normalises auth keys and parses user:pass', () => {
+  it('normalises auth keys', () => {
     expect(normalizeAuthKey('https://registry-1.docker.io/v2/')).toBe('docker.io');
     expect(normalizeAuthKey('HTTP://Example.com:5000/x')).toBe('example.com:5000');
-    expect(parseCredentials('a:b:c')).toEqual({ username: 'a', password: 'b:c' });
-    expect(() => parseCredentials('nocolon', '--source-creds')).toThrow(/--source-creds: expected USER:PASSWORD/);
   });
 });

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isNydusError } from '@nydus-ts/core';
-import { RegistryClient, RegistryResponseError, copyImage } from '../src/index.js';
+import { RegistryClient, RegistryResponseError, copyImage, dockerConfigCredentials } from '../src/index.js';
 import { pushGeneratedImage, startFaultProxy, startRegistry } from '../src/testing/index.js';
 import type { TestRegistry } from '../src/testing/index.js';
 
@@ -24,13 +24,14 @@ describe('htpasswd basic auth', () => {
     const img = await pushGeneratedImage(client, 'auth/app', { tag: 'v1', layers: [{ size: 50_000 }, { size: 20_000 }] });
     await client.close();
     const creds = { username: 'alice', password: 's3cret:with:colons' };
-    const r = await copyImage({ source: `${reg.host}/auth/app:v1`, target: `${reg.host}/auth/copy:v1`, sourceOptions: { insecure: true, credentials: creds }, targetOptions: { insecure: true, credentials: creds }, env: {} });
+    const r = await copyImage({ source: `${reg.host}/auth/app:v1`, target: `${reg.host}/auth/copy:v1`, sourceRegistry: { insecure: true, credentials: creds }, targetRegistry: { insecure: true, credentials: creds } });
     expect(r.digest).toBe(img.manifest.descriptor.digest);
   });
 
-  it('takes credentials from DOCKER_CONFIG', async () => {
+  it('takes credentials from a docker config file', async () => {
     await writeFile(join(configDir, 'config.json'), JSON.stringify({ auths: { [reg.host]: { auth: Buffer.from('alice:s3cret:with:colons').toString('base64') } } }));
-    const r = await copyImage({ source: `${reg.host}/auth/app:v1`, target: `${reg.host}/auth/cfg:v1`, sourceOptions: { insecure: true }, targetOptions: { insecure: true }, env: { DOCKER_CONFIG: configDir } });
+    const fromConfig = dockerConfigCredentials(join(configDir, 'config.json'));
+    const r = await copyImage({ source: `${reg.host}/auth/app:v1`, target: `${reg.host}/auth/cfg:v1`, sourceRegistry: { insecure: true, credentials: fromConfig }, targetRegistry: { insecure: true, credentials: fromConfig } });
     expect(r.blobs.total).toBe(3);
   });
 
@@ -63,7 +64,7 @@ describe('htpasswd basic auth', () => {
     expect((err as RegistryResponseError).status).toBe(401);
     expect(String((err as Error).message)).toMatch(/GET http:\/\/127\.0\.0\.1:\d+\/v2\/auth\/app\/manifests\/v1 returned 401.*check the credentials/);
     expect(String((err as Error).message)).not.toContain('wrong');
-    const anon = await copyImage({ source: `${reg.host}/auth/app:v1`, target: `${reg.host}/auth/x:v1`, sourceOptions: { insecure: true }, targetOptions: { insecure: true }, env: {} }).catch((e: unknown) => e);
+    const anon = await copyImage({ source: `${reg.host}/auth/app:v1`, target: `${reg.host}/auth/x:v1`, sourceRegistry: { insecure: true }, targetRegistry: { insecure: true } }).catch((e: unknown) => e);
     expect(isNydusError(anon, 'UNAUTHENTICATED')).toBe(true);
   });
 });
@@ -86,7 +87,7 @@ describe('bearer token auth', () => {
     // createUpload/putManifest all need repository:tok/app:pull,push: one token serves them all.
     expect(ts.requests.filter((r) => r.granted).map((r) => r.scopes.join(' '))).toEqual(['repository:tok/app:pull,push']);
     ts.requests.length = 0;
-    const r = await copyImage({ source: `${reg.host}/tok/app:v1`, target: `${reg.host}/tok/copy:v1`, sourceOptions: { insecure: true, credentials: creds }, targetOptions: { insecure: true, credentials: creds }, env: {} });
+    const r = await copyImage({ source: `${reg.host}/tok/app:v1`, target: `${reg.host}/tok/copy:v1`, sourceRegistry: { insecure: true, credentials: creds }, targetRegistry: { insecure: true, credentials: creds } });
     expect(r.digest).toBe(img.manifest.descriptor.digest);
     expect(r.blobs.mounted).toBe(4);
     // pull token for the source, a push+mount token for the target; not one per blob.

@@ -36,7 +36,7 @@ afterAll(async () => {
   if (tmp) await rm(tmp, { recursive: true, force: true });
 });
 
-const insecure = { sourceOptions: { insecure: true }, targetOptions: { insecure: true }, env: {} };
+const insecure = { sourceRegistry: { insecure: true }, targetRegistry: { insecure: true } };
 
 async function skopeoInspect(ref: string, raw = false): Promise<string> {
   const { stdout } = await run('skopeo', ['inspect', ...(raw ? ['--raw'] : []), '--tls-verify=false', ref]);

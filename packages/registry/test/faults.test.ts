@@ -32,10 +32,9 @@ function copy(target: string, extra: { pushChunkSize?: number } = {}) {
   return copyImage({
     source: `${srcProxy.host}/fault/app:v1`,
     target: `${dstProxy.host}/${target}`,
-    sourceOptions: { insecure: true },
-    targetOptions: { insecure: true },
+    sourceRegistry: { insecure: true },
+    targetRegistry: { insecure: true },
     retry: fast,
-    env: {},
     ...extra,
   });
 }

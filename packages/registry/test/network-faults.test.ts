@@ -35,11 +35,10 @@ function copy(target: string, extra: { retry?: typeof fast } = {}) {
   return copyImage({
     source: `${srcProxy.host}/net/app:v1`,
     target: `${dstProxy.host}/${target}`,
-    sourceOptions: { insecure: true },
-    targetOptions: { insecure: true },
+    sourceRegistry: { insecure: true },
+    targetRegistry: { insecure: true },
     retry: extra.retry ?? fast,
     timeouts: small,
-    env: {},
   });
 }
 

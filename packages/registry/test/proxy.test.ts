@@ -59,7 +59,7 @@ describe('proxy environment variables', () => {
   });
 
   it('sends registry traffic through HTTP_PROXY', async () => {
-    const client = new RegistryClient({ registry: registry.host, insecure: true, env: { HTTP_PROXY: proxy.url, HTTPS_PROXY: proxy.url } });
+    const client = new RegistryClient({ registry: registry.host, insecure: true, proxy: proxy.url });
     try {
       const img = await pushGeneratedImage(client, 'proxied/app', { tag: 'v1', layers: [{ size: 100_000 }] });
       const got = await client.getManifest('proxied/app', 'v1');
@@ -76,7 +76,7 @@ describe('proxy environment variables', () => {
 
   it('goes direct for hosts listed in NO_PROXY', async () => {
     const before = proxy.requests.length;
-    const client = new RegistryClient({ registry: registry.host, insecure: true, env: { HTTP_PROXY: proxy.url, HTTPS_PROXY: proxy.url, NO_PROXY: '127.0.0.1' } });
+    const client = new RegistryClient({ registry: registry.host, insecure: true, proxy: { http: proxy.url, https: proxy.url, noProxy: '127.0.0.1' } });
     try {
       await client.getManifest('proxied/app', 'v1');
     } finally {

@@ -1,3 +1,5 @@
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isNydusError } from '@nydus-ts/core';
 import { RegistryClient, copyImage } from '../src/index.js';
@@ -30,7 +32,7 @@ describe('transport security', () => {
   });
 
   it('with insecure, uses HTTPS without verification when offered and plain HTTP otherwise', async () => {
-    const r = await copyImage({ source: `${plain.host}/tls/app:v1`, target: `${tls.host}/tls/app:v1`, sourceOptions: { insecure: true }, targetOptions: { insecure: true }, env: {} });
+    const r = await copyImage({ source: `${plain.host}/tls/app:v1`, target: `${tls.host}/tls/app:v1`, sourceRegistry: { insecure: true }, targetRegistry: { insecure: true } });
     expect(r.digest).toBe(img.manifest.descriptor.digest);
     const c = new RegistryClient({ registry: tls.host, insecure: true });
     expect(await c.transport.originBase()).toBe(`https://${tls.host}`);
@@ -39,7 +41,23 @@ describe('transport security', () => {
     const p = new RegistryClient({ registry: plain.host, insecure: true });
     expect(await p.transport.originBase()).toBe(`http://${plain.host}`);
     await p.close();
-    const noFlag = await copyImage({ source: `${plain.host}/tls/app:v1`, target: `${tls.host}/tls/other:v1`, sourceOptions: { insecure: true }, env: {}, retry: { attempts: 1 } }).catch((e: unknown) => e);
+    const noFlag = await copyImage({ source: `${plain.host}/tls/app:v1`, target: `${tls.host}/tls/other:v1`, sourceRegistry: { insecure: true }, retry: { attempts: 1 } }).catch((e: unknown) => e);
     expect(isNydusError(noFlag, 'UNAVAILABLE')).toBe(true);
+  });
+
+  it('verifies TLS against a CA given with the endpoint', async () => {
+    // The test registry's self-signed certificate is its own CA.
+    const ca = await readFile(join(tls.dir, 'tls.crt'));
+    const r = await copyImage({ source: `${plain.host}/tls/app:v1`, target: `${tls.host}/tls/ca:v1`, sourceRegistry: { insecure: true }, targetRegistry: { ca } });
+    expect(r.digest).toBe(img.manifest.descriptor.digest);
+    const c = new RegistryClient({ registry: tls.host, ca: [ca.toString('utf8')] });
+    expect((await c.getManifest('tls/ca', 'v1')).descriptor.digest).toBe(img.manifest.descriptor.digest);
+    await c.close();
+  });
+
+  it('refuses an endpoint configured for another registry', async () => {
+    const err = await copyImage({ source: `${plain.host}/tls/app:v1`, target: `${tls.host}/tls/x:v1`, sourceRegistry: { host: tls.host, insecure: true } }).catch((e: unknown) => e);
+    expect(isNydusError(err, 'INVALID_ARGUMENT')).toBe(true);
+    expect(String(err)).toContain(`sourceRegistry.host is "${tls.host}" but the image reference names registry "${plain.host}"`);
   });
 });

@@ -25,7 +25,7 @@ for (const withCredentials of [true, false]) {
       const registryOptions = { auth: 'htpasswd' as const, users: { [user.username]: user.password } };
       // (the file is written once the registry's address is known; it is read when a daemon config is made)
       env = await startTestEnv(
-        { daemon: { command: [process.execPath, appBin('nydusd-ts')] }, ...(withCredentials && { credentials: (registry: string) => dockerConfigCredentials({}, credsFile)(registry) }) },
+        { daemon: { command: [process.execPath, appBin('nydusd-ts')] }, ...(withCredentials && { credentials: (registry: string) => dockerConfigCredentials(credsFile)(registry) }) },
         registryOptions,
       );
       credsFile = path.join(env.work, 'auth.json');
@@ -36,8 +36,8 @@ for (const withCredentials of [true, false]) {
       const layer = await buildLayer(rootfs, path.join(env.work, 'l.tgz'));
       const oci = await pushImage({ registry: env.registry.host, repository: 'auth/busybox', tag: 'oci', layers: [layer], credentials: user });
       ref = `${env.registry.host}/auth/busybox:native`;
-      const creds = `${user.username}:${user.password}`;
-      await convertImage({ source: oci.ref, target: ref, sourceInsecure: true, targetInsecure: true, sourceCreds: creds, targetCreds: creds });
+      const creds = { username: user.username, password: user.password };
+      await convertImage({ source: oci.ref, target: ref, sourceRegistry: { insecure: true, credentials: creds }, targetRegistry: { insecure: true, credentials: creds } });
       await lazyPull({ address: env.containerd.address, snapshotter: SNAPSHOTTER, ref, plainHttp: true, credentials: user });
     });
 

@@ -33,8 +33,8 @@ async function prepareImages(env: TestEnv): Promise<{ oci: string; native: strin
   const pushed = await pushImage({ registry: env.registry.host, repository: 'nydus/busybox', tag: 'oci', layers, config: { cmd: ['/bin/sh'] } });
   const native = `${env.registry.host}/nydus/busybox:native`;
   const zran = `${env.registry.host}/nydus/busybox:zran`;
-  await convertImage({ source: pushed.ref, target: native, sourceInsecure: true, targetInsecure: true });
-  await convertImage({ source: pushed.ref, target: zran, sourceInsecure: true, targetInsecure: true, ociRef: true });
+  await convertImage({ source: pushed.ref, target: native, sourceRegistry: { insecure: true }, targetRegistry: { insecure: true } });
+  await convertImage({ source: pushed.ref, target: zran, sourceRegistry: { insecure: true }, targetRegistry: { insecure: true }, ociRef: true });
   return { oci: pushed.ref, native, zran, blobBytes: layers.reduce((a, l) => a + l.size, 0), ociLayers: layers.map((l) => l.digest) };
 }
 

@@ -2,8 +2,9 @@ import type { Command } from 'commander';
 import { InvalidArgumentError, NydusError, createConsoleLogger } from '@nydus-ts/core';
 import { checkConvertedImage, parseArchiveLocation } from '@nydus-ts/converter';
 import type { CheckConvertedImageOptions, CheckReport } from '@nydus-ts/converter';
-import { parseCredentials, parseImageLocation, parsePlatform } from '@nydus-ts/registry';
+import { parseImageLocation, parsePlatform } from '@nydus-ts/registry';
 import type { CliIo } from '../io.js';
+import { registryEndpointFromFlags } from '../registry-endpoint.js';
 import { addRegistrySideOptions, addTimeoutOptions, checkOutputJson, parseTimeoutFlags, writeJsonFile } from '../shared-options.js';
 import type { TimeoutFlags } from '../shared-options.js';
 import { writeLine } from '../io.js';
@@ -26,29 +27,31 @@ export interface CheckFlags extends TimeoutFlags {
 }
 
 /** Validates flags into the library's options (INVALID_ARGUMENT before any network traffic). */
-export function parseCheckFlags(flags: CheckFlags): CheckConvertedImageOptions {
+export function parseCheckFlags(flags: CheckFlags, env: NodeJS.ProcessEnv = {}): CheckConvertedImageOptions {
   if (!flags.source) throw new InvalidArgumentError('--source is required');
   if (!flags.target) throw new InvalidArgumentError('--target is required');
-  const sourceIsRegistry = parseArchiveLocation(flags.source) === undefined && parseImageLocation(flags.source).kind === 'registry';
+  const sourceLocation = parseArchiveLocation(flags.source) === undefined ? parseImageLocation(flags.source) : undefined;
+  const sourceIsRegistry = sourceLocation?.kind === 'registry';
   if (!sourceIsRegistry && (flags.sourceInsecure || flags.sourceCreds !== undefined)) {
     throw new InvalidArgumentError('--source-insecure/--source-creds apply to registries, not to oci:, oci-archive: or docker-archive: sources');
   }
-  if (parseImageLocation(flags.target).kind !== 'registry' || parseArchiveLocation(flags.target) !== undefined) {
+  const targetLocation = parseImageLocation(flags.target);
+  if (targetLocation.kind !== 'registry' || parseArchiveLocation(flags.target) !== undefined) {
     throw new InvalidArgumentError(`--target ${flags.target}: the Nydus image must be in a registry`);
   }
   const options: CheckConvertedImageOptions = {
     source: flags.source,
     target: flags.target,
-    sourceInsecure: flags.sourceInsecure ?? false,
-    targetInsecure: flags.targetInsecure ?? false,
+    ...(sourceLocation?.kind === 'registry' && {
+      sourceRegistry: registryEndpointFromFlags({ registry: sourceLocation.reference.registry, insecure: flags.sourceInsecure ?? false, ...(flags.sourceCreds !== undefined && { creds: flags.sourceCreds }), credsFlag: '--source-creds' }, env),
+    }),
+    targetRegistry: registryEndpointFromFlags({ registry: targetLocation.reference.registry, insecure: flags.targetInsecure ?? false, ...(flags.targetCreds !== undefined && { creds: flags.targetCreds }), credsFlag: '--target-creds' }, env),
     verifyBlobs: flags.verifyBlobs ?? false,
     concurrency: flags.concurrency === undefined ? 8 : parsePositiveInt(flags.concurrency, '--concurrency'),
   };
   if (flags.platform !== undefined) options.platform = parsePlatform(flags.platform);
   const timeouts = parseTimeoutFlags(flags);
   if (timeouts) options.timeouts = timeouts;
-  if (flags.sourceCreds !== undefined) options.sourceCreds = parseCredentials(flags.sourceCreds, '--source-creds');
-  if (flags.targetCreds !== undefined) options.targetCreds = parseCredentials(flags.targetCreds, '--target-creds');
   return options;
 }
 
@@ -72,11 +75,10 @@ export const registerCheckCommand: CommandRegistrar = (program: Command, io: Cli
     .option('-J, --output-json <file>', 'write the report as JSON here')
     .action(async (flags: CheckFlags) => {
       baselineWasmOnly();
-      const options = parseCheckFlags(flags);
+      const options = parseCheckFlags(flags, io.env);
       await checkOutputJson(flags.outputJson);
       const report = await checkConvertedImage({
         ...options,
-        env: io.env,
         ...(io.signal && { signal: io.signal }),
         logger: createConsoleLogger({ level: 'warn', write: (line) => writeLine(io.stderr, line) }),
       });

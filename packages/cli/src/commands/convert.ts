@@ -6,6 +6,8 @@ import { convertImage, resolveConvertImageOptions } from '@nydus-ts/converter';
 import type { ConvertImageOptions, ConvertImageResult, ConvertProgressEvent } from '@nydus-ts/converter';
 import { CHUNK_COMPRESSORS, CHUNK_DIGESTERS } from '@nydus-ts/format';
 import type { CliIo } from '../io.js';
+import { registryEndpointFromFlags } from '../registry-endpoint.js';
+import { parseImageLocation } from '@nydus-ts/registry';
 import { addRegistrySideOptions, addTimeoutOptions, checkOutputJson, parseTimeoutFlags, writeJsonFile } from '../shared-options.js';
 import type { TimeoutFlags } from '../shared-options.js';
 import { writeLine } from '../io.js';
@@ -51,8 +53,8 @@ export function parsePrefetchPatterns(text: string, file: string): string[] {
   return out;
 }
 
-/** Validates flags into the library's options (everything but progress, logger, env). */
-export async function parseConvertFlags(flags: ConvertFlags, cwd: string): Promise<ConvertImageOptions> {
+/** Validates flags into the library's options (everything but progress and logger); registry endpoints and the workers default also from `env`. */
+export async function parseConvertFlags(flags: ConvertFlags, cwd: string, env: NodeJS.ProcessEnv = {}): Promise<ConvertImageOptions> {
   if (!flags.source) throw new InvalidArgumentError('--source is required');
   if (!flags.target) throw new InvalidArgumentError('--target is required');
   if (flags.platform !== undefined && flags.allPlatforms) throw new InvalidArgumentError('--platform and --all-platforms cannot be used together');
@@ -68,20 +70,28 @@ export async function parseConvertFlags(flags: ConvertFlags, cwd: string): Promi
     mergeManifest: flags.mergeManifest ?? false,
     oci: flags.oci ?? false,
     ociRef: flags.ociRef ?? false,
-    sourceInsecure: flags.sourceInsecure ?? false,
-    targetInsecure: flags.targetInsecure ?? false,
   };
+  // Registry endpoints: a source reference that is not a registry one (oci:, archives, dir:) needs none.
+  const registryOf = (spec: string): string | undefined => {
+    if (/^(oci|oci-archive|docker-archive|dir):/.test(spec)) return undefined;
+    const loc = parseImageLocation(spec);
+    return loc.kind === 'registry' ? loc.reference.registry : undefined;
+  };
+  const sourceRegistry = registryOf(flags.source);
+  options.sourceRegistry = registryEndpointFromFlags({ ...(sourceRegistry !== undefined && { registry: sourceRegistry }), insecure: flags.sourceInsecure ?? false, ...(flags.sourceCreds !== undefined && { creds: flags.sourceCreds }), credsFlag: '--source-creds' }, env);
+  const targetRegistry = registryOf(flags.target);
+  options.targetRegistry = registryEndpointFromFlags({ ...(targetRegistry !== undefined && { registry: targetRegistry }), insecure: flags.targetInsecure ?? false, ...(flags.targetCreds !== undefined && { creds: flags.targetCreds }), credsFlag: '--target-creds' }, env);
   if (flags.keepSourceManifests) {
     if (!flags.mergePlatform && !flags.mergeManifest) throw new InvalidArgumentError('--keep-source-manifests applies to --merge-platform and --merge-manifest (the form of the merged index)');
     options.keepSourceManifests = true;
   }
   const timeouts = parseTimeoutFlags(flags);
   if (timeouts) options.timeouts = timeouts;
-  if (flags.workers !== undefined) options.workers = flags.workers;
+  const envWorkers = env.NYDUS_TS_CONVERT_WORKERS;
+  const workers = flags.workers ?? (envWorkers === '1' ? true : envWorkers === '0' ? false : undefined);
+  if (workers !== undefined) options.workers = workers;
   if (flags.platform !== undefined) options.platform = flags.platform;
   if (flags.chunkDict !== undefined) options.chunkDict = flags.chunkDict;
-  if (flags.sourceCreds !== undefined) options.sourceCreds = flags.sourceCreds;
-  if (flags.targetCreds !== undefined) options.targetCreds = flags.targetCreds;
   if (flags.prefetchPatterns !== undefined) {
     const file = path.resolve(cwd, flags.prefetchPatterns);
     const text = await readFile(file, 'utf8').catch((err: NodeJS.ErrnoException) => {
@@ -142,11 +152,10 @@ export const registerConvertCommand: CommandRegistrar = (program: Command, io: C
     .option('-J, --output-json <file>', 'write a JSON report here')
     .action(async (flags: ConvertFlags) => {
       baselineWasmOnly();
-      const options = await parseConvertFlags(flags, io.cwd);
+      const options = await parseConvertFlags(flags, io.cwd, io.env);
       await checkOutputJson(flags.outputJson && path.resolve(io.cwd, flags.outputJson));
       const result = await convertImage({
         ...options,
-        env: io.env,
         ...(io.signal && { signal: io.signal }),
         logger: createConsoleLogger({ level: 'warn', write: (line) => writeLine(io.stderr, line) }),
         onProgress: progressPrinter(io),

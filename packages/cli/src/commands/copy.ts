@@ -3,9 +3,10 @@ import { baselineWasmOnly } from '../v8-flags.js';
 import { runInNewContext } from 'node:vm';
 import type { Command } from 'commander';
 import { InvalidArgumentError, createConsoleLogger, noopLogger } from '@nydus-ts/core';
-import { checkPushChunkSize, copyImage, parseCredentials, parseImageLocation, parsePlatform } from '@nydus-ts/registry';
+import { checkPushChunkSize, copyImage, parseImageLocation, parsePlatform } from '@nydus-ts/registry';
 import type { CopyImageOptions, CopyImageResult, CopyProgressEvent, CopySideOptions } from '@nydus-ts/registry';
 import type { CliIo } from '../io.js';
+import { registryEndpointFromFlags } from '../registry-endpoint.js';
 import { addRegistrySideOptions, addTimeoutOptions, checkOutputJson, parseTimeoutFlags, writeJsonFile } from '../shared-options.js';
 import type { TimeoutFlags } from '../shared-options.js';
 import { writeLine } from '../io.js';
@@ -28,8 +29,8 @@ export interface CopyFlags extends TimeoutFlags {
   outputJson?: string;
 }
 
-/** Validates flags into the library's options (everything but progress, logger and env). */
-export function parseCopyFlags(flags: CopyFlags): CopyImageOptions {
+/** Validates flags into the library's options (everything but progress and logger); registry endpoints also from `env`. */
+export function parseCopyFlags(flags: CopyFlags, env: NodeJS.ProcessEnv = {}): CopyImageOptions {
   if (!flags.source) throw new InvalidArgumentError('--source is required');
   if (!flags.target) throw new InvalidArgumentError('--target is required');
   if (flags.platform !== undefined && flags.allPlatforms) {
@@ -38,20 +39,18 @@ export function parseCopyFlags(flags: CopyFlags): CopyImageOptions {
   // Parse both locations now so a typo fails before any network traffic.
   const src = parseImageLocation(flags.source);
   const dst = parseImageLocation(flags.target);
-  const side = (insecure: boolean | undefined, creds: string | undefined, flag: string, mirrors: string[] | undefined, isRegistry: boolean): CopySideOptions => {
-    if (!isRegistry && (insecure || creds || mirrors?.length)) {
-      throw new InvalidArgumentError(`--${flag}-insecure/--${flag}-creds/--${flag}-mirror apply to registries, not oci: layouts`);
+  const side = (insecure: boolean | undefined, creds: string | undefined, flag: string, mirrors: string[] | undefined, loc: typeof src): CopySideOptions => {
+    if (loc.kind !== 'registry') {
+      if (insecure || creds || mirrors?.length) throw new InvalidArgumentError(`--${flag}-insecure/--${flag}-creds/--${flag}-mirror apply to registries, not oci: layouts`);
+      return {};
     }
-    const o: CopySideOptions = { insecure: insecure ?? false };
-    if (creds !== undefined) o.credentials = parseCredentials(creds, `--${flag}-creds`);
-    if (mirrors?.length) o.mirrors = mirrors;
-    return o;
+    return registryEndpointFromFlags({ registry: loc.reference.registry, insecure, creds, credsFlag: `--${flag}-creds`, mirrors }, env);
   };
   const options: CopyImageOptions = {
     source: flags.source,
     target: flags.target,
-    sourceOptions: side(flags.sourceInsecure, flags.sourceCreds, 'source', flags.sourceMirror, src.kind === 'registry'),
-    targetOptions: side(flags.targetInsecure, flags.targetCreds, 'target', undefined, dst.kind === 'registry'),
+    sourceRegistry: side(flags.sourceInsecure, flags.sourceCreds, 'source', flags.sourceMirror, src),
+    targetRegistry: side(flags.targetInsecure, flags.targetCreds, 'target', undefined, dst),
     allPlatforms: flags.allPlatforms ?? false,
     pushChunkSize: flags.pushChunkSize === undefined ? 0 : checkPushChunkSize(parseByteSize(flags.pushChunkSize, '--push-chunk-size'), '--push-chunk-size'),
     concurrency: flags.concurrency === undefined ? 4 : parsePositiveInt(flags.concurrency, '--concurrency'),
@@ -189,7 +188,7 @@ export const registerCopyCommand: CommandRegistrar = (program: Command, io: CliI
     .option('--concurrency <n>', 'blobs transferred at once', '4')
     .option('-J, --output-json <file>', 'write a JSON summary here')
     .action(async (flags: CopyFlags) => {
-      const options = parseCopyFlags(flags);
+      const options = parseCopyFlags(flags, io.env);
       await checkOutputJson(flags.outputJson);
       const tty = io.stderr.isTTY === true;
       const view = tty ? new ProgressView(io.stderr) : undefined;
@@ -199,7 +198,6 @@ export const registerCopyCommand: CommandRegistrar = (program: Command, io: CliI
       const result = await copyImage({
         ...options,
         extraBlobs: originalLayersOfRefImage,
-        env: io.env,
         ...(io.signal && { signal: io.signal }),
         logger: tty ? noopLogger : createConsoleLogger({ level: 'warn', write: (line) => writeLine(io.stderr, line) }),
         ...(listeners.length > 0 && { onProgress: (e: CopyProgressEvent) => listeners.forEach((f) => f(e)) }),

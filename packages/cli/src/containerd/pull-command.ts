@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { InvalidArgumentError, createConsoleLogger } from '@nydus-ts/core';
-import { dockerConfigCredentials, parseCredentials, parsePlatform } from '@nydus-ts/registry';
+import { dockerConfigCredentials, parsePlatform } from '@nydus-ts/registry';
+import { dockerConfigPath, parseCredentials } from '../registry-endpoint.js';
 import type { LazyPullOptions } from '@nydus-ts/snapshotter/pull';
 import type { CliIo } from '../io.js';
 import { writeLine } from '../io.js';
@@ -29,7 +30,7 @@ export function parsePullFlags(ref: string | undefined, flags: PullFlags, io: Cl
     ref,
     namespace: flags.namespace ?? 'default',
     plainHttp: flags.plainHttp ?? false,
-    credentials: flags.creds !== undefined ? parseCredentials(flags.creds, '--creds') : dockerConfigCredentials(io.env),
+    credentials: flags.creds !== undefined ? parseCredentials(flags.creds, '--creds') : dockerConfigCredentials(dockerConfigPath(io.env)),
   };
   if (flags.platform !== undefined) options.platform = parsePlatform(flags.platform);
   if (flags.nydus !== undefined) options.preferNydus = flags.nydus;

@@ -4,6 +4,7 @@ import type { CliIo } from '../io.js';
 import { DEFAULT_ADDRESS, DEFAULT_ROOT, resolveSnapshotterSettings } from './snapshotter-config.js';
 import type { SnapshotterFlags } from './snapshotter-config.js';
 import type { ContainerdCommandHooks } from './hooks.js';
+import { dockerConfigPath } from '../registry-endpoint.js';
 
 export function registerSnapshotterCommand(program: Command, io: CliIo, hooks: ContainerdCommandHooks): void {
   program
@@ -35,7 +36,7 @@ export function registerSnapshotterCommand(program: Command, io: CliIo, hooks: C
           logLevel: s.daemonLogLevel,
           ...(s.nydusdConfig && { config: s.nydusdConfig }),
         },
-        credentials: dockerConfigCredentials(io.env, s.credentialsFile),
+        credentials: dockerConfigCredentials(s.credentialsFile ?? dockerConfigPath(io.env)),
         registryHosts: s.registryHosts,
       });
       let server;

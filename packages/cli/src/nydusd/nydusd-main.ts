@@ -13,6 +13,7 @@ import { InvalidArgumentError, exitCodeFor, isNydusError, type LogLevel, type Lo
 import { ApiServer, Daemon, loadDaemonConfigFile, type DaemonMode, type DaemonOptions } from '@nydus-ts/daemon';
 import type { CliIo } from '../io.js';
 import { writeLine } from '../io.js';
+import { withFlagNames } from '../program-core.js';
 import { parseChoice, parsePositiveInt } from '../parse.js';
 import { createJsonLogger } from './json-logger.js';
 
@@ -195,7 +196,7 @@ export async function runNydusd(argv: string[], io: CliIo, hooks: RunNydusdHooks
     return 0;
   } catch (err) {
     if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : 2;
-    writeLine(io.stderr, `error: ${isNydusError(err) ? err.message : err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+    writeLine(io.stderr, `error: ${isNydusError(err) ? withFlagNames(err.message, err.optionNames) : err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
     return exitCodeFor(err);
   } finally {
     if (logStream) await new Promise<void>((resolve) => logStream!.end(resolve));

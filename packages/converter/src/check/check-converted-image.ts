@@ -16,7 +16,7 @@ import {
 import type { Descriptor, Digest, ImageConfig, ImageIndex, ImageManifest, Logger, Platform } from '@nydus-ts/core';
 import { BootstrapReader, DEFAULT_MAX_BOOTSTRAP_SIZE, RafsFileReader, checkBlobMetaAgainstEntry, fetchRefBlobMeta, isSeparateBlob, parseBlobMetaFile } from '@nydus-ts/format';
 import { Limiter, readBodyLimited, formatPlatform, hostPlatform, parseImageLocation, parsePlatform, platformMatches } from '@nydus-ts/registry';
-import type { Credentials, ImageSource, ManifestData, RegistryClient, RetryOptions, TimeoutOptions } from '@nydus-ts/registry';
+import type { ImageSource, ManifestData, RegistryClient, RegistryEndpoint, RetryOptions, TimeoutOptions } from '@nydus-ts/registry';
 import { decompressStream, readTarEntries } from '@nydus-ts/image';
 import { RegistryBlobBackend } from '@nydus-ts/backend';
 import { createRegistryClient, openImageSource } from '../sources/index.js';
@@ -43,10 +43,10 @@ export interface CheckConvertedImageOptions {
   target: string;
   /** Platform to check in multi-platform images (default: this machine's). */
   platform?: Platform | string;
-  sourceInsecure?: boolean;
-  targetInsecure?: boolean;
-  sourceCreds?: Credentials;
-  targetCreds?: Credentials;
+  /** How to reach the source registry (a registry source only; default HTTPS, anonymous). */
+  sourceRegistry?: RegistryEndpoint;
+  /** How to reach the target registry (default HTTPS, anonymous). */
+  targetRegistry?: RegistryEndpoint;
   /** Also download every blob layer whole to verify its digest (default: HEAD for presence and size, chunk digests for data). */
   verifyBlobs?: boolean;
   /** Files read at once from the target (default 8). */
@@ -55,8 +55,6 @@ export interface CheckConvertedImageOptions {
   retry?: RetryOptions;
   /** Connect and idle timeouts of every registry request (defaults 30 s / 60 s). */
   timeouts?: TimeoutOptions;
-  /** Docker config and proxy variables (default process.env). */
-  env?: NodeJS.ProcessEnv;
   logger?: Logger;
   signal?: AbortSignal;
 }
@@ -101,7 +99,7 @@ function parseJson<T>(bytes: Uint8Array, what: string): T {
 /**
  * From an index, the manifest for `platform`: the Nydus one (artifactType or the legacy
  * os.feature) for the target, a non-Nydus one for the source; a single match of either kind
- * when nothing is marked (an index of converted manifests made without `--merge-platform`).
+ * when nothing is marked (an index of converted manifests made without mergePlatform).
  */
 async function selectManifest(
   get: (d: Descriptor) => Promise<ManifestData>,
@@ -194,7 +192,6 @@ export async function checkConvertedImage(options: CheckConvertedImageOptions): 
   const started = Date.now();
   const logger = options.logger ?? noopLogger;
   const signal = options.signal;
-  const env = options.env ?? process.env;
   const concurrency = options.concurrency ?? 8;
   if (!Number.isInteger(concurrency) || concurrency < 1) throw new InvalidArgumentError(`concurrency must be a positive integer, got ${concurrency}`);
   const platform = options.platform === undefined ? hostPlatform() : typeof options.platform === 'string' ? parsePlatform(options.platform) : options.platform;
@@ -207,9 +204,8 @@ export async function checkConvertedImage(options: CheckConvertedImageOptions): 
 
   const net = { ...(options.retry && { retry: options.retry }), ...(options.timeouts && { timeouts: options.timeouts }) };
   const client = createRegistryClient(ref.registry, {
-    insecure: options.targetInsecure ?? false,
-    ...(options.targetCreds && { credentials: options.targetCreds }),
-    env,
+    ...(options.targetRegistry && { registry: options.targetRegistry }),
+    registryOption: 'targetRegistry',
     logger,
     maxConnections: concurrency + 2,
     ...net,
@@ -219,7 +215,7 @@ export async function checkConvertedImage(options: CheckConvertedImageOptions): 
   let opened: { source: ImageSource; close(): Promise<void> } | undefined;
   try {
     opened = typeof options.source === 'string'
-      ? await openImageSource(options.source, { insecure: options.sourceInsecure ?? false, ...(options.sourceCreds && { credentials: options.sourceCreds }), env, logger, ...net, ...(signal && { signal }) })
+      ? await openImageSource(options.source, { ...(options.sourceRegistry && { registry: options.sourceRegistry }), registryOption: 'sourceRegistry', logger, ...net, ...(signal && { signal }) })
       : { source: options.source, close: async () => {} };
     const source = opened.source;
     // ---------------------------------------------------------------- manifests

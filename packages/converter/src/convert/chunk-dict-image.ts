@@ -19,7 +19,7 @@ export interface ChunkDictImage {
 /** `REF`, or nydusify's `bootstrap:registry:REF`. */
 export function parseChunkDictReference(value: string): ImageReference {
   const prefixed = /^bootstrap:registry:(.+)$/.exec(value);
-  if (value.startsWith('bootstrap:') && !prefixed) throw new InvalidArgumentError(`--chunk-dict ${value}: only registry images are supported (REF or bootstrap:registry:REF)`);
+  if (value.startsWith('bootstrap:') && !prefixed) throw new InvalidArgumentError(`chunkDict ${value}: only registry images are supported (REF or bootstrap:registry:REF)`, { optionNames: ['chunkDict'] });
   return parseReference(prefixed ? prefixed[1]! : value);
 }
 

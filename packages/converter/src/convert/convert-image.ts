@@ -16,7 +16,7 @@ import type { Descriptor, Digest, ImageConfig, ImageIndex, ImageManifest, Logger
 import { CHUNK_COMPRESSORS, CHUNK_DIGESTERS, MAX_BLOBS, mergeBootstraps, resolveBuildLayerOptions } from '@nydus-ts/format';
 import type { ChunkCompressor, ChunkDigester, LayerBuildStats, MergeLayer } from '@nydus-ts/format';
 import { Limiter, RegistryImageTarget, RetryBudget, copyImage, readBodyLimited, formatPlatform, formatReference, hostPlatform, parsePlatform, parseReference, platformMatches, resolveRetryOptions, resolveTimeoutOptions, withRetry } from '@nydus-ts/registry';
-import type { ImageReference, ImageSource, ManifestData, RegistryClient, ResolvedRetryOptions, RetryOptions, TimeoutOptions } from '@nydus-ts/registry';
+import type { ImageReference, ImageSource, ManifestData, RegistryClient, RegistryEndpoint, ResolvedRetryOptions, RetryOptions, TimeoutOptions } from '@nydus-ts/registry';
 import { packBootstrapLayer } from './bootstrap-layer.js';
 import { loadChunkDictImage, parseChunkDictReference } from './chunk-dict-image.js';
 import type { ChunkDictImage } from './chunk-dict-image.js';
@@ -77,18 +77,16 @@ export interface ConvertImageOptions {
   /** A Nydus image (`REF` or `bootstrap:registry:REF`) whose chunks are reused. */
   chunkDict?: string;
   /**
-   * Make a targz-ref ("zran") image (spec §4, nydusify's `--oci-ref`): the original gzip (or
+   * Make a targz-ref ("zran") image (spec §4, what nydusify's oci-ref mode makes): the original gzip (or
    * plain tar) layers stay the data blobs; only a small RAFS meta blob per layer and the
    * bootstrap layer are pushed. Originals are mounted or copied into the target repository when
    * missing there. zstd layers fall back to native Nydus blobs. Chunk digests are sha256.
    */
   ociRef?: boolean;
-  sourceInsecure?: boolean;
-  targetInsecure?: boolean;
-  /** `user:password` for the source registry (default: docker config). */
-  sourceCreds?: string;
-  /** `user:password` for the target registry (default: docker config). */
-  targetCreds?: string;
+  /** How to reach the source registry (a registry source only; default HTTPS, anonymous). */
+  sourceRegistry?: RegistryEndpoint;
+  /** How to reach the target registry (default HTTPS, anonymous); also used for a chunk dict in a third registry. */
+  targetRegistry?: RegistryEndpoint;
   /** Layers converted at once (default 4). */
   concurrency?: number;
   /**
@@ -103,12 +101,10 @@ export interface ConvertImageOptions {
    * Convert each layer in a worker thread, so that layers build on several cores. Default
    * (undefined): only with more than 2 cores and more than one layer; on 2 cores the main thread
    * plus the gunzip thread already use both, and workers measured no faster (see
-   * docs/benchmarks.md). NYDUS_TS_CONVERT_WORKERS=1/0 in `env` forces it on/off when this is
-   * unset. A chunk dict always converts in-process. Both paths produce byte-identical images.
+   * docs/benchmarks.md). A chunk dict always converts in-process. Both paths produce
+   * byte-identical images.
    */
   workers?: boolean;
-  /** Docker config and proxies come from here (default process.env). */
-  env?: NodeJS.ProcessEnv;
   logger?: Logger;
   signal?: AbortSignal;
   onProgress?: (event: ConvertProgressEvent) => void;
@@ -307,7 +303,6 @@ export async function convertImage(options: ConvertImageOptions): Promise<Conver
   const resolved = resolveConvertImageOptions(options);
   const logger = options.logger ?? noopLogger;
   const emit = options.onProgress ?? (() => undefined);
-  const env = options.env ?? process.env;
   const controller = new AbortController();
   const onOuterAbort = (): void => controller.abort(options.signal?.reason);
   options.signal?.addEventListener('abort', onOuterAbort, { once: true });
@@ -320,14 +315,13 @@ export async function convertImage(options: ConvertImageOptions): Promise<Conver
   let source: ConvertSource | undefined;
   // Every client: the same retry and timeout settings.
   const net = { retry: resolved.retry, ...(resolved.timeouts && { timeouts: resolved.timeouts }) };
-  const targetClient = makeRegistryClient(target.registry, { insecure: options.targetInsecure ?? false, ...(options.targetCreds !== undefined && { creds: options.targetCreds }), env, maxConnections, logger, ...net }, '--target-creds');
+  const targetClient = makeRegistryClient(target.registry, options.targetRegistry, 'targetRegistry', { maxConnections, logger, ...net });
   const extraClients: RegistryClient[] = [];
   // Layers in worker threads (plain-data jobs: the worker opens the source and a target client
   // itself); a chunk dict (not plain data) keeps conversion in-process. Workers for the first
   // layers start now, loading their modules while the source manifest and config are fetched.
   const cores = availableParallelism();
-  const envWorkers = env.NYDUS_TS_CONVERT_WORKERS;
-  const workers = options.chunkDict !== undefined || options.ociRef ? false : (options.workers ?? (envWorkers === '1' ? true : envWorkers === '0' ? false : undefined));
+  const workers = options.chunkDict !== undefined || options.ociRef ? false : options.workers;
   let pool: LayerWorkerPool | undefined;
   if (workers === true || (workers === undefined && cores > 2)) {
     pool = new LayerWorkerPool();
@@ -335,9 +329,7 @@ export async function convertImage(options: ConvertImageOptions): Promise<Conver
   }
   try {
     source = await openConvertSource(options.source, {
-      insecure: options.sourceInsecure ?? false,
-      ...(options.sourceCreds !== undefined && { creds: options.sourceCreds }),
-      env,
+      ...(options.sourceRegistry && { registry: options.sourceRegistry }),
       maxConnections,
       logger,
       ...net,
@@ -354,14 +346,14 @@ export async function convertImage(options: ConvertImageOptions): Promise<Conver
       const sameAsTarget = ref.registry === target.registry;
       const dictClient = sameAsTarget
         ? targetClient
-        : makeRegistryClient(ref.registry, { insecure: (source.reference?.registry === ref.registry ? options.sourceInsecure : options.targetInsecure) ?? false, env, maxConnections, logger, ...net }, '--chunk-dict');
+        : chunkDictClient(ref.registry, source.reference?.registry, options, { maxConnections, logger, ...net });
       if (!sameAsTarget) extraClients.push(dictClient);
       const dictPlatform = resolved.platform ?? platformOf(parseJsonConfigless(selected[0]!), selected[0]!.indexEntry?.platform) ?? hostPlatform();
       dictImage = await loadChunkDictImage(dictClient, ref, dictPlatform, signal).catch((err: unknown) => {
         throw inContext(err, `chunk dict ${options.chunkDict}`);
       });
-      if (dictImage.dict.digester !== resolved.digester) throw new InvalidArgumentError(`chunk dict ${options.chunkDict}: its chunks use ${dictImage.dict.digester}, the conversion ${resolved.digester} (use --digester ${dictImage.dict.digester})`);
-      if (dictImage.dict.chunkSize !== resolved.chunkSize) throw new InvalidArgumentError(`chunk dict ${options.chunkDict}: its chunk size is ${dictImage.dict.chunkSize}, the conversion's ${resolved.chunkSize} (use --chunk-size ${dictImage.dict.chunkSize})`);
+      if (dictImage.dict.digester !== resolved.digester) throw new InvalidArgumentError(`chunk dict ${options.chunkDict}: its chunks use ${dictImage.dict.digester}, the conversion ${resolved.digester} (use digester ${dictImage.dict.digester})`, { optionNames: ['digester'] });
+      if (dictImage.dict.chunkSize !== resolved.chunkSize) throw new InvalidArgumentError(`chunk dict ${options.chunkDict}: its chunk size is ${dictImage.dict.chunkSize}, the conversion's ${resolved.chunkSize} (use chunkSize ${dictImage.dict.chunkSize})`, { optionNames: ['chunkSize'] });
     }
 
     if (pool && workers === undefined && selected.reduce((n, s) => n + (JSON.parse(s.manifest.bytes.toString('utf8')) as ImageManifest).layers.length, 0) < 2) {
@@ -380,7 +372,8 @@ export async function convertImage(options: ConvertImageOptions): Promise<Conver
     };
     const mixedIndex = (options.mergePlatform || options.mergeManifest) && !options.keepSourceManifests;
     const ctx: ManifestContext = {
-      source, targetClient, target, resolved, options, signal, limiter, emit, logger, fail, env,
+      source, targetClient, target, resolved, options, signal, limiter, emit, logger, fail,
+      ...(pool && { jobEndpoints: await jobEndpoints(options, source.reference?.registry, target.registry) }),
       ...(dictImage && { dictImage }),
       ...(pool && { pool }),
       ...(mixedIndex && { nydusConfigMediaType: NYDUS_CONFIG_MEDIA_TYPE }),
@@ -406,7 +399,6 @@ export async function convertImage(options: ConvertImageOptions): Promise<Conver
         allPlatforms: true,
         concurrency: resolved.concurrency,
         retry: resolved.retry,
-        env,
         logger,
         signal,
       }).catch((err: unknown) => {
@@ -513,7 +505,7 @@ async function selectManifests(store: ImageSource, top: ManifestData, platform: 
     const match = images.find((d) => platformMatches(d.platform, platform!));
     if (!match) {
       const have = images.map((d) => formatPlatform(d.platform!)).join(', ') || 'none';
-      throw new NotFoundError(`${store.name} has no manifest for ${formatPlatform(platform!)} (available: ${have}); use --platform or --all-platforms`);
+      throw new NotFoundError(`${store.name} has no manifest for ${formatPlatform(platform!)} (available: ${have}); use platform or allPlatforms`, { optionNames: ['platform', 'allPlatforms'] });
     }
     chosen = [match];
   }
@@ -586,28 +578,61 @@ interface ManifestContext {
   emit: (e: ConvertProgressEvent) => void;
   logger: Logger;
   fail: (err: unknown) => never;
-  env: NodeJS.ProcessEnv;
+  /** The registry endpoints as plain data for worker jobs (credentials looked up once). */
+  jobEndpoints?: { source?: RegistryEndpoint; target?: RegistryEndpoint };
   dictImage?: ChunkDictImage;
   pool?: LayerWorkerPool;
   /** Config media type of the Nydus manifests, when they go into an index next to OCI ones. */
   nydusConfigMediaType?: string;
 }
 
+/**
+ * A client for the chunk dict's registry: the source's endpoint when it is the source registry,
+ * else the target's settings (without its host: a third registry).
+ */
+function chunkDictClient(
+  registry: string,
+  sourceRegistry: string | undefined,
+  options: ConvertImageOptions,
+  settings: Parameters<typeof makeRegistryClient>[3],
+): RegistryClient {
+  if (registry === sourceRegistry) return makeRegistryClient(registry, options.sourceRegistry, 'sourceRegistry', settings);
+  const { host: _host, ...endpoint } = options.targetRegistry ?? {};
+  return makeRegistryClient(registry, endpoint, 'targetRegistry', settings);
+}
+
+/**
+ * An endpoint as plain data a worker thread can receive: a credentials lookup is asked once for
+ * the registry, CA certificates become strings.
+ */
+async function plainEndpoint(endpoint: RegistryEndpoint | undefined, registry: string): Promise<RegistryEndpoint | undefined> {
+  if (!endpoint) return undefined;
+  const { credentials, ca, ...rest } = endpoint;
+  const plain: RegistryEndpoint = { ...rest };
+  const creds = typeof credentials === 'function' ? await credentials(registry) : credentials;
+  if (creds) plain.credentials = creds;
+  if (ca !== undefined) plain.ca = (Array.isArray(ca) ? ca : [ca]).map((c) => (typeof c === 'string' ? c : c.toString('utf8')));
+  return plain;
+}
+
+async function jobEndpoints(options: ConvertImageOptions, sourceRegistry: string | undefined, targetRegistry: string): Promise<{ source?: RegistryEndpoint; target?: RegistryEndpoint }> {
+  const source = sourceRegistry === undefined ? undefined : await plainEndpoint(options.sourceRegistry, sourceRegistry);
+  const target = await plainEndpoint(options.targetRegistry, targetRegistry);
+  return { ...(source && { source }), ...(target && { target }) };
+}
+
 /** A layer's conversion as a plain-data job for a worker. */
 function layerJob(ctx: ManifestContext, layer: Descriptor): LayerJob {
   const { options, resolved, target } = ctx;
-  const env: Record<string, string | undefined> = {};
-  for (const [k, v] of Object.entries(ctx.env)) if (v !== undefined) env[k] = v;
+  const endpoints = ctx.jobEndpoints ?? {};
   return {
     source: {
       spec: options.source,
-      insecure: options.sourceInsecure ?? false,
-      ...(options.sourceCreds !== undefined && { creds: options.sourceCreds }),
+      ...(endpoints.source && { endpoint: endpoints.source }),
       ...(resolved.platform && { platform: resolved.platform }),
     },
-    target: { registry: target.registry, insecure: options.targetInsecure ?? false, ...(options.targetCreds !== undefined && { creds: options.targetCreds }) },
+    target: { registry: target.registry, ...(endpoints.target && { endpoint: endpoints.target }) },
     repository: target.repository,
-    env,
     maxConnections: 4,
     retry: resolved.retry,
     ...(resolved.timeouts && { timeouts: resolved.timeouts }),
@@ -880,7 +905,7 @@ async function ensureDictBlob(ctx: ManifestContext, d: Descriptor): Promise<'pre
   }
   const fromClient = dict.reference.registry === target.registry
     ? targetClient
-    : makeRegistryClient(dict.reference.registry, { insecure: ctx.options.targetInsecure ?? false, ...(ctx.options.env && { env: ctx.options.env }), retry: ctx.resolved.retry, ...(ctx.resolved.timeouts && { timeouts: ctx.resolved.timeouts }) }, '--chunk-dict');
+    : chunkDictClient(dict.reference.registry, ctx.source.reference?.registry, ctx.options, { retry: ctx.resolved.retry, ...(ctx.resolved.timeouts && { timeouts: ctx.resolved.timeouts }) });
   try {
     // As copy does: one budget for the blob's GETs, resumes, upload and fresh starts.
     const budget = new RetryBudget(ctx.resolved.retry);

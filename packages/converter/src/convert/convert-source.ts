@@ -5,8 +5,8 @@ import { Readable } from 'node:stream';
 import { InvalidArgumentError, MediaType, NotFoundError, isNydusError } from '@nydus-ts/core';
 import type { Descriptor, Digest, ImageConfig, Logger, Platform } from '@nydus-ts/core';
 import type { LayerEntry } from '@nydus-ts/format';
-import { hostPlatform, parseCredentials, parseImageLocation } from '@nydus-ts/registry';
-import type { FetchBlobOptions, ImageReference, ImageSource, ManifestData, RegistryClient, RegistryLocation, RetryBudget, RetryOptions, TimeoutOptions } from '@nydus-ts/registry';
+import { hostPlatform, parseImageLocation } from '@nydus-ts/registry';
+import type { FetchBlobOptions, ImageReference, ImageSource, ManifestData, RegistryClient, RegistryEndpoint, RegistryLocation, RetryBudget, RetryOptions, TimeoutOptions } from '@nydus-ts/registry';
 import { createRegistryClient, openImageSource } from '../sources/index.js';
 import { decompressStream, readDirectoryEntries, readTarEntries } from '@nydus-ts/image';
 
@@ -36,10 +36,8 @@ export interface LayerEntriesOptions {
 }
 
 export interface OpenConvertSourceOptions {
-  insecure?: boolean;
-  /** `user:password` for the source registry (else the docker config). */
-  creds?: string;
-  env?: NodeJS.ProcessEnv;
+  /** How to reach the source registry (registry references only). */
+  registry?: RegistryEndpoint;
   maxConnections?: number;
   retry?: RetryOptions;
   timeouts?: TimeoutOptions;
@@ -48,14 +46,14 @@ export interface OpenConvertSourceOptions {
   platform?: Platform;
 }
 
-/** A client for one registry: explicit `user:pass` (named by `flag` in errors) or the docker config. */
+/** A client for one registry, reached as `endpoint` says (`option` names it in errors). */
 export function makeRegistryClient(
   registry: string,
-  options: { insecure?: boolean; creds?: string; env?: NodeJS.ProcessEnv; maxConnections?: number; retry?: RetryOptions; timeouts?: TimeoutOptions; logger?: Logger },
-  flag: string,
+  endpoint: RegistryEndpoint | undefined,
+  option: string,
+  settings: { maxConnections?: number; retry?: RetryOptions; timeouts?: TimeoutOptions; logger?: Logger } = {},
 ): RegistryClient {
-  const { creds, ...rest } = options;
-  return createRegistryClient(registry, { ...rest, ...(creds !== undefined && { credentials: parseCredentials(creds, flag) }) });
+  return createRegistryClient(registry, { ...settings, ...(endpoint && { registry: endpoint }), registryOption: option });
 }
 
 function tarLayerEntries(store: ImageSource): ConvertSource['layerEntries'] {
@@ -129,8 +127,8 @@ export async function openConvertSource(spec: string, options: OpenConvertSource
     const st = await stat(dir).catch(() => undefined);
     if (!st?.isDirectory()) throw new NotFoundError(`source ${spec}: ${dir} is not a directory (an OCI image layout is expected)`);
   }
-  const { creds, ...rest } = options;
-  const opened = await openImageSource(spec, { ...rest, ...(creds !== undefined && { credentials: parseCredentials(creds, '--source-creds') }) });
+  const { platform: _platform, ...rest } = options;
+  const opened = await openImageSource(spec, { ...rest, registryOption: 'sourceRegistry' });
   return {
     store: opened.source,
     ...(opened.reference && { reference: opened.reference }),

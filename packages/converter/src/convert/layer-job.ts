@@ -1,7 +1,7 @@
 import { NydusError, isNydusError } from '@nydus-ts/core';
 import type { Descriptor, NydusErrorCode, Platform } from '@nydus-ts/core';
 import type { ChunkCompressor, ChunkDigester } from '@nydus-ts/format';
-import type { ResolvedRetryOptions, TimeoutOptions } from '@nydus-ts/registry';
+import type { RegistryEndpoint, ResolvedRetryOptions, TimeoutOptions } from '@nydus-ts/registry';
 import { makeRegistryClient, openConvertSource } from './convert-source.js';
 import { convertLayer } from './layer-converter.js';
 import type { ConvertedLayer } from './layer-converter.js';
@@ -16,13 +16,12 @@ export interface LayerJob {
   source: {
     /** The source spec as given (registry reference, oci:, oci-archive:, docker-archive:, dir:). */
     spec: string;
-    insecure: boolean;
-    creds?: string;
+    /** The source registry's endpoint, credentials resolved to plain data (see plainEndpoint). */
+    endpoint?: RegistryEndpoint;
     platform?: Platform;
   };
-  target: { registry: string; insecure: boolean; creds?: string };
+  target: { registry: string; endpoint?: RegistryEndpoint };
   repository: string;
-  env: Record<string, string | undefined>;
   maxConnections: number;
   /** The layer's retry budget (see convertLayer) and the requests' timeouts. */
   retry: ResolvedRetryOptions;
@@ -84,14 +83,12 @@ export async function runLayerJob(
 ): Promise<LayerJobResult> {
   const net = { retry: job.retry, ...(job.timeouts && { timeouts: job.timeouts }) };
   const source = await openConvertSource(job.source.spec, {
-    insecure: job.source.insecure,
-    ...(job.source.creds !== undefined && { creds: job.source.creds }),
-    env: job.env,
+    ...(job.source.endpoint && { registry: job.source.endpoint }),
     maxConnections: job.maxConnections,
     ...net,
     ...(job.source.platform && { platform: job.source.platform }),
   });
-  const client = makeRegistryClient(job.target.registry, { insecure: job.target.insecure, ...(job.target.creds !== undefined && { creds: job.target.creds }), env: job.env, maxConnections: job.maxConnections, ...net }, '--target-creds');
+  const client = makeRegistryClient(job.target.registry, job.target.endpoint, 'targetRegistry', { maxConnections: job.maxConnections, ...net });
   let bytesIn = 0;
   let bytesOut = 0;
   const progress = throttled(() => onProgress?.(bytesIn, bytesOut));

@@ -11,13 +11,13 @@ export const NYDUS_BLOB_MEDIA_TYPE = 'application/vnd.oci.image.layer.nydus.blob
 export const NYDUS_MANIFEST_ARTIFACT_TYPE = 'application/vnd.nydus.image.manifest.v1+json';
 /**
  * Config media type of a Nydus manifest that shares an index with OCI ones (accel, snapshotter
- * `MergeManifest`; written by --merge-platform and --merge-manifest): a runtime without Nydus
+ * `MergeManifest`; written with mergePlatform and mergeManifest): a runtime without Nydus
  * support does not know it, so it cannot pick the Nydus manifest by mistake.
  */
 export const NYDUS_CONFIG_MEDIA_TYPE = 'application/vnd.nydus.image.config.v1+json';
 /**
  * Legacy index marker on a Nydus manifest's platform (`platform.os.features`), written before
- * nydus v2.3.5 and by --keep-source-manifests; still read (some registries reject the field).
+ * nydus v2.3.5 and with keepSourceManifests; still read (some registries reject the field).
  */
 export const NYDUS_OS_FEATURE = 'nydus.remoteimage.v1';
 
@@ -71,7 +71,7 @@ export const Annotation = {
   NydusSourceReference: `${P}nydus-source-reference`,
   /** Manifest: the builder that made the image (accel; written by us). */
   NydusBuilderVersion: `${P}nydus-builder-version`,
-  /** `"true"` on the empty layer prepended to the OCI manifests of a merged index (accel; written by --merge-platform). */
+  /** `"true"` on the empty layer prepended to the OCI manifests of a merged index (accel; written with mergePlatform). */
   NydusEmptyLayer: `${P}nydus-empty-layer`,
   /** Used during conversion only and removed from final manifests. */
   Uncompressed: 'containerd.io/uncompressed',

@@ -190,7 +190,7 @@ export function prependEmptyLayer(source: ManifestData, sourceConfig: Buffer): E
 
 /**
  * An OCI index: `base` entries (kept unchanged, minus earlier Nydus entries for platforms now
- * converted), then the new Nydus entries. Used by --merge-platform and --merge-manifest.
+ * converted), then the new Nydus entries. Used by mergePlatform and mergeManifest.
  */
 export function buildMergedIndex(base: readonly Descriptor[], nydus: readonly Descriptor[], annotations?: Record<string, string>): ManifestData {
   const replaced = (d: Descriptor): boolean =>

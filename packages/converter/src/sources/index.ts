@@ -1,14 +1,7 @@
 import { InvalidArgumentError, noopLogger } from '@nydus-ts/core';
 import type { Logger } from '@nydus-ts/core';
-import {
-  OciLayoutSource,
-  RegistryClient,
-  RegistryImageSource,
-  dockerConfigCredentials,
-  parseImageLocation,
-  staticCredentials,
-} from '@nydus-ts/registry';
-import type { Credentials, ImageReference, ImageSource, RetryOptions, TimeoutOptions } from '@nydus-ts/registry';
+import { OciLayoutSource, RegistryClient, RegistryImageSource, endpointFor, parseImageLocation } from '@nydus-ts/registry';
+import type { ImageReference, ImageSource, RegistryEndpoint, RetryOptions, TimeoutOptions } from '@nydus-ts/registry';
 import { DockerArchiveSource } from './docker-archive.js';
 import { OciArchiveSource } from './oci-archive.js';
 
@@ -55,9 +48,10 @@ export function parseArchiveLocation(value: string): ArchiveLocation | undefined
 
 /** Connection settings for a registry image. */
 export interface OpenImageSourceOptions {
-  insecure?: boolean;
-  credentials?: Credentials;
-  env?: NodeJS.ProcessEnv;
+  /** How to reach the registry a registry reference names (default: HTTPS, anonymous). */
+  registry?: RegistryEndpoint;
+  /** The name of the `registry` option in errors (e.g. `sourceRegistry`); default `registry`. */
+  registryOption?: string;
   logger?: Logger;
   maxConnections?: number;
   retry?: RetryOptions;
@@ -75,9 +69,8 @@ export interface OpenedImageSource {
 }
 
 /**
- * Opens any image location: a registry reference, `oci:DIR[:TAG]`, `oci-archive:FILE[:TAG]` or
- * `docker-archive:FILE[:REF]`. Registry credentials: `credentials` for that registry, else the
- * docker config in `env`.
+ * Opens any image location: a registry reference (reached as `registry` says), `oci:DIR[:TAG]`,
+ * `oci-archive:FILE[:TAG]` or `docker-archive:FILE[:REF]`.
  */
 export async function openImageSource(spec: string, options: OpenImageSourceOptions = {}): Promise<OpenedImageSource> {
   const archive = parseArchiveLocation(spec);
@@ -91,15 +84,11 @@ export async function openImageSource(spec: string, options: OpenImageSourceOpti
   return { source: new RegistryImageSource(client, loc.reference), client, reference: loc.reference, close: () => client.close() };
 }
 
-/** A RegistryClient for one registry with the usual credential lookup. */
+/** A RegistryClient for one registry, reached as `options.registry` says. */
 export function createRegistryClient(registry: string, options: OpenImageSourceOptions = {}): RegistryClient {
-  const env = options.env ?? process.env;
-  const fromConfig = dockerConfigCredentials(env);
   return new RegistryClient({
+    ...endpointFor(registry, options.registry, options.registryOption ?? 'registry'),
     registry,
-    insecure: options.insecure ?? false,
-    credentials: options.credentials ? staticCredentials(registry, options.credentials, fromConfig) : fromConfig,
-    env,
     logger: options.logger ?? noopLogger,
     ...(options.maxConnections !== undefined && { maxConnections: options.maxConnections }),
     ...(options.retry && { retry: options.retry }),

@@ -257,7 +257,7 @@ export async function pushTestIndex(client: RegistryClient, repository: string, 
 /** Copies a pushed image (or index) into an OCI layout directory `dir` under `tag`. */
 export async function writeOciLayout(client: RegistryClient, image: { repository: string; tag?: string | undefined; manifest: ManifestData }, dir: string, tag: string, options: { allPlatforms?: boolean } = {}): Promise<void> {
   const ref = `${client.registry}/${image.repository}${image.tag ? `:${image.tag}` : `@${image.manifest.descriptor.digest}`}`;
-  await copyImage({ source: ref, target: `oci:${dir}:${tag}`, sourceOptions: { insecure: true }, allPlatforms: options.allPlatforms ?? true });
+  await copyImage({ source: ref, target: `oci:${dir}:${tag}`, sourceRegistry: { insecure: true }, allPlatforms: options.allPlatforms ?? true });
 }
 
 // ------------------------------------------------------------------ images

@@ -405,7 +405,7 @@ function parseCache(type: string, typeKey: string, conf: Section | undefined, co
   if (type === '' || type === 'dummycache') {
     throw new ConfigError(typeKey, `${describe(type)}: a daemon without a cache is not supported (use blobcache with a work_dir)`);
   }
-  if (type === 'fscache') throw new ConfigError(typeKey, '"fscache" is not supported (this daemon serves FUSE, or kernel EROFS over FUSE with --mode erofs)');
+  if (type === 'fscache') throw new ConfigError(typeKey, '"fscache" is not supported (this daemon serves FUSE, or kernel EROFS over FUSE in erofs mode)');
   throw new ConfigError(typeKey, `${describe(type)} is not a cache type (blobcache or filecache)`);
 }
 

@@ -1,5 +1,5 @@
 /**
- * Background prefetch of one image: the files named by `--prefetch-files` (or the API's
+ * Background prefetch of one image: the files named by the prefetchFiles option (or the API's
  * `prefetch_files`), the bootstrap's prefetch table, and with `prefetch_all` every chunk of
  * every blob, in that order. Chunks go through the same cache path as reads, as prefetch-priority
  * fetches (behind every on-demand read, limited in concurrency and bandwidth by the scheduler).

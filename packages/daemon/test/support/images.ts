@@ -49,7 +49,7 @@ export async function convertDirToRegistry(registryHost: string, src: string, re
 
 /** Reads an image's manifest and writes its bootstrap (image/image.boot of the last layer) to `file`. */
 export async function fetchBootstrap(registryHost: string, repo: string, tag: string, file: string): Promise<{ manifest: ImageManifest; blobIds: string[] }> {
-  const client = new RegistryClient({ registry: registryHost, insecure: true, env: {} });
+  const client = new RegistryClient({ registry: registryHost, insecure: true });
   try {
     return await fetchNydusBootstrap(client, repo, tag, file);
   } finally {

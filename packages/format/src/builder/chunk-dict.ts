@@ -31,7 +31,7 @@ export function chunkKey(digestHex: string, uncompressedSize: number): string {
 
 /**
  * Chunks of an existing image that new layers may reference instead of storing the data
- * again (`--chunk-dict bootstrap=…`). A build that hits a dict chunk appends the dict's blob
+ * again (a chunk dict bootstrap). A build that hits a dict chunk appends the dict's blob
  * to its blob table.
  */
 export class ChunkDict {
