@@ -77,14 +77,21 @@ export class RegistryBlobBackend implements BlobBackend {
     const [a, b] = await Promise.all([this.#window(digest, first, size), this.#window(digest, last, size)]);
     const headLen = last - offset;
     const out = Buffer.allocUnsafe(length);
-    this.#slice(digest, a, offset - first, headLen, offset).copy(out, 0);
-    this.#slice(digest, b, 0, length - headLen, last).copy(out, headLen);
+    this.#checkInWindow(digest, a, offset - first, headLen, offset);
+    this.#checkInWindow(digest, b, 0, length - headLen, last);
+    a.copy(out, 0, offset - first, offset - first + headLen);
+    b.copy(out, headLen, 0, length - headLen);
     return out;
   }
 
-  #slice(digest: Digest, win: Buffer, at: number, length: number, offset: number): Buffer {
+  #checkInWindow(digest: Digest, win: Buffer, at: number, length: number, offset: number): void {
     if (at + length > win.length) throw new NydusError('DATA_LOSS', `blob ${digest}: range [${offset}, +${length}) lies beyond the end of the blob`);
-    return win.subarray(at, at + length);
+  }
+
+  #slice(digest: Digest, win: Buffer, at: number, length: number, offset: number): Buffer {
+    this.#checkInWindow(digest, win, at, length, offset);
+    // A copy: the window is shared by every read in it, and a caller may reuse what it gets.
+    return Buffer.from(win.subarray(at, at + length));
   }
 
   #window(digest: Digest, start: number, size: number | undefined): Promise<Buffer> {
