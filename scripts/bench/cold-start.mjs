@@ -13,7 +13,8 @@
 //
 // Env: BENCH_COLD_RUNS (5), BENCH_COLD_OCI_THROTTLED_RUNS (3), BENCH_COLD_RATE (3e6 bytes/s);
 // for experiments (the report then lacks rows): BENCH_COLD_KINDS (oci,native,zran),
-// BENCH_COLD_CONDITIONS (throttled,unthrottled), BENCH_COLD_NYDUSD_CONFIG (a --nydusd-config file).
+// BENCH_COLD_CONDITIONS (throttled,unthrottled), BENCH_COLD_NYDUSD_CONFIG (a --nydusd-config file),
+// BENCH_COLD_PULL_LOG (a --log-level for nydusd-ts pull: its log goes to stderr).
 import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -33,13 +34,14 @@ const RATE = Number(process.env.BENCH_COLD_RATE ?? 3e6);
 const KINDS = (process.env.BENCH_COLD_KINDS ?? 'native,zran,oci').split(',');
 const CONDITIONS = (process.env.BENCH_COLD_CONDITIONS ?? 'throttled,unthrottled').split(',');
 const NYDUSD_CONFIG = process.env.BENCH_COLD_NYDUSD_CONFIG;
+const PULL_LOG = process.env.BENCH_COLD_PULL_LOG;
 const nydusdBin = join(repoRoot, 'apps/nydusd-ts/bin/nydusd-ts.js');
 const log = (s) => process.stderr.write(`[bench cold-start] ${s}\n`);
 // (as in the other benchmarks: no per-process certificate store built from NODE_EXTRA_CA_CERTS)
 delete process.env.NODE_EXTRA_CA_CERTS;
 const MB = 1e6;
 
-function run(cmd, args, { capture = false } = {}) {
+function run(cmd, args, { capture = false, stderr = false } = {}) {
   return new Promise((resolve, reject) => {
     const child = spawn(cmd, args, { stdio: ['ignore', capture ? 'pipe' : 'ignore', 'pipe'] });
     let out = '';
@@ -47,7 +49,7 @@ function run(cmd, args, { capture = false } = {}) {
     child.stdout?.setEncoding('utf8').on('data', (d) => (out += d));
     child.stderr.setEncoding('utf8').on('data', (d) => (err += d));
     child.on('error', reject);
-    child.on('close', (code) => (code === 0 ? resolve(out) : reject(new Error(`${cmd} ${args.join(' ')} exited with ${code}: ${err.slice(-2000)}`))));
+    child.on('close', (code) => (code === 0 ? resolve(stderr ? err : out) : reject(new Error(`${cmd} ${args.join(' ')} exited with ${code}: ${err.slice(-2000)}`))));
   });
 }
 
@@ -154,6 +156,7 @@ async function main() {
       const before = throttle.bytesSent();
       const started = process.hrtime.bigint();
       if (kind === 'oci') await ctr('images', 'pull', '--plain-http', '--snapshotter', 'overlayfs', refs.oci);
+      else if (PULL_LOG) log((await run(process.execPath, [nydusdBin, 'pull', '--address', containerd.address, '--snapshotter', 'nydus-ts', '--plain-http', '--log-level', PULL_LOG, refs[kind]], { stderr: true })).trim());
       else await run(process.execPath, [nydusdBin, 'pull', '--address', containerd.address, '--snapshotter', 'nydus-ts', '--plain-http', refs[kind]]);
       const pullSeconds = Number(process.hrtime.bigint() - started) / 1e9;
       const snapshotter = kind === 'oci' ? 'overlayfs' : 'nydus-ts';
