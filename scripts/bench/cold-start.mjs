@@ -12,7 +12,7 @@
 // chart) and prints a Markdown section on stdout; progress on stderr.
 //
 // Env: BENCH_COLD_RUNS (5), BENCH_COLD_OCI_THROTTLED_RUNS (3), BENCH_COLD_RATE (3e6 bytes/s);
-// for experiments (the report then lacks rows): BENCH_COLD_KINDS (oci,native,zran),
+// for experiments (the report then lacks rows, docs/cold-start.svg is not written): BENCH_COLD_KINDS (oci,native,zran),
 // BENCH_COLD_CONDITIONS (throttled,unthrottled), BENCH_COLD_NYDUSD_CONFIG (a --nydusd-config file),
 // BENCH_COLD_PULL_LOG (a --log-level for nydusd-ts pull: its log goes to stderr).
 import { spawn } from 'node:child_process';
@@ -289,10 +289,12 @@ function report({ results, floor, imageBytes, layers, conversions }) {
   const t = (c, w, k) => stat(c, w, k).median / stat(c, w, 'oci').median;
   const w0 = Object.keys(floor)[0];
   const touchedNote = results.some((r) => Number.isFinite(r.touchedBytes)) ? 'the daemon\'s touched_bytes (compressed bytes of the chunks reads needed)' : 'the daemon\'s backend read_amount_total (chunks fetched, including merged neighbours: an upper bound of what was read)';
-  if (results.length === RUNS * 2 * 2 * 2 + OCI_THROTTLED_RUNS * 2 + RUNS * 2) lines.push(`Targets at 3 MB/s (\`${w0}\`): Nydus ≤ 0.08× OCI: ${t('3 MB/s', w0, 'native').toFixed(3)}×; zran ≤ 0.11×: ${t('3 MB/s', w0, 'zran').toFixed(3)}×; bytes ≤ 5% (Nydus): ${((100 * stat('3 MB/s', w0, 'native').bytes) / imageBytes).toFixed(1)}%, ≤ 8% (zran): ${((100 * stat('3 MB/s', w0, 'zran').bytes) / imageBytes).toFixed(1)}%; Nydus ≤ 1.5× floor: ${(stat('3 MB/s', w0, 'native').median / floor[w0].seconds).toFixed(2)}×. Unthrottled: Nydus ≤ 0.6× OCI: ${t('unthrottled', w0, 'native').toFixed(3)}×. Floor bytes: ${touchedNote}.`);
+  const complete = results.length === RUNS * 2 * 2 * 2 + OCI_THROTTLED_RUNS * 2 + RUNS * 2;
+  if (complete) lines.push(`Targets at 3 MB/s (\`${w0}\`): Nydus ≤ 0.08× OCI: ${t('3 MB/s', w0, 'native').toFixed(3)}×; zran ≤ 0.11×: ${t('3 MB/s', w0, 'zran').toFixed(3)}×; bytes ≤ 5% (Nydus): ${((100 * stat('3 MB/s', w0, 'native').bytes) / imageBytes).toFixed(1)}%, ≤ 8% (zran): ${((100 * stat('3 MB/s', w0, 'zran').bytes) / imageBytes).toFixed(1)}%; Nydus ≤ 1.5× floor: ${(stat('3 MB/s', w0, 'native').median / floor[w0].seconds).toFixed(2)}×. Unthrottled: Nydus ≤ 0.6× OCI: ${t('unthrottled', w0, 'native').toFixed(3)}×. Floor bytes: ${touchedNote}.`);
   lines.push('');
   lines.push('![cold start chart](cold-start.svg)');
-  writeFileSync(join(repoRoot, 'docs/cold-start.svg'), svgChart(chart));
+  // (a partial run leaves the report's chart alone)
+  if (complete) writeFileSync(join(repoRoot, 'docs/cold-start.svg'), svgChart(chart));
   process.stdout.write(lines.join('\n') + '\n');
 }
 
