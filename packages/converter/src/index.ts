@@ -4,7 +4,7 @@
 // @nydus-ts/registry's. Pieces for this project's own tools are behind ./internal.
 
 // Conversion.
-export { convertImage, resolveConvertImageOptions } from './convert/convert-image.js';
+export { convertImage, resolveConvertImageOptions, CONVERT_IMAGE_DEFAULTS } from './convert/convert-image.js';
 export type {
   ConvertImageOptions,
   ResolvedConvertOptions,
@@ -15,7 +15,7 @@ export type {
 } from './convert/convert-image.js';
 
 // Checking a converted image against its source.
-export { checkConvertedImage } from './check/check-converted-image.js';
+export { checkConvertedImage, CHECK_CONVERTED_IMAGE_DEFAULTS } from './check/check-converted-image.js';
 export type { CheckConvertedImageOptions, CheckReport, CheckCounts } from './check/check-converted-image.js';
 
 // Image sources beyond a registry and oci: layouts (those are @nydus-ts/registry's): archives and dir:.

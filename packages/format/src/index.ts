@@ -61,7 +61,7 @@ export {
 export type { ZranContext } from './layout/blob-meta.js';
 
 // Building one layer: a bootstrap plus a data blob (chunked, deduplicated, compressed).
-export { buildLayer, resolveBuildLayerOptions, IMPLIED_DIRECTORY_XATTR, WHOLE_CONTENT } from './builder/build-layer.js';
+export { buildLayer, resolveBuildLayerOptions, BUILD_LAYER_DEFAULTS, IMPLIED_DIRECTORY_XATTR, WHOLE_CONTENT } from './builder/build-layer.js';
 export type { BuildLayerOptions, ResolvedBuildLayerOptions, LayerBuildResult, LayerBlobInfo, WholeContentSource } from './builder/build-layer.js';
 export { INLINED_BLOB_ID } from './builder/blob-writer.js';
 export type { BlobSink, LayerBuildStats } from './builder/blob-writer.js';

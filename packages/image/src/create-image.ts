@@ -7,6 +7,7 @@ import {
   ChunkDict,
   buildLayer,
   resolveBuildLayerOptions,
+  BUILD_LAYER_DEFAULTS,
   type ChunkCompressor,
   type ChunkDigester,
   type LayerBuildResult,
@@ -24,8 +25,15 @@ import { AtomicFileWriter } from './atomic-file.js';
 export const SOURCE_TYPES = ['dir-rafs', 'tar-rafs', 'targz-rafs'] as const;
 export type SourceType = (typeof SOURCE_TYPES)[number];
 
+/** The defaults of `image create`, as `nydus-image create` has them (also the CLI's, shown in its help). */
+export const CREATE_IMAGE_DEFAULTS = {
+  type: 'dir-rafs',
+  ...BUILD_LAYER_DEFAULTS,
+} as const satisfies { type: SourceType; compressor: ChunkCompressor; digester: ChunkDigester; chunkSize: number };
+
 export interface CreateImageOptions {
-  type: SourceType;
+  /** What `source` is (default dir-rafs). */
+  type?: SourceType;
   /** A directory (dir-rafs), a tar file (tar-rafs) or a gzip/zstd tar file (targz-rafs). */
   source: string;
   /** Where to write the layer bootstrap. */
@@ -51,15 +59,19 @@ export interface CreateImageResult {
   durationMs: number;
 }
 
-export function resolveCreateImageOptions(options: CreateImageOptions): Required<Pick<CreateImageOptions, 'compressor' | 'digester'>> & CreateImageOptions {
-  if (!(SOURCE_TYPES as readonly string[]).includes(options.type)) {
-    throw new InvalidArgumentError(`type: "${options.type}" is not one of ${SOURCE_TYPES.join(', ')}`, { optionNames: ['type'] });
+/** `CreateImageOptions` with every default filled in (from CREATE_IMAGE_DEFAULTS) and checked. */
+export type ResolvedCreateImageOptions = Required<Pick<CreateImageOptions, 'type' | 'compressor' | 'digester' | 'chunkSize'>> & CreateImageOptions;
+
+export function resolveCreateImageOptions(options: CreateImageOptions): ResolvedCreateImageOptions {
+  const type = options.type ?? CREATE_IMAGE_DEFAULTS.type;
+  if (!(SOURCE_TYPES as readonly string[]).includes(type)) {
+    throw new InvalidArgumentError(`type: "${type}" is not one of ${SOURCE_TYPES.join(', ')}`, { optionNames: ['type'] });
   }
-  const compressor = options.compressor ?? 'zstd';
+  const compressor = options.compressor ?? CREATE_IMAGE_DEFAULTS.compressor;
   if (!CHUNK_COMPRESSORS.includes(compressor)) {
     throw new InvalidArgumentError(`compressor: "${compressor}" is not one of ${CHUNK_COMPRESSORS.join(', ')}`, { optionNames: ['compressor'] });
   }
-  const digester = options.digester ?? 'blake3';
+  const digester = options.digester ?? CREATE_IMAGE_DEFAULTS.digester;
   if (!CHUNK_DIGESTERS.includes(digester)) {
     throw new InvalidArgumentError(`digester: "${digester}" is not one of ${CHUNK_DIGESTERS.join(', ')}`, { optionNames: ['digester'] });
   }
@@ -72,7 +84,7 @@ export function resolveCreateImageOptions(options: CreateImageOptions): Required
   }
   if (!options.bootstrap) throw new InvalidArgumentError('bootstrap is required', { optionNames: ['bootstrap'] });
   if (!options.blobDir) throw new InvalidArgumentError('blobDir is required', { optionNames: ['blobDir'] });
-  return { ...options, compressor, digester };
+  return { ...options, type, compressor, digester, chunkSize: options.chunkSize ?? CREATE_IMAGE_DEFAULTS.chunkSize };
 }
 
 /**

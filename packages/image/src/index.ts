@@ -4,8 +4,8 @@
 // registry conversion is @nydus-ts/converter's.
 
 // Local image commands (`nydusify-ts image create|merge|inspect|check|unpack`).
-export { createImage, resolveCreateImageOptions, SOURCE_TYPES } from './create-image.js';
-export type { CreateImageOptions, CreateImageResult, SourceType } from './create-image.js';
+export { createImage, resolveCreateImageOptions, CREATE_IMAGE_DEFAULTS, SOURCE_TYPES } from './create-image.js';
+export type { CreateImageOptions, ResolvedCreateImageOptions, CreateImageResult, SourceType } from './create-image.js';
 export { mergeImage } from './merge-image.js';
 export type { MergeImageOptions } from './merge-image.js';
 export { inspectImage } from './inspect-image.js';

@@ -73,6 +73,14 @@ export interface CopyImageOptions {
   logger?: Logger;
 }
 
+/** The defaults of a copy (the CLI shows these in its help; it declares none of its own). */
+export const COPY_IMAGE_DEFAULTS = {
+  /** Blobs transferred at once. */
+  concurrency: 4,
+  /** 0: one monolithic PUT per blob. */
+  pushChunkSize: 0,
+} as const;
+
 export interface CopyImageResult {
   source: string;
   target: string;
@@ -136,9 +144,9 @@ function makeClient(registry: string, side: CopySideOptions, option: string, com
 export async function copyImage(options: CopyImageOptions): Promise<CopyImageResult> {
   const started = Date.now();
   const logger = options.logger ?? noopLogger;
-  const concurrency = options.concurrency ?? 4;
+  const concurrency = options.concurrency ?? COPY_IMAGE_DEFAULTS.concurrency;
   if (!Number.isInteger(concurrency) || concurrency < 1) throw new InvalidArgumentError(`concurrency must be a positive integer, got ${concurrency}`);
-  const chunkSize = checkPushChunkSize(options.pushChunkSize ?? 0, 'pushChunkSize');
+  const chunkSize = checkPushChunkSize(options.pushChunkSize ?? COPY_IMAGE_DEFAULTS.pushChunkSize, 'pushChunkSize');
   const platform = options.allPlatforms
     ? undefined
     : typeof options.platform === 'string'

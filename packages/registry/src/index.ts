@@ -41,6 +41,6 @@ export { OciLayout, OciLayoutSource, OciLayoutTarget, refNameAnnotation } from '
 export { RegistryImageSource, RegistryImageTarget } from './registry-image-store.js';
 export type { RegistryImageTargetOptions } from './registry-image-store.js';
 export type { ImageSource, ImageTarget, RegistryLocation, FetchBlobOptions, PushBlobTargetOptions } from './image-store.js';
-export { copyImage } from './copy-image.js';
+export { copyImage, COPY_IMAGE_DEFAULTS } from './copy-image.js';
 export type { CopyImageOptions, CopyImageResult, CopySideOptions, CopyProgressEvent, ExtraBlobsContext } from './copy-image.js';
 export { readBodyLimited } from './http-body.js';

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { InvalidArgumentError, NydusError, createConsoleLogger } from '@nydus-ts/core';
-import { checkConvertedImage, parseArchiveLocation } from '@nydus-ts/converter';
+import { CHECK_CONVERTED_IMAGE_DEFAULTS, checkConvertedImage, parseArchiveLocation } from '@nydus-ts/converter';
 import type { CheckConvertedImageOptions, CheckReport } from '@nydus-ts/converter';
 import { parseImageLocation, parsePlatform } from '@nydus-ts/registry';
 import type { CliIo } from '../io.js';
@@ -47,7 +47,7 @@ export function parseCheckFlags(flags: CheckFlags, env: NodeJS.ProcessEnv = {}):
     }),
     targetRegistry: registryEndpointFromFlags({ registry: targetLocation.reference.registry, insecure: flags.targetInsecure ?? false, ...(flags.targetCreds !== undefined && { creds: flags.targetCreds }), credsFlag: '--target-creds' }, env),
     verifyBlobs: flags.verifyBlobs ?? false,
-    concurrency: flags.concurrency === undefined ? 8 : parsePositiveInt(flags.concurrency, '--concurrency'),
+    ...(flags.concurrency !== undefined && { concurrency: parsePositiveInt(flags.concurrency, '--concurrency') }),
   };
   if (flags.platform !== undefined) options.platform = parsePlatform(flags.platform);
   const timeouts = parseTimeoutFlags(flags);
@@ -71,7 +71,7 @@ export const registerCheckCommand: CommandRegistrar = (program: Command, io: Cli
     .requiredOption('--target <ref>', 'Nydus image in a registry: host[:port]/repo[:tag][@digest]')
     .option('--platform <os/arch[/variant]>', 'platform to check in multi-platform images (default: this machine)')
     .option('--verify-blobs', 'also download every Nydus blob whole to verify its digest')
-    .option('--concurrency <n>', 'files read from the target at once', '8')
+    .option('--concurrency <n>', `files read from the target at once (default ${CHECK_CONVERTED_IMAGE_DEFAULTS.concurrency})`)
     .option('-J, --output-json <file>', 'write the report as JSON here')
     .action(async (flags: CheckFlags) => {
       baselineWasmOnly();

@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { InvalidArgumentError, NotFoundError, createConsoleLogger } from '@nydus-ts/core';
-import { convertImage, resolveConvertImageOptions } from '@nydus-ts/converter';
+import { CONVERT_IMAGE_DEFAULTS, convertImage, resolveConvertImageOptions } from '@nydus-ts/converter';
 import type { ConvertImageOptions, ConvertImageResult, ConvertProgressEvent } from '@nydus-ts/converter';
 import { CHUNK_COMPRESSORS, CHUNK_DIGESTERS } from '@nydus-ts/format';
 import type { CliIo } from '../io.js';
@@ -61,10 +61,11 @@ export async function parseConvertFlags(flags: ConvertFlags, cwd: string, env: N
   const options: ConvertImageOptions = {
     source: flags.source,
     target: flags.target,
-    compressor: parseChoice(flags.compressor ?? 'zstd', '--compressor', CHUNK_COMPRESSORS),
-    digester: parseChoice(flags.digester ?? (flags.ociRef ? 'sha256' : 'blake3'), '--digester', CHUNK_DIGESTERS),
-    chunkSize: flags.chunkSize === undefined ? 0x100000 : parseByteSize(flags.chunkSize, '--chunk-size'),
-    concurrency: flags.concurrency === undefined ? 4 : parsePositiveInt(flags.concurrency, '--concurrency'),
+    // Only what the flags give: the library's resolveConvertImageOptions holds every default.
+    ...(flags.compressor !== undefined && { compressor: parseChoice(flags.compressor, '--compressor', CHUNK_COMPRESSORS) }),
+    ...(flags.digester !== undefined && { digester: parseChoice(flags.digester, '--digester', CHUNK_DIGESTERS) }),
+    ...(flags.chunkSize !== undefined && { chunkSize: parseByteSize(flags.chunkSize, '--chunk-size') }),
+    ...(flags.concurrency !== undefined && { concurrency: parsePositiveInt(flags.concurrency, '--concurrency') }),
     allPlatforms: flags.allPlatforms ?? false,
     mergePlatform: flags.mergePlatform ?? false,
     mergeManifest: flags.mergeManifest ?? false,
@@ -136,9 +137,9 @@ export const registerConvertCommand: CommandRegistrar = (program: Command, io: C
     .requiredOption('--target <ref>', 'target image: host[:port]/repo[:tag]')
     .option('--platform <os/arch[/variant]>', 'platform to convert from a multi-platform source (default: this machine)')
     .option('--all-platforms', 'convert every platform of an index and push an index')
-    .option('--compressor <name>', 'chunk compressor: none, lz4_block or zstd', 'zstd')
-    .option('--chunk-size <size>', 'chunk size, a power of two from 0x1000 to 0x1000000', '0x100000')
-    .option('--digester <name>', 'chunk digest: blake3 or sha256 (default blake3; sha256 with --oci-ref)')
+    .option('--compressor <name>', `chunk compressor: none, lz4_block or zstd (default ${CONVERT_IMAGE_DEFAULTS.compressor})`)
+    .option('--chunk-size <size>', `chunk size, a power of two from 0x1000 to 0x1000000 (default 0x${CONVERT_IMAGE_DEFAULTS.chunkSize.toString(16)})`)
+    .option('--digester <name>', `chunk digest: blake3 or sha256 (default ${CONVERT_IMAGE_DEFAULTS.digester}; ${CONVERT_IMAGE_DEFAULTS.ociRefDigester} with --oci-ref)`)
     .option('--merge-platform', 'push an index of the source manifests (an empty layer prepended) plus the Nydus ones, as the reference tools write it')
     .option('--merge-manifest', 'add the Nydus manifest(s) to what the target tag already holds instead of replacing it')
     .option('--keep-source-manifests', 'with --merge-platform/--merge-manifest: the older index form, source manifests byte-identical (see docs/convert.md for the risk)')
@@ -146,13 +147,14 @@ export const registerConvertCommand: CommandRegistrar = (program: Command, io: C
     .option('--prefetch-patterns <file>', 'file with absolute paths (one per line) for the prefetch table')
     .option('--chunk-dict <ref>', 'Nydus image (REF or bootstrap:registry:REF) whose chunks are reused instead of stored again')
     .option('--oci-ref', 'targz-ref ("zran") image: keep the original gzip/tar layers as data blobs, push only per-layer meta blobs and the bootstrap (zstd layers become native Nydus blobs)')
-    .option('--concurrency <n>', 'layers converted at once', '4')
+    .option('--concurrency <n>', `layers converted at once (default ${CONVERT_IMAGE_DEFAULTS.concurrency})`)
     .option('--workers', 'convert each layer in a worker thread (default: when there are more than 2 cores and layers; NYDUS_TS_CONVERT_WORKERS=1)')
     .option('--no-workers', 'convert every layer on the main thread (NYDUS_TS_CONVERT_WORKERS=0)')
     .option('-J, --output-json <file>', 'write a JSON report here')
     .action(async (flags: ConvertFlags) => {
       baselineWasmOnly();
       const options = await parseConvertFlags(flags, io.cwd, io.env);
+      const resolved = resolveConvertImageOptions(options);
       await checkOutputJson(flags.outputJson && path.resolve(io.cwd, flags.outputJson));
       const result = await convertImage({
         ...options,
@@ -165,7 +167,7 @@ export const registerConvertCommand: CommandRegistrar = (program: Command, io: C
         const secs = result.durationMs / 1000;
         await writeJsonFile(path.resolve(io.cwd, flags.outputJson), {
           ...result,
-          options: { compressor: options.compressor, chunkSize: options.chunkSize, digester: options.digester, concurrency: options.concurrency, oci: options.oci, ociRef: options.ociRef, mergePlatform: options.mergePlatform, mergeManifest: options.mergeManifest, keepSourceManifests: options.keepSourceManifests ?? false },
+          options: { compressor: resolved.compressor, chunkSize: resolved.chunkSize, digester: resolved.digester, concurrency: resolved.concurrency, oci: resolved.oci, ociRef: resolved.ociRef, mergePlatform: resolved.mergePlatform, mergeManifest: resolved.mergeManifest, keepSourceManifests: resolved.keepSourceManifests },
           throughputMBps: result.bytesIn / 1e6 / Math.max(secs, 1e-3),
           maxRssBytes: process.resourceUsage().maxRSS * 1024,
         });

@@ -3,7 +3,7 @@ import { baselineWasmOnly } from '../v8-flags.js';
 import { runInNewContext } from 'node:vm';
 import type { Command } from 'commander';
 import { InvalidArgumentError, createConsoleLogger, noopLogger } from '@nydus-ts/core';
-import { checkPushChunkSize, copyImage, parseImageLocation, parsePlatform } from '@nydus-ts/registry';
+import { COPY_IMAGE_DEFAULTS, checkPushChunkSize, copyImage, parseImageLocation, parsePlatform } from '@nydus-ts/registry';
 import type { CopyImageOptions, CopyImageResult, CopyProgressEvent, CopySideOptions } from '@nydus-ts/registry';
 import type { CliIo } from '../io.js';
 import { registryEndpointFromFlags } from '../registry-endpoint.js';
@@ -52,8 +52,8 @@ export function parseCopyFlags(flags: CopyFlags, env: NodeJS.ProcessEnv = {}): C
     sourceRegistry: side(flags.sourceInsecure, flags.sourceCreds, 'source', flags.sourceMirror, src),
     targetRegistry: side(flags.targetInsecure, flags.targetCreds, 'target', undefined, dst),
     allPlatforms: flags.allPlatforms ?? false,
-    pushChunkSize: flags.pushChunkSize === undefined ? 0 : checkPushChunkSize(parseByteSize(flags.pushChunkSize, '--push-chunk-size'), '--push-chunk-size'),
-    concurrency: flags.concurrency === undefined ? 4 : parsePositiveInt(flags.concurrency, '--concurrency'),
+    ...(flags.pushChunkSize !== undefined && { pushChunkSize: checkPushChunkSize(parseByteSize(flags.pushChunkSize, '--push-chunk-size'), '--push-chunk-size') }),
+    ...(flags.concurrency !== undefined && { concurrency: parsePositiveInt(flags.concurrency, '--concurrency') }),
   };
   const timeouts = parseTimeoutFlags(flags);
   if (timeouts) options.timeouts = timeouts;
@@ -184,8 +184,8 @@ export const registerCopyCommand: CommandRegistrar = (program: Command, io: CliI
     .option('--platform <os/arch[/variant]>', 'platform to copy from a multi-platform image (default: this machine)')
     .option('--all-platforms', 'copy the index and every platform unchanged')
     .option('--source-mirror <url>', 'mirror tried before the source registry for reads (repeatable)', collect)
-    .option('--push-chunk-size <size>', 'upload blobs in chunks of this size, 4KiB to 1GiB (e.g. 16MiB); 0 = monolithic', '0')
-    .option('--concurrency <n>', 'blobs transferred at once', '4')
+    .option('--push-chunk-size <size>', `upload blobs in chunks of this size, 4KiB to 1GiB (e.g. 16MiB); 0 = monolithic (default ${COPY_IMAGE_DEFAULTS.pushChunkSize})`)
+    .option('--concurrency <n>', `blobs transferred at once (default ${COPY_IMAGE_DEFAULTS.concurrency})`)
     .option('-J, --output-json <file>', 'write a JSON summary here')
     .action(async (flags: CopyFlags) => {
       const options = parseCopyFlags(flags, io.env);

@@ -2,6 +2,7 @@ import type { Command} from 'commander';
 import { Option } from 'commander';
 import { InvalidArgumentError, NotFoundError } from '@nydus-ts/core';
 import {
+  CREATE_IMAGE_DEFAULTS,
   SOURCE_TYPES,
   checkImage,
   createImage,
@@ -111,12 +112,12 @@ export const registerImageCommands: CommandRegistrar = (program: Command, io: Cl
     .command('create')
     .description('Build a layer bootstrap and data blob from a directory or tar')
     .argument('<source>', 'directory (dir-rafs) or tar file (tar-rafs, targz-rafs)')
-    .addOption(new Option('-t, --type <type>', 'source type').choices([...SOURCE_TYPES]).default('dir-rafs'))
+    .addOption(new Option('-t, --type <type>', `source type (default ${CREATE_IMAGE_DEFAULTS.type})`).choices([...SOURCE_TYPES]))
     .requiredOption('-B, --bootstrap <file>', 'bootstrap file to write')
     .requiredOption('-D, --blob-dir <dir>', 'directory for the data blob (named by its sha256)')
-    .option('--compressor <name>', `chunk compressor: ${CHUNK_COMPRESSORS.join(', ')}`, 'zstd')
-    .option('--chunk-size <size>', 'chunk size, power of two from 0x1000 to 0x1000000', '0x100000')
-    .option('--digester <name>', `chunk digester: ${CHUNK_DIGESTERS.join(', ')}`, 'blake3')
+    .option('--compressor <name>', `chunk compressor: ${CHUNK_COMPRESSORS.join(', ')} (default ${CREATE_IMAGE_DEFAULTS.compressor})`)
+    .option('--chunk-size <size>', `chunk size, power of two from 0x1000 to 0x1000000 (default 0x${CREATE_IMAGE_DEFAULTS.chunkSize.toString(16)})`)
+    .option('--digester <name>', `chunk digester: ${CHUNK_DIGESTERS.join(', ')} (default ${CREATE_IMAGE_DEFAULTS.digester})`)
     .option('--chunk-dict <bootstrap>', 'dedup against the chunks of this bootstrap (bootstrap=PATH or PATH)')
     .option('--prefetch-patterns <file>', 'file of absolute paths to list in the prefetch table')
     .option('-J, --output-json <file>', 'write a JSON summary here')
@@ -127,13 +128,14 @@ export const registerImageCommands: CommandRegistrar = (program: Command, io: Cl
       const dict = chunkDictPath(o.chunkDict);
       const result = await createImage({
         ...(io.signal && { signal: io.signal }),
-        type: o.type as SourceType,
+        ...(o.type !== undefined && { type: o.type as SourceType }),
         source,
         bootstrap: o.bootstrap!,
         blobDir: o.blobDir!,
-        compressor: parseChoice(o.compressor!, '--compressor', CHUNK_COMPRESSORS) as ChunkCompressor,
-        digester: parseChoice(o.digester!, '--digester', CHUNK_DIGESTERS) as ChunkDigester,
-        chunkSize: parseByteSize(o.chunkSize!, '--chunk-size'),
+        // Only what the flags give: the library's resolveCreateImageOptions holds the defaults.
+        ...(o.compressor !== undefined && { compressor: parseChoice(o.compressor, '--compressor', CHUNK_COMPRESSORS) as ChunkCompressor }),
+        ...(o.digester !== undefined && { digester: parseChoice(o.digester, '--digester', CHUNK_DIGESTERS) as ChunkDigester }),
+        ...(o.chunkSize !== undefined && { chunkSize: parseByteSize(o.chunkSize, '--chunk-size') }),
         ...(dict && { chunkDict: dict }),
         ...(patterns && { prefetchPatterns: patterns }),
       });

@@ -36,6 +36,12 @@ const MAX_CONFIG_BYTES = 16 << 20;
 /** Read-ahead window for file data: files are read in blob order, so neighbours share requests. */
 const READ_AHEAD = 4 << 20;
 
+/** The defaults of a check (the CLI shows these in its help; it declares none of its own). */
+export const CHECK_CONVERTED_IMAGE_DEFAULTS = {
+  /** Files read from the target at once. */
+  concurrency: 8,
+} as const;
+
 export interface CheckConvertedImageOptions {
   /** The original image: registry reference, `oci:DIR[:TAG]`, `oci-archive:FILE[:TAG]`, `docker-archive:FILE[:REF]`, or a source. */
   source: string | ImageSource;
@@ -192,7 +198,7 @@ export async function checkConvertedImage(options: CheckConvertedImageOptions): 
   const started = Date.now();
   const logger = options.logger ?? noopLogger;
   const signal = options.signal;
-  const concurrency = options.concurrency ?? 8;
+  const concurrency = options.concurrency ?? CHECK_CONVERTED_IMAGE_DEFAULTS.concurrency;
   if (!Number.isInteger(concurrency) || concurrency < 1) throw new InvalidArgumentError(`concurrency must be a positive integer, got ${concurrency}`);
   const platform = options.platform === undefined ? hostPlatform() : typeof options.platform === 'string' ? parsePlatform(options.platform) : options.platform;
   if (!options.target) throw new InvalidArgumentError('target is required');

@@ -13,7 +13,7 @@ import {
   throwIfAborted,
 } from '@nydus-ts/core';
 import type { Descriptor, Digest, ImageConfig, ImageIndex, ImageManifest, Logger, Platform } from '@nydus-ts/core';
-import { CHUNK_COMPRESSORS, CHUNK_DIGESTERS, MAX_BLOBS, mergeBootstraps, resolveBuildLayerOptions } from '@nydus-ts/format';
+import { BUILD_LAYER_DEFAULTS, CHUNK_COMPRESSORS, CHUNK_DIGESTERS, MAX_BLOBS, mergeBootstraps, resolveBuildLayerOptions } from '@nydus-ts/format';
 import type { ChunkCompressor, ChunkDigester, LayerBuildStats, MergeLayer } from '@nydus-ts/format';
 import { Limiter, RegistryImageTarget, RetryBudget, copyImage, readBodyLimited, formatPlatform, formatReference, hostPlatform, parsePlatform, parseReference, platformMatches, resolveRetryOptions, resolveTimeoutOptions, withRetry } from '@nydus-ts/registry';
 import type { ImageReference, ImageSource, ManifestData, RegistryClient, RegistryEndpoint, ResolvedRetryOptions, RetryOptions, TimeoutOptions } from '@nydus-ts/registry';
@@ -185,6 +185,15 @@ export interface ConvertImageResult {
   durationMs: number;
 }
 
+/** The defaults of a conversion (the CLI shows these in its help; it declares none of its own). */
+export const CONVERT_IMAGE_DEFAULTS = {
+  ...BUILD_LAYER_DEFAULTS,
+  /** Chunk digests of a targz-ref (`ociRef`) image, as the reference tools make them. */
+  ociRefDigester: 'sha256',
+  /** Layers converted at once. */
+  concurrency: 4,
+} as const satisfies { compressor: ChunkCompressor; digester: ChunkDigester; ociRefDigester: ChunkDigester; chunkSize: number; concurrency: number };
+
 export interface ResolvedConvertOptions {
   retry: ResolvedRetryOptions;
   timeouts: TimeoutOptions | undefined;
@@ -196,6 +205,11 @@ export interface ResolvedConvertOptions {
   target: ImageReference & { tag: string };
   prefetchPatterns: string[];
   ociRef: boolean;
+  oci: boolean;
+  allPlatforms: boolean;
+  mergePlatform: boolean;
+  mergeManifest: boolean;
+  keepSourceManifests: boolean;
 }
 
 /** Validates everything that can be checked before any network traffic (INVALID_ARGUMENT). */
@@ -203,14 +217,14 @@ export function resolveConvertImageOptions(options: ConvertImageOptions): Resolv
   if (!options || typeof options !== 'object') throw new InvalidArgumentError('convertImage: options are required');
   if (!options.source) throw new InvalidArgumentError('source is required');
   if (!options.target) throw new InvalidArgumentError('target is required');
-  const compressor = options.compressor ?? 'zstd';
+  const compressor = options.compressor ?? CONVERT_IMAGE_DEFAULTS.compressor;
   if (!CHUNK_COMPRESSORS.includes(compressor)) throw new InvalidArgumentError(`compressor: "${String(compressor)}" is not one of ${CHUNK_COMPRESSORS.join(', ')}`);
   const ociRef = options.ociRef ?? false;
   if (typeof ociRef !== 'boolean') throw new InvalidArgumentError(`ociRef: ${String(ociRef)} is not a boolean`);
   if (ociRef && options.digester !== undefined && options.digester !== 'sha256') throw new InvalidArgumentError(`digester: oci-ref images use sha256 chunk digests, not ${options.digester}`);
   if (ociRef && options.chunkDict !== undefined) throw new InvalidArgumentError('chunkDict cannot be used with ociRef (reference layers keep their original data)');
   if (ociRef && options.source.startsWith('dir:')) throw new InvalidArgumentError('ociRef needs image layers to reference; a dir: source has none');
-  const digester = options.digester ?? (ociRef ? 'sha256' : 'blake3');
+  const digester = options.digester ?? (ociRef ? CONVERT_IMAGE_DEFAULTS.ociRefDigester : CONVERT_IMAGE_DEFAULTS.digester);
   if (!CHUNK_DIGESTERS.includes(digester)) throw new InvalidArgumentError(`digester: "${String(digester)}" is not one of ${CHUNK_DIGESTERS.join(', ')}`);
   const build = resolveBuildLayerOptions({
     compressor,
@@ -218,7 +232,7 @@ export function resolveConvertImageOptions(options: ConvertImageOptions): Resolv
     ...(options.chunkSize !== undefined && { chunkSize: options.chunkSize }),
     ...(options.prefetchPatterns !== undefined && { prefetchPatterns: options.prefetchPatterns }),
   });
-  const concurrency = options.concurrency ?? 4;
+  const concurrency = options.concurrency ?? CONVERT_IMAGE_DEFAULTS.concurrency;
   if (!Number.isInteger(concurrency) || concurrency < 1) throw new InvalidArgumentError(`concurrency: must be a positive integer, got ${String(concurrency)}`);
   if (options.platform !== undefined && options.allPlatforms) throw new InvalidArgumentError('platform and allPlatforms cannot be used together');
   const platform = options.allPlatforms ? undefined : options.platform !== undefined ? parsePlatform(options.platform) : hostPlatform();
@@ -231,7 +245,13 @@ export function resolveConvertImageOptions(options: ConvertImageOptions): Resolv
   if (options.chunkDict !== undefined) parseChunkDictReference(options.chunkDict);
   const retry = resolveRetryOptions(options.retry);
   if (options.timeouts) resolveTimeoutOptions(options.timeouts);
-  return { retry, timeouts: options.timeouts, compressor, chunkSize: build.chunkSize, digester, concurrency, platform, target: { ...target, tag: target.tag ?? 'latest' }, prefetchPatterns: build.prefetchPatterns, ociRef };
+  return { retry, timeouts: options.timeouts, compressor, chunkSize: build.chunkSize, digester, concurrency, platform, target: { ...target, tag: target.tag ?? 'latest' }, prefetchPatterns: build.prefetchPatterns, ociRef,
+    oci: options.oci ?? false,
+    allPlatforms: options.allPlatforms ?? false,
+    mergePlatform: options.mergePlatform ?? false,
+    mergeManifest: options.mergeManifest ?? false,
+    keepSourceManifests: options.keepSourceManifests ?? false,
+  };
 }
 
 function parseJson<T>(bytes: Buffer, what: string): T {

@@ -88,17 +88,24 @@ export interface LayerBuildResult {
   stats: LayerBuildStats;
 }
 
+/** The defaults of a layer build, as the reference builder has them (also the CLI's, shown in its help). */
+export const BUILD_LAYER_DEFAULTS = {
+  chunkSize: DEFAULT_CHUNK_SIZE,
+  compressor: 'zstd',
+  digester: 'blake3',
+} as const satisfies { chunkSize: number; compressor: ChunkCompressor; digester: ChunkDigester };
+
 /** Validates and defaults `BuildLayerOptions` (InvalidArgumentError naming the option). */
 export function resolveBuildLayerOptions(options: BuildLayerOptions = {}): ResolvedBuildLayerOptions {
-  const chunkSize = options.chunkSize ?? DEFAULT_CHUNK_SIZE;
+  const chunkSize = options.chunkSize ?? BUILD_LAYER_DEFAULTS.chunkSize;
   if (!isPowerOfTwo(chunkSize) || chunkSize < MIN_CHUNK_SIZE || chunkSize > MAX_CHUNK_SIZE) {
     throw new InvalidArgumentError(`chunkSize: ${String(chunkSize)} is not a power of two between ${MIN_CHUNK_SIZE} and ${MAX_CHUNK_SIZE}`);
   }
-  const compressor = options.compressor ?? 'zstd';
+  const compressor = options.compressor ?? BUILD_LAYER_DEFAULTS.compressor;
   if (!CHUNK_COMPRESSORS.includes(compressor)) {
     throw new InvalidArgumentError(`compressor: ${String(compressor)} is not one of ${CHUNK_COMPRESSORS.join(', ')}`);
   }
-  const digester = options.digester ?? 'blake3';
+  const digester = options.digester ?? BUILD_LAYER_DEFAULTS.digester;
   if (!CHUNK_DIGESTERS.includes(digester)) {
     throw new InvalidArgumentError(`digester: ${String(digester)} is not one of ${CHUNK_DIGESTERS.join(', ')}`);
   }
