@@ -15,6 +15,7 @@ import type { CliIo } from '../io.js';
 import { writeLine } from '../io.js';
 import { withFlagNames } from '../program-core.js';
 import { parseChoice, parsePositiveInt } from '../parse.js';
+import { baselineWasmOnly } from '../v8-flags.js';
 import { createJsonLogger } from './json-logger.js';
 
 export type { CliIo } from '../io.js';
@@ -136,10 +137,16 @@ export function buildNydusdProgram(io: CliIo, run: (args: NydusdArgs) => Promise
     });
 }
 
-/** Fetched bytes between two young-generation collections (see youngGcEvery). */
+/** Fetched bytes between two young-generation collections, and between two full ones (see gcEvery). */
 const YOUNG_GC_BYTES = 4 << 20;
+const FULL_GC_BYTES = 32 << 20;
 
-type GcFunction = (options?: { type?: 'minor' | 'major' }) => void;
+/**
+ * V8's `gc`: a full collection when called without an argument; a young-generation one when
+ * given a truthy one (Node 20's V8 reads any argument, `{ type: 'major' }` included, as
+ * "minor").
+ */
+type GcFunction = (minor?: true) => void;
 
 /** V8's collector, exposed at run time (undefined where the runtime refuses). */
 function exposedGc(): GcFunction | undefined {
@@ -155,16 +162,25 @@ function exposedGc(): GcFunction | undefined {
 /**
  * Keeps the daemon's RSS flat while a cold read streams hundreds of MiB of chunks: every socket
  * read is a fresh 64 KiB Buffer, and V8 lets tens of MiB of dead ones pile up before collecting
- * them. A young-generation collection after every few MiB fetched frees them early (as
- * `nydusify-ts copy` does), for ~1 ms each.
+ * them. A young-generation collection after every few MiB fetched frees most of them early (as
+ * `nydusify-ts copy` does), for ~1 ms each. Those still in flight at a young collection (a
+ * fetch's buffered chunks, its request and stream objects) move to the old generation, which V8
+ * lets grow to ~2.5x what the daemon keeps before it collects it: a full collection every
+ * 32 MiB fetched (~10-20 ms) keeps their buffers from piling up in the malloc heap.
  */
-function youngGcEvery(gc: GcFunction, bytes: number): (n: number) => void {
-  let pending = 0;
+function gcEvery(gc: GcFunction, youngBytes: number, fullBytes: number): (n: number) => void {
+  let young = 0;
+  let full = 0;
   return (n) => {
-    pending += n;
-    if (pending >= bytes) {
-      pending = 0;
-      gc({ type: 'minor' });
+    young += n;
+    full += n;
+    if (full >= fullBytes) {
+      full = 0;
+      young = 0;
+      gc();
+    } else if (young >= youngBytes) {
+      young = 0;
+      gc(true);
     }
   };
 }
@@ -206,8 +222,11 @@ export async function runNydusd(argv: string[], io: CliIo, hooks: RunNydusdHooks
 async function serve(args: NydusdArgs, logger: Logger & { setLevel(level: LogLevel): void }, hooks: RunNydusdHooks): Promise<void> {
   for (const flag of args.ignored) logger.warn(`ignored: ${flag}`);
   const options: DaemonOptions = { mountpoint: args.mountpoint, mode: args.mode, prefetchFiles: args.prefetchFiles, logger };
+  // llhttp's TurboFan tier-up compiles on V8's worker threads with ~20 MB of scratch memory
+  // that their malloc arenas then keep: a peak of RSS for no measurable gain (see v8-flags.ts).
+  baselineWasmOnly();
   const gc = exposedGc();
-  if (gc) options.onFetched = youngGcEvery(gc, YOUNG_GC_BYTES);
+  if (gc) options.onFetched = gcEvery(gc, YOUNG_GC_BYTES, FULL_GC_BYTES);
   if (args.config) {
     const { config, raw, warnings } = await loadDaemonConfigFile(args.config);
     for (const w of warnings) logger.warn(`config: ${w}`);
@@ -222,7 +241,7 @@ async function serve(args: NydusdArgs, logger: Logger & { setLevel(level: LogLev
   const daemon = await Daemon.start(options);
   // Loading and checking the bootstrap leaves its garbage in the old generation: collect it
   // once, so the daemon serves from a heap sized for what it keeps.
-  gc?.({ type: 'major' });
+  gc?.();
   let stopping: Promise<void> | undefined;
   const stop = (why: string): Promise<void> => {
     stopping ??= (async () => {
