@@ -21,7 +21,7 @@ import { BLOCK_SIZE, headerChecksum, readNumber } from './layer/tar-header.js';
 import { readTarEntries } from './layer/tar-reader.js';
 import { AtomicFileWriter } from './atomic-file.js';
 
-/** Source types of `image create`, as `nydus-image create --type` names them. */
+/** Source types of `image create`, named as the reference `nydus-image create` names them. */
 export const SOURCE_TYPES = ['dir-rafs', 'tar-rafs', 'targz-rafs'] as const;
 export type SourceType = (typeof SOURCE_TYPES)[number];
 

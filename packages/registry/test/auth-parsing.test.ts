@@ -2,16 +2,8 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import {
-  RegistryResponseError,
-  dockerConfigCredentials,
-  isRetryableError,
-  mergeScopes,
-  normalizeAuthKey,
-  parseRetryAfter,
-  parseWwwAuthenticate,
-  redactUrl,
-} from '../src/index.js';
+import { RegistryResponseError, dockerConfigCredentials, isRetryableError, parseRetryAfter, redactUrl } from '../src/index.js';
+import { mergeScopes, normalizeAuthKey, parseWwwAuthenticate } from '../src/internal.js';
 
 describe('WWW-Authenticate', () => {
   it('parses bearer and basic challenges', () => {

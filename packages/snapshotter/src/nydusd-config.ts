@@ -1,6 +1,6 @@
 /**
- * The nydusd (v1) config written for one image: the template (defaults, or the file given with
- * `--nydusd-config`) with the registry backend filled in from the image reference and the
+ * The nydusd (v1) config written for one image: the template (defaults, or the one the
+ * snapshotter was given) with the registry backend filled in from the image reference and the
  * credentials, and the blob cache pointed at the snapshotter's cache dir (nydus-snapshotter's
  * SupplementDaemonConfig). Spec nydus-format.md §7.1.
  */
@@ -38,7 +38,7 @@ export function defaultNydusdConfig(): NydusdConfigV1 {
   };
 }
 
-/** Checks that a `--nydusd-config` template has the v1 shape this snapshotter fills in. */
+/** Checks that a nydusd config template has the v1 shape this snapshotter fills in. */
 export function validateNydusdConfigTemplate(value: unknown, source: string): NydusdConfigV1 {
   const v = value as Partial<NydusdConfigV1> | null;
   if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new InvalidArgumentError(`${source}: a nydusd config must be a JSON object`);

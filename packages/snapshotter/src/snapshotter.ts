@@ -40,11 +40,11 @@ export interface SnapshotterDaemonOptions {
   /** Arguments added to every daemon's command line (e.g. `['--mode', 'erofs']`). */
   extraArgs?: string[];
   threadNum?: number;
-  /** The daemons' `--log-level` (default `info`). */
+  /** The daemons' log level (default `info`). */
   logLevel?: string;
   /** How long a daemon may take to answer RUNNING (default 30 s). */
   startTimeoutMs?: number;
-  /** nydusd v1 config template (`--nydusd-config`); backend and cache dir are filled in per image. */
+  /** nydusd v1 config template; backend and cache dir are filled in per image. */
   config?: NydusdConfigV1;
 }
 

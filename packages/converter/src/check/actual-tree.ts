@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { isNydusError, throwIfAborted } from '@nydus-ts/core';
 import { decodeRdev, type BootstrapReader, type RafsFileReader } from '@nydus-ts/format';
-import { Limiter } from '@nydus-ts/registry';
+import { Limiter } from '@nydus-ts/registry/internal';
 import { assignLinkGroups, xattrMap, type CheckAttrs, type CheckTree } from './check-tree.js';
 
 const infrastructure = new Set(['CANCELLED', 'UNAVAILABLE', 'UNAUTHENTICATED', 'PERMISSION_DENIED', 'RESOURCE_EXHAUSTED', 'INTERNAL']);

@@ -15,7 +15,8 @@ import {
 } from '@nydus-ts/core';
 import type { Descriptor, Digest, ImageConfig, ImageIndex, ImageManifest, Logger, Platform } from '@nydus-ts/core';
 import { BootstrapReader, DEFAULT_MAX_BOOTSTRAP_SIZE, RafsFileReader, checkBlobMetaAgainstEntry, fetchRefBlobMeta, isSeparateBlob, parseBlobMetaFile } from '@nydus-ts/format';
-import { Limiter, readBodyLimited, formatPlatform, hostPlatform, parseImageLocation, parsePlatform, platformMatches } from '@nydus-ts/registry';
+import { Limiter, readBodyLimited } from '@nydus-ts/registry/internal';
+import { formatPlatform, hostPlatform, parseImageLocation, parsePlatform, platformMatches } from '@nydus-ts/registry';
 import type { ImageSource, ManifestData, RegistryClient, RegistryEndpoint, RetryOptions, TimeoutOptions } from '@nydus-ts/registry';
 import { decompressStream, readTarEntries } from '@nydus-ts/image';
 import { RegistryBlobBackend } from '@nydus-ts/backend';

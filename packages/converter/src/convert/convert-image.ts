@@ -15,7 +15,8 @@ import {
 import type { Descriptor, Digest, ImageConfig, ImageIndex, ImageManifest, Logger, Platform } from '@nydus-ts/core';
 import { BUILD_LAYER_DEFAULTS, CHUNK_COMPRESSORS, CHUNK_DIGESTERS, MAX_BLOBS, mergeBootstraps, resolveBuildLayerOptions } from '@nydus-ts/format';
 import type { ChunkCompressor, ChunkDigester, LayerBuildStats, MergeLayer } from '@nydus-ts/format';
-import { Limiter, RegistryImageTarget, RetryBudget, copyImage, readBodyLimited, formatPlatform, formatReference, hostPlatform, parsePlatform, parseReference, platformMatches, resolveRetryOptions, resolveTimeoutOptions, withRetry } from '@nydus-ts/registry';
+import { Limiter, readBodyLimited } from '@nydus-ts/registry/internal';
+import { RegistryImageTarget, RetryBudget, copyImage, formatPlatform, formatReference, hostPlatform, parsePlatform, parseReference, platformMatches, resolveRetryOptions, resolveTimeoutOptions, withRetry } from '@nydus-ts/registry';
 import type { ImageReference, ImageSource, ManifestData, RegistryClient, RegistryEndpoint, ResolvedRetryOptions, RetryOptions, TimeoutOptions } from '@nydus-ts/registry';
 import { packBootstrapLayer } from './bootstrap-layer.js';
 import { loadChunkDictImage, parseChunkDictReference } from './chunk-dict-image.js';

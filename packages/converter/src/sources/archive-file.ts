@@ -3,7 +3,7 @@ import { open } from 'node:fs/promises';
 import { Readable, addAbortSignal } from 'node:stream';
 import { FormatError, NotFoundError, NydusError } from '@nydus-ts/core';
 import type { Digest } from '@nydus-ts/core';
-import { VerifyStream } from '@nydus-ts/registry';
+import { VerifyStream } from '@nydus-ts/registry/internal';
 import { indexTarFile, normalizeMemberName, type TarIndex, type TarMember } from './tar-index.js';
 
 /** A tar file indexed once; members are read as byte ranges of the file. */

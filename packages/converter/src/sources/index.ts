@@ -1,6 +1,7 @@
 import { InvalidArgumentError, noopLogger } from '@nydus-ts/core';
 import type { Logger } from '@nydus-ts/core';
-import { OciLayoutSource, RegistryClient, RegistryImageSource, endpointFor, parseImageLocation } from '@nydus-ts/registry';
+import { OciLayoutSource, RegistryClient, RegistryImageSource, parseImageLocation } from '@nydus-ts/registry';
+import { endpointFor } from '@nydus-ts/registry/internal';
 import type { ImageReference, ImageSource, RegistryEndpoint, RetryOptions, TimeoutOptions } from '@nydus-ts/registry';
 import { DockerArchiveSource } from './docker-archive.js';
 import { OciArchiveSource } from './oci-archive.js';

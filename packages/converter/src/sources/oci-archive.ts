@@ -2,7 +2,8 @@ import type { Readable } from 'node:stream';
 import { createHash } from 'node:crypto';
 import { DigestMismatchError, FormatError, InvalidArgumentError, NotFoundError, parseDigest } from '@nydus-ts/core';
 import type { Descriptor, ImageIndex } from '@nydus-ts/core';
-import { refNameAnnotation, sniffManifestMediaType } from '@nydus-ts/registry';
+import { refNameAnnotation } from '@nydus-ts/registry';
+import { sniffManifestMediaType } from '@nydus-ts/registry/internal';
 import type { FetchBlobOptions, ImageSource, ManifestData } from '@nydus-ts/registry';
 import { ArchiveFile } from './archive-file.js';
 
