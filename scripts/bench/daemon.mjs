@@ -9,6 +9,11 @@
 // shared machine, which wall times are not.
 // Prints a Markdown section (## Daemon) on stdout; progress goes to stderr.
 //
+// Memory: the daemon's peak RSS (VmHWM) from its start to the end of the cold read, against
+// the same floor process started afresh with the node flags and environment of the bin's
+// shebang (the least a fuse-native filesystem serving this tree takes: Node.js, the addon,
+// libfuse's threads, no state of its own) doing the same walks and whole-tree read.
+//
 // Env: BENCH_DAEMON_RUNS (default 3).
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -29,6 +34,19 @@ delete process.env.NODE_EXTRA_CA_CERTS;
 const nydusdBin = join(repoRoot, 'apps/nydusd-ts/bin/nydusd-ts.js');
 const log = (s) => process.stderr.write(`[bench daemon] ${s}\n`);
 const env = { ...process.env, HTTP_PROXY: '', HTTPS_PROXY: '', http_proxy: '', https_proxy: '' };
+
+/**
+ * What the bin's shebang (`#!/usr/bin/env -S [NAME=value...] node [flags...]`) sets: the
+ * daemon runs as `node FLAGS nydusd-ts.js` with that environment, i.e. as the command does.
+ */
+function shebangLaunch(file) {
+  const words = readFileSync(file, 'utf8').split('\n', 1)[0].replace(/^#!\S*env -S /, '').split(/\s+/).filter(Boolean);
+  const at = words.indexOf('node');
+  if (at < 0) throw new Error(`${file}: no node in its shebang`);
+  return { env: Object.fromEntries(words.slice(0, at).map((w) => w.split('=', 2))), nodeFlags: words.slice(at + 1) };
+}
+const launch = shebangLaunch(nydusdBin);
+const rssOf = (pid, field) => Number(new RegExp(`^${field}:\\s+(\\d+)`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'))[1]) * 1024;
 
 function run(cmd, args, options = {}) {
   const r = spawnSync(cmd, args, { encoding: 'utf8', env, maxBuffer: 64 << 20, ...options });
@@ -80,8 +98,7 @@ const live = new Set();
 async function startDaemon(dir, config, bootstrap, mode) {
   mkdirSync(join(dir, 'mnt'), { recursive: true });
   const sock = join(dir, 'api.sock');
-  // The flag is the one bin/nydusd-ts.js's shebang passes when run as a command.
-  const child = spawn(process.execPath, ['--max-semi-space-size=1', nydusdBin, '--config', config, '--bootstrap', bootstrap, '--mountpoint', join(dir, 'mnt'), '--apisock', sock, '--mode', mode, '--log-level', 'warn'], { stdio: ['ignore', 'ignore', 'inherit'], env });
+  const child = spawn(process.execPath, [...launch.nodeFlags, nydusdBin, '--config', config, '--bootstrap', bootstrap, '--mountpoint', join(dir, 'mnt'), '--apisock', sock, '--mode', mode, '--log-level', 'warn'], { stdio: ['ignore', 'ignore', 'inherit'], env: { ...env, ...launch.env } });
   const exited = new Promise((resolve) => child.once('exit', resolve));
   const stop = async () => {
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
@@ -99,7 +116,8 @@ async function startDaemon(dir, config, bootstrap, mode) {
     mnt: join(dir, 'mnt'),
     pid: child.pid,
     api: (p) => api(sock, p),
-    peakRss: () => Number(/^VmHWM:\s+(\d+)/m.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'))[1]) * 1024,
+    rss: () => rssOf(child.pid, 'VmRSS'),
+    peakRss: () => rssOf(child.pid, 'VmHWM'),
     async stop() {
       live.delete(stop);
       await stop();
@@ -107,9 +125,9 @@ async function startDaemon(dir, config, bootstrap, mode) {
   };
 }
 
-async function startPassthrough(tree, mnt) {
+async function startPassthrough(tree, mnt, { nodeFlags = [], env: extraEnv = {} } = {}) {
   mkdirSync(mnt, { recursive: true });
-  const child = spawn(process.execPath, [join(repoRoot, 'scripts/bench/_fuse-passthrough.mjs'), tree, mnt], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, [...nodeFlags, join(repoRoot, 'scripts/bench/_fuse-passthrough.mjs'), tree, mnt], { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, ...extraEnv } });
   await new Promise((resolve, reject) => {
     child.stdout.once('data', resolve);
     child.once('exit', (code) => reject(new Error(`passthrough exited with ${code}`)));
@@ -118,6 +136,8 @@ async function startPassthrough(tree, mnt) {
   return {
     mnt,
     pid: child.pid,
+    rss: () => rssOf(child.pid, 'VmRSS'),
+    peakRss: () => rssOf(child.pid, 'VmHWM'),
     async stop() {
       child.kill('SIGTERM');
       await exited;
@@ -217,7 +237,7 @@ async function main() {
       return file;
     };
 
-    const rows = { kernel: { walk: [], warm: [], rand: [] }, floor: { walk: [], warm: [], rand: [] } };
+    const rows = { kernel: { walk: [], warm: [], rand: [] }, floor: { walk: [], warm: [], rand: [], startRss: [], rss: [] } };
     for (let i = 0; i < runs; i++) {
       log(`kernel and floor, run ${i + 1}/${runs}`);
       for (const [name, mnt, pid] of [['kernel', kmnt, undefined], ['floor', floor.mnt, floor.pid]]) {
@@ -225,9 +245,19 @@ async function main() {
         rows[name].warm.push(tarRead(mnt, pid));
         rows[name].rand.push(randomReads(mnt, planFile));
       }
+      // Memory floor: a fresh passthrough as the daemon is launched, the cold read's sequence.
+      const m = await startPassthrough(tree, join(work, `floor-mem-${i}`), launch);
+      try {
+        rows.floor.startRss.push(m.rss());
+        walks(m.mnt, m.pid);
+        tarRead(m.mnt, m.pid);
+        rows.floor.rss.push(m.peakRss());
+      } finally {
+        await m.stop();
+      }
     }
     for (const mode of ['fuse', 'erofs']) {
-      const r = (rows[mode] = { walk: [], cold: [], warm: [], rand: [], rss: [], node: [] });
+      const r = (rows[mode] = { walk: [], cold: [], warm: [], rand: [], startRss: [], rss: [], node: [] });
       for (let i = 0; i < runs; i++) {
         log(`${mode} mode, run ${i + 1}/${runs}`);
         const dir = join(work, `${mode}-${i}`);
@@ -235,6 +265,7 @@ async function main() {
         const config = configFor(dir);
         // Cold: a fresh cache, everything from the loopback registry.
         let d = await startDaemon(dir, config, boot, mode);
+        r.startRss.push(d.rss());
         r.walk.push(walks(d.mnt, d.pid));
         const cold = tarRead(d.mnt, d.pid);
         if (cold.bytes !== treeBytes) throw new Error(`${mode}: tar of the mount has ${cold.bytes} bytes, the tree ${treeBytes}`);
@@ -271,12 +302,13 @@ async function main() {
     const p99 = (x) => med(x.rand, (q) => q.p99);
     const F = rows.fuse;
     const E = rows.erofs;
+    const mibs = (xs) => (med(xs, (x) => x) / 2 ** 20).toFixed(0);
     const ratio = (x) => med(x.node, (n) => n.fetched / n.touched);
     const verdict = (ok) => (ok ? 'met' : 'not met');
     const out = [
       '## Daemon',
       '',
-      `nydusd-ts serving the node image of the convert benchmark (Debian bookworm minbase + Node.js ${process.version}; ${entries} entries, ${(treeBytes / 1e6).toFixed(0)} MB as tar; zstd, 1 MiB chunks, blake3: ${(blobBytes / 1e6).toFixed(1)} MB of blobs) from a loopback docker-registry, ${runs} runs, median. Kernel EROFS = the \`--compressor none\` build mounted by the kernel with its blobs on local disk (loop devices); floor = a bare fuse-native read-only passthrough (scripts/bench/_fuse-passthrough.mjs: getattr/readdir/readlink/open/read/release straight to the local files, kernel cache, 300 s timeouts) over the same tree copied to local disk. "Cold" = a fresh blob cache (every chunk fetched from the registry); "warm" = the blob cache full; page caches dropped before the first walk, each tar and each random-read run. Random reads: 2,000 reads of 4 KiB at 4 KiB-aligned random offsets of the files > 1 MiB, one process, synchronous. The machine is shared with other jobs, so times vary between runs.`,
+      `nydusd-ts serving the node image of the convert benchmark (Debian bookworm minbase + Node.js ${process.version}; ${entries} entries, ${(treeBytes / 1e6).toFixed(0)} MB as tar; zstd, 1 MiB chunks, blake3: ${(blobBytes / 1e6).toFixed(1)} MB of blobs) from a loopback docker-registry, ${runs} runs, median. Kernel EROFS = the \`--compressor none\` build mounted by the kernel with its blobs on local disk (loop devices); floor = a bare fuse-native read-only passthrough (scripts/bench/_fuse-passthrough.mjs: getattr/readdir/readlink/open/read/release straight to the local files, kernel cache, 300 s timeouts) over the same tree copied to local disk. "Cold" = a fresh blob cache (every chunk fetched from the registry); "warm" = the blob cache full; page caches dropped before the first walk, each tar and each random-read run. Random reads: 2,000 reads of 4 KiB at 4 KiB-aligned random offsets of the files > 1 MiB, one process, synchronous. Memory: the daemons run as the bin's shebang runs them (\`${[...Object.entries(launch.env).map(([k, v]) => `${k}=${v}`), 'node', ...launch.nodeFlags].join(' ')}\`); the floor of the RSS rows is a fresh passthrough per run, started the same way, doing the cold read's walks and whole-tree read (its reads come from local files: Node.js, the addon and libfuse's threads, no state of its own). The machine is shared with other jobs, so times vary between runs.`,
       '',
       '| measurement | kernel EROFS | floor (passthrough) | nydusd-ts FUSE | nydusd-ts erofs mode |',
       '|---|---|---|---|---|',
@@ -287,7 +319,8 @@ async function main() {
       `| whole-tree read, warm blob cache (s / MB/s) | ${s2(warmS(k))} / ${MBps(treeBytes, warmS(k))} | ${s2(warmS(f))} / ${MBps(treeBytes, warmS(f))} | ${s2(warmS(F))} / ${MBps(treeBytes, warmS(F))} | ${s2(warmS(E))} / ${MBps(treeBytes, warmS(E))} |`,
       `| whole-tree read, CPU s (tar + server): warm; cold | ${s2(warmCpu(k))} | ${s2(warmCpu(f))} | ${s2(warmCpu(F))}; ${s2(coldCpu(F))} | ${s2(warmCpu(E))}; ${s2(coldCpu(E))} |`,
       `| 4 KiB random read, warm blob cache, p50 / p99 (µs) | ${p50(k).toFixed(0)} / ${p99(k).toFixed(0)} | ${p50(f).toFixed(0)} / ${p99(f).toFixed(0)} | ${p50(F).toFixed(0)} / ${p99(F).toFixed(0)} | ${p50(E).toFixed(0)} / ${p99(E).toFixed(0)} |`,
-      `| daemon peak RSS during the cold read (MiB) | – | – | ${(med(F.rss, (x) => x) / 2 ** 20).toFixed(0)} | ${(med(E.rss, (x) => x) / 2 ** 20).toFixed(0)} |`,
+      `| RSS once mounted, before any read (MiB) | – | ${mibs(f.startRss)} | ${mibs(F.startRss)} | ${mibs(E.startRss)} |`,
+      `| peak RSS from the start to the end of the cold read (the walks, then the whole-tree read) (MiB) | – | ${mibs(f.rss)} | ${mibs(F.rss)} | ${mibs(E.rss)} |`,
       `| \`chroot MNT node -e 0\`, cold: bytes fetched / bytes of chunks touched | – | – | ${ratio(F).toFixed(2)} (${(med(F.node, (n) => n.fetched) / 1e6).toFixed(1)} / ${(med(F.node, (n) => n.touched) / 1e6).toFixed(1)} MB) | ${ratio(E).toFixed(2)} (${(med(E.node, (n) => n.fetched) / 1e6).toFixed(1)} / ${(med(E.node, (n) => n.touched) / 1e6).toFixed(1)} MB) |`,
       '',
       'Targets:',
@@ -297,7 +330,7 @@ async function main() {
       `- FUSE whole-tree read, warm, ≥ 0.8× the floor's speed: ${s2(warmS(f) / warmS(F))}×: ${verdict(warmS(f) / warmS(F) >= 0.8)}; CPU time ${s2(warmCpu(F) / warmCpu(f))}× the floor's. (The floor: ${s2(warmS(k) / warmS(f))}× the kernel's speed.)`,
       `- erofs mode whole-tree read, warm, ≥ 0.5× the kernel's speed: ${s2(warmS(k) / warmS(E))}×: ${verdict(warmS(k) / warmS(E) >= 0.5)}; CPU time ${s2(warmCpu(E) / warmCpu(k))}× the kernel's.`,
       `- FUSE 4 KiB random read p50 ≤ 1.3× the floor's: ${s2(p50(F) / p50(f))}×: ${verdict(p50(F) / p50(f) <= 1.3)} (erofs mode: ${s2(p50(E) / p50(f))}× the floor, ${s2(p50(E) / p50(k))}× the kernel).`,
-      `- peak RSS during the cold read ≤ 120 MB: ${(med(F.rss, (x) => x) / 1e6).toFixed(0)} MB (FUSE), ${(med(E.rss, (x) => x) / 1e6).toFixed(0)} MB (erofs mode): ${verdict(med(F.rss, (x) => x) <= 120e6 && med(E.rss, (x) => x) <= 120e6)}.`,
+      `- peak RSS during the cold read ≤ 120 MB: ${(med(F.rss, (x) => x) / 1e6).toFixed(0)} MB (FUSE), ${(med(E.rss, (x) => x) / 1e6).toFixed(0)} MB (erofs mode): ${verdict(med(F.rss, (x) => x) <= 120e6 && med(E.rss, (x) => x) <= 120e6)}. The floor (the same reads through the passthrough, Node.js launched as the bin launches the daemon${Object.keys(launch.env).length ? `: ${Object.entries(launch.env).map(([k, v]) => `${k}=${v}`).join(' ')}` : ''} ${launch.nodeFlags.join(' ')}): ${(med(f.rss, (x) => x) / 1e6).toFixed(0)} MB, ${(med(f.startRss, (x) => x) / 1e6).toFixed(0)} MB of it once mounted.`,
       `- \`node -e 0\` bytes fetched / touched ≤ 1.3: ${ratio(F).toFixed(2)} (FUSE), ${ratio(E).toFixed(2)} (erofs mode): ${verdict(ratio(F) <= 1.3 && ratio(E) <= 1.3)}.`,
       '',
     ];
