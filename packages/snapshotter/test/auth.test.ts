@@ -61,7 +61,7 @@ for (const withCredentials of [true, false]) {
       it('the container cannot start, and the error names the registry’s refusal', async () => {
         const r = await env.containerd.ctr(['run', '--rm', '--snapshotter', SNAPSHOTTER, ref, 'auth-2', '/bin/cat', '/secret/file.txt']);
         expect(r.code).not.toBe(0);
-        expect(r.stderr).toMatch(/registry 127\.0\.0\.1:\d+ refuses anonymous access for auth\/busybox .*--credentials/);
+        expect(r.stderr).toMatch(/registry 127\.0\.0\.1:\d+ refuses anonymous access for auth\/busybox .*: give the snapshotter credentials/);
       });
     }
   });
