@@ -1,3 +1,5 @@
+import { nodeNydusdCommand } from './snapshotter-config.js';
+
 /** What the `nydusd-ts` app gives its containerd commands (process-level things). */
 export interface ContainerdCommandHooks {
   /** Calls `handler` on SIGTERM/SIGINT; returns a function that removes it. */
@@ -18,6 +20,6 @@ export function processHooks(): ContainerdCommandHooks {
         process.off('SIGINT', on);
       };
     },
-    selfCommand: process.argv[1] ? [process.execPath, process.argv[1]] : [process.execPath],
+    selfCommand: process.argv[1] ? nodeNydusdCommand(process.argv[1]) : [process.execPath],
   };
 }

@@ -97,9 +97,22 @@ async function readJson(file: string, what: string): Promise<unknown> {
   }
 }
 
+/**
+ * The environment and Node flags that nydusd-ts's bin sets in its shebang (apps/nydusd-ts/bin,
+ * docs/nydusd.md § Memory). A daemon started as `node nydusd-ts.js` skips the shebang, so the
+ * snapshotter passes them itself; a test keeps the two in step.
+ */
+export const NYDUSD_NODE_ENV = ['MALLOC_ARENA_MAX=2'] as const;
+export const NYDUSD_NODE_FLAGS = ['--max-semi-space-size=1'] as const;
+
+/** How to run a JavaScript nydusd-ts with this Node, with the bin's memory settings. */
+export function nodeNydusdCommand(script: string): string[] {
+  return ['/usr/bin/env', ...NYDUSD_NODE_ENV, process.execPath, ...NYDUSD_NODE_FLAGS, script];
+}
+
 /** How to run a nydusd-ts given as a path: a `.js`/`.mjs` file runs with this Node. */
 export function nydusdCommandFor(binPath: string): string[] {
-  return /\.(c|m)?js$/.test(binPath) ? [process.execPath, binPath] : [binPath];
+  return /\.(c|m)?js$/.test(binPath) ? nodeNydusdCommand(binPath) : [binPath];
 }
 
 export async function resolveSnapshotterSettings(flags: SnapshotterFlags, cwd: string, selfCommand: string[]): Promise<SnapshotterSettings> {
