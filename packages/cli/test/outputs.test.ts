@@ -166,6 +166,29 @@ describe('nydusify-ts image outputs', () => {
     expect(await listAll(dir)).toEqual(['dangling', 'file']);
   });
 
+  it('reads inputs with errors of one line: a directory as bootstrap or pattern file (errno), control characters in a tar escaped', async () => {
+    const dir = path.join(work, 'inputs');
+    await mkdir(dir);
+    for (const args of [
+      ['image', 'inspect', dir],
+      ['image', 'check', dir],
+      ['image', 'merge', dir, '--bootstrap', path.join(dir, 'merged/boot')],
+      ['image', 'create', path.join(src, 'etc'), '--bootstrap', path.join(dir, 'c/boot'), '--blob-dir', path.join(dir, 'c'), '--prefetch-patterns', dir],
+    ]) {
+      const r = await run(args, work);
+      expect(r.code, args.join(' ')).toBe(1);
+      expect(oneLine(r.stderr)).toMatch(new RegExp(`^error: (bootstrap|--prefetch-patterns) ${dir}: illegal operation on a directory \\(EISDIR\\)$`));
+    }
+    // Not a tar: its first "name" holds newlines and an escape sequence, which must neither break
+    // the message in lines nor reach the terminal.
+    const notTar = path.join(dir, 'not.tar');
+    await writeFile(notTar, Buffer.concat([Buffer.from('root:x:0:0\nbin:x:1:1\x1b[2J\n'), Buffer.alloc(1024, 'y')]));
+    const r = await run(['image', 'create', notTar, '--type', 'tar-rafs', '--bootstrap', path.join(dir, 't/boot'), '--blob-dir', path.join(dir, 't')], work);
+    expect(r.code).toBe(2);
+    expect(oneLine(r.stderr)).toMatch(/entry "root:x:0:0\\x0abin:x:1:1\\x1b\[2J\\x0ay+" \(header at offset 0\): invalid octal digit 0x79 in "y+"$/);
+    expect(await listAll(dir)).toEqual(['not.tar']);
+  });
+
   it('fails at once for a --blob-dir the kernel refuses to create (/proc), instead of spinning', async () => {
     // Node's recursive mkdir retries ENOENT forever under /proc, at 100% CPU.
     const out = path.join(work, 'proc');

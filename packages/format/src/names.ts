@@ -58,11 +58,19 @@ export function hasEscapedBytes(name: string): boolean {
   return ANY_SURROGATE.test(name) && ESCAPED_BYTE.test(name);
 }
 
-/** A name for display: each byte that is not valid UTF-8 as `\xNN`, everything else as is. */
+/**
+ * A name for display: each byte that is not valid UTF-8, and each control character (a name in
+ * an error message or a check line must not break the line or drive the terminal), as `\xNN`;
+ * everything else as is.
+ */
 export function printableFsName(name: string): string {
-  if (!ANY_SURROGATE.test(name)) return name;
-  return name.replace(ESCAPED_BYTES, (c) => `\\x${(c.charCodeAt(0) - ESCAPE_BASE).toString(16).padStart(2, '0')}`);
+  const controlsEscaped = CONTROL_CHARS.test(name) ? name.replace(CONTROL_CHARS_ALL, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`) : name;
+  if (!ANY_SURROGATE.test(controlsEscaped)) return controlsEscaped;
+  return controlsEscaped.replace(ESCAPED_BYTES, (c) => `\\x${(c.charCodeAt(0) - ESCAPE_BASE).toString(16).padStart(2, '0')}`);
 }
+
+const CONTROL_CHARS = /[\x00-\x1f\x7f]/;
+const CONTROL_CHARS_ALL = /[\x00-\x1f\x7f]/g;
 
 /** Strict UTF-8 (Unicode table 3-7): valid sequences as text, every other byte escaped. */
 function decodeEscaping(b: Buffer, start: number, end: number): string {

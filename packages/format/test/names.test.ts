@@ -55,6 +55,9 @@ describe('file names as bytes in strings (decodeFsName / encodeFsName)', () => {
   it('displays undecodable bytes as \\xNN', () => {
     expect(printableFsName(decodeFsName(Buffer.from('lib\xff/f\xe9', 'latin1')))).toBe('lib\\xff/f\\xe9');
     expect(printableFsName('😀 ok')).toBe('😀 ok');
+    // Control characters would break an error message or a check line in two, or drive the terminal.
+    expect(printableFsName('a\nb\x1b[31m\x7f\t')).toBe('a\\x0ab\\x1b[31m\\x7f\\x09');
+    expect(printableFsName(decodeFsName(Buffer.from('x\n\xff', 'latin1')))).toBe('x\\x0a\\xff');
   });
 
   it('refuses a string whose lone surrogate stands for no byte', () => {

@@ -133,7 +133,8 @@ async function startsWithTarHeader(file: string): Promise<boolean> {
 
 export async function loadChunkDict(bootstrapPath: string): Promise<ChunkDict> {
   const bytes = await readFile(bootstrapPath).catch((err: NodeJS.ErrnoException) => {
-    throw new NotFoundError(`chunkDict ${bootstrapPath}: ${err.code === 'ENOENT' ? 'no such file' : err.message}`, { cause: err, optionNames: ['chunkDict'] });
+    if (err.code !== 'ENOENT') throw fileSystemError(err, bootstrapPath, 'chunkDict');
+    throw new NotFoundError(`chunkDict ${bootstrapPath}: no such file`, { cause: err, optionNames: ['chunkDict'] });
   });
   return ChunkDict.fromBootstrap(await BootstrapReader.open(bytes));
 }

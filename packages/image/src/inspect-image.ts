@@ -1,10 +1,11 @@
-import { NotFoundError } from '@nydus-ts/core';
+import { NotFoundError, fileSystemError } from '@nydus-ts/core';
 import { BootstrapReader, decodeRdev, type RafsInode } from '@nydus-ts/format';
 import { readFile } from 'node:fs/promises';
 
 export async function openBootstrapFile(file: string): Promise<BootstrapReader> {
   const bytes = await readFile(file).catch((err: NodeJS.ErrnoException) => {
-    throw new NotFoundError(`bootstrap ${file}: ${err.code === 'ENOENT' ? 'no such file' : err.message}`, { cause: err });
+    if (err.code !== 'ENOENT') throw fileSystemError(err, file, 'bootstrap');
+    throw new NotFoundError(`bootstrap ${file}: no such file`, { cause: err });
   });
   return BootstrapReader.open(bytes);
 }

@@ -1,4 +1,4 @@
-import { InvalidArgumentError, NotFoundError } from '@nydus-ts/core';
+import { InvalidArgumentError, NotFoundError, fileSystemError } from '@nydus-ts/core';
 import { checkOutputFile, makeDirectories, removeCreatedDirectories } from '@nydus-ts/core/files';
 import { mergeBootstraps } from '@nydus-ts/format';
 import { readFile } from 'node:fs/promises';
@@ -28,7 +28,8 @@ export async function mergeImage(options: MergeImageOptions): Promise<{ bootstra
   const layers = await Promise.all(
     options.sources.map(async (file, i) => {
       const bootstrap = await readFile(file).catch((err: NodeJS.ErrnoException) => {
-        throw new NotFoundError(`bootstrap ${file}: ${err.code === 'ENOENT' ? 'no such file' : err.message}`, { cause: err });
+        if (err.code !== 'ENOENT') throw fileSystemError(err, file, 'bootstrap');
+        throw new NotFoundError(`bootstrap ${file}: no such file`, { cause: err });
       });
       const blobId = options.blobIds?.[i];
       return blobId ? { bootstrap, blobId } : { bootstrap };

@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Command } from 'commander';
-import { InvalidArgumentError, NotFoundError, createConsoleLogger } from '@nydus-ts/core';
+import { InvalidArgumentError, NotFoundError, createConsoleLogger, fileSystemError } from '@nydus-ts/core';
 import { CONVERT_IMAGE_DEFAULTS, convertImage, resolveConvertImageOptions } from '@nydus-ts/converter';
 import type { ConvertImageOptions, ConvertImageResult, ConvertProgressEvent } from '@nydus-ts/converter';
 import { CHUNK_COMPRESSORS, CHUNK_DIGESTERS } from '@nydus-ts/format';
@@ -96,7 +96,8 @@ export async function parseConvertFlags(flags: ConvertFlags, cwd: string, env: N
   if (flags.prefetchPatterns !== undefined) {
     const file = path.resolve(cwd, flags.prefetchPatterns);
     const text = await readFile(file, 'utf8').catch((err: NodeJS.ErrnoException) => {
-      throw new NotFoundError(`--prefetch-patterns ${flags.prefetchPatterns}: ${err.code === 'ENOENT' ? 'no such file' : err.message}`, { cause: err });
+      if (err.code !== 'ENOENT') throw fileSystemError(err, flags.prefetchPatterns, '--prefetch-patterns');
+      throw new NotFoundError(`--prefetch-patterns ${flags.prefetchPatterns}: no such file`, { cause: err });
     });
     options.prefetchPatterns = parsePrefetchPatterns(text, flags.prefetchPatterns);
   }

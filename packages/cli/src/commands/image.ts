@@ -1,6 +1,6 @@
 import type { Command} from 'commander';
 import { Option } from 'commander';
-import { InvalidArgumentError, NotFoundError } from '@nydus-ts/core';
+import { InvalidArgumentError, NotFoundError, fileSystemError } from '@nydus-ts/core';
 import {
   CREATE_IMAGE_DEFAULTS,
   SOURCE_TYPES,
@@ -34,7 +34,8 @@ function chunkDictPath(value: string | undefined): string | undefined {
 async function readPatterns(file: string | undefined): Promise<string[] | undefined> {
   if (file === undefined) return undefined;
   const text = await readFile(file, 'utf8').catch((err: NodeJS.ErrnoException) => {
-    throw new NotFoundError(`--prefetch-patterns ${file}: ${err.code === 'ENOENT' ? 'no such file' : err.message}`);
+    if (err.code !== 'ENOENT') throw fileSystemError(err, file, '--prefetch-patterns');
+    throw new NotFoundError(`--prefetch-patterns ${file}: no such file`);
   });
   const patterns = text
     .split('\n')

@@ -1,5 +1,5 @@
 import { FormatError, InvalidArgumentError } from '@nydus-ts/core';
-import { decodeFsName } from '@nydus-ts/format';
+import { decodeFsName, printableFsName } from '@nydus-ts/format';
 
 /**
  * The 512-byte tar header shared by ustar (POSIX.1-1988), GNU and PAX (POSIX.1-2001) archives.
@@ -173,7 +173,7 @@ export function readNumeric(block: Buffer, off: number, len: number, field: stri
     if (b < 0x30 || b > 0x37) {
       throw new FormatError(
         field,
-        `${where}: invalid octal digit 0x${b.toString(16).padStart(2, '0')} in "${block.toString('latin1', off, end).replace(/\0/g, '\\0')}"`,
+        `${where}: invalid octal digit 0x${b.toString(16).padStart(2, '0')} in "${printableFsName(decodeFsName(block.subarray(off, end))).replace(/\\x00/g, '\\0')}"`,
         { offset: absOffset },
       );
     }
