@@ -31,6 +31,8 @@ export function processIo(): CliIo {
 
 const VERSION = '0.1.0';
 const LOG_LEVELS: readonly LogLevel[] = ['trace', 'debug', 'info', 'warn', 'error'];
+/** nydusd's default log level. */
+const DEFAULT_LOG_LEVEL: LogLevel = 'info';
 const MODES: readonly DaemonMode[] = ['fuse', 'erofs'];
 
 /** The raw flags, as commander hands them over. */
@@ -83,7 +85,7 @@ export function parseNydusdFlags(flags: NydusdFlags, cwd: string): NydusdArgs {
   const abs = (p: string): string => path.resolve(cwd, p);
   const args: NydusdArgs = {
     mountpoint: abs(flags.mountpoint),
-    logLevel: parseChoice((flags.logLevel ?? 'info').toLowerCase(), '--log-level', LOG_LEVELS),
+    logLevel: parseChoice((flags.logLevel ?? DEFAULT_LOG_LEVEL).toLowerCase(), '--log-level', LOG_LEVELS),
     prefetchFiles: flags.prefetchFiles ?? [],
     mode: parseChoice(flags.mode ?? 'fuse', '--mode', MODES),
     ignored: [],
@@ -120,7 +122,7 @@ export function buildNydusdProgram(io: CliIo, run: (args: NydusdArgs) => Promise
     .option('-A, --apisock <path>', 'unix socket for the HTTP API')
     .option('--id <id>', 'daemon id reported by the API')
     .option('--supervisor <path>', 'accepted for nydusd compatibility (session hand-over is not supported)')
-    .option('-l, --log-level <level>', `log level: ${LOG_LEVELS.join(', ')}`, 'info')
+    .option('-l, --log-level <level>', `log level: ${LOG_LEVELS.join(', ')} (default ${DEFAULT_LOG_LEVEL})`)
     .option('-L, --log-file <file>', 'write logs (JSON lines) here instead of stderr')
     .option('--thread-num <n>', 'accepted for nydusd compatibility (libfuse 2 sizes its own worker pool)')
     .addOption(new Option('--fuse-threads <n>', 'alias of --thread-num').hideHelp())
