@@ -369,7 +369,7 @@ export class NydusSnapshotter implements Snapshotter {
       if (isNydusError(err, 'UNAUTHENTICATED') || isNydusError(err, 'PERMISSION_DENIED')) {
         throw new NydusError(
           'FAILED_PRECONDITION',
-          `registry ${ref.registry} refuses ${credentials ? 'the credentials' : 'anonymous access'} for ${ref.repository} (${(err as Error).message}): give the snapshotter credentials (--credentials FILE or docker's config.json)`,
+          `registry ${ref.registry} refuses ${credentials ? 'the credentials' : 'anonymous access'} for ${ref.repository} (${(err as Error).message}): give the snapshotter credentials (its credentials file, in docker's config.json format)`,
           { cause: err },
         );
       }
