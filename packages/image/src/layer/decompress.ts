@@ -206,16 +206,13 @@ async function* inflateGzip(source: AsyncIterable<Uint8Array>, signal: AbortSign
       throwIfAborted(signal);
       if (!pending) {
         if (atMemberEnd) {
-          // What may follow a member: another member, zero padding, or the end.
-          if (input.length === 0 && !(await pull())) return;
-          if (inPadding || input[0] === 0) {
-            if (input.some((b) => b !== 0)) throw new FormatError(what, `unexpected data after the end of the gzip stream (member ${members})`);
+          const follows = await whatFollowsGzipMember(() => input, pull, inPadding, members, what);
+          if (follows === 'end') return;
+          if (follows === 'padding') {
             inPadding = true;
             input = new Uint8Array(0);
             continue;
           }
-          if (input.length < 2 && !(await pull())) throw new FormatError(what, 'truncated gzip stream: a new member starts but ends after one byte');
-          if (input[0] !== 0x1f || input[1] !== 0x8b) throw new FormatError(what, `unexpected data after gzip member ${members} (not another gzip member)`);
           inflater.nextMember();
           atMemberEnd = false;
         }
@@ -243,4 +240,27 @@ async function* inflateGzip(source: AsyncIterable<Uint8Array>, signal: AbortSign
     if (pending) await pending.step.catch(() => undefined);
     await it.return?.();
   }
+}
+
+/**
+ * What follows a finished gzip member: the end of the source, zero padding (all of what is left
+ * must be zeros), or another member (its magic checked). `pull` appends the source's next piece to
+ * the input that `input()` returns and answers false at its end.
+ */
+export async function whatFollowsGzipMember(
+  input: () => Uint8Array,
+  pull: () => Promise<boolean>,
+  inPadding: boolean,
+  members: number,
+  what: string,
+): Promise<'end' | 'padding' | 'member'> {
+  if (input().length === 0 && !(await pull())) return 'end';
+  if (inPadding || input()[0] === 0) {
+    if (input().some((b) => b !== 0)) throw new FormatError(what, `unexpected data after the end of the gzip stream (member ${members})`);
+    return 'padding';
+  }
+  if (input().length < 2 && !(await pull())) throw new FormatError(what, 'truncated gzip stream: a new member starts but ends after one byte');
+  const head = input();
+  if (head[0] !== 0x1f || head[1] !== 0x8b) throw new FormatError(what, `unexpected data after gzip member ${members} (not another gzip member)`);
+  return 'member';
 }

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { DigestMismatchError, FormatError, InvalidArgumentError, NydusError, UnsupportedError, throwIfAborted } from '@nydus-ts/core';
 import { TarRefLocator, ZranIndexBuilder, buildRefLayer, type BlobSink, type RefLayerBuildResult } from '@nydus-ts/format';
 import { CheckpointingGunzip, type CheckpointStep } from '@nydus-ts/native';
-import { SNIFF_LENGTH, detectCompression } from './decompress.js';
+import { SNIFF_LENGTH, detectCompression, whatFollowsGzipMember } from './decompress.js';
 import { readTarEntries } from './tar-reader.js';
 
 export interface BuildRefLayerFromStreamOptions {
@@ -172,15 +172,13 @@ export async function* inflateWithCheckpoints(source: AsyncIterable<Uint8Array>,
       throwIfAborted(signal);
       if (!pending) {
         if (atMemberEnd) {
-          if (input.length === 0 && !(await pull())) return;
-          if (inPadding || input[0] === 0) {
-            if (input.some((b) => b !== 0)) throw new FormatError(what, `unexpected data after the end of the gzip stream (member ${members})`);
+          const follows = await whatFollowsGzipMember(() => input, pull, inPadding, members, what);
+          if (follows === 'end') return;
+          if (follows === 'padding') {
             inPadding = true;
             input = new Uint8Array(0);
             continue;
           }
-          if (input.length < 2 && !(await pull())) throw new FormatError(what, 'truncated gzip stream: a new member starts but ends after one byte');
-          if (input[0] !== 0x1f || input[1] !== 0x8b) throw new FormatError(what, `unexpected data after gzip member ${members} (not another gzip member)`);
           inflater.nextMember();
           atMemberEnd = false;
         }
