@@ -1,9 +1,16 @@
 // The behaviour every BlobBackend shares, as a vitest suite: run it against each implementation
 // (local files, registry, the daemon's backends). A backend moves bytes only; verifying chunk
 // content is its caller's job, so the suite checks exactly the bytes and the failures.
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { isNydusError } from '@nydus-ts/core';
 import type { BlobBackend } from '@nydus-ts/core';
+import { RegistryClient } from '@nydus-ts/registry';
+import { startRegistry } from '@nydus-ts/registry/testing';
+import type { TestRegistry } from '@nydus-ts/registry/testing';
 
 /** What a factory hands the suite: a backend serving `blobs` (blob id → the blob's bytes). */
 export interface BlobBackendFixture {
@@ -14,6 +21,48 @@ export interface BlobBackendFixture {
   missingBlobId: string;
   /** Releases what the fixture holds (the backend's connections or files). */
   close?(): Promise<void>;
+}
+
+/** The same random blobs in a blob directory and in a loopback registry, for the suite's factories. */
+export interface BlobBackendData {
+  blobs: ReadonlyMap<string, Uint8Array>;
+  missingBlobId: string;
+  /** A directory holding each blob under its id. */
+  dir: string;
+  /** A docker-registry holding each blob in `repository`. */
+  registry: TestRegistry;
+  repository: string;
+  close(): Promise<void>;
+}
+
+/** Makes two random blobs (300,000 and 65,537 bytes) and stores them in a directory and a registry. */
+export async function prepareBlobBackendData(): Promise<BlobBackendData> {
+  const blobs = new Map<string, Uint8Array>();
+  for (const size of [300_000, 65_537]) {
+    const bytes = randomBytes(size);
+    blobs.set(createHash('sha256').update(bytes).digest('hex'), bytes);
+  }
+  const repository = 'suite/blobs';
+  const dir = await mkdtemp(join(tmpdir(), 'nydus-backend-suite-'));
+  let registry: TestRegistry | undefined;
+  const close = async (): Promise<void> => {
+    await registry?.stop();
+    await rm(dir, { recursive: true, force: true });
+  };
+  try {
+    for (const [id, bytes] of blobs) await writeFile(join(dir, id), bytes);
+    registry = await startRegistry();
+    const client = new RegistryClient({ registry: registry.host, insecure: true });
+    try {
+      for (const [id, bytes] of blobs) await client.pushBlob(repository, { digest: `sha256:${id}`, size: bytes.length }, Buffer.from(bytes));
+    } finally {
+      await client.close();
+    }
+    return { blobs, missingBlobId: 'f'.repeat(64), dir, registry, repository, close };
+  } catch (err) {
+    await close();
+    throw err;
+  }
 }
 
 async function failure(p: Promise<unknown>): Promise<unknown> {
