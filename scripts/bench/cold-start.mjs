@@ -14,7 +14,8 @@
 // Env: BENCH_COLD_RUNS (5), BENCH_COLD_OCI_THROTTLED_RUNS (3), BENCH_COLD_RATE (3e6 bytes/s);
 // for experiments (the report then lacks rows, docs/cold-start.svg is not written): BENCH_COLD_KINDS (oci,native,zran),
 // BENCH_COLD_CONDITIONS (throttled,unthrottled), BENCH_COLD_NYDUSD_CONFIG (a --nydusd-config file),
-// BENCH_COLD_PULL_LOG (a --log-level for nydusd-ts pull: its log goes to stderr).
+// BENCH_COLD_PULL_LOG (a --log-level for nydusd-ts pull: its log goes to stderr), BENCH_COLD_WORKLOADS
+// (the workloads' last arguments: -v,/app/start.js).
 import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -35,6 +36,7 @@ const KINDS = (process.env.BENCH_COLD_KINDS ?? 'native,zran,oci').split(',');
 const CONDITIONS = (process.env.BENCH_COLD_CONDITIONS ?? 'throttled,unthrottled').split(',');
 const NYDUSD_CONFIG = process.env.BENCH_COLD_NYDUSD_CONFIG;
 const PULL_LOG = process.env.BENCH_COLD_PULL_LOG;
+const WORKLOADS = process.env.BENCH_COLD_WORKLOADS?.split(',');
 const nydusdBin = join(repoRoot, 'apps/nydusd-ts/bin/nydusd-ts.js');
 const log = (s) => process.stderr.write(`[bench cold-start] ${s}\n`);
 // (as in the other benchmarks: no per-process certificate store built from NODE_EXTRA_CA_CERTS)
@@ -149,7 +151,7 @@ async function main() {
     const workloads = [
       { name: 'node -v', args: ['node', '-v'] },
       { name: 'require 6 big modules', args: ['node', '/app/start.js'] },
-    ];
+    ].filter((w) => !WORKLOADS || WORKLOADS.includes(w.args.at(-1)));
     let seq = 0;
     async function coldStart(kind, workload) {
       await reset();
