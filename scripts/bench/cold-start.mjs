@@ -15,9 +15,12 @@
 // for experiments (the report then lacks rows, docs/cold-start.svg is not written): BENCH_COLD_KINDS (oci,native,zran),
 // BENCH_COLD_CONDITIONS (throttled,unthrottled), BENCH_COLD_NYDUSD_CONFIG (a --nydusd-config file),
 // BENCH_COLD_PULL_LOG (a --log-level for nydusd-ts pull: its log goes to stderr), BENCH_COLD_WORKLOADS
-// (the workloads' last arguments: -v,/app/start.js).
+// (the workloads' last arguments: -v,/app/start.js); BENCH_COLD_SAVE (write this run's raw results to a
+// JSON file), BENCH_COLD_REUSE (JSON files of earlier runs of the same image whose results join this
+// run's: e.g. the slow OCI rows measured once, the Nydus rows again after a change; the report and
+// chart are complete when the joined results are).
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -211,6 +214,15 @@ async function main() {
         log(`clean-up: ${err.message}`);
       }
     }
+  }
+  if (process.env.BENCH_COLD_SAVE) writeFileSync(process.env.BENCH_COLD_SAVE, JSON.stringify({ date: new Date().toISOString(), results, floor, imageBytes, conversions }, null, 1));
+  for (const file of (process.env.BENCH_COLD_REUSE ?? '').split(',').filter(Boolean)) {
+    const earlier = JSON.parse(readFileSync(file, 'utf8'));
+    if (earlier.imageBytes !== imageBytes) throw new Error(`${file}: results of another image (${earlier.imageBytes} bytes, this one ${imageBytes})`);
+    const fresh = new Set(results.map((r) => `${r.condition}|${r.workload}|${r.kind}`));
+    results.push(...earlier.results.filter((r) => !fresh.has(`${r.condition}|${r.workload}|${r.kind}`)));
+    for (const [kind, seconds] of Object.entries(earlier.conversions ?? {})) conversions[kind] ??= seconds;
+    log(`joined ${earlier.results.length} results of ${earlier.date} from ${file}`);
   }
   report({ results, floor, imageBytes, layers, conversions });
 }
