@@ -79,6 +79,8 @@ export class BlobUpload extends Writable {
   #pendingBytes = 0;
   #stream: { body: PassThrough; done: Promise<RegistryReply>; failed?: unknown } | undefined;
   #committed = false;
+  /** The DELETE of a cancelled session, answered or failed. */
+  #cancelled: Promise<void> | undefined;
 
   constructor(transport: RegistryTransport, repository: string, location: URL, options: BlobUploadOptions) {
     super({ highWaterMark: 1 << 20 });
@@ -121,7 +123,7 @@ export class BlobUpload extends Writable {
   override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
     this.#stream?.body.destroy(err ?? undefined);
     // autoDestroy runs after 'finish' too: only a failed or abandoned upload is cancelled here.
-    if (err || !this.writableFinished) this.#cancel();
+    if (err || !this.writableFinished) void this.#cancel();
     cb(err);
   }
 
@@ -258,24 +260,24 @@ export class BlobUpload extends Writable {
       });
     }
     if (expected.size !== undefined && expected.size !== this.#size) {
-      this.#cancel();
+      await this.#cancel();
       throw new NydusError('DATA_LOSS', `${this.#what}: wrote ${this.#size} bytes, expected ${expected.size}`);
     }
     if (expected.digest !== undefined && parseDigest(expected.digest).algorithm !== 'sha256') {
-      this.#cancel();
+      await this.#cancel();
       throw new InvalidArgumentError(`${this.#what}: only sha256 uploads are supported, got ${expected.digest}`);
     }
     let digest: Digest;
     if (this.#hash) {
       const actual = `sha256:${this.#hash.copy().digest('hex')}` as Digest;
       if (expected.digest !== undefined && expected.digest !== actual) {
-        this.#cancel();
+        await this.#cancel();
         throw new DigestMismatchError(this.#what, expected.digest, actual);
       }
       digest = actual;
     } else {
       if (expected.digest === undefined) {
-        this.#cancel();
+        await this.#cancel();
         throw new InvalidArgumentError(`${this.#what}: an upload opened without digest verification needs the expected digest to commit`);
       }
       digest = expected.digest;
@@ -303,7 +305,7 @@ export class BlobUpload extends Writable {
         return { digest, size: this.#size };
       }
       // a refused digest (the registry's own check) or a failed PUT: drop the session
-      this.#cancel();
+      await this.#cancel();
       throw err;
     }
     await discardBody(reply.body);
@@ -330,11 +332,21 @@ export class BlobUpload extends Writable {
     }
   }
 
-  /** Cancels the upload session on the registry (best effort). */
-  #cancel(): void {
-    if (this.#committed) return;
-    this.#committed = true; // only once
-    this.#transport
+  /**
+   * Gives up on the upload: destroys it (with `reason`, if given) and resolves once its session
+   * has been cancelled on the registry (best effort: one DELETE, its failure ignored), so that
+   * nothing of it is still running. A committed upload is left as it is.
+   */
+  async cancel(reason?: Error): Promise<void> {
+    this.destroy(reason);
+    await this.#cancel();
+  }
+
+  /** Cancels the upload session on the registry (best effort, once). */
+  #cancel(): Promise<void> {
+    if (this.#committed) return this.#cancelled ?? Promise.resolve();
+    this.#committed = true;
+    this.#cancelled = this.#transport
       .request({
         method: 'DELETE',
         path: this.#location,
@@ -344,6 +356,7 @@ export class BlobUpload extends Writable {
         attempts: 1,
       })
       .then((r) => discardBody(r.body), () => undefined);
+    return this.#cancelled;
   }
 
   /** Starts an upload session; used by the registry client. */

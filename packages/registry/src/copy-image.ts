@@ -1,5 +1,5 @@
 import type { Readable } from 'node:stream';
-import { FormatError, InvalidArgumentError, NotFoundError, isIndexMediaType, noopLogger, throwIfAborted } from '@nydus-ts/core';
+import { FormatError, InvalidArgumentError, NotFoundError, isIndexMediaType, isNydusError, noopLogger, throwIfAborted } from '@nydus-ts/core';
 import type { Descriptor, Digest, ImageIndex, ImageManifest, Logger, Platform } from '@nydus-ts/core';
 import { endpointFor } from './endpoint.js';
 import type { RegistryEndpoint } from './endpoint.js';
@@ -14,6 +14,7 @@ import { RegistryImageSource, RegistryImageTarget } from './registry-image-store
 import { RetryBudget, resolveRetryOptions, resolveTimeoutOptions, withRetry } from './retry.js';
 import type { RetryOptions, TimeoutOptions } from './retry.js';
 import { checkPushChunkSize } from './blob-upload.js';
+import { settleAll } from './settle-all.js';
 
 /** One side of a copy: how to reach its registry (the host is the reference's), and its connection pool. */
 export interface CopySideOptions extends RegistryEndpoint {
@@ -139,7 +140,9 @@ function makeClient(registry: string, side: CopySideOptions, option: string, com
  * to target through memory with backpressure (never to disk for a registry target); manifests
  * and indexes are copied byte for byte, children before parents, the tagged one last, so a
  * failed copy never leaves a tag pointing at missing content. Existing blobs are skipped;
- * blobs in another repository of the same registry are mounted.
+ * blobs in another repository of the same registry are mounted. The first failure stops the
+ * copy: transfers not begun are not begun, those under way are aborted, and the copy rejects
+ * with that failure once every one of them has ended.
  */
 export async function copyImage(options: CopyImageOptions): Promise<CopyImageResult> {
   const started = Date.now();
@@ -171,11 +174,23 @@ export async function copyImage(options: CopyImageOptions): Promise<CopyImageRes
     target = options.target;
   }
   const source = src.store;
-  const signal = options.signal;
+  // The first failure aborts the rest of the copy (see failed).
+  const stop = new AbortController();
+  const signal = options.signal ? AbortSignal.any([options.signal, stop.signal]) : stop.signal;
+  let firstError: { reason: unknown } | undefined;
+  const failed = (err: unknown): never => {
+    if (!firstError) {
+      firstError = { reason: err };
+      stop.abort(err);
+    } else if (!isNydusError(err, 'CANCELLED')) {
+      logger.debug('copy: another transfer failed after the first failure', { error: err instanceof Error ? err.message : String(err) });
+    }
+    throw err;
+  };
   // Warm the target up (scheme probe, auth challenge, a connection) while the source manifest is
   // fetched; a failure here is left to the requests that follow.
   const warmUp = new AbortController();
-  void targetClient?.ping({ signal: signal ? AbortSignal.any([signal, warmUp.signal]) : warmUp.signal }).catch(() => undefined);
+  void targetClient?.ping({ signal: AbortSignal.any([signal, warmUp.signal]) }).catch(() => undefined);
   const emit = options.onProgress ?? (() => undefined);
   const limiter = new Limiter(concurrency);
   const blobs = new Map<string, Promise<void>>();
@@ -210,7 +225,7 @@ export async function copyImage(options: CopyImageOptions): Promise<CopyImageRes
         };
         const data: Readable = source.fetchBlob(desc, { signal, onBytes, retryBudget: budget });
         try {
-          await target.pushBlob(desc, data, { ...(signal && { signal }), retryBudget: budget });
+          await target.pushBlob(desc, data, { signal, retryBudget: budget });
         } finally {
           data.destroy();
         }
@@ -233,7 +248,7 @@ export async function copyImage(options: CopyImageOptions): Promise<CopyImageRes
     let p = blobs.get(desc.digest);
     if (!p) {
       stats.total++;
-      p = limiter.run(() => transferBlob(desc));
+      p = limiter.run(() => transferBlob(desc)).catch(failed);
       blobs.set(desc.digest, p);
     }
     return p;
@@ -248,10 +263,7 @@ export async function copyImage(options: CopyImageOptions): Promise<CopyImageRes
     }
     const wanted: Descriptor[] = [manifest.config, ...manifest.layers.filter((l) => !(l.urls?.length && nonDistributable.test(l.mediaType)))];
     if (options.extraBlobs) wanted.push(...(await options.extraBlobs(manifest, { source, manifest: m, signal })));
-    // Settle every transfer before failing so no stream is left running.
-    const results = await Promise.allSettled(wanted.map((d) => copyBlob(d)));
-    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-    if (failed) throw failed.reason;
+    await settleAll(wanted.map((d) => copyBlob(d)));
     await target.putManifest(m, { top, signal });
     stats.manifests++;
   };
@@ -260,15 +272,17 @@ export async function copyImage(options: CopyImageOptions): Promise<CopyImageRes
     if (!isIndexMediaType(m.descriptor.mediaType)) return copyManifest(m, top);
     const index = parseJson<ImageIndex>(m, 'index');
     if (!Array.isArray(index.manifests)) throw new FormatError('index.manifests', `${m.descriptor.digest} has no manifests array`);
-    const results = await Promise.allSettled(
+    await settleAll(
       index.manifests.map(async (child) => {
-        if (child.platform) platforms.push(formatPlatform(child.platform));
-        const cm = await source.getManifest(child, signal);
-        await copyNode(cm, false);
+        try {
+          if (child.platform) platforms.push(formatPlatform(child.platform));
+          const cm = await source.getManifest(child, signal);
+          await copyNode(cm, false);
+        } catch (err) {
+          failed(err);
+        }
       }),
     );
-    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-    if (failed) throw failed.reason;
     emit({ type: 'manifest', digest: m.descriptor.digest, mediaType: m.descriptor.mediaType, size: m.descriptor.size });
     await target.putManifest(m, { top, signal });
     stats.manifests++;
@@ -303,6 +317,9 @@ export async function copyImage(options: CopyImageOptions): Promise<CopyImageRes
       bytesSent: stats.bytesSent,
       durationMs: Date.now() - started,
     };
+  } catch (err) {
+    // What the others failed with after the first failure aborted them is its consequence.
+    throw firstError ? firstError.reason : err;
   } finally {
     warmUp.abort();
     await Promise.all([src.client?.close(), targetClient?.close(), source.close?.(), target.close?.()]);

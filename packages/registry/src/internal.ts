@@ -14,6 +14,7 @@ export type { ResumableBodyOptions, OpenedBody } from './blob-reader.js';
 export { VerifyStream } from './verify-stream.js';
 export { readBodyLimited } from './http-body.js';
 export { describeNetworkError, maxErrorBodyBytes } from './errors.js';
-// Manifest media types, a concurrency limiter.
+// Manifest media types, a concurrency limiter, waiting for every task before failing.
 export { manifestAcceptTypes, sniffManifestMediaType } from './manifest-media-types.js';
 export { Limiter } from './limiter.js';
+export { settleAll } from './settle-all.js';

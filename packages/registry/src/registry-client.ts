@@ -427,7 +427,12 @@ export class RegistryClient implements Fetcher, Pusher, ManifestStore {
     }
     if (chunkSize > 0) {
       const upload = new BlobUpload(this.transport, repository, location, { chunkSize, signal: options.signal, ...(options.retryBudget && { retryBudget: options.retryBudget }), what });
-      await pipeline(source, upload);
+      try {
+        await pipeline(source, upload);
+      } catch (err) {
+        await upload.cancel(); // its session's DELETE answered before the push fails
+        throw err;
+      }
       return upload.commit({ digest: descriptor.digest, size: descriptor.size });
     }
     try {

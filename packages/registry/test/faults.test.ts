@@ -28,7 +28,7 @@ afterAll(async () => {
   await Promise.all([src?.stop(), dst?.stop()]);
 });
 
-function copy(target: string, extra: { pushChunkSize?: number } = {}) {
+function copy(target: string, extra: { pushChunkSize?: number; timeouts?: { idleMs: number } } = {}) {
   return copyImage({
     source: `${srcProxy.host}/fault/app:v1`,
     target: `${dstProxy.host}/${target}`,
@@ -100,5 +100,27 @@ describe('copy through a fault-injecting proxy', () => {
     expect(dstProxy.injected).toBe(2);
     expect(dstProxy.requests.filter((q) => q.method === 'PATCH' && !q.fault).every((q) => q.requestBytes <= 512 * 1024)).toBe(true);
     for (const l of img.layers) expect(await dstClient.headBlob('fault/chunked', l.digest)).toBe(l.size);
+  });
+
+  // Last in this file: the aborted upload's stalled proxy connection is left as it is.
+  it('a blob that fails stops the others: their uploads are aborted, not retried, and the copy rejects with that failure once they have ended', async () => {
+    const [layer0, layer1] = [img.layers[0]!, img.layers[1]!];
+    // layer 0's upload stalls (the registry stops reading it) and so is certainly under way when
+    // layer 1's source answers 404, which it does only once that upload has started.
+    const layer0Put = new RegExp(`/v2/fault/stop/blobs/uploads/.*${layer0.digest.slice(7)}`);
+    dstProxy.setRules([{ method: 'PUT', path: layer0Put, action: { kind: 'stall-upload', afterBytes: 100_000 } }]);
+    srcProxy.setRules([{ method: 'GET', path: new RegExp(`/blobs/${layer1.digest}`), action: { kind: 'status', status: 404 }, hold: dstProxy.nextRequest({ method: 'PUT', path: layer0Put }) }]);
+    // Without the abort, the stalled upload would be retried after this idle timeout and completed.
+    const err = await copy('fault/stop:v1', { timeouts: { idleMs: 3000 } }).catch((e: unknown) => e);
+    const rejectedAt = performance.now();
+    expect(isNydusError(err, 'NOT_FOUND'), String(err)).toBe(true);
+    expect((err as Error).message).toContain(layer1.digest);
+    const seen = () => [...dstProxy.requests, ...dstProxy.inFlight, ...srcProxy.requests, ...srcProxy.inFlight].filter((q) => q.path.includes('/fault/'));
+    expect(seen().filter((q) => q.method === 'PUT' && layer0Put.test(q.path))).toHaveLength(1);
+    expect(await dstClient.headBlob('fault/stop', layer0.digest)).toBeUndefined();
+    expect(await dstClient.headManifest('fault/stop', 'v1')).toBeUndefined();
+    // Nothing of the copy starts after it has rejected.
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(seen().filter((q) => q.startedAt > rejectedAt)).toEqual([]);
   });
 });

@@ -34,6 +34,11 @@ export interface FaultRule {
   action: FaultAction;
   /** How many matching requests to affect (default 1; Infinity for all). */
   times?: number;
+  /**
+   * Hold a matching request (nothing read, nothing answered, nothing forwarded) until this
+   * settles, then act on it: to make one request wait for another (see {@link FaultProxy.nextRequest}).
+   */
+  hold?: PromiseLike<unknown>;
 }
 
 export interface ProxyRequestRecord {
@@ -47,6 +52,16 @@ export interface ProxyRequestRecord {
   /** The request's Range header, if any. */
   range?: string;
   fault?: FaultAction['kind'];
+  /** `performance.now()` when the request's headers arrived, and when its response closed (this process's clock). */
+  startedAt: number;
+  endedAt?: number;
+}
+
+/** Which requests {@link FaultProxy.nextRequest} waits for. */
+export interface RequestMatch {
+  method?: string;
+  /** Matched against the request path (with query). */
+  path?: RegExp;
 }
 
 export interface FaultProxy {
@@ -55,6 +70,10 @@ export interface FaultProxy {
   url: string;
   /** Every request seen, in order of completion. */
   requests: ProxyRequestRecord[];
+  /** Requests received whose response has not closed yet, in order of arrival. */
+  readonly inFlight: readonly ProxyRequestRecord[];
+  /** Resolves with the first matching request in flight now or arriving later, as it arrives. */
+  nextRequest(match: RequestMatch): Promise<ProxyRequestRecord>;
   /** Replaces the rules; counts (and {@link injected}) restart. */
   setRules(rules: FaultRule[]): void;
   /** Faults injected since the rules were last set. */
@@ -74,9 +93,12 @@ export async function startFaultProxy(upstream: string, rules: FaultRule[] = [])
   let active = rules.map((r) => ({ ...r, left: r.times ?? 1 }));
   let injected = 0;
   const requests: ProxyRequestRecord[] = [];
+  const inFlight: ProxyRequestRecord[] = [];
+  const waiting: Array<{ match: RequestMatch; resolve: (r: ProxyRequestRecord) => void }> = [];
   const sockets = new Set<Socket>();
+  const matches = (m: RequestMatch, r: ProxyRequestRecord): boolean => (!m.method || m.method === r.method) && (!m.path || m.path.test(r.path));
 
-  const pick = (req: IncomingMessage): FaultAction | undefined => {
+  const pick = (req: IncomingMessage): FaultRule | undefined => {
     for (const r of active) {
       if (r.left <= 0) continue;
       if (r.method && r.method !== req.method) continue;
@@ -84,17 +106,38 @@ export async function startFaultProxy(upstream: string, rules: FaultRule[] = [])
       if (r.withBody && !(Number(req.headers['content-length'] ?? 0) > 0)) continue;
       r.left--;
       injected++;
-      return r.action;
+      return r;
     }
     return undefined;
   };
 
   const handle = (req: IncomingMessage, res: ServerResponse): void => {
-    const action = pick(req);
-    const record: ProxyRequestRecord = { method: req.method ?? '', path: req.url ?? '', status: 0, requestBytes: 0, responseBytes: 0 };
-    if (action) record.fault = action.kind;
+    const rule = pick(req);
+    const record: ProxyRequestRecord = { method: req.method ?? '', path: req.url ?? '', status: 0, requestBytes: 0, responseBytes: 0, startedAt: performance.now() };
+    if (rule) record.fault = rule.action.kind;
     if (typeof req.headers.range === 'string') record.range = req.headers.range;
-    res.on('close', () => requests.push(record));
+    inFlight.push(record);
+    res.on('close', () => {
+      record.endedAt = performance.now();
+      inFlight.splice(inFlight.indexOf(record), 1);
+      requests.push(record);
+    });
+    for (let i = 0; i < waiting.length; i++) {
+      if (!matches(waiting[i]!.match, record)) continue;
+      waiting[i]!.resolve(record);
+      waiting.splice(i--, 1);
+    }
+    if (rule?.hold) {
+      const act = (): void => {
+        if (!res.destroyed) serve(req, res, record, rule.action);
+      };
+      Promise.resolve(rule.hold).then(act, act);
+      return;
+    }
+    serve(req, res, record, rule?.action);
+  };
+
+  const serve = (req: IncomingMessage, res: ServerResponse, record: ProxyRequestRecord, action: FaultAction | undefined): void => {
     if (action?.kind === 'stall' && action.afterBytes === undefined) {
       req.resume(); // read, never answered: the client's timeout ends it
       return;
@@ -202,6 +245,12 @@ export async function startFaultProxy(upstream: string, rules: FaultRule[] = [])
     },
     get injected() {
       return injected;
+    },
+    inFlight,
+    nextRequest(match) {
+      const now = inFlight.find((r) => matches(match, r));
+      if (now) return Promise.resolve(now);
+      return new Promise((resolve) => waiting.push({ match, resolve }));
     },
     async stop() {
       for (const s of sockets) s.destroy();

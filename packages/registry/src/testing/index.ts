@@ -3,7 +3,7 @@ export type { StartRegistryOptions, TestRegistry } from './start-registry.js';
 export { startTokenServer } from './token-server.js';
 export type { TokenServer, TokenServerOptions, TokenRequestRecord } from './token-server.js';
 export { startFaultProxy } from './fault-proxy.js';
-export type { FaultProxy, FaultRule, FaultAction, ProxyRequestRecord } from './fault-proxy.js';
+export type { FaultProxy, FaultRule, FaultAction, ProxyRequestRecord, RequestMatch } from './fault-proxy.js';
 export { startSilentServer } from './silent-server.js';
 export type { SilentServer } from './silent-server.js';
 export { generatedStream, pushGeneratedImage, pushIndex, pushTwoPlatformImage } from './image-fixtures.js';
