@@ -2,6 +2,7 @@
 // proxies. Upload failures (500, 429 with Retry-After, resets on PATCH, a lost commit reply) and
 // corrupted or stalled source bodies are retried within one budget per layer, in-process and in
 // worker threads; a layer that cannot be resumed is converted again from its first byte.
+import { randomBytes } from 'node:crypto';
 import { gzipSync } from 'node:zlib';
 import { isNydusError } from '@nydus-ts/core';
 import { RegistryClient } from '@nydus-ts/registry';
@@ -177,5 +178,48 @@ describe('convertImage over faulty networks', () => {
     expect((err as Error).message).toMatch(/has 255 layers, but a Nydus image holds at most 254 data blobs/);
     expect(srcProxy.requests.filter((q) => q.method === 'GET' && q.path.includes('/blobs/') && tall.layers.some((l) => q.path.includes(l.digest)))).toEqual([]);
     expect(dstProxy.requests.filter((q) => q.method === 'POST' || q.method === 'PATCH' || q.method === 'PUT')).toEqual([]);
+  });
+
+  // Last in this file: each aborted upload's stalled proxy connection is left as it is.
+  it('a layer that fails stops the others: their uploads are cancelled (session deleted) before convertImage rejects with that failure, in-process and in workers', async () => {
+    const gzipLayer = 'application/vnd.oci.image.layer.v1.tar+gzip';
+    const two = await pushRawImage(srcClient, 'net/two', 'v1', [
+      { bytes: gzipSync(Buffer.concat([fileMember('big.bin', randomBytes(3 << 20)), END])), mediaType: gzipLayer },
+      { bytes: gzipSync(Buffer.concat([fileMember('small.txt', 'small'), END])), mediaType: gzipLayer },
+    ]);
+    const layer1 = two.layers[1]!;
+    for (const workers of [false, true]) {
+      const repo = `net/stop-${workers ? 'workers' : 'main'}`;
+      const uploads = new RegExp(`^/v2/${repo}/blobs/uploads/`);
+      // Layer 0's upload stalls (the registry stops reading it), so it is certainly under way
+      // when layer 1's source answers 404, which it does only once that upload has started.
+      dstProxy.setRules([{ method: 'PATCH', path: uploads, action: { kind: 'stall-upload', afterBytes: 1 } }]);
+      srcProxy.setRules([{ method: 'GET', path: new RegExp(`/blobs/${layer1.digest}`), action: { kind: 'status', status: 404 }, hold: dstProxy.nextRequest({ method: 'PATCH', path: uploads }) }]);
+      const err = await convertImage({
+        source: `${srcProxy.host}/net/two:v1`,
+        target: `${dstProxy.host}/${repo}:nydus`,
+        sourceRegistry: { insecure: true },
+        targetRegistry: { insecure: true },
+        retry: fast,
+        // long enough that the stalled upload is not retried before the abort reaches it
+        timeouts: { connectMs: 2000, idleMs: 5000 },
+        workers,
+      }).catch((e: unknown) => e);
+      const rejectedAt = performance.now();
+      const done = dstProxy.requests.filter((q) => uploads.test(q.path));
+      expect(isNydusError(err, 'NOT_FOUND'), String(err)).toBe(true);
+      expect((err as Error).message).toContain(`layer 1 (${layer1.digest})`);
+      // The stalled upload was aborted, not retried, and its session deleted before the rejection.
+      const seen = () => [...dstProxy.requests, ...dstProxy.inFlight, ...srcProxy.requests, ...srcProxy.inFlight].filter((q) => q.path.includes(`/${repo}/`) || q.path.includes('/net/two/'));
+      expect(seen().filter((q) => q.method === 'PATCH')).toHaveLength(1);
+      // (404: the registry may already have dropped the session its stalled PATCH was writing to.)
+      const deletes = done.filter((q) => q.method === 'DELETE');
+      expect(deletes).toHaveLength(1);
+      expect([204, 404]).toContain(deletes[0]!.status);
+      expect(await dstClient.headManifest(repo, 'nydus')).toBeUndefined();
+      // Nothing of the conversion starts after it has rejected.
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      expect(seen().filter((q) => q.startedAt > rejectedAt)).toEqual([]);
+    }
   });
 });

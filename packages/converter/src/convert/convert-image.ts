@@ -15,7 +15,7 @@ import {
 import type { Descriptor, Digest, ImageConfig, ImageIndex, ImageManifest, Logger, Platform } from '@nydus-ts/core';
 import { BUILD_LAYER_DEFAULTS, CHUNK_COMPRESSORS, CHUNK_DIGESTERS, MAX_BLOBS, mergeBootstraps, resolveBuildLayerOptions } from '@nydus-ts/format';
 import type { ChunkCompressor, ChunkDigester, LayerBuildStats, MergeLayer } from '@nydus-ts/format';
-import { Limiter, readBodyLimited } from '@nydus-ts/registry/internal';
+import { Limiter, readBodyLimited, settleAll } from '@nydus-ts/registry/internal';
 import { RegistryImageTarget, RetryBudget, copyImage, formatPlatform, formatReference, hostPlatform, parsePlatform, parseReference, platformMatches, resolveRetryOptions, resolveTimeoutOptions, withRetry } from '@nydus-ts/registry';
 import type { ImageReference, ImageSource, ManifestData, RegistryClient, RegistryEndpoint, ResolvedRetryOptions, RetryOptions, TimeoutOptions } from '@nydus-ts/registry';
 import { packBootstrapLayer } from './bootstrap-layer.js';
@@ -682,7 +682,7 @@ async function pushEmptyLayerManifests(client: RegistryClient, repository: strin
   const replaced = new Map<Digest, Descriptor>();
   for (const c of converted) {
     const r = prependEmptyLayer(c.source.manifest, c.source.config);
-    await Promise.all([
+    await settleAll([
       pushSmallBlob(client, repository, r.emptyLayer, EMPTY_LAYER.bytes, signal),
       pushSmallBlob(client, repository, r.config.descriptor, r.config.bytes, signal),
     ]);
@@ -714,8 +714,9 @@ async function convertManifest(ctx: ManifestContext, sel: Selected): Promise<Con
     }
   });
 
-  // ---- layers, in parallel (bounded across all manifests)
-  const layers: ConvertedLayer[] = await Promise.all(
+  // ---- layers, in parallel (bounded across all manifests). A failure aborts the others
+  // (ctx.fail); every one has ended (its upload cancelled) before this rejects.
+  const layers: ConvertedLayer[] = await settleAll(
     manifest.layers.map((layer, index) =>
       ctx.limiter.run(async () => {
         throwIfAborted(signal);
@@ -856,7 +857,7 @@ async function convertManifest(ctx: ManifestContext, sel: Selected): Promise<Con
   const bootDesc = nydus.manifestJson.layers[nydus.manifestJson.layers.length - 1]!;
   try {
     // blobs → bootstrap layer and config (at once) → manifest (by digest; the tag comes last, in convertImage)
-    await Promise.all([
+    await settleAll([
       pushSmallBlob(targetClient, target.repository, bootDesc, bootLayer.bytes, signal),
       pushSmallBlob(targetClient, target.repository, nydus.config.descriptor, nydus.config.bytes, signal),
     ]);

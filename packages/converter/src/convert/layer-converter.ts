@@ -141,8 +141,9 @@ export class UploadSink implements BlobSink {
     if (this.#failed !== undefined) throw this.#failed;
   }
 
-  abort(err: unknown): void {
-    this.upload?.destroy(err instanceof Error ? err : new Error(String(err)));
+  /** Destroys the upload (if one was opened) and waits until its session is cancelled on the registry. */
+  async abort(err: unknown): Promise<void> {
+    await this.upload?.cancel(err instanceof Error ? err : new Error(String(err)));
   }
 }
 
@@ -189,7 +190,7 @@ async function convertLayerOnce(options: ConvertLayerOptions, entries: AsyncIter
       const committed = await sink.upload.commit({ digest, size: result.blob.size });
       blob = { mediaType: NYDUS_BLOB_MEDIA_TYPE, digest: committed.digest, size: committed.size, annotations: { [Annotation.NydusBlob]: 'true' } };
     } else if (sink.upload) {
-      sink.abort(new NydusError('INTERNAL', 'layer has no blob'));
+      await sink.abort(new NydusError('INTERNAL', 'layer has no blob'));
     }
     return {
       blob,
@@ -201,7 +202,7 @@ async function convertLayerOnce(options: ConvertLayerOptions, entries: AsyncIter
       durationMs: performance.now() - started,
     };
   } catch (err) {
-    sink.abort(err);
+    await sink.abort(err);
     if (options.signal?.aborted && !isNydusError(err)) throw new NydusError('CANCELLED', 'conversion cancelled', { cause: err });
     throw err;
   }

@@ -106,7 +106,7 @@ export async function convertRefLayer(options: ConvertRefLayerOptions): Promise<
       },
     };
   } catch (err) {
-    copy?.abort(err);
+    await copy?.abort(err);
     await throwTransferError(stream, err, signal);
     throw err;
   } finally {
