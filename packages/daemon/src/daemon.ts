@@ -198,8 +198,19 @@ export class Daemon {
     }
   }
 
+  /**
+   * How an image mounted through the API (the snapshotter's shared daemon, on a container's
+   * start) is checked: in FUSE mode right after it is served, in the background (the reader checks
+   * each structure it serves anyway; ~0.3 s less on every cold start of a 40k-file image); the
+   * kernel (erofs mode) only ever gets a bootstrap checked whole. Images given at start are
+   * checked whole before anything is mounted.
+   */
+  private apiMountCheck(): 'load' | 'background' {
+    return this.mode === 'erofs' ? 'load' : 'background';
+  }
+
   /** Loads one image with its own backend; nothing is mounted yet. */
-  private async loadInstance(mountpoint: string, bootstrap: string, config: DaemonConfig, rawConfig: unknown, prefetchFiles: string[]): Promise<DaemonInstance> {
+  private async loadInstance(mountpoint: string, bootstrap: string, config: DaemonConfig, rawConfig: unknown, prefetchFiles: string[], bootstrapCheck: 'load' | 'background' = 'load'): Promise<DaemonInstance> {
     const logger = this.logger.child({ mount: mountpoint });
     const backend = await createDaemonBackend(config.backend, config.version === 2 ? `backend.${config.backend.type}` : 'device.backend.config', { logger });
     try {
@@ -215,6 +226,7 @@ export class Daemon {
         logger,
         onDigestError: () => this.digestErrorCount++,
         ...(this.options.onFetched && { onFetched: this.options.onFetched }),
+        bootstrapCheck,
       });
       const metrics = new FsMetrics(mountpoint, { filesAccount: config.iostatsFiles, accessPattern: config.accessPattern });
       const erofs = this.mode === 'erofs';
@@ -269,7 +281,7 @@ export class Daemon {
     const name = this.checkSharedMountpoint(mountpoint);
     if (this.instances.has(mountpoint)) throw new NydusError('ALREADY_EXISTS', `${mountpoint} is already mounted`);
     const { parsed, raw } = this.configFor(config);
-    const instance = await this.loadInstance(mountpoint, source, parsed, raw, prefetchFiles);
+    const instance = await this.loadInstance(mountpoint, source, parsed, raw, prefetchFiles, this.apiMountCheck());
     if (this.instances.has(mountpoint) || this.stateValue === 'STOPPED') {
       await this.closeInstance(instance);
       throw new NydusError('ALREADY_EXISTS', `${mountpoint} is already mounted`);
@@ -285,7 +297,7 @@ export class Daemon {
     const old = this.instances.get(mountpoint);
     if (!old) throw new NydusError('NOT_FOUND', `${mountpoint} is not mounted`);
     const { parsed, raw } = config === undefined ? { parsed: old.config, raw: old.rawConfig } : this.configFor(config);
-    const instance = await this.loadInstance(mountpoint, source, parsed, raw, prefetchFiles);
+    const instance = await this.loadInstance(mountpoint, source, parsed, raw, prefetchFiles, this.apiMountCheck());
     this.instances.set(mountpoint, instance);
     this.vfs.remove(name);
     this.vfs.add({ name, fs: instance.fs!, metrics: instance.metrics, readDeadlineMs: instance.backend.maxReadMs + READ_DEADLINE_MARGIN_MS });

@@ -75,12 +75,19 @@ for (const mode of ['shared', 'dedicated'] as const) {
         expect(result.layers.map((l) => l.how)).toEqual(['remote', 'remote', 'unpacked']);
         // only manifest, config and the bootstrap layer came down
         expect(result.bytesFetched).toBeLessThan(refs.blobBytes / 4);
+        const meta = (await env.direct.list()).find((s) => s.kind === 'COMMITTED' && SnapshotLabel.NydusBootstrap in s.labels && s.labels[SnapshotLabel.CriImageRef] === ref)!;
+        if (mode === 'shared') {
+          // the pull's commit of the bootstrap layer mounts the image ahead of its first container
+          for (let i = 0; i < 300 && !env.snapshotter.daemonFor(meta.name); i++) await sleep(100);
+          expect(env.snapshotter.daemonFor(meta.name), 'served before any container').toBeDefined();
+        } else {
+          expect(env.snapshotter.daemonFor(meta.name), 'dedicated: no daemon before a container').toBeUndefined();
+        }
         const out = await env.containerd.ctrOk(['run', '--rm', '--snapshotter', SNAPSHOTTER, ref, `${kind}-1`, '/bin/sh', '-c', 'echo hello; sha256sum /data/small.bin; ls -l /data/big.bin']);
         expect(out).toContain('hello');
         expect(out).toContain(sha(small));
         expect(out).toMatch(new RegExp(`${big.length}\\s+[A-Z][a-z]{2}`));
         // the image is served by nydusd-ts: its backend fetched the small file's chunks, not the big one's
-        const meta = (await env.direct.list()).find((s) => s.kind === 'COMMITTED' && SnapshotLabel.NydusBootstrap in s.labels && s.labels[SnapshotLabel.CriImageRef] === ref)!;
         const daemon = env.snapshotter.daemonFor(meta.name)!;
         const fetched = backendBytes(await daemon.client.backendMetrics(daemon.instanceId));
         expect(fetched).toBeGreaterThan(0);
@@ -187,6 +194,15 @@ for (const mode of ['shared', 'dedicated'] as const) {
       const mounts = (await run('cat', ['/proc/self/mountinfo'])).split('\n').filter((l) => l.includes(env.snapshotter.root));
       expect(mounts.map((l) => l.split(' ')[4])).toEqual(mode === 'shared' ? [path.join(env.snapshotter.root, 'mnt')] : []);
       // the shared daemon keeps running (ready for the next image), serving nothing
+      if (mode === 'shared') expect(await readdir(path.join(env.snapshotter.root, 'mnt'))).toEqual([]);
+      else expect(await daemonPids(env.snapshotter.root)).toEqual([]);
+    });
+
+    it('an image removed right after its pull (its mount ahead of use still on the way) leaves nothing mounted', async () => {
+      await lazyPull({ address: env.containerd.address, snapshotter: SNAPSHOTTER, ref: refs.native, plainHttp: true });
+      await env.containerd.ctrOk(['images', 'rm', '--sync', refs.native]);
+      for (let i = 0; i < 100 && (await env.direct.list()).length > 0; i++) await sleep(200);
+      expect(await env.direct.list()).toEqual([]);
       if (mode === 'shared') expect(await readdir(path.join(env.snapshotter.root, 'mnt'))).toEqual([]);
       else expect(await daemonPids(env.snapshotter.root)).toEqual([]);
     });
