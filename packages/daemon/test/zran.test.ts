@@ -3,7 +3,8 @@
 // --oci-ref`, are served by nydusd-ts over FUSE and in erofs mode byte-identical to `tar -x` of
 // the original (data read from the original gzip layer through its inflate contexts). Damaged
 // bytes of an original give EIO for the affected chunks only; a mutated meta blob is refused at
-// mount; a copy of the image to a second registry mounts from there. Needs root, FUSE, loop
+// mount (its CI data is fetched frame by frame, each zstd frame checksummed); a copy of the
+// image to a second registry mounts from there. Needs root, FUSE, loop
 // devices and the erofs module (CI has them).
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -12,48 +13,18 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { gunzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Digest, ImageManifest } from '@nydus-ts/core';
 import { RegistryClient } from '@nydus-ts/registry';
 import { startRegistry, type TestRegistry } from '@nydus-ts/registry/testing';
 import { diffTrees, snapshotTree, type TreeSnapshot } from '@nydus-ts/testing';
-import { fetchBootstrap, nydusify, registryConfig } from './support/images.js';
+import { blobData, fetchBootstrap, nydusify, pushOneLayerImage, registryConfig } from './support/images.js';
 import { DaemonScope, runNydusdToExit } from './support/nydusd-process.js';
 import { ensureMinbase, minbaseImage } from '../../converter/test/support/images.js';
 
 const run = promisify(execFile);
 const fixtures = fileURLToPath(new URL('../../../testdata/nydus-upstream/', import.meta.url));
 const FIXTURES = ['zran-single-stream.tar.gz', 'zran-two-streams.tar.gz', 'zran-zero-file.tar.gz', 'bgzip.tar.gz'];
-const sha256 = (b: Uint8Array): Digest => `sha256:${createHash('sha256').update(b).digest('hex')}`;
-
-/** Pushes `tgz` as the one layer of an OCI image `repo:v1`. */
-async function pushOneLayerImage(client: RegistryClient, repo: string, tgz: Buffer): Promise<Digest> {
-  const push = async (bytes: Buffer): Promise<Digest> => {
-    const digest = sha256(bytes);
-    const up = await client.createUpload(repo);
-    up.end(bytes);
-    await up.commit({ digest, size: bytes.length });
-    return digest;
-  };
-  const layer = await push(tgz);
-  const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [sha256(gunzipSync(tgz))] }, history: [{ created_by: 'fixture' }] }));
-  const configDigest = await push(config);
-  const manifest = {
-    schemaVersion: 2,
-    mediaType: 'application/vnd.oci.image.manifest.v1+json',
-    config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: configDigest, size: config.length },
-    layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest: layer, size: tgz.length }],
-  };
-  await client.putManifest(repo, 'v1', Buffer.from(JSON.stringify(manifest)), manifest.mediaType);
-  return layer;
-}
-
-/** The registry storage's data file of a blob. */
-function blobData(registry: TestRegistry, digest: Digest): string {
-  const hex = digest.slice(7);
-  return path.join(registry.dir, 'storage/docker/registry/v2/blobs/sha256', hex.slice(0, 2), hex, 'data');
-}
 
 describe('nydusd-ts serves targz-ref (zran) images', () => {
   const daemons = new DaemonScope();
@@ -180,7 +151,8 @@ describe('nydusd-ts serves targz-ref (zran) images', () => {
       expect(ok).toBeGreaterThan(eio);
       expect(await d.stop()).toBe(0);
 
-      // The meta blob (nydus-ref layer) mutated in storage: refused before anything is mounted.
+      // The meta blob (nydus-ref layer) mutated in storage: refused before anything is mounted
+      // (byte 10 lies in the zstd frame of the CI entries, which the daemon fetches at mount).
       const metaData = blobData(registry2, (manifest as ImageManifest).layers[0]!.digest);
       const meta = await readFile(metaData);
       const mutated = Buffer.from(meta);
@@ -189,9 +161,12 @@ describe('nydusd-ts serves targz-ref (zran) images', () => {
       try {
         const mnt2 = path.join(dir, 'mnt2');
         await mkdir(mnt2);
-        const r = await runNydusdToExit(['--config', config, '--bootstrap', boot, '--mountpoint', mnt2, '--apisock', path.join(dir, 'api2.sock')]);
+        // A fresh cache: the first daemon's cache holds the meta's frames, which are not fetched again.
+        const config2 = path.join(dir, 'config2.json');
+        await writeFile(config2, registryConfig(registry2.host, 'damaged/bgzip', path.join(dir, 'cache2')));
+        const r = await runNydusdToExit(['--config', config2, '--bootstrap', boot, '--mountpoint', mnt2, '--apisock', path.join(dir, 'api2.sock')]);
         expect(r.code).not.toBe(0);
-        expect(r.stderr).toMatch(/meta blob of [0-9a-f]{64}: digest mismatch/);
+        expect(r.stderr).toMatch(/blob [0-9a-f]{64} CI frame 0: corrupt zstd data/);
       } finally {
         await writeFile(metaData, meta);
       }

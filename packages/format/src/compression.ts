@@ -2,6 +2,7 @@ import { FormatError, UnsupportedError } from '@nydus-ts/core';
 import { lz4CompressBlockInto, lz4DecompressBlockInto, zstdCompressBatchAsync, zstdCompressInto, zstdDecompressInto, zstdFrameContentSize } from '@nydus-ts/native';
 import { gunzipSync } from 'node:zlib';
 import type { CompressionName } from './layout/constants.js';
+import { encodeSeekTable, type SeekTableFrame } from './layout/zstd-seekable.js';
 
 /** Chunk compressors selectable for new blobs. gzip only appears as the logical compressor of zran blobs. */
 export type ChunkCompressor = 'none' | 'lz4_block' | 'zstd';
@@ -48,6 +49,36 @@ export function compressesOffThread(algo: ChunkCompressor): boolean {
 export async function compressBatchAsync(algo: ChunkCompressor, src: Uint8Array, out: Uint8Array, bounds: Uint32Array, results: Int32Array): Promise<void> {
   if (algo === 'zstd') return zstdCompressBatchAsync(src, out, bounds, results, ZSTD_LEVEL);
   for (let i = 0; i + 1 < bounds.length; i++) results[i] = compressChunkInto(algo, src.subarray(bounds[i], bounds[i + 1]), out, bounds[i]!);
+}
+
+/** Worst-case size of one zstd frame of `n` bytes (zstd's ZSTD_COMPRESSBOUND). */
+function zstdBound(n: number): number {
+  return n + (n >>> 8) + (n < 128 << 10 ? ((128 << 10) - n) >>> 11 : 0) + 64;
+}
+
+/**
+ * Compresses `data` in the zstd seekable format: frame i holds `data[ends[i-1] .. ends[i])`
+ * (`ends` increasing, the last one `data.length`), each frame with its content size and XXH64
+ * checksum, then the seek table as a skippable frame. The result is one valid zstd input (a
+ * one-shot decompressor yields `data`), and each frame can be fetched and checked on its own.
+ */
+export function compressZstdSeekable(data: Uint8Array, ends: readonly number[], level = ZSTD_LEVEL): Uint8Array {
+  const frames: SeekTableFrame[] = [];
+  const parts: Uint8Array[] = [];
+  let start = 0;
+  for (const end of ends) {
+    if (!(end > start && end <= data.length)) throw new RangeError(`seekable frame end ${end} is not in (${start}, ${data.length}]`);
+    const src = data.subarray(start, end);
+    const out = Buffer.allocUnsafe(zstdBound(src.length));
+    const n = zstdCompressInto(src, out, level, true);
+    if (n === 0) throw new FormatError('zstd', `frame of ${src.length} bytes did not fit its bound`);
+    parts.push(out.subarray(0, n));
+    frames.push({ compressedSize: n, decompressedSize: src.length });
+    start = end;
+  }
+  if (start !== data.length) throw new RangeError(`seekable frames end at ${start}, the data at ${data.length}`);
+  parts.push(encodeSeekTable(frames));
+  return Buffer.concat(parts);
 }
 
 /**

@@ -36,7 +36,7 @@ export { RafsFileReader } from './reader/file-reader.js';
 export type { BlobBackend, RafsFileReaderOptions } from './reader/file-reader.js';
 
 // Blob meta (the chunk-info array), the blob's ToC and tail sections, whole-blob verification.
-export { parseBlobMetaFile, parseBlobMetaSection, readBlobMeta, checkBlobMetaAgainstEntry, DEFAULT_MAX_BLOB_META_SIZE } from './reader/blob-meta.js';
+export { parseBlobMetaFile, parseBlobMetaSection, parseBlobMetaHead, blobMetaHeadSize, readBlobMeta, checkBlobMetaAgainstEntry, DEFAULT_MAX_BLOB_META_SIZE } from './reader/blob-meta.js';
 export type { BlobMeta, BlobMetaOptions } from './reader/blob-meta.js';
 export { parseBlobToc, readBlobToc, walkBlobTail, extractBlobSection, MAX_TOC_SIZE, TOC_TAIL_PROBE_SIZE, DEFAULT_MAX_SECTION_SIZE } from './reader/blob-toc.js';
 export type { BlobToc, BlobTocLocation, BlobTailSection } from './reader/blob-toc.js';
@@ -44,6 +44,11 @@ export { verifyBlob } from './reader/blob-verify.js';
 export type { BlobVerification, VerifyBlobOptions } from './reader/blob-verify.js';
 // Reference (targz-ref / tar-ref) blobs: their chunk-info arrays live in separate meta blobs.
 export { attachRefBlobMetas, fetchRefBlobMeta, isSeparateBlob } from './reader/ref-blob-meta.js';
+// ZRAN meta in the seekable layout: the head at mount, each dictionary's zstd frame on first use.
+export { fetchSeekableCiLayout, parseSeekableCiTail, ciFrameRange, ciFramesCovering, decodeCiFrame, SeekTableBeyondTail, SEEKABLE_TAIL_PROBE_SIZE } from './reader/ref-blob-meta.js';
+export type { SeekableCiLayout } from './reader/ref-blob-meta.js';
+export type { SeekTable, SeekTableFrame } from './layout/zstd-seekable.js';
+export type { CompressionContextHeader } from './layout/blob-meta.js';
 
 // Flags, limits and fields that the reader's results carry (BlobInfo.features, ChunkRef.flags, RafsInode.rdev).
 export {

@@ -19,6 +19,8 @@ export { encodeChunkAddress, decodeChunkAddress, CHUNK_INFO_FIELD, encodeChunkIn
 export type { ChunkAddress, ChunkInfo } from './layout/chunk.js';
 export { CI_V1_SIZE, CI_V2_SIZE, encodeChunkInfoV1, writeChunkInfoV1, decodeChunkInfoV1, encodeChunkInfoV2, decodeChunkInfoV2, CCT_HEADER_SIZE, CCT_MAGIC, encodeCompressionContextHeader, decodeCompressionContextHeader, ZRAN_CONTEXT_SIZE, encodeZranContext, decodeZranContext, BATCH_CONTEXT_SIZE, encodeBatchContext, decodeBatchContext } from './layout/blob-meta.js';
 export type { BlobChunkInfo, CompressionContextHeader, ZranContext, BatchContext } from './layout/blob-meta.js';
+export { ZSTD_SEEK_TABLE_MAGIC, ZSTD_SEEKABLE_MAGIC, ZSTD_SKIPPABLE_HEADER_SIZE, ZSTD_SEEK_TABLE_FOOTER_SIZE, ZSTD_SEEKABLE_MAX_FRAMES, seekTableSize, encodeSeekTable, seekTableSizeFromFooter, decodeSeekTable } from './layout/zstd-seekable.js';
+export type { SeekTable, SeekTableFrame } from './layout/zstd-seekable.js';
 export { TOC_ENTRY_SIZE, TocFlags, TocNames, encodeTocEntry, decodeTocEntry, TAR_HEADER_SIZE, encodeTailTarHeader, decodeTailTarHeader } from './layout/toc.js';
 export type { TocEntry } from './layout/toc.js';
 

@@ -1,3 +1,8 @@
+import { execFile } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
 import { gzipSync } from 'node:zlib';
 import { CheckpointingGunzip } from '@nydus-ts/native';
 import { describe, expect, it } from 'vitest';
@@ -10,12 +15,92 @@ import {
   ZranIndexBuilder,
   attachRefBlobMetas,
   buildRefLayer,
+  SeekTableBeyondTail,
+  ciFrameRange,
+  ciFramesCovering,
+  decodeCiFrame,
+  decompressChunk,
   parseBlobMetaFile,
+  parseBlobMetaHead,
+  parseSeekableCiTail,
+  parseBlobMetaSection,
 } from '../src/index.js';
+import { ZRAN_CONTEXT_SIZE, decodeSeekTable, seekTableSizeFromFooter } from '../src/internal.js';
 import { mapBackend, pseudoRandomBytes } from './reader-helpers.js';
 import { makeZranImage } from './zran-helpers.js';
 
+const run = promisify(execFile);
+
 describe('targz-ref layer builder', () => {
+  it('writes the CI data as seekable zstd frames (entries + contexts, then one dictionary each, then the seek table) that one-shot zstd reads whole', async () => {
+    const img = await makeZranImage({ fileSizes: [0, 100, 5000, 1_600_000, 300_000, 4096, 900_000], chunkSize: 0x10000 });
+    const ciData = parseBlobMetaFile(img.layer.blobMeta!).ciData;
+    const reader = await BootstrapReader.open(img.merged);
+    const entry = reader.blobs[0]!.entry;
+    const region = img.meta.subarray(entry.ciOffset, entry.ciOffset + entry.ciCompressedSize);
+    const tableSize = seekTableSizeFromFooter(region)!;
+    const table = decodeSeekTable(region.subarray(region.length - tableSize), region.length, 'ci');
+    const meta = parseBlobMetaSection(img.meta.subarray(entry.ciOffset, entry.ciOffset + entry.ciCompressedSize + 4096), { entry });
+    const contexts = meta.zranContexts.length;
+    expect(contexts).toBeGreaterThan(2);
+    const dictionaries = meta.zranContexts.filter((z) => z.dictSize > 0).length;
+    expect(table.frames.length).toBe(1 + dictionaries);
+    expect(table.frames[0]!.decompressedSize).toBe(meta.header.zranOffset + contexts * ZRAN_CONTEXT_SIZE);
+    expect(table.decompressedOffsets[table.frames.length]).toBe(ciData.length);
+    let d = 0;
+    for (const [i, f] of table.frames.entries()) {
+      const frame = region.subarray(table.compressedOffsets[i]!, table.compressedOffsets[i + 1]!);
+      // Frame header descriptor: Content_Checksum_flag (bit 2) set.
+      expect(frame.readUInt32LE(0)).toBe(0xfd2fb528);
+      expect(frame[4]! & 0x04).toBe(0x04);
+      const out = decompressChunk('zstd', frame, f.decompressedSize, `frame ${i}`);
+      expect(Buffer.from(out).equals(ciData.subarray(d, d + f.decompressedSize)), `frame ${i}`).toBe(true);
+      if (i > 0) {
+        const z = meta.zranContexts.filter((c) => c.dictSize > 0)[i - 1]!;
+        expect(meta.header.zranOffset + contexts * ZRAN_CONTEXT_SIZE + z.dictOffset).toBe(d);
+        expect(f.decompressedSize).toBe(z.dictSize);
+      }
+      d += f.decompressedSize;
+    }
+    // A flipped byte inside a dictionary frame fails that frame's checksum.
+    const bad = Buffer.from(region.subarray(table.compressedOffsets[1]!, table.compressedOffsets[2]!));
+    bad[bad.length - 2] ^= 0x01;
+    expect(() => decompressChunk('zstd', bad, table.frames[1]!.decompressedSize, 'frame 1')).toThrow(/frame 1/);
+    // A reader finds the layout from the section's tail, parses the head alone and finds each dictionary's frame.
+    const blob = reader.blobs[0]!;
+    const sectionEnd = entry.ciOffset + entry.ciCompressedSize + 4096;
+    expect(() => parseSeekableCiTail(blob, img.meta.subarray(sectionEnd - 4096 - 20, sectionEnd))).toThrow(SeekTableBeyondTail);
+    const layout = parseSeekableCiTail(blob, img.meta.subarray(sectionEnd - 4096 - tableSize, sectionEnd))!;
+    expect(layout.headFrames).toBe(1);
+    expect(layout.dictionaryTableOffset).toBe(table.frames[0]!.decompressedSize);
+    const r0 = ciFrameRange(layout, 0);
+    const head = parseBlobMetaHead(decodeCiFrame(layout, 0, img.meta.subarray(r0.offset, r0.offset + r0.length)), layout.header, { entry });
+    expect(head.chunks).toEqual(meta.chunks);
+    expect(head.zranContexts).toEqual(meta.zranContexts);
+    expect(head.dictionaryTable.length).toBe(0);
+    for (const z of meta.zranContexts) {
+      if (z.dictSize === 0) continue;
+      const [first, last] = ciFramesCovering(layout, layout.dictionaryTableOffset + z.dictOffset, z.dictSize);
+      expect(last).toBe(first);
+      const r = ciFrameRange(layout, first);
+      const dict = decodeCiFrame(layout, first, img.meta.subarray(r.offset, r.offset + r.length));
+      expect(Buffer.from(dict).equals(meta.dictionaryTable.subarray(z.dictOffset, z.dictOffset + z.dictSize))).toBe(true);
+    }
+    const r1 = ciFrameRange(layout, 1);
+    const flipped = Buffer.from(img.meta.subarray(r1.offset, r1.offset + r1.length));
+    flipped[flipped.length >> 1] ^= 0x10;
+    expect(() => decodeCiFrame(layout, 1, flipped)).toThrow(/CI frame 1/);
+    // The reference nydusd decompresses the whole region at once with libzstd: the zstd tool does the same.
+    const dir = await mkdtemp(path.join(tmpdir(), 'zran-seekable-'));
+    try {
+      await writeFile(path.join(dir, 'ci.zst'), region);
+      const { stdout } = await run('zstd', ['-d', '-c', '-q', path.join(dir, 'ci.zst')], { encoding: 'buffer', maxBuffer: 64 << 20 });
+      expect(Buffer.compare(stdout, Buffer.from(ciData))).toBe(0);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
   it('indexes chunks into inflate contexts spaced as spec §4.1 says, and reads every file back', async () => {
     const img = await makeZranImage({ fileSizes: [0, 100, 5000, 1_600_000, 300_000, 4096, 900_000], chunkSize: 0x10000, duplicate: true });
     const { layer } = img;

@@ -85,14 +85,35 @@ static napi_value number(napi_env env, int64_t n) {
   return v;
 }
 
-/* zstdCompressInto(src, dst, level): compressed length, 0 when it does not fit, -1 on failure */
+/* As compress_frame, with the frame's content checksum (XXH64) enabled. */
+static int64_t compress_frame_checksummed(const void *src, size_t src_len, void *dst, size_t dst_len, int level) {
+  ZSTD_CCtx *cctx = thread_cctx();
+  if (!cctx) return -1;
+  size_t n = ZSTD_CCtx_setParameter(cctx, ZSTD_c_compressionLevel, level);
+  if (!ZSTD_isError(n)) n = ZSTD_CCtx_setParameter(cctx, ZSTD_c_checksumFlag, 1);
+  if (!ZSTD_isError(n)) n = ZSTD_compress2(cctx, dst, dst_len, src, src_len);
+  /* The context is shared by this thread's other (one-shot, level-only) compressions. */
+  ZSTD_CCtx_reset(cctx, ZSTD_reset_session_and_parameters);
+  if (ZSTD_isError(n)) return ZSTD_getErrorCode(n) == ZSTD_error_dstSize_tooSmall ? 0 : -1;
+  return (int64_t)n;
+}
+
+/* zstdCompressInto(src, dst, level[, checksum]): compressed length, 0 when it does not fit, -1 on failure */
 static napi_value compress_sync(napi_env env, napi_callback_info info) {
-  napi_value argv[3];
+  napi_value argv[4];
   void *src, *dst;
   size_t src_len, dst_len;
   int32_t level;
+  bool checksum = false;
+  size_t argc = 4;
   if (!compress_args(env, info, argv, &src, &src_len, &dst, &dst_len, &level)) return throw_error(env, "zstdCompressInto(src, dst, level): bad arguments");
-  return number(env, compress_frame(src, src_len, dst, dst_len, level));
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) return throw_error(env, "zstdCompressInto: bad arguments");
+  if (argc >= 4) {
+    napi_valuetype t;
+    if (napi_typeof(env, argv[3], &t) != napi_ok) return throw_error(env, "zstdCompressInto: bad arguments");
+    if (t != napi_undefined && napi_get_value_bool(env, argv[3], &checksum) != napi_ok) return throw_error(env, "zstdCompressInto(src, dst, level, checksum): checksum must be a boolean");
+  }
+  return number(env, checksum ? compress_frame_checksummed(src, src_len, dst, dst_len, level) : compress_frame(src, src_len, dst, dst_len, level));
 }
 
 /*

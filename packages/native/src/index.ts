@@ -8,7 +8,7 @@ interface NativeBinding {
   compressBound(size: number): number;
   crc32c(data: Uint8Array, initial?: number): number;
   liveThreadStates(): number;
-  zstdCompressInto(src: Uint8Array, dst: Uint8Array, level: number): number;
+  zstdCompressInto(src: Uint8Array, dst: Uint8Array, level: number, checksum?: boolean): number;
   zstdCompressBatchAsync(src: Uint8Array, dst: Uint8Array, bounds: Uint32Array, results: Int32Array, level: number): Promise<void>;
   zstdDecompressInto(src: Uint8Array, dst: Uint8Array): number;
   zstdFrameContentSize(src: Uint8Array): number;
@@ -65,13 +65,14 @@ function checkLevel(level: number): void {
 }
 
 /**
- * Compresses `src` as one zstd frame (content size in the header, no checksum) into `dst`,
- * with a compression context of this thread. Returns the frame's length, or 0 when it does not
- * fit in `dst` (size `dst` at `src.length - 1` to learn cheaply that a chunk does not shrink).
+ * Compresses `src` as one zstd frame (content size in the header; the XXH64 content checksum
+ * only with `checksum`) into `dst`, with a compression context of this thread. Returns the
+ * frame's length, or 0 when it does not fit in `dst` (size `dst` at `src.length - 1` to learn
+ * cheaply that a chunk does not shrink).
  */
-export function zstdCompressInto(src: Uint8Array, dst: Uint8Array, level: number): number {
+export function zstdCompressInto(src: Uint8Array, dst: Uint8Array, level: number, checksum = false): number {
   checkLevel(level);
-  return zstdResult(binding.zstdCompressInto(src, dst, level));
+  return zstdResult(binding.zstdCompressInto(src, dst, level, checksum));
 }
 
 /**

@@ -195,7 +195,24 @@ describe('zstd chunk compression', () => {
     expect(zstdFrameContentSize(a.subarray(0, n))).toBe(data.length);
   });
 
-  it('reports a frame that does not fit as 0, and rejects bad levels', async () => {
+  it('adds the XXH64 content checksum on request, which decompression checks; later frames go without it again', async () => {
+    const plain = Buffer.alloc(data.length);
+    const n = zstdCompressInto(data, plain, 3);
+    const summed = Buffer.alloc(data.length);
+    const m = zstdCompressInto(data, summed, 3, true);
+    expect(m).toBe(n + 4);
+    expect(summed[4]! & 0x04).toBe(0x04); // Frame_Header_Descriptor: Content_Checksum_flag
+    expect(plain[4]! & 0x04).toBe(0);
+    expect(zstdCompressInto(data, Buffer.alloc(data.length), 3)).toBe(n);
+    expect((await pipeThrough('zstd', ['-d', '-c', '-q'], summed.subarray(0, m))).equals(data)).toBe(true);
+    const out = Buffer.alloc(data.length);
+    expect(zstdDecompressInto(summed.subarray(0, m), out)).toBe(data.length);
+    const bad = Buffer.from(summed.subarray(0, m));
+    bad[m - 1] ^= 0xff; // the checksum itself
+    expect(() => zstdDecompressInto(bad, out, 'summed frame')).toThrow(/summed frame.*checksum/i);
+  });
+
+    it('reports a frame that does not fit as 0, and rejects bad levels', async () => {
     const random = randomBytes(65536);
     expect(zstdCompressInto(random, Buffer.alloc(random.length - 1), 3)).toBe(0);
     expect(await zstdCompressAsync(random, Buffer.alloc(random.length - 1), 3)).toBe(0);

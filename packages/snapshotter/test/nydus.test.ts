@@ -157,8 +157,11 @@ for (const mode of ['shared', 'dedicated'] as const) {
     it('removing one image frees only its blob cache files', async () => {
       const cache = env.snapshotter.cacheDir;
       const blobIdsInCache = async (): Promise<string[]> => [...new Set((await readdir(cache)).map((n) => /^[0-9a-f]{64}/.exec(n)?.[0]).filter((id) => id !== undefined))];
-      // a zran image's blobs are the OCI layers themselves; the native image has its own
-      const zranBlob = (id: string): boolean => refs.ociLayers.includes(`sha256:${id}`);
+      // a zran image's blobs are the OCI layers themselves, and its lazily read metas are kept
+      // under their nydus-ref layers' digests (`<digest>.zran_meta`); the native image has its own
+      const zranMetas = new Set((await readdir(cache)).filter((n) => n.endsWith('.zran_meta')).map((n) => n.slice(0, 64)));
+      expect(zranMetas.size).toBeGreaterThan(0);
+      const zranBlob = (id: string): boolean => refs.ociLayers.includes(`sha256:${id}`) || zranMetas.has(id);
       const before = await blobIdsInCache();
       expect(before.filter(zranBlob).length).toBeGreaterThan(0);
       expect(before.filter((id) => !zranBlob(id)).length).toBeGreaterThan(0);

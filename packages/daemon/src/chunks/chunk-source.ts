@@ -10,6 +10,7 @@ import { UnsupportedError, type BlobBackend, type Logger } from '@nydus-ts/core'
 import { BlobFeatures, ChunkFlags, fetchRefBlobMeta } from '@nydus-ts/format';
 import type { BlobChunkTable } from './blob-chunk-table.js';
 import { NativeChunkSource } from './native-chunk-source.js';
+import { ResidentDictionaries, ZranMetaCache } from '../cache/zran-meta-cache.js';
 import { ZranChunkSource } from './zran-chunk-source.js';
 
 /** One backend request and the chunks it yields. */
@@ -47,18 +48,27 @@ export interface ChunkSource {
    * caller once the chunks are stored); a source may also allocate its own.
    */
   decode(unit: FetchUnit, raw: Uint8Array, alloc?: (size: number) => Uint8Array): DecodedChunk[] | Promise<DecodedChunk[]>;
+  /** Releases what the source holds open (a lazily fetched meta's cache file). */
+  close?(): Promise<void>;
 }
 
 export interface ChunkSourceContext {
   backend: BlobBackend;
   logger: Logger;
+  /** The cache dir: a lazily fetched ZRAN meta keeps its frames there. */
+  cacheDir: string;
+  /** Called with the size of every meta range fetched (ZRAN metas). */
+  onMetaFetched?: (bytes: number) => void;
 }
 
 /**
- * The chunk source for one blob of an image. A ZRAN blob (targz-ref) first fetches its meta blob
- * (named by blob_meta_digest) whole and checks it against its digest, so a truncated or mutated
- * meta is refused at mount with a DigestMismatchError / FormatError. Throws UnsupportedError for
- * blob kinds this daemon cannot read yet (batch, encrypted).
+ * The chunk source for one blob of an image. A ZRAN blob (targz-ref) whose CI data is in the
+ * seekable layout fetches at mount only its CCT header, seek table and the frames of its CI
+ * entries and contexts (checked by their zstd checksums), and each dictionary on first use
+ * ({@link ZranMetaCache}); any other ZRAN blob fetches its meta blob (named by blob_meta_digest)
+ * whole and checks it against its digest. Either way a damaged meta is refused at mount with a
+ * DigestMismatchError / FormatError. Throws UnsupportedError for blob kinds this daemon cannot
+ * read yet (batch, encrypted).
  */
 export async function createChunkSource(table: BlobChunkTable, context: ChunkSourceContext): Promise<ChunkSource> {
   const blob = table.blob;
@@ -69,6 +79,31 @@ export async function createChunkSource(table: BlobChunkTable, context: ChunkSou
       throw new UnsupportedError(`blob ${blob.blobId}: chunk ${ci} is a batch or encrypted chunk, which is not supported yet`);
     }
   }
-  if ((blob.features & BlobFeatures.ZRAN) !== 0) return new ZranChunkSource(table, await fetchRefBlobMeta(blob, context.backend));
+  if ((blob.features & BlobFeatures.ZRAN) !== 0) {
+    const lazy = await ZranMetaCache.open(blob, { backend: context.backend, dir: context.cacheDir, logger: context.logger, ...(context.onMetaFetched && { onFetched: context.onMetaFetched }) });
+    if (lazy) {
+      try {
+        return new ZranChunkSource(table, lazy.meta, lazy);
+      } catch (err) {
+        await lazy.close();
+        throw err;
+      }
+    }
+    const bytes = { n: 0 };
+    const meta = await fetchRefBlobMeta(blob, countingBackend(context.backend, bytes));
+    context.onMetaFetched?.(bytes.n);
+    return new ZranChunkSource(table, meta, new ResidentDictionaries(meta));
+  }
   return new NativeChunkSource(table);
+}
+
+/** `backend` counting the bytes it returns into `bytes.n`. */
+function countingBackend(backend: BlobBackend, bytes: { n: number }): BlobBackend {
+  return {
+    readRange: async (blobId, offset, length, signal) => {
+      const out = await backend.readRange(blobId, offset, length, signal);
+      bytes.n += out.byteLength;
+      return out;
+    },
+  };
 }

@@ -1,6 +1,7 @@
 import { FormatError } from '@nydus-ts/core';
 import { ChunkInfoV2Flags, type BlobMeta, type ZranContext } from '@nydus-ts/format';
 import { inflateFromCheckpointAsync } from '@nydus-ts/native';
+import type { ZranDictionaries } from '../cache/zran-meta-cache.js';
 import type { BlobChunkTable } from './blob-chunk-table.js';
 import type { ChunkPlanOptions, ChunkSource, DecodedChunk, FetchUnit } from './chunk-source.js';
 
@@ -24,6 +25,7 @@ export class ZranChunkSource implements ChunkSource {
   constructor(
     private readonly table: BlobChunkTable,
     private readonly meta: BlobMeta,
+    private readonly dictionaries: ZranDictionaries,
   ) {
     const blobId = table.blob.blobId;
     this.contextOf = new Int32Array(table.count).fill(-1);
@@ -59,6 +61,7 @@ export class ZranChunkSource implements ChunkSource {
     let current: FetchUnit | undefined;
     for (const z of order) {
       const ctx = contexts[z]!;
+      this.dictionaries.want(z);
       const chunks = [...wantedByContext.get(z)!];
       if (options.amplifyTo > 0) {
         // The rest of the context costs no more input, only inflating a little further.
@@ -103,8 +106,15 @@ export class ZranChunkSource implements ChunkSource {
     const input = raw.subarray(at, at + ctx.inLen);
     const endOf = (ci: number): number => this.meta.chunks[ci]!.contextOffset + this.meta.chunks[ci]!.uncompressedSize;
     const furthest = Math.max(...cis.map(endOf));
+    let window: Uint8Array;
     try {
-      const out = await this.inflate(ctx, input, furthest, what);
+      window = await this.dictionaries.get(z);
+      if (window.byteLength !== ctx.dictSize) throw new FormatError(what, `dictionary of ${window.byteLength} bytes, the context says ${ctx.dictSize}`);
+    } catch (err) {
+      return cis.map((ci) => ({ ci, error: err as Error }));
+    }
+    try {
+      const out = await this.inflate(window, ctx, input, furthest, what);
       return cis.map((ci) => ({ ci, data: out.subarray(this.meta.chunks[ci]!.contextOffset, endOf(ci)) }));
     } catch (err) {
       if (!(err instanceof FormatError)) throw err;
@@ -112,7 +122,7 @@ export class ZranChunkSource implements ChunkSource {
       return Promise.all(
         cis.map(async (ci): Promise<DecodedChunk> => {
           try {
-            const own = await this.inflate(ctx, input, endOf(ci), `chunk ${ci} of blob ${blobId}`);
+            const own = await this.inflate(window, ctx, input, endOf(ci), `chunk ${ci} of blob ${blobId}`);
             return { ci, data: own.subarray(this.meta.chunks[ci]!.contextOffset) };
           } catch (e) {
             return { ci, error: e as Error };
@@ -122,8 +132,11 @@ export class ZranChunkSource implements ChunkSource {
     }
   }
 
-  private async inflate(ctx: ZranContext, input: Uint8Array, length: number, what: string): Promise<Uint8Array> {
-    const window = this.meta.dictionaryTable.subarray(ctx.dictOffset, ctx.dictOffset + ctx.dictSize);
+  close(): Promise<void> {
+    return this.dictionaries.close();
+  }
+
+  private async inflate(window: Uint8Array, ctx: ZranContext, input: Uint8Array, length: number, what: string): Promise<Uint8Array> {
     const out = Buffer.allocUnsafe(length);
     await inflateFromCheckpointAsync(input, { bits: ctx.ctxBits, byte: ctx.ctxByte, window }, out, what);
     return out;

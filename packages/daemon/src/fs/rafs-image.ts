@@ -14,7 +14,7 @@ import type { BufferPool } from '../cache/buffer-pool.js';
 import type { FetchScheduler } from '../cache/fetch-scheduler.js';
 import { ImageBlob } from '../cache/image-blob.js';
 import { BlobChunkTable } from '../chunks/blob-chunk-table.js';
-import { createChunkSource } from '../chunks/chunk-source.js';
+import { createChunkSource, type ChunkSource } from '../chunks/chunk-source.js';
 import { BlobcacheMetrics } from '../metrics/metrics.js';
 
 export interface RafsImageOptions {
@@ -58,7 +58,16 @@ export class RafsImage {
   private readonly workDir: string;
   private closed = false;
 
-  private constructor(reader: BootstrapReader, blobs: ImageBlob[], entryCi: Uint32Array, entryBlob: Uint16Array, metrics: BlobcacheMetrics, options: RafsImageOptions, bootstrapPath?: string) {
+  private constructor(
+    reader: BootstrapReader,
+    blobs: ImageBlob[],
+    entryCi: Uint32Array,
+    entryBlob: Uint16Array,
+    metrics: BlobcacheMetrics,
+    options: RafsImageOptions,
+    private readonly sources: ChunkSource[],
+    bootstrapPath?: string,
+  ) {
     this.reader = reader;
     this.blobs = blobs;
     this.entryCi = entryCi;
@@ -100,9 +109,23 @@ export class RafsImage {
     const { tables, entryCi, entryBlob } = BlobChunkTable.fromBootstrap(reader);
     const metrics = new BlobcacheMetrics(options.id, options.workDir);
     const blobs: ImageBlob[] = [];
+    const onMetaFetched = (bytes: number): void => {
+      metrics.metaFetchRequests++;
+      metrics.metaFetchBytes += bytes;
+      options.onFetched?.(bytes);
+    };
+    // Sources at once: a ZRAN blob's source fetches and verifies its meta first.
+    const opened = await Promise.allSettled(tables.map((table) => createChunkSource(table, { backend: options.backend, logger, cacheDir: options.workDir, onMetaFetched })));
+    const sources = opened.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
+    const closeSources = async (): Promise<void> => {
+      for (const source of sources) await source.close?.().catch(() => undefined);
+    };
+    const failed = opened.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) {
+      await closeSources();
+      throw failed.reason;
+    }
     try {
-      // Sources at once: a ZRAN blob's source fetches and verifies its meta blob first.
-      const sources = await Promise.all(tables.map((table) => createChunkSource(table, { backend: options.backend, logger })));
       for (const [i, table] of tables.entries()) {
         const source = sources[i]!;
         const file = await options.cacheManager.acquire(options.workDir, table.blob.blobId, table.count, table.viewSize);
@@ -128,11 +151,12 @@ export class RafsImage {
       }
     } catch (err) {
       for (const b of blobs) await options.cacheManager.release(b.file, options.workDir).catch(() => undefined);
+      await closeSources();
       throw err;
     }
     metrics.readyChunks = () => blobs.reduce((n, b) => n + b.file.readyChunks, 0);
     metrics.allReady = () => blobs.every((b) => b.file.complete);
-    const image = new RafsImage(reader, blobs, entryCi, entryBlob, metrics, options, path);
+    const image = new RafsImage(reader, blobs, entryCi, entryBlob, metrics, options, sources, path);
     if (background) {
       void checkWholeBootstrap(reader, () => image.closed).catch((err: unknown) => {
         logger.error('bootstrap check found a bad structure: reads that reach it fail', { bootstrap: path ?? '(in memory)', error: (err as Error).message });
@@ -146,6 +170,7 @@ export class RafsImage {
     if (this.closed) return;
     this.closed = true;
     for (const b of this.blobs) await this.cacheManager.release(b.file, this.workDir);
+    for (const source of this.sources) await source.close?.();
   }
 }
 

@@ -221,6 +221,9 @@ export class BlobcacheMetrics {
   /** Distinct chunks reads have needed, and their compressed bytes (what a perfect fetcher fetches). */
   touchedChunks = 0;
   touchedBytes = 0;
+  /** Backend requests for blob meta (ZRAN CI data: at mount, and dictionaries on first use) and their bytes. */
+  metaFetchRequests = 0;
+  metaFetchBytes = 0;
 
   constructor(id: string, storePath: string) {
     this.id = id;
@@ -254,6 +257,8 @@ export class BlobcacheMetrics {
       shared_fetches: this.sharedFetches,
       touched_chunks: this.touchedChunks,
       touched_bytes: this.touchedBytes,
+      meta_fetch_requests: this.metaFetchRequests,
+      meta_fetch_bytes: this.metaFetchBytes,
     };
   }
 }

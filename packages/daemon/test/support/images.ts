@@ -4,8 +4,12 @@
  * registry image (its last layer: a gzip'd tar holding image/image.boot).
  */
 import { execFile } from 'node:child_process';
-import type { ImageManifest } from '@nydus-ts/core';
+import { createHash } from 'node:crypto';
+import path from 'node:path';
+import { gunzipSync } from 'node:zlib';
+import type { Digest, ImageManifest } from '@nydus-ts/core';
 import { RegistryClient } from '@nydus-ts/registry';
+import type { TestRegistry } from '@nydus-ts/registry/testing';
 import { appBin, fetchNydusBootstrap } from '@nydus-ts/testing';
 
 export interface BuildOptions {
@@ -79,4 +83,34 @@ export function localfsConfig(dir: string, workDir: string, extra: Record<string
     enable_xattr: true,
     ...extra,
   });
+}
+
+const sha256 = (b: Uint8Array): Digest => `sha256:${createHash('sha256').update(b).digest('hex')}`;
+
+/** Pushes `tgz` as the one layer of an OCI image `repo:v1`. */
+export async function pushOneLayerImage(client: RegistryClient, repo: string, tgz: Buffer): Promise<Digest> {
+  const push = async (bytes: Buffer): Promise<Digest> => {
+    const digest = sha256(bytes);
+    const up = await client.createUpload(repo);
+    up.end(bytes);
+    await up.commit({ digest, size: bytes.length });
+    return digest;
+  };
+  const layer = await push(tgz);
+  const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [sha256(gunzipSync(tgz))] }, history: [{ created_by: 'fixture' }] }));
+  const configDigest = await push(config);
+  const manifest = {
+    schemaVersion: 2,
+    mediaType: 'application/vnd.oci.image.manifest.v1+json',
+    config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: configDigest, size: config.length },
+    layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest: layer, size: tgz.length }],
+  };
+  await client.putManifest(repo, 'v1', Buffer.from(JSON.stringify(manifest)), manifest.mediaType);
+  return layer;
+}
+
+/** The registry storage's data file of a blob. */
+export function blobData(registry: TestRegistry, digest: Digest): string {
+  const hex = digest.slice(7);
+  return path.join(registry.dir, 'storage/docker/registry/v2/blobs/sha256', hex.slice(0, 2), hex, 'data');
 }

@@ -1,6 +1,6 @@
 import { InvalidArgumentError, NydusError } from '@nydus-ts/core';
 import { createHash, type Hash } from 'node:crypto';
-import { compressChunk } from '../compression.js';
+import { compressChunk, compressZstdSeekable } from '../compression.js';
 import { digestChunkInto } from '../chunk-digest.js';
 import {
   BlobFeatures,
@@ -17,6 +17,7 @@ import {
   TocFlags,
   TocNames,
   ZERO_DIGEST_HEX,
+  ZRAN_CONTEXT_SIZE,
   alignUp,
   encodeChunkInfoV2,
   encodeCompressionContextHeader,
@@ -28,6 +29,33 @@ import type { BlobSink, LayerBuildStats } from './blob-writer.js';
 import type { RefChunkLocator } from './zran-index.js';
 import { ZranIndexBuilder } from './zran-index.js';
 import { ChunkStore, type TreeBlob } from './tree.js';
+
+/**
+ * Dictionaries per zstd frame of a zran blob's CI data (docs/format-notes: lazy dictionaries).
+ * Larger groups compress a little better; smaller ones make a reader fetch less per context.
+ */
+const DICTIONARIES_PER_FRAME = 1;
+
+/**
+ * Frame ends of a zran blob's CI data in the seekable layout: one frame for the CI entries and
+ * the context table (what a reader needs at mount), then the dictionary table in frames of
+ * DICTIONARIES_PER_FRAME dictionaries (empty dictionaries join their neighbours).
+ */
+export function zranCiFrameEnds(tablesOffset: number, dictionarySizes: readonly number[], perFrame = DICTIONARIES_PER_FRAME): number[] {
+  const ends = [tablesOffset + dictionarySizes.length * ZRAN_CONTEXT_SIZE];
+  let at = ends[0]!;
+  let inFrame = 0;
+  for (const size of dictionarySizes) {
+    if (size === 0) continue;
+    at += size;
+    if (++inFrame === perFrame) {
+      ends.push(at);
+      inFrame = 0;
+    }
+  }
+  if (at > ends[ends.length - 1]!) ends.push(at);
+  return ends;
+}
 
 /** Features of a reference layer's blob in its own bootstrap (spec §1.5: targz-ref 0x7000_003F). */
 const REF_FEATURES =
@@ -192,11 +220,13 @@ export class RefBlobWriter {
     let header: Uint8Array = new Uint8Array(0);
     if (n > 0) {
       // | CI entries + zran contexts + dictionaries (zstd) | CCT header | T"blob.meta" |   (ci_offset 0)
+      // zran: zstd frames | entries + contexts | dictionaries, one frame each | seek table (skippable) |
       const entries = this.ci.subarray(0, n * CI_V2_SIZE);
       const tables = this.locator instanceof ZranIndexBuilder ? this.locator.tables() : new Uint8Array(0);
       const zranCount = this.locator instanceof ZranIndexBuilder ? this.locator.contextCount : 0;
       ciRaw = Buffer.concat([entries, tables]);
-      const packed = compressChunk('zstd', ciRaw);
+      // zran: seekable zstd frames, so that a reader can fetch a context's dictionary alone.
+      const packed = this.locator instanceof ZranIndexBuilder ? compressZstdSeekable(ciRaw, zranCiFrameEnds(entries.length, this.locator.dictionarySizes)) : compressChunk('zstd', ciRaw);
       const ciZstd = packed.length < ciRaw.length;
       const ciStored = ciZstd ? packed : ciRaw;
       header = encodeCompressionContextHeader({

@@ -268,6 +268,11 @@ export class ZranIndexBuilder implements RefChunkLocator {
     this.marksHead = 0;
   }
 
+  /** Size of each context's dictionary, in context (and dictionary table) order. */
+  get dictionarySizes(): number[] {
+    return this.windows.map((w) => w.length);
+  }
+
   /** The context table then the dictionary table (spec §3.5), as they follow the CI entries. */
   tables(): Uint8Array {
     const n = this.contexts.length;

@@ -127,7 +127,30 @@ export async function readBlobMeta(source: ByteSource, entry: BlobEntry, options
   return parseBlobMetaSection(bytes, { ...options, entry });
 }
 
-function parseCiData(ciData: Uint8Array, header: CompressionContextHeader): BlobMeta {
+/**
+ * Parses the head of a ZRAN blob's CI data: the entries and the context table (its first
+ * `zran_offset + 40 × zran_count` bytes), without the dictionary table, for readers that fetch
+ * dictionaries on first use (the seekable CI layout). The result's `dictionaryTable` is empty;
+ * every context's dictionary is checked to lie inside the table the header declares.
+ */
+export function parseBlobMetaHead(head: Uint8Array, header: CompressionContextHeader, options: BlobMetaOptions = {}): BlobMeta {
+  checkSize(header.ciUncompressedSize, options);
+  if ((header.features & BlobFeatures.ZRAN) === 0) throw new FormatError('blob_meta_header.s_features', 'only ZRAN blobs have a CI head without dictionaries', { value: header.features });
+  const headSize = blobMetaHeadSize(header);
+  if (head.byteLength < headSize || headSize > header.ciUncompressedSize) {
+    throw new FormatError('blob_meta.ci_data', `head of ${head.byteLength} bytes, the entries and contexts need ${headSize}`, { value: head.byteLength });
+  }
+  const meta = parseCiData(head.subarray(0, headSize), header, true);
+  if (options.entry) checkBlobMetaAgainstEntry(meta, options.entry, `blob ${options.entry.blobId}`);
+  return meta;
+}
+
+/** Size of a ZRAN blob's CI head: the entries and the context table, before the dictionaries. */
+export function blobMetaHeadSize(header: CompressionContextHeader): number {
+  return header.zranOffset + header.zranCount * ZRAN_CONTEXT_SIZE;
+}
+
+function parseCiData(ciData: Uint8Array, header: CompressionContextHeader, headOnly = false): BlobMeta {
   const features = header.features;
   const v2 = (features & BlobFeatures.CHUNK_INFO_V2) !== 0;
   const zran = (features & BlobFeatures.ZRAN) !== 0;
@@ -142,7 +165,9 @@ function parseCiData(ciData: Uint8Array, header: CompressionContextHeader): Blob
   if (zran && batch) hfail('s_features', 'ZRAN and BATCH are exclusive', features);
   if (count > 0x1000000) hfail('s_ci_entries', `${count} entries exceed 2^24`, count);
   const entriesSize = count * entrySize;
-  if (v2 ? ciData.byteLength < entriesSize : ciData.byteLength !== entriesSize) {
+  // A head (entries and contexts) stands for the whole CI data of the header's size.
+  const dataSize = headOnly ? header.ciUncompressedSize : ciData.byteLength;
+  if (v2 ? dataSize < entriesSize || ciData.byteLength < entriesSize : ciData.byteLength !== entriesSize) {
     hfail('s_ci_uncompressed_size', `${ciData.byteLength} bytes do not fit ${count} ${v2 ? 'v2' : 'v1'} entries`, ciData.byteLength);
   }
 
@@ -156,19 +181,20 @@ function parseCiData(ciData: Uint8Array, header: CompressionContextHeader): Blob
   let dictionaryTable: Uint8Array = new Uint8Array(0);
   if (zran || batch) {
     const { zranOffset, zranSize, zranCount } = header;
-    if (zranOffset < entriesSize || zranOffset + zranSize > ciData.byteLength) {
-      hfail('s_ci_zran_offset', `context table [${zranOffset}, +${zranSize}) is not inside the CI data after the entries (${entriesSize}..${ciData.byteLength})`, zranOffset);
+    if (zranOffset < entriesSize || zranOffset + zranSize > dataSize) {
+      hfail('s_ci_zran_offset', `context table [${zranOffset}, +${zranSize}) is not inside the CI data after the entries (${entriesSize}..${dataSize})`, zranOffset);
     }
     if (zranCount * (zran ? ZRAN_CONTEXT_SIZE : BATCH_CONTEXT_SIZE) > zranSize) hfail('s_ci_zran_count', `${zranCount} contexts do not fit ${zranSize} bytes`, zranCount);
     const table = ciData.subarray(zranOffset, zranOffset + zranSize);
     if (zran) {
       const ctxEnd = zranCount * ZRAN_CONTEXT_SIZE;
       dictionaryTable = table.subarray(ctxEnd);
+      const dictionaryTableSize = headOnly ? zranSize - ctxEnd : dictionaryTable.byteLength;
       zranContexts = new Array(zranCount);
       for (let i = 0; i < zranCount; i++) {
         const z = decodeZranContext(table, i * ZRAN_CONTEXT_SIZE, zranOffset + i * ZRAN_CONTEXT_SIZE, i);
-        if (z.dictOffset + z.dictSize > dictionaryTable.byteLength) {
-          throw new FormatError(`zran_context[${i}].dict_offset`, `dictionary [${z.dictOffset}, +${z.dictSize}) exceeds the ${dictionaryTable.byteLength}-byte table`, {
+        if (z.dictOffset + z.dictSize > dictionaryTableSize) {
+          throw new FormatError(`zran_context[${i}].dict_offset`, `dictionary [${z.dictOffset}, +${z.dictSize}) exceeds the ${dictionaryTableSize}-byte table`, {
             offset: zranOffset + i * ZRAN_CONTEXT_SIZE + 16,
             value: z.dictOffset,
           });
