@@ -6,7 +6,7 @@
 // fetched nothing (its chunk came with an earlier read's fetch: same zran context, or an
 // amplified native fetch) is not cold and is left out (counted). A fresh daemon with an empty
 // cache is started every BATCH reads, so that most reads stay cold. Mount time (median) and
-// bytes fetched at mount (zran: the meta blobs) are reported separately. Prints one JSON line.
+// bytes fetched at mount (zran: the heads of the meta blobs) are reported separately. Prints one JSON line.
 //   node _zran-daemon-reads.mjs HOST REPO TAG READS SEED [BATCH]
 import { execFile, spawn } from 'node:child_process';
 import { constants } from 'node:fs';

@@ -145,7 +145,7 @@ async function main() {
     '',
     `### Cold random 4 KiB reads through nydusd-ts (FUSE, empty cache, no prefetch, default amplify_io; ${readCount} reads of 4 KiB with O_DIRECT at random aligned offsets of random files ≥ 4 KiB, a fresh daemon and cache every 20 reads)`,
     '',
-    'Bytes fetched per read are the daemon\'s backend metrics (`read_amount_total`) before and after it. A read whose chunk an earlier read had already fetched (same zran context, or a native fetch amplified over neighbouring chunks) is warm and left out, so every row counts cold reads only. Mount = nydusd-ts started to RUNNING, and what it fetched by then (zran: the meta blobs, whole, digest-checked).',
+    'Bytes fetched per read are the daemon\'s backend metrics (`read_amount_total`) before and after it. A read whose chunk an earlier read had already fetched (same zran context, or a native fetch amplified over neighbouring chunks) is warm and left out, so every row counts cold reads only. Mount = nydusd-ts started to RUNNING, and what it fetched by then (zran: of each meta blob the CCT header, the seek table and the frame of CI entries and contexts; a context\'s window frame comes with the first read of the context and is counted in that read).',
     '',
     '| image | files ≥ 4 KiB | cold reads | p50 ms | p99 ms | fetched p50 | fetched p99 | fetched max | fetched mean | at mount |',
     '|---|---|---|---|---|---|---|---|---|---|',

@@ -1,4 +1,4 @@
-import { FormatError, UnsupportedError } from '@nydus-ts/core';
+import { FormatError, NydusError, UnsupportedError } from '@nydus-ts/core';
 import { lz4CompressBlockInto, lz4DecompressBlockInto, zstdCompressBatchAsync, zstdCompressInto, zstdDecompressInto, zstdFrameContentSize } from '@nydus-ts/native';
 import { gunzipSync } from 'node:zlib';
 import type { CompressionName } from './layout/constants.js';
@@ -72,6 +72,8 @@ export function compressZstdSeekable(data: Uint8Array, ends: readonly number[], 
     const out = Buffer.allocUnsafe(zstdBound(src.length));
     const n = zstdCompressInto(src, out, level, true);
     if (n === 0) throw new FormatError('zstd', `frame of ${src.length} bytes did not fit its bound`);
+    // Readers refuse seekable frames without a checksum: a stale native addon would write them.
+    if ((out[4]! & 0x04) === 0) throw new NydusError('INTERNAL', 'zstd frame written without its content checksum (rebuild @nydus-ts/native)');
     parts.push(out.subarray(0, n));
     frames.push({ compressedSize: n, decompressedSize: src.length });
     start = end;

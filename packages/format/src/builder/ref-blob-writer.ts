@@ -37,6 +37,14 @@ import { ChunkStore, type TreeBlob } from './tree.js';
 const DICTIONARIES_PER_FRAME = 1;
 
 /**
+ * zstd level of a zran blob's CI frames. 32 KiB windows compressed one by one lose what one
+ * frame over all of them finds (node image: +2% of its CI data at level 3); level 9 more than
+ * makes up for it (−2.3% against one level-3 frame) for ~0.1 s of CPU per 6 MB of windows,
+ * while grouping 2 or 4 windows per frame gains nothing (docs/benchmarks.md, zran).
+ */
+const ZRAN_CI_ZSTD_LEVEL = 9;
+
+/**
  * Frame ends of a zran blob's CI data in the seekable layout: one frame for the CI entries and
  * the context table (what a reader needs at mount), then the dictionary table in frames of
  * DICTIONARIES_PER_FRAME dictionaries (empty dictionaries join their neighbours).
@@ -226,7 +234,7 @@ export class RefBlobWriter {
       const zranCount = this.locator instanceof ZranIndexBuilder ? this.locator.contextCount : 0;
       ciRaw = Buffer.concat([entries, tables]);
       // zran: seekable zstd frames, so that a reader can fetch a context's dictionary alone.
-      const packed = this.locator instanceof ZranIndexBuilder ? compressZstdSeekable(ciRaw, zranCiFrameEnds(entries.length, this.locator.dictionarySizes)) : compressChunk('zstd', ciRaw);
+      const packed = this.locator instanceof ZranIndexBuilder ? compressZstdSeekable(ciRaw, zranCiFrameEnds(entries.length, this.locator.dictionarySizes), ZRAN_CI_ZSTD_LEVEL) : compressChunk('zstd', ciRaw);
       const ciZstd = packed.length < ciRaw.length;
       const ciStored = ciZstd ? packed : ciRaw;
       header = encodeCompressionContextHeader({
