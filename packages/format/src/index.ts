@@ -19,6 +19,7 @@ export type { ChunkDigester } from './chunk-digest.js';
 export { bufferSource } from './reader/byte-source.js';
 export type { ByteSource } from './reader/byte-source.js';
 export { BootstrapReader, DEFAULT_MAX_BOOTSTRAP_SIZE, MAX_WALK_DEPTH, MAX_SYMLINK_SIZE } from './reader/bootstrap-reader.js';
+export type { ChunkTableView } from './reader/chunk-table.js';
 export type {
   BootstrapReaderOptions,
   RafsInode,

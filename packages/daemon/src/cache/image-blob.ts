@@ -215,7 +215,8 @@ export class ImageBlob {
       fail(new DigestMismatchError(`${subject} (size)`, String(t.uncompressedSize[ci]), String(data.byteLength)));
     }
     const actual = digestChunk(this.o.digester, data);
-    if (actual !== t.digest[ci]) fail(new DigestMismatchError(subject, t.digest[ci]!, actual));
+    const expected = t.digestHex(ci);
+    if (actual !== expected) fail(new DigestMismatchError(subject, expected, actual));
     if ((t.flags[ci]! & ChunkFlags.HAS_CRC32) !== 0) {
       const crc = crc32c(data) >>> 0;
       if (crc !== t.crc32[ci]! >>> 0) fail(new DigestMismatchError(`${subject} (crc32c)`, hex8(t.crc32[ci]!), hex8(crc)));

@@ -202,7 +202,8 @@ export class BootstrapReader {
    * have one shape, which keeps the code reading them monomorphic.
    */
   private readonly plain: Uint8Array;
-  private readonly chunkEntries: ChunkTableView;
+  /** The chunk table read in place (validated at open): per-entry fields without an object per entry. */
+  readonly chunkEntries: ChunkTableView;
   private decodedChunkTable: ChunkInfo[] | undefined;
   private readonly inodes = new Map<number, InodeRecord>();
   private readonly dirents = new Map<number, DirentList>();

@@ -42,6 +42,17 @@ export class ChunkTableView {
     return this.view.getUint32(at + 4, true) * TWO_32 + this.view.getUint32(at, true);
   }
 
+  /** Copies entry `k`'s 32-byte digest into `target` at `offset`. */
+  copyDigest(k: number, target: Uint8Array, offset: number): void {
+    const at = this.offsetOf(k) + F.digest;
+    target.set(this.bytes.subarray(at, at + 32), offset);
+  }
+  /** True if entry `k`'s digest equals the 32 bytes of `other` at `offset`. */
+  digestEquals(k: number, other: Uint8Array, offset: number): boolean {
+    const at = this.offsetOf(k) + F.digest;
+    for (let i = 0; i < 32; i++) if (this.bytes[at + i] !== other[offset + i]) return false;
+    return true;
+  }
   digestHex(k: number): string {
     const at = this.offsetOf(k);
     return hexOf(this.bytes.subarray(at + F.digest, at + F.digest + 32));
