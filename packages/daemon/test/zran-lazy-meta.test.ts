@@ -20,7 +20,7 @@ import { startRegistry, type TestRegistry } from '@nydus-ts/registry/testing';
 import { diffTrees, snapshotTree, type TreeSnapshot } from '@nydus-ts/testing';
 import { BlobChunkTable, createChunkSource } from '../src/index.js';
 import { blobData, fetchBootstrap, nydusify, pushOneLayerImage, registryConfig } from './support/images.js';
-import { DaemonScope, type NydusdProcess } from './support/nydusd-process.js';
+import { DaemonScope, forceUnmount, type NydusdProcess } from './support/nydusd-process.js';
 
 const run = promisify(execFile);
 const SMALL_FILES = 24;
@@ -175,6 +175,39 @@ describe('nydusd-ts fetches the dictionaries of a seekable ZRAN meta lazily', ()
     expect((await cacheMetrics(third.d)).meta_fetch_bytes).toBe(probe() + headBytes);
     expect(await readFile(path.join(third.mnt, name), 'utf8')).toBe(smallText(name));
     expect(await third.d.stop()).toBe(0);
+  }, 600_000);
+
+  it('concurrent readers of one context share one fetch of its window; after kill -9 a restarted daemon serves the same bytes', async () => {
+    // Every file whose chunks all lie in one context with a window.
+    const byContext = new Map<number, string[]>();
+    for (const [rel, node] of source.nodes) {
+      if (node.type !== 'file' || node.size === 0) continue;
+      const contexts = new Set(reader.chunks(reader.lookup(`/${rel}`)!).map((c) => meta.chunks[c.ciIndex]!.contextIndex));
+      if (contexts.size !== 1) continue;
+      const [z] = contexts;
+      if (meta.zranContexts[z!]!.dictSize === 0) continue;
+      byContext.set(z!, [...(byContext.get(z!) ?? []), rel]);
+    }
+    const [z, names] = [...byContext].sort((a, b) => b[1].length - a[1].length)[0]!;
+    expect(names.length).toBeGreaterThan(1);
+    const cache = path.join(work, 'cache-c');
+    const { d, mnt } = await mount('c', cache);
+    const atMount = await cacheMetrics(d);
+    const reads = await Promise.all([...names, ...names].map((n) => readFile(path.join(mnt, n))));
+    reads.forEach((got, i) => expect(createHash('sha256').update(got).digest('hex'), names[i % names.length]).toBe(source.nodes.get(names[i % names.length]!)!.sha256));
+    const after = await cacheMetrics(d);
+    expect(after.meta_fetch_requests - atMount.meta_fetch_requests).toBe(1);
+    expect(after.meta_fetch_bytes - atMount.meta_fetch_bytes).toBe(layout.seekTable.frames[dictionaryFrame(z)]!.compressedSize);
+
+    // Killed without a chance to flush: whatever the cache kept, the next daemon serves the source's bytes.
+    await snapshotTree(mnt);
+    expect(await d.stop('SIGKILL')).toBe(null);
+    await forceUnmount(mnt);
+    const again = await mount('c2', cache);
+    const served = await snapshotTree(again.mnt);
+    expect(diffTrees(source, served, { ignoreRootMtime: true, ignoreDirNlink: true, ignorePath: (p) => p === '' })).toEqual([]);
+    expect((await cacheMetrics(again.d)).meta_fetch_bytes).toBeLessThanOrEqual(reader.blobs[0]!.entry.ciCompressedSize + CCT_HEADER_SIZE);
+    expect(await again.d.stop()).toBe(0);
   }, 600_000);
 
   it('a damaged dictionary frame gives EIO for the files of its context only; the next read after the damage is gone succeeds', async () => {
