@@ -129,7 +129,7 @@ describe('nydusd-ts fetches the dictionaries of a seekable ZRAN meta lazily', ()
   const tableAndHeader = (): number => layout.tail.length;
   const probe = (): number => Math.min(reader.blobs[0]!.entry.ciCompressedSize, SEEKABLE_TAIL_PROBE_SIZE) + CCT_HEADER_SIZE;
 
-  it('mount fetches the tail and the head frame only; a small file fetches its context dictionary only; the tree equals the source; a restart fetches nothing again', async () => {
+  it('mount fetches the tail and the head frame only; a small file fetches its context dictionary only; the tree equals the source; a restart fetches nothing again; a damaged map or cached head is fetched again', async () => {
     const entry = reader.blobs[0]!.entry;
     expect(tableAndHeader()).toBeLessThan(probe());
     const cache = path.join(work, 'cache-a');
@@ -175,6 +175,15 @@ describe('nydusd-ts fetches the dictionaries of a seekable ZRAN meta lazily', ()
     expect((await cacheMetrics(third.d)).meta_fetch_bytes).toBe(probe() + headBytes);
     expect(await readFile(path.join(third.mnt, name), 'utf8')).toBe(smallText(name));
     expect(await third.d.stop()).toBe(0);
+
+    // A cached head damaged on disk (the map intact) is fetched again, not mounted.
+    const cached = await readFile(path.join(cache, `${metaDigest}.zran_meta`));
+    cached.fill(0xff, 0, 64);
+    await writeFile(path.join(cache, `${metaDigest}.zran_meta`), cached);
+    const fourth = await mount('a4', cache);
+    expect((await cacheMetrics(fourth.d)).meta_fetch_bytes).toBe(probe() + headBytes);
+    expect(await readFile(path.join(fourth.mnt, name), 'utf8')).toBe(smallText(name));
+    expect(await fourth.d.stop()).toBe(0);
   }, 600_000);
 
   it('concurrent readers of one context share one fetch of its window; after kill -9 a restarted daemon serves the same bytes', async () => {

@@ -164,6 +164,12 @@ export class ZranMetaCache implements ZranDictionaries {
       (cache as { meta: BlobMeta }).meta = parseBlobMetaHead(head, layout.header, { entry: blob.entry });
     } catch (err) {
       await cache.closeFiles().catch(() => undefined);
+      if (saved && err instanceof FormatError && present.some((p) => p === 1)) {
+        // A cached head that does not parse (damaged on disk): once more from the registry.
+        o.logger.warn('zran meta cache holds a bad head: starting afresh', { blob: blob.blobId, error: err.message });
+        await rm(mapPath, { force: true });
+        return ZranMetaCache.create(blob, dataPath, o);
+      }
       throw err;
     }
     return cache;
@@ -197,7 +203,14 @@ export class ZranMetaCache implements ZranDictionaries {
   private frame(i: number): Promise<Uint8Array> {
     const running = this.inflight.get(i);
     if (running) return running;
-    const p = (this.present[i] === 1 ? this.readFrame(i) : this.fetchFrame(i)).finally(() => this.inflight.delete(i));
+    const cached = (): Promise<Uint8Array> =>
+      this.readFrame(i).catch((err: Error) => {
+        // Short or unreadable on disk: fetched again (presence is only ever a hint to skip the fetch).
+        this.o.logger.warn('zran meta cache frame unreadable: fetching it again', { file: this.dataPath, frame: i, error: err.message });
+        this.present[i] = 0;
+        return this.fetchFrame(i);
+      });
+    const p = (this.present[i] === 1 ? cached() : this.fetchFrame(i)).finally(() => this.inflight.delete(i));
     this.inflight.set(i, p);
     return p;
   }
