@@ -1,8 +1,6 @@
 import { FormatError } from '@nydus-ts/core';
 import { EROFS_BLOCK_SIZE, type BlobInfo, type BootstrapReader } from '@nydus-ts/format';
 
-const HEX = Array.from({ length: 256 }, (_, b) => b.toString(16).padStart(2, '0'));
-
 /**
  * What one image knows about the chunks of one of its blobs, indexed by CI index (the chunk's
  * index in its blob): offsets, sizes, flags, CRC and digest, in typed arrays so that the read
@@ -107,9 +105,7 @@ export class BlobChunkTable {
 
   /** Hex digest of chunk `ci` (as `digestChunk` gives it). */
   digestHex(ci: number): string {
-    let out = '';
-    for (let i = ci * 32, end = i + 32; i < end; i++) out += HEX[this.digests[i]!]!;
-    return out;
+    return Buffer.from(this.digests.buffer, this.digests.byteOffset + ci * 32, 32).toString('hex');
   }
 
   private sortIndexes(): void {
